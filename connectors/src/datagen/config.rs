@@ -1,0 +1,103 @@
+//! Options of the datagen connector.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use weir_engine::error::{EngineError, Result};
+
+use crate::options::Options;
+
+/// `WITH (connector = 'datagen', …)`.
+#[derive(Debug, Clone)]
+pub struct DatagenConfig {
+    /// Events per second of event time (and of wall time when `realtime`).
+    pub rate: u64,
+    /// Number of distinct `source` values, named `src-0000`, `src-0001`, ….
+    pub sources: u32,
+    /// Fraction of events with status `error`.
+    pub error_rate: f64,
+    /// Fraction of events whose metric is multiplied by 20.
+    pub outlier_rate: f64,
+    /// Random seed.
+    pub seed: u64,
+    /// Stop after this many events (unbounded when absent).
+    pub count: Option<u64>,
+    /// Event time of event 0, in ns since the epoch.
+    pub start_ns: i64,
+    /// Up to this many ms, events are shifted back in time (out-of-order input).
+    pub disorder_ms: u64,
+    /// Release event *i* no earlier than wall time `start + i/rate` (default true).
+    pub realtime: bool,
+}
+
+impl DatagenConfig {
+    /// Reads and checks the options; `start` defaults to now.
+    pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self> {
+        let mut o = Options::new("datagen", options);
+        let rate = o
+            .parse("rate", "events per second (a positive integer)")?
+            .unwrap_or(1000u64);
+        if rate == 0 {
+            return Err(bad("rate", "must be positive"));
+        }
+        let sources = o.parse("sources", "a positive integer")?.unwrap_or(10u32);
+        if sources == 0 {
+            return Err(bad("sources", "must be positive"));
+        }
+        let error_rate = fraction(
+            o.parse("error_rate", "a fraction between 0 and 1")?,
+            "error_rate",
+            0.01,
+        )?;
+        let outlier_rate = fraction(
+            o.parse("outlier_rate", "a fraction between 0 and 1")?,
+            "outlier_rate",
+            0.001,
+        )?;
+        let seed = o.parse("seed", "an integer")?.unwrap_or(0u64);
+        let count = o.parse("count", "a number of events")?;
+        let start_ns = match o.optional("start") {
+            None => Utc::now().timestamp_millis() * 1_000_000,
+            Some(s) => DateTime::parse_from_rfc3339(s.trim())
+                .map_err(|e| bad("start", &format!("expected an RFC 3339 timestamp: {e}")))?
+                .timestamp_nanos_opt()
+                .ok_or_else(|| bad("start", "out of range"))?,
+        };
+        let disorder_ms = o.parse("disorder_ms", "milliseconds")?.unwrap_or(0u64);
+        let realtime = o.flag("realtime")?.unwrap_or(true);
+        o.finish()?;
+        Ok(Self {
+            rate,
+            sources,
+            error_rate,
+            outlier_rate,
+            seed,
+            count,
+            start_ns,
+            disorder_ms,
+            realtime,
+        })
+    }
+
+    /// The start as RFC 3339, as persisted.
+    pub fn start_rfc3339(&self) -> String {
+        DateTime::<Utc>::from_timestamp_nanos(self.start_ns)
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+}
+
+fn bad(option: &str, message: &str) -> EngineError {
+    EngineError::InvalidOption {
+        option: option.into(),
+        message: message.into(),
+    }
+}
+
+fn fraction(v: Option<f64>, key: &str, default: f64) -> Result<f64> {
+    let v = v.unwrap_or(default);
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(bad(key, &format!("must be between 0 and 1, got {v}")))
+    }
+}

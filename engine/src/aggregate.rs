@@ -1,0 +1,372 @@
+//! Incremental aggregation over DataFusion's own accumulators.
+//!
+//! A view's `GROUP BY` is maintained as one [`Bucket`] per window (or a single bucket for an
+//! unwindowed aggregate). A bucket interns group keys (Arrow row format) to dense indices and
+//! owns one `GroupsAccumulator` per aggregate — the very accumulators DataFusion's
+//! `AggregateExec` uses, so every built-in or user-defined aggregate works, and
+//! `approx_percentile_cont` keeps its t-digest state across batches. Raw events are never
+//! kept: each batch is folded in and dropped.
+//!
+//! A window is evaluated (and its bucket freed) once the watermark passes its end. An
+//! `EMIT ON UPDATE` view evaluates open buckets without consuming them: it takes each
+//! accumulator's state, merges it back, and evaluates a fresh accumulator merged from the same
+//! state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, UInt32Array};
+use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::common::cast::as_boolean_array;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
+
+use crate::error::{EngineError, Result};
+use crate::window::WindowKind;
+
+/// Which group column carries the window start, and the window's shape.
+#[derive(Debug, Clone)]
+pub struct WindowBinding {
+    /// Index of the `window_start` expression among the group expressions.
+    pub group_index: usize,
+    /// Window kind (its size decides when a window closes).
+    pub kind: WindowKind,
+}
+
+/// The physical pieces of one `GROUP BY`, taken from the `AggregateExec` DataFusion planned.
+#[derive(Debug, Clone)]
+pub struct AggregateSpec {
+    /// Group expressions, evaluated over the pre-aggregation rows.
+    pub group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    /// The aggregate functions.
+    pub aggregates: Vec<Arc<AggregateFunctionExpr>>,
+    /// Argument expressions of each aggregate (ordering expressions included).
+    pub args: Vec<Vec<Arc<dyn PhysicalExpr>>>,
+    /// `FILTER (WHERE …)` of each aggregate.
+    pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    /// Output: the group columns, then one column per aggregate.
+    pub output_schema: SchemaRef,
+    /// Set when the view groups by a window.
+    pub window: Option<WindowBinding>,
+}
+
+/// Group state of one window.
+struct Bucket {
+    index: HashMap<Box<[u8]>, u32>,
+    keys: Rows,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+}
+
+/// The keyed state of one aggregating view.
+pub struct IncrementalAggregate {
+    spec: AggregateSpec,
+    converter: RowConverter,
+    buckets: BTreeMap<i64, Bucket>,
+    /// Windows starting before this have been emitted; rows for them are dropped and counted.
+    closed_before: i64,
+    dropped_rows: u64,
+}
+
+impl std::fmt::Debug for IncrementalAggregate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncrementalAggregate")
+            .field("buckets", &self.buckets.len())
+            .field("groups", &self.groups())
+            .finish()
+    }
+}
+
+const UNWINDOWED: i64 = 0;
+
+impl IncrementalAggregate {
+    /// Empty state for `spec`.
+    pub fn new(spec: AggregateSpec) -> Result<Self> {
+        let fields = spec
+            .output_schema
+            .fields()
+            .iter()
+            .take(spec.group_exprs.len())
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        Ok(Self {
+            converter: RowConverter::new(fields)?,
+            spec,
+            buckets: BTreeMap::new(),
+            closed_before: i64::MIN,
+            dropped_rows: 0,
+        })
+    }
+
+    /// The spec this state was built from.
+    pub fn spec(&self) -> &AggregateSpec {
+        &self.spec
+    }
+
+    /// Number of live groups over all open windows.
+    pub fn groups(&self) -> usize {
+        self.buckets.values().map(|b| b.keys.num_rows()).sum()
+    }
+
+    /// Approximate bytes held by the state.
+    pub fn state_bytes(&self) -> usize {
+        self.buckets
+            .values()
+            .map(|b| {
+                b.keys.size()
+                    + b.index.len() * 48
+                    + b.accumulators.iter().map(|a| a.size()).sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// Rows dropped because their window had already been emitted.
+    pub fn dropped_rows(&self) -> u64 {
+        self.dropped_rows
+    }
+
+    /// Folds one batch of pre-aggregation rows into the state.
+    pub fn update(&mut self, batch: &RecordBatch) -> Result<()> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let keys = evaluate_all(&self.spec.group_exprs, batch)?;
+        let args: Vec<Vec<ArrayRef>> = self
+            .spec
+            .args
+            .iter()
+            .map(|exprs| evaluate_all(exprs, batch))
+            .collect::<Result<_>>()?;
+        let filters: Vec<Option<BooleanArray>> = self
+            .spec
+            .filters
+            .iter()
+            .map(|f| match f {
+                None => Ok(None),
+                Some(expr) => {
+                    let arr = expr.evaluate(batch)?.into_array(n)?;
+                    Ok(Some(as_boolean_array(&arr)?.clone()))
+                }
+            })
+            .collect::<Result<_>>()?;
+        let rows = self.converter.convert_columns(&keys)?;
+
+        let window_starts = match &self.spec.window {
+            Some(w) => Some(timestamps_ns(&keys[w.group_index])?),
+            None => None,
+        };
+        // Rows per window, in first-seen order.
+        let mut per_bucket: Vec<(i64, Vec<u32>)> = Vec::new();
+        match &window_starts {
+            None => per_bucket.push((UNWINDOWED, (0..n as u32).collect())),
+            Some(starts) => {
+                for i in 0..n {
+                    if starts.is_null(i) || starts.value(i) < self.closed_before {
+                        self.dropped_rows += 1;
+                        continue;
+                    }
+                    let s = starts.value(i);
+                    match per_bucket.iter_mut().rev().find(|(b, _)| *b == s) {
+                        Some((_, idx)) => idx.push(i as u32),
+                        None => per_bucket.push((s, vec![i as u32])),
+                    }
+                }
+            }
+        }
+
+        for (bucket_id, idx) in per_bucket {
+            let whole = idx.len() == n;
+            let bucket = match self.buckets.entry(bucket_id) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(new_bucket(&self.spec, &self.converter)?)
+                }
+            };
+            let group_indices: Vec<usize> = idx
+                .iter()
+                .map(|&i| bucket.intern(rows.row(i as usize)))
+                .collect();
+            let total = bucket.keys.num_rows();
+            let take_idx = (!whole).then(|| UInt32Array::from(idx));
+            for (a, acc) in bucket.accumulators.iter_mut().enumerate() {
+                let values: Vec<ArrayRef> = match &take_idx {
+                    None => args[a].clone(),
+                    Some(t) => args[a]
+                        .iter()
+                        .map(|v| take(v.as_ref(), t, None))
+                        .collect::<std::result::Result<_, _>>()?,
+                };
+                let filter = match (&filters[a], &take_idx) {
+                    (None, _) => None,
+                    (Some(f), None) => Some(f.clone()),
+                    (Some(f), Some(t)) => Some(as_boolean_array(&take(f, t, None)?)?.clone()),
+                };
+                acc.update_batch(&values, &group_indices, filter.as_ref(), total)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every window that is complete at watermark `wm` and returns its rows, oldest
+    /// window first. Unwindowed state never closes.
+    pub fn close(&mut self, wm: i64) -> Result<Vec<RecordBatch>> {
+        let Some(window) = self.spec.window.clone() else {
+            return Ok(vec![]);
+        };
+        let mut out = Vec::new();
+        while let Some((&start, _)) = self.buckets.first_key_value() {
+            if !window.kind.is_closed(start, wm) {
+                break;
+            }
+            let (_, mut bucket) = self.buckets.pop_first().expect("non-empty");
+            out.push(bucket.evaluate(&self.spec, &self.converter)?);
+            self.closed_before = self.closed_before.max(start.saturating_add(1));
+        }
+        // Windows whose start is at or before `wm - size` can no longer receive rows.
+        let bound = wm.saturating_sub(window.kind.size()).saturating_add(1);
+        self.closed_before = self.closed_before.max(bound);
+        Ok(out)
+    }
+
+    /// Evaluates every open window without consuming it.
+    pub fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        let spec = &self.spec;
+        let converter = &self.converter;
+        self.buckets
+            .values_mut()
+            .map(|b| b.peek(spec, converter))
+            .collect()
+    }
+}
+
+fn evaluate_all(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+    exprs
+        .iter()
+        .map(|e| Ok(e.evaluate(batch)?.into_array(batch.num_rows())?))
+        .collect()
+}
+
+fn create_accumulator(agg: &Arc<AggregateFunctionExpr>) -> Result<Box<dyn GroupsAccumulator>> {
+    if agg.groups_accumulator_supported() {
+        Ok(agg.create_groups_accumulator()?)
+    } else {
+        let agg = agg.clone();
+        Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
+            agg.create_accumulator()
+        })))
+    }
+}
+
+fn new_bucket(spec: &AggregateSpec, converter: &RowConverter) -> Result<Bucket> {
+    Ok(Bucket {
+        index: HashMap::new(),
+        keys: converter.empty_rows(64, 1024),
+        accumulators: spec
+            .aggregates
+            .iter()
+            .map(create_accumulator)
+            .collect::<Result<_>>()?,
+    })
+}
+
+impl Bucket {
+    fn intern(&mut self, row: datafusion::arrow::row::Row<'_>) -> usize {
+        if let Some(&g) = self.index.get(row.as_ref()) {
+            return g as usize;
+        }
+        let g = self.keys.num_rows();
+        self.keys.push(row);
+        self.index.insert(row.as_ref().into(), g as u32);
+        g
+    }
+
+    fn key_columns(&self, converter: &RowConverter) -> Result<Vec<ArrayRef>> {
+        Ok(converter.convert_rows(self.keys.iter())?)
+    }
+
+    fn evaluate(&mut self, spec: &AggregateSpec, converter: &RowConverter) -> Result<RecordBatch> {
+        let mut columns = self.key_columns(converter)?;
+        for acc in &mut self.accumulators {
+            columns.push(acc.evaluate(EmitTo::All)?);
+        }
+        batch_with_schema(&spec.output_schema, columns)
+    }
+
+    fn peek(&mut self, spec: &AggregateSpec, converter: &RowConverter) -> Result<RecordBatch> {
+        let n = self.keys.num_rows();
+        let mut columns = self.key_columns(converter)?;
+        let all: Vec<usize> = (0..n).collect();
+        for (acc, agg) in self.accumulators.iter_mut().zip(&spec.aggregates) {
+            let state = acc.state(EmitTo::All)?;
+            acc.merge_batch(&state, &all, n)?;
+            let mut fresh = create_accumulator(agg)?;
+            fresh.merge_batch(&state, &all, n)?;
+            columns.push(fresh.evaluate(EmitTo::All)?);
+        }
+        batch_with_schema(&spec.output_schema, columns)
+    }
+}
+
+/// Builds a batch of `schema`, casting columns whose type differs only in detail (an
+/// accumulator may report e.g. a different timezone string).
+fn batch_with_schema(schema: &SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+    let columns = columns
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c)
+            } else {
+                Ok(cast(&c, f.data_type())?)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let options = datafusion::arrow::record_batch::RecordBatchOptions::new()
+        .with_row_count(Some(columns.first().map(|c| c.len()).unwrap_or(0)));
+    if let Ok(batch) = RecordBatch::try_new_with_options(schema.clone(), columns.clone(), &options)
+    {
+        return Ok(batch);
+    }
+    // Nullability of aggregate outputs is advisory; relax it rather than fail.
+    let relaxed = Arc::new(datafusion::arrow::datatypes::Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ));
+    Ok(RecordBatch::try_new_with_options(
+        relaxed, columns, &options,
+    )?)
+}
+
+/// Reads a timestamp (or integer) column as nanoseconds since the epoch.
+pub fn timestamps_ns(array: &ArrayRef) -> Result<Int64Array> {
+    let factor = match array.data_type() {
+        DataType::Timestamp(TimeUnit::Nanosecond, _) | DataType::Int64 => 1,
+        DataType::Timestamp(TimeUnit::Microsecond, _) => 1_000,
+        DataType::Timestamp(TimeUnit::Millisecond, _) => 1_000_000,
+        DataType::Timestamp(TimeUnit::Second, _) => 1_000_000_000,
+        other => {
+            return Err(EngineError::Unsupported(format!(
+                "event time must be a timestamp, found {other}"
+            )))
+        }
+    };
+    let raw = cast(array, &DataType::Int64)?;
+    let raw = raw
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| EngineError::Internal("cast to Int64 gave another type".into()))?;
+    if factor == 1 {
+        return Ok(raw.clone());
+    }
+    Ok(raw
+        .iter()
+        .map(|v| v.map(|v| v.saturating_mul(factor)))
+        .collect())
+}

@@ -1,0 +1,32 @@
+//! Errors of the streaming engine.
+
+use datafusion::error::DataFusionError;
+
+/// What can go wrong inside the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A DataFusion plan or kernel failed.
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+    /// An Arrow kernel failed.
+    #[error(transparent)]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    /// Reading a source failed (file missing, unreadable …).
+    #[error("source {source_name}: {message}")]
+    Source {
+        source_name: String,
+        message: String,
+    },
+    /// A connector option has a bad value.
+    #[error("invalid option {option}: {message}")]
+    InvalidOption { option: String, message: String },
+    /// The query shape is valid SQL but cannot be maintained incrementally.
+    #[error("{0}")]
+    Unsupported(String),
+    /// An invariant broke: this is a bug.
+    #[error("internal error (this is a bug): {0}")]
+    Internal(String),
+}
+
+/// Result alias for the engine.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -1,0 +1,187 @@
+//! The source seam: one trait every connector implements, and the registry that maps a
+//! `connector = '…'` name to a factory.
+//!
+//! A [`Source`] runs on a thread of its own and hands out decoded Arrow batches. It owns its
+//! position (file byte offset, generator sequence, …) so that later a checkpoint can store it
+//! and a restart can seek to it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::error::{EngineError, Result};
+
+/// Where each row of a batch came from: enough to name it (`file:line`) and show its raw text
+/// when it is late.
+#[derive(Debug, Clone)]
+pub enum RowOrigins {
+    /// Rows decoded from text lines.
+    Lines {
+        /// File (or stream) name shown in locations.
+        file: Arc<str>,
+        /// 1-based line number of each row.
+        line_numbers: Vec<u64>,
+        /// The chunk the rows were decoded from.
+        raw: Arc<[u8]>,
+        /// Byte span of each row's line inside `raw`.
+        spans: Vec<(usize, usize)>,
+    },
+    /// Rows produced by a generator: row `i` has sequence number `first + i`.
+    Sequence { first: u64 },
+}
+
+impl RowOrigins {
+    /// A human-readable location of row `i`.
+    pub fn location(&self, source: &str, i: usize) -> String {
+        match self {
+            RowOrigins::Lines {
+                file, line_numbers, ..
+            } => format!("{}:{}", file, line_numbers.get(i).copied().unwrap_or(0)),
+            RowOrigins::Sequence { first } => format!("{source}#{}", first + i as u64),
+        }
+    }
+
+    /// The raw text of row `i`, when the source kept it.
+    pub fn raw(&self, i: usize) -> Option<String> {
+        match self {
+            RowOrigins::Lines { raw, spans, .. } => spans
+                .get(i)
+                .map(|(s, e)| String::from_utf8_lossy(&raw[*s..*e]).into_owned()),
+            RowOrigins::Sequence { .. } => None,
+        }
+    }
+
+    /// Keeps only the rows whose index is in `keep` (ascending).
+    pub fn select(&self, keep: &[usize]) -> RowOrigins {
+        match self {
+            RowOrigins::Lines {
+                file,
+                line_numbers,
+                raw,
+                spans,
+            } => RowOrigins::Lines {
+                file: file.clone(),
+                line_numbers: keep.iter().map(|&i| line_numbers[i]).collect(),
+                raw: raw.clone(),
+                spans: keep.iter().map(|&i| spans[i]).collect(),
+            },
+            RowOrigins::Sequence { first } => match keep.first() {
+                // Sequence origins stay exact only for contiguous selections; generators
+                // produce no late or bad rows, so this is the only case that occurs.
+                Some(&i) => RowOrigins::Sequence {
+                    first: first + i as u64,
+                },
+                None => RowOrigins::Sequence { first: *first },
+            },
+        }
+    }
+}
+
+/// A message that could not be decoded. It is data, not a crash: it is counted and kept in
+/// `weir.dead_letters`.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// `file:line`, or `topic/partition@offset`.
+    pub location: String,
+    /// The raw bytes, lossily as text.
+    pub raw: String,
+    /// What was wrong with it.
+    pub error: String,
+}
+
+/// One micro-batch handed out by a source.
+#[derive(Debug, Clone)]
+pub struct SourceBatch {
+    /// Decoded rows, in the source's declared schema.
+    pub batch: RecordBatch,
+    /// Origin of each row of `batch`.
+    pub origins: RowOrigins,
+    /// Messages of this chunk that failed to decode.
+    pub dead_letters: Vec<DeadLetter>,
+    /// The source's position after this batch (JSON, connector-specific).
+    pub position: serde_json::Value,
+}
+
+/// What [`Source::next_batch`] returns.
+#[derive(Debug)]
+pub enum Poll {
+    /// Rows (and perhaps dead letters) to process.
+    Batch(SourceBatch),
+    /// Nothing yet; a live source will have more later. The pipeline polls again after `Idle`.
+    Idle,
+    /// A bounded source reached its end: the watermark advances past all its data.
+    End,
+}
+
+/// A connector's reader. Runs on a dedicated thread, so blocking I/O is fine.
+///
+/// Contract: batches come in source order; `next_batch` after `End` keeps returning `End`.
+pub trait Source: Send {
+    /// The next micro-batch, `Idle` when a live source has nothing right now, `End` at the
+    /// end of bounded input.
+    fn next_batch(&mut self) -> Result<Poll>;
+}
+
+/// The declared shape of a source, from `CREATE SOURCE`.
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    /// Source name.
+    pub name: String,
+    /// Declared columns.
+    pub schema: SchemaRef,
+    /// `WITH (...)` options, keys lower-cased, `connector` removed.
+    pub options: BTreeMap<String, String>,
+}
+
+/// Builds a [`Source`] from a spec.
+pub trait SourceFactory: Send + Sync {
+    /// The `connector = '…'` name.
+    fn name(&self) -> &'static str;
+    /// Checks options at `CREATE SOURCE` time and fills in defaults that must stay fixed for
+    /// the source's life (a generator's start time, …). Returns the options to persist.
+    fn validate(&self, spec: &SourceSpec) -> Result<BTreeMap<String, String>>;
+    /// Opens a reader positioned at the start of the source.
+    fn open(&self, spec: &SourceSpec) -> Result<Box<dyn Source>>;
+    /// Whether the source ends by itself (file without `follow`).
+    fn is_bounded(&self, spec: &SourceSpec) -> bool;
+}
+
+/// The list of connectors. `weir-connectors::register_all` fills it.
+#[derive(Default, Clone)]
+pub struct SourceRegistry {
+    factories: BTreeMap<&'static str, Arc<dyn SourceFactory>>,
+}
+
+impl std::fmt::Debug for SourceRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.factories.keys()).finish()
+    }
+}
+
+impl SourceRegistry {
+    /// Adds a connector.
+    pub fn register(&mut self, factory: Arc<dyn SourceFactory>) {
+        self.factories.insert(factory.name(), factory);
+    }
+
+    /// Looks up a connector by name.
+    pub fn get(&self, name: &str) -> Result<Arc<dyn SourceFactory>> {
+        self.factories.get(name).cloned().ok_or_else(|| {
+            let known: Vec<_> = self.factories.keys().copied().collect();
+            EngineError::InvalidOption {
+                option: "connector".into(),
+                message: format!(
+                    "unknown connector '{name}'; available: {}",
+                    known.join(", ")
+                ),
+            }
+        })
+    }
+
+    /// Names of all connectors.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.factories.keys().copied().collect()
+    }
+}

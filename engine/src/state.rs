@@ -1,0 +1,196 @@
+//! Emitted view rows, with a keyed index, served to queries as a DataFusion table.
+//!
+//! Closed windows are immutable, so their rows are appended once and indexed by each key
+//! column (the view's non-window GROUP BY columns). A query `WHERE source = 'x'` on a view is
+//! answered from the index without scanning other keys' rows.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::UInt32Array;
+use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::error::Result;
+use crate::view::ViewRuntime;
+
+/// Positions `(batch, row)` of the rows holding one key value.
+type KeyIndex = HashMap<ScalarValue, Vec<(u32, u32)>>;
+
+/// Append-only rows of closed windows with per-column hash indexes.
+#[derive(Debug)]
+pub struct RowStore {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    bytes: usize,
+    /// (column, value → (batch, row) positions).
+    indexes: Vec<(usize, KeyIndex)>,
+}
+
+impl RowStore {
+    /// An empty store indexing `key_columns`.
+    pub fn new(schema: SchemaRef, key_columns: Vec<usize>) -> Self {
+        Self {
+            schema,
+            batches: Vec::new(),
+            rows: 0,
+            bytes: 0,
+            indexes: key_columns
+                .into_iter()
+                .map(|c| (c, HashMap::new()))
+                .collect(),
+        }
+    }
+
+    /// Appends rows and indexes them.
+    pub fn append(&mut self, batches: &[RecordBatch]) -> Result<()> {
+        for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+            let b = self.batches.len() as u32;
+            for (col, index) in &mut self.indexes {
+                let array = batch.column(*col);
+                for r in 0..batch.num_rows() {
+                    let key = ScalarValue::try_from_array(array, r)?;
+                    index.entry(key).or_default().push((b, r as u32));
+                }
+            }
+            self.rows += batch.num_rows();
+            self.bytes += batch.get_array_memory_size();
+            self.batches.push(batch.clone());
+        }
+        Ok(())
+    }
+
+    /// All rows.
+    pub fn batches(&self) -> Vec<RecordBatch> {
+        self.batches.clone()
+    }
+
+    /// Rows whose column `col` equals `key`; all rows if `col` is not indexed.
+    pub fn lookup(&self, col: usize, key: &ScalarValue) -> Result<Vec<RecordBatch>> {
+        let Some((_, index)) = self.indexes.iter().find(|(c, _)| *c == col) else {
+            return Ok(self.batches());
+        };
+        let key = match key.cast_to(self.schema.field(col).data_type()) {
+            Ok(k) => k,
+            Err(_) => return Ok(vec![]),
+        };
+        let Some(positions) = index.get(&key) else {
+            return Ok(vec![]);
+        };
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < positions.len() {
+            let b = positions[i].0;
+            let mut rows = Vec::new();
+            while i < positions.len() && positions[i].0 == b {
+                rows.push(positions[i].1);
+                i += 1;
+            }
+            let indices = UInt32Array::from(rows);
+            out.push(take_record_batch(&self.batches[b as usize], &indices)?);
+        }
+        Ok(out)
+    }
+
+    /// Row count.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Approximate memory.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// A view as a DataFusion table.
+#[derive(Debug)]
+pub struct ViewTable {
+    view: Arc<ViewRuntime>,
+    definition: String,
+}
+
+impl ViewTable {
+    /// Serves `view`; `definition` is its SQL, shown by catalogs.
+    pub fn new(view: Arc<ViewRuntime>, definition: String) -> Self {
+        Self { view, definition }
+    }
+
+    /// `col = literal` on an indexed column, as (column index, value).
+    fn indexed_equality(&self, expr: &Expr) -> Option<(usize, ScalarValue)> {
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else {
+            return None;
+        };
+        if *op != Operator::Eq {
+            return None;
+        }
+        let (col, value) = match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => {
+                (c, v)
+            }
+            _ => return None,
+        };
+        let idx = self.view.schema().index_of(&col.name).ok()?;
+        self.view
+            .key_columns()
+            .contains(&idx)
+            .then(|| (idx, value.clone()))
+    }
+}
+
+#[async_trait]
+impl TableProvider for ViewTable {
+    fn schema(&self) -> SchemaRef {
+        self.view.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn get_table_definition(&self) -> Option<&str> {
+        Some(&self.definition)
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| match self.indexed_equality(f) {
+                Some(_) => TableProviderFilterPushDown::Inexact,
+                None => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let lookup = filters.iter().find_map(|f| self.indexed_equality(f));
+        let batches = self
+            .view
+            .read(lookup.as_ref().map(|(c, v)| (*c, v)))
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[batches],
+            self.view.schema(),
+            projection.cloned(),
+        )?)
+    }
+}

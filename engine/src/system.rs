@@ -1,0 +1,130 @@
+//! Facts the engine reports about itself: per-source counters, dead letters and late events.
+//! `weir-sql` serves them as the `weir.*` system relations.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+
+/// Most rows kept per system log; older rows are dropped (and counted) beyond this.
+pub const SYSTEM_LOG_CAPACITY: usize = 1_000_000;
+
+/// Counters and status of one source.
+#[derive(Debug)]
+pub struct SourceStats {
+    /// `running`, `idle`, `finished`, `stopped` or `error: …`.
+    pub status: Mutex<String>,
+    /// Events decoded (on time, late and with null time).
+    pub events_in: AtomicU64,
+    /// Late events.
+    pub late_events: AtomicU64,
+    /// Messages that failed to decode.
+    pub dead_letters: AtomicU64,
+    /// Current watermark (ns), `i64::MIN` before the first event.
+    pub watermark: AtomicI64,
+    /// Whether all available input has been processed.
+    pub caught_up: AtomicBool,
+    /// Position after the last batch (connector-specific JSON).
+    pub position: Mutex<serde_json::Value>,
+}
+
+impl Default for SourceStats {
+    fn default() -> Self {
+        Self {
+            status: Mutex::new("created".into()),
+            events_in: AtomicU64::new(0),
+            late_events: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
+            watermark: AtomicI64::new(i64::MIN),
+            caught_up: AtomicBool::new(false),
+            position: Mutex::new(serde_json::Value::Null),
+        }
+    }
+}
+
+impl SourceStats {
+    /// Clears counters before a replay from the start.
+    pub fn reset(&self) {
+        *self.status.lock() = "starting".into();
+        self.events_in.store(0, Ordering::Relaxed);
+        self.late_events.store(0, Ordering::Relaxed);
+        self.dead_letters.store(0, Ordering::Relaxed);
+        self.watermark.store(i64::MIN, Ordering::Relaxed);
+        self.caught_up.store(false, Ordering::Relaxed);
+        *self.position.lock() = serde_json::Value::Null;
+    }
+
+    /// Sets the status text.
+    pub fn set_status(&self, status: impl Into<String>) {
+        *self.status.lock() = status.into();
+    }
+}
+
+/// One row of `weir.dead_letters`.
+#[derive(Debug, Clone)]
+pub struct DeadLetterRow {
+    pub source: String,
+    pub location: String,
+    pub raw: String,
+    pub error: String,
+    pub received_at: DateTime<Utc>,
+}
+
+/// One row of `weir.late_events`.
+#[derive(Debug, Clone)]
+pub struct LateEventRow {
+    pub source: String,
+    pub location: String,
+    /// Event time (ns).
+    pub event_time: i64,
+    /// Watermark when the event arrived (ns).
+    pub watermark: i64,
+    pub raw: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Dead letters and late events of all sources.
+#[derive(Debug, Default)]
+pub struct SystemLog {
+    dead_letters: Mutex<Vec<DeadLetterRow>>,
+    late_events: Mutex<Vec<LateEventRow>>,
+}
+
+impl SystemLog {
+    /// Records dead letters.
+    pub fn add_dead_letters(&self, rows: impl IntoIterator<Item = DeadLetterRow>) {
+        let mut log = self.dead_letters.lock();
+        log.extend(rows);
+        trim(&mut log);
+    }
+
+    /// Records late events.
+    pub fn add_late_events(&self, rows: impl IntoIterator<Item = LateEventRow>) {
+        let mut log = self.late_events.lock();
+        log.extend(rows);
+        trim(&mut log);
+    }
+
+    /// Forgets a source's rows (before a replay, or when it is dropped).
+    pub fn forget_source(&self, source: &str) {
+        self.dead_letters.lock().retain(|r| r.source != source);
+        self.late_events.lock().retain(|r| r.source != source);
+    }
+
+    /// All dead letters.
+    pub fn dead_letters(&self) -> Vec<DeadLetterRow> {
+        self.dead_letters.lock().clone()
+    }
+
+    /// All late events.
+    pub fn late_events(&self) -> Vec<LateEventRow> {
+        self.late_events.lock().clone()
+    }
+}
+
+fn trim<T>(log: &mut Vec<T>) {
+    if log.len() > SYSTEM_LOG_CAPACITY {
+        let excess = log.len() - SYSTEM_LOG_CAPACITY;
+        log.drain(..excess);
+    }
+}

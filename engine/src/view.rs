@@ -1,0 +1,304 @@
+//! A materialized view at run time: its pre-planned pipeline and its state.
+//!
+//! `weir-sql` plans a view's query once into a [`ViewPlan`]: the physical plan below the
+//! aggregation (filters, projections, window assignment) reading a [`Feed`], the
+//! [`AggregateSpec`] taken from DataFusion's `AggregateExec`, and the plan above it (HAVING,
+//! final projection). [`ViewRuntime::process`] pushes one micro-batch through all three.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::ExecutionPlan;
+use parking_lot::{Mutex, RwLock};
+
+use crate::aggregate::{AggregateSpec, IncrementalAggregate};
+use crate::error::Result;
+use crate::feed::Feed;
+use crate::state::RowStore;
+
+/// When a view's rows become visible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum EmitMode {
+    /// A window appears once the watermark passes its end, and never changes after.
+    OnWindowClose,
+    /// Open windows are visible and current as of the last batch.
+    OnUpdate,
+}
+
+impl EmitMode {
+    /// SQL spelling.
+    pub fn as_sql(&self) -> &'static str {
+        match self {
+            EmitMode::OnWindowClose => "ON WINDOW CLOSE",
+            EmitMode::OnUpdate => "ON UPDATE",
+        }
+    }
+}
+
+/// A pre-planned plan and the feed its leaves read.
+#[derive(Debug, Clone)]
+pub struct FedPlan {
+    /// Filled before each execution.
+    pub feed: Feed,
+    /// Executed once per micro-batch.
+    pub plan: Arc<dyn ExecutionPlan>,
+}
+
+impl FedPlan {
+    fn run(&self, task: &Arc<TaskContext>, input: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        self.feed.run(&self.plan, task, input)
+    }
+}
+
+/// Everything the engine needs to maintain one view.
+#[derive(Debug, Clone)]
+pub struct ViewPlan {
+    /// View name.
+    pub name: String,
+    /// Rows before aggregation (the whole query for a view without GROUP BY).
+    pub input: FedPlan,
+    /// The aggregation, if any.
+    pub aggregate: Option<AggregateSpec>,
+    /// The plan above the aggregation, reading the aggregate's output.
+    pub post: Option<FedPlan>,
+    /// The view's output schema.
+    pub output_schema: SchemaRef,
+    /// Emit mode (unwindowed aggregates are always `OnUpdate`).
+    pub emit: EmitMode,
+    /// Output columns to index for point lookups (the non-window group keys).
+    pub key_columns: Vec<usize>,
+    /// Task context plans execute in.
+    pub task: Arc<TaskContext>,
+}
+
+/// Counters of one view, read by `weir.views`.
+#[derive(Debug, Default)]
+pub struct ViewStats {
+    /// Input rows processed.
+    pub rows_in: AtomicU64,
+    /// The watermark the view last saw (ns).
+    pub watermark: AtomicI64,
+    /// Whether the view has processed all input available so far.
+    pub caught_up: AtomicBool,
+    /// Rows dropped because their window had already been emitted.
+    pub dropped_rows: AtomicU64,
+}
+
+struct Inner {
+    aggregate: Option<IncrementalAggregate>,
+    /// Bumped on every change of open state, to cache snapshots.
+    version: u64,
+    snapshot: Option<(u64, Vec<RecordBatch>)>,
+}
+
+/// A live view: shared by the pipeline thread that maintains it and the queries that read it.
+pub struct ViewRuntime {
+    plan: ViewPlan,
+    inner: Mutex<Inner>,
+    store: RwLock<RowStore>,
+    /// Counters.
+    pub stats: ViewStats,
+}
+
+impl std::fmt::Debug for ViewRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewRuntime")
+            .field("name", &self.plan.name)
+            .finish()
+    }
+}
+
+impl ViewRuntime {
+    /// A view with empty state.
+    pub fn new(plan: ViewPlan) -> Result<Arc<Self>> {
+        let aggregate = plan
+            .aggregate
+            .clone()
+            .map(IncrementalAggregate::new)
+            .transpose()?;
+        let store = RowStore::new(plan.output_schema.clone(), plan.key_columns.clone());
+        let stats = ViewStats::default();
+        stats.watermark.store(i64::MIN, Ordering::Relaxed);
+        Ok(Arc::new(Self {
+            inner: Mutex::new(Inner {
+                aggregate,
+                version: 0,
+                snapshot: None,
+            }),
+            store: RwLock::new(store),
+            stats,
+            plan,
+        }))
+    }
+
+    /// The view's name.
+    pub fn name(&self) -> &str {
+        &self.plan.name
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &ViewPlan {
+        &self.plan
+    }
+
+    /// Output schema.
+    pub fn schema(&self) -> SchemaRef {
+        self.plan.output_schema.clone()
+    }
+
+    /// Drops all state (the pipeline is about to replay the source from its start).
+    pub fn reset(&self) -> Result<()> {
+        let mut inner = self.inner.lock();
+        inner.aggregate = self
+            .plan
+            .aggregate
+            .clone()
+            .map(IncrementalAggregate::new)
+            .transpose()?;
+        inner.version += 1;
+        inner.snapshot = None;
+        *self.store.write() = RowStore::new(
+            self.plan.output_schema.clone(),
+            self.plan.key_columns.clone(),
+        );
+        self.stats.rows_in.store(0, Ordering::Relaxed);
+        self.stats.dropped_rows.store(0, Ordering::Relaxed);
+        self.stats.caught_up.store(false, Ordering::Relaxed);
+        self.stats.watermark.store(i64::MIN, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Processes one micro-batch at watermark `wm` and returns the rows it emitted (closed
+    /// windows, or the rows of a view without aggregation) for downstream views.
+    pub fn process(&self, input: Vec<RecordBatch>, wm: i64) -> Result<Vec<RecordBatch>> {
+        let rows: usize = input.iter().map(|b| b.num_rows()).sum();
+        self.stats.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
+        self.stats.watermark.store(wm, Ordering::Relaxed);
+        let pre = if rows > 0 {
+            self.plan.input.run(&self.plan.task, input)?
+        } else {
+            vec![]
+        };
+        let mut inner = self.inner.lock();
+        let emitted = match inner.aggregate.as_mut() {
+            None => pre,
+            Some(agg) => {
+                for b in &pre {
+                    agg.update(b)?;
+                }
+                let closed = agg.close(wm)?;
+                self.stats
+                    .dropped_rows
+                    .store(agg.dropped_rows(), Ordering::Relaxed);
+                if !pre.is_empty() || !closed.is_empty() {
+                    inner.version += 1;
+                }
+                self.post(closed)?
+            }
+        };
+        drop(inner);
+        if !emitted.is_empty() {
+            self.store.write().append(&emitted)?;
+        }
+        Ok(emitted)
+    }
+
+    fn post(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        if batches.is_empty() {
+            return Ok(batches);
+        }
+        match &self.plan.post {
+            None => Ok(batches),
+            Some(post) => post.run(&self.plan.task, batches),
+        }
+    }
+
+    /// The watermark of this view's output stream, for views defined over it: future output
+    /// rows have window starts above it.
+    pub fn output_watermark(&self, wm: i64) -> i64 {
+        match self.plan.aggregate.as_ref().and_then(|a| a.window.as_ref()) {
+            Some(w) if wm != i64::MAX => wm.saturating_sub(w.kind.size()),
+            _ => wm,
+        }
+    }
+
+    /// Rows currently visible, optionally only those whose indexed column `key_col` equals
+    /// `key` (closed windows by index; open windows by scan, the caller re-filters).
+    pub fn read(
+        &self,
+        lookup: Option<(usize, &datafusion::common::ScalarValue)>,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut out = match lookup {
+            Some((col, key)) => self.store.read().lookup(col, key)?,
+            None => self.store.read().batches(),
+        };
+        if self.plan.emit == EmitMode::OnUpdate || self.is_unwindowed_aggregate() {
+            out.extend(self.open_rows()?);
+        }
+        Ok(out)
+    }
+
+    fn is_unwindowed_aggregate(&self) -> bool {
+        matches!(&self.plan.aggregate, Some(a) if a.window.is_none())
+    }
+
+    fn open_rows(&self) -> Result<Vec<RecordBatch>> {
+        let mut inner = self.inner.lock();
+        let version = inner.version;
+        if let Some((v, rows)) = &inner.snapshot {
+            if *v == version {
+                return Ok(rows.clone());
+            }
+        }
+        let open = match inner.aggregate.as_mut() {
+            Some(agg) => agg.snapshot()?,
+            None => vec![],
+        };
+        let rows = self.post(open)?;
+        inner.snapshot = Some((version, rows.clone()));
+        Ok(rows)
+    }
+
+    /// Output columns indexed for lookups.
+    pub fn key_columns(&self) -> &[usize] {
+        &self.plan.key_columns
+    }
+
+    /// Number of rows currently visible.
+    pub fn row_count(&self) -> Result<usize> {
+        let closed = self.store.read().rows();
+        let open: usize = if self.plan.emit == EmitMode::OnUpdate || self.is_unwindowed_aggregate()
+        {
+            self.open_rows()?.iter().map(|b| b.num_rows()).sum()
+        } else {
+            0
+        };
+        Ok(closed + open)
+    }
+
+    /// Live groups in open windows.
+    pub fn groups(&self) -> usize {
+        self.inner
+            .lock()
+            .aggregate
+            .as_ref()
+            .map(|a| a.groups())
+            .unwrap_or(0)
+    }
+
+    /// Approximate bytes of state (open accumulators plus emitted rows).
+    pub fn state_bytes(&self) -> usize {
+        let open = self
+            .inner
+            .lock()
+            .aggregate
+            .as_ref()
+            .map(|a| a.state_bytes())
+            .unwrap_or(0);
+        open + self.store.read().bytes()
+    }
+}

@@ -1,0 +1,121 @@
+//! `weir bench`: the core issue's file session over a generated file, timed end to end.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use weir_connectors::datagen::{DatagenConfig, EventGenerator};
+use weir_sql::{Database, DatabaseOptions, Session};
+
+use crate::error::{Result, ServerError};
+
+/// What a bench run measured.
+#[derive(Debug)]
+pub struct BenchReport {
+    pub events: u64,
+    pub elapsed: Duration,
+    pub windows: usize,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl BenchReport {
+    /// Events per second, first byte read to last window emitted.
+    pub fn events_per_second(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Writes `count` seed events (seed, 1000 sources, up to 1 s out of order) as JSON lines.
+pub fn write_events(path: &Path, count: u64, seed: u64) -> Result<()> {
+    let options: BTreeMap<String, String> = [
+        ("seed", seed.to_string()),
+        ("count", count.to_string()),
+        ("rate", "10000".to_string()),
+        ("sources", "1000".to_string()),
+        ("error_rate", "0.02".to_string()),
+        ("disorder_ms", "1000".to_string()),
+        ("start", "2026-11-27T10:00:00Z".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let config =
+        DatagenConfig::from_options(&options).map_err(|e| ServerError::Config(e.to_string()))?;
+    let generator = EventGenerator::new(config);
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut line = Vec::with_capacity(256);
+    for i in 0..count {
+        line.clear();
+        generator.write_event(i, &mut line);
+        out.write_all(&line)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The file session of the core issue (source + `kpi_1m`) over `path`.
+pub fn file_session(path: &Path) -> String {
+    format!(
+        r#"CREATE SOURCE events (
+    event_id TEXT,
+    source TEXT,
+    "timestamp" TIMESTAMPTZ,
+    attributes STRUCT<user_id TEXT, metric DOUBLE PRECISION, status TEXT>,
+    WATERMARK FOR "timestamp" AS "timestamp" - INTERVAL '2 seconds'
+) WITH (connector = 'file', path = '{}', format = 'json');
+CREATE MATERIALIZED VIEW kpi_1m AS
+SELECT source, window_start, window_end,
+       count(*) AS count,
+       avg(attributes.metric) AS avg_metric,
+       approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY attributes.metric) AS p95_metric,
+       avg(CASE WHEN attributes.status <> 'ok' THEN 1.0 ELSE 0.0 END) AS error_rate
+FROM TUMBLE(events, "timestamp", INTERVAL '1 minute')
+GROUP BY source, window_start, window_end;"#,
+        path.display().to_string().replace('\'', "''")
+    )
+}
+
+/// Runs the file session over `path` (containing `events` lines) and times it.
+pub async fn run(path: &Path, events: u64) -> Result<BenchReport> {
+    let db = Database::open(DatabaseOptions::in_memory(weir_connectors::register_all())).await?;
+    let mut session = Session::default();
+    let started = Instant::now();
+    db.run(&mut session, &file_session(path)).await?;
+    let engine = db.engine().clone();
+    let done = tokio::task::spawn_blocking(move || {
+        engine.wait_caught_up("events", Duration::from_secs(3600))
+    })
+    .await
+    .map_err(|e| ServerError::Config(e.to_string()))?;
+    let elapsed = started.elapsed();
+    if !done {
+        return Err(ServerError::Config(
+            "the benchmark did not finish within an hour".into(),
+        ));
+    }
+    let windows = db
+        .view("kpi_1m")
+        .map(|v| v.row_count().unwrap_or(0))
+        .unwrap_or(0);
+    db.shutdown();
+    Ok(BenchReport {
+        events,
+        elapsed,
+        windows,
+        peak_rss_bytes: peak_rss(),
+    })
+}
+
+/// Peak resident set size of this process (Linux).
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// A file path for generated events in the system temp dir.
+pub fn default_file(events: u64) -> PathBuf {
+    std::env::temp_dir().join(format!("weir-bench-{events}.jsonl"))
+}

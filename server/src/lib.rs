@@ -1,0 +1,74 @@
+//! `weir-server`: the `weir` binary's library — configuration, start-up and shutdown, and the
+//! PostgreSQL wire protocol front end. Business logic lives in `weir-sql` and `weir-engine`.
+
+pub mod bench;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod pgwire;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use weir_sql::{Database, DatabaseOptions};
+
+pub use config::Config;
+pub use error::{Result, ServerError};
+
+/// Opens the database described by `config` (and installs the demo if asked).
+pub async fn open_database(config: &Config) -> Result<Arc<Database>> {
+    let db = Database::open(DatabaseOptions::persistent(
+        config.data_dir.clone(),
+        weir_connectors::register_all(),
+    ))
+    .await?;
+    if config.demo {
+        demo::install(&db, config.demo_rate).await?;
+    }
+    Ok(db)
+}
+
+/// Runs the server until `shutdown` completes. Listeners are passed in so tests can bind
+/// port 0. `_http` is reserved for the REST API.
+pub async fn run(
+    config: Config,
+    pg_listener: TcpListener,
+    _http: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let db = open_database(&config).await?;
+    tracing::info!(
+        pg_addr = %pg_listener.local_addr()?,
+        data_dir = %config.data_dir.display(),
+        demo = config.demo,
+        "weir is ready"
+    );
+    let accept = {
+        let db = db.clone();
+        async move {
+            loop {
+                let (socket, peer) = match pg_listener.accept().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let _ = socket.set_nodelay(true);
+                let handlers = pgwire::ConnectionHandlers::new(db.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = ::pgwire::tokio::process_socket(socket, None, handlers).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    };
+    tokio::select! {
+        _ = accept => {}
+        _ = shutdown => tracing::info!("shutting down"),
+    }
+    db.shutdown();
+    Ok(())
+}

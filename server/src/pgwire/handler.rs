@@ -1,0 +1,314 @@
+//! Simple and extended query handlers over a [`Database`].
+
+use std::sync::Arc;
+
+use arrow_pg::datatypes::df::deserialize_parameters;
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use futures::Sink;
+use parking_lot::Mutex;
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::types::format::FormatOptions;
+use weir_sql::dialect::{split_statements, WeirStatement};
+use weir_sql::{Database, Outcome, Prepared, Session, SqlError};
+
+/// A prepared statement as the extended protocol keeps it.
+#[derive(Debug, Clone)]
+pub struct PgStatement {
+    prepared: Option<Prepared>,
+    schema: Option<SchemaRef>,
+    params: Vec<Option<DataType>>,
+}
+
+/// The handlers of one client connection.
+pub struct ConnectionHandlers {
+    inner: Arc<Handler>,
+}
+
+impl ConnectionHandlers {
+    /// Handlers for a new connection to `db`.
+    pub fn new(db: Arc<Database>) -> Self {
+        Self {
+            inner: {
+                let session = Arc::new(Mutex::new(Session::default()));
+                Arc::new(Handler {
+                    parser: Arc::new(StatementParser {
+                        db: db.clone(),
+                        session: session.clone(),
+                    }),
+                    db,
+                    session,
+                })
+            },
+        }
+    }
+}
+
+impl PgWireServerHandlers for ConnectionHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.inner.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.inner.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(TrustStartup)
+    }
+}
+
+/// Trust authentication (the default on loopback, like PostgreSQL's `trust`).
+struct TrustStartup;
+
+impl NoopStartupHandler for TrustStartup {}
+
+struct Handler {
+    db: Arc<Database>,
+    session: Arc<Mutex<Session>>,
+    parser: Arc<StatementParser>,
+}
+
+/// Parses and describes statements for the extended protocol.
+struct StatementParser {
+    db: Arc<Database>,
+    session: Arc<Mutex<Session>>,
+}
+
+pub(super) fn user_error(e: SqlError) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        e.sqlstate().to_string(),
+        e.to_string(),
+    )))
+}
+
+fn error_response(e: SqlError) -> Response {
+    Response::Error(Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        e.sqlstate().to_string(),
+        e.to_string(),
+    )))
+}
+
+impl Handler {
+    async fn outcome_to_response(
+        &self,
+        outcome: Outcome,
+        format: &Format,
+        options: Arc<FormatOptions>,
+    ) -> PgWireResult<Response> {
+        Ok(match outcome {
+            Outcome::Empty => Response::EmptyQuery,
+            Outcome::Command(tag) => match tag.as_str() {
+                "BEGIN" => Response::TransactionStart(Tag::new("BEGIN")),
+                "COMMIT" | "ROLLBACK" => Response::TransactionEnd(Tag::new(&tag)),
+                _ => Response::Execution(Tag::new(&tag)),
+            },
+            Outcome::Rows(df) => {
+                Response::Query(super::encode::encode_dataframe(df, format, options).await?)
+            }
+        })
+    }
+
+    async fn run_one(&self, sql: &str) -> Result<Outcome, SqlError> {
+        let prepared = self.db.prepare(sql).await?;
+        let mut session = self.session.lock().clone();
+        let outcome = self.db.execute(&mut session, &prepared, None).await;
+        if matches!(
+            prepared,
+            Prepared::Statement(WeirStatement::Set { .. } | WeirStatement::Reset(_))
+        ) {
+            *self.session.lock() = session;
+        }
+        outcome
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Handler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let started = std::time::Instant::now();
+        let statements = split_statements(query).map_err(user_error)?;
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let mut responses = Vec::with_capacity(statements.len());
+        for sql in statements {
+            match self.run_one(&sql).await {
+                Ok(outcome) => responses.push(
+                    self.outcome_to_response(outcome, &Format::UnifiedText, options.clone())
+                        .await?,
+                ),
+                Err(e) => {
+                    tracing::debug!(sqlstate = e.sqlstate(), error = %e, "statement failed");
+                    // PostgreSQL stops a multi-statement query at its first error.
+                    responses.push(error_response(e));
+                    break;
+                }
+            }
+        }
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "simple query"
+        );
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl QueryParser for StatementParser {
+    type Statement = PgStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut statements = split_statements(sql).map_err(user_error)?;
+        statements.retain(|s| !s.trim().is_empty());
+        if statements.len() > 1 {
+            return Err(user_error(SqlError::Syntax(
+                "cannot insert multiple commands into a prepared statement".into(),
+            )));
+        }
+        let Some(sql) = statements.pop() else {
+            return Ok(None);
+        };
+        let prepared = self.db.prepare(&sql).await.map_err(user_error)?;
+        let session = self.session.lock().clone();
+        let schema = self
+            .db
+            .describe(&session, &prepared)
+            .await
+            .map_err(user_error)?;
+        let params = match &prepared {
+            Prepared::Query { plan } => {
+                let types = plan
+                    .get_parameter_types()
+                    .map_err(|e| user_error(e.into()))?;
+                let mut ordered: Vec<(usize, Option<DataType>)> = types
+                    .into_iter()
+                    .filter_map(|(k, v)| {
+                        k.trim_start_matches('$')
+                            .parse::<usize>()
+                            .ok()
+                            .map(|i| (i, v))
+                    })
+                    .collect();
+                ordered.sort_by_key(|(i, _)| *i);
+                let n = ordered.last().map(|(i, _)| *i).unwrap_or(0);
+                let mut params = vec![None; n];
+                for (i, t) in ordered {
+                    params[i - 1] = t;
+                }
+                params
+            }
+            Prepared::Statement(_) => vec![],
+        };
+        Ok(Some(PgStatement {
+            prepared: Some(prepared),
+            schema,
+            params,
+        }))
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        stmt.params
+            .iter()
+            .map(|t| match t {
+                Some(t) => into_pg_type(t),
+                None => Ok(Type::UNKNOWN),
+            })
+            .collect()
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match &stmt.schema {
+            Some(schema) => arrow_schema_to_pg_fields(
+                schema,
+                column_format.unwrap_or(&Format::UnifiedText),
+                None,
+            ),
+            None => Ok(vec![]),
+        }
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Handler {
+    type Statement = PgStatement;
+    type QueryParser = StatementParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let started = std::time::Instant::now();
+        let stmt = &portal.statement.statement;
+        let Some(prepared) = &stmt.prepared else {
+            return Ok(Response::EmptyQuery);
+        };
+        let params = if stmt.params.is_empty() {
+            None
+        } else {
+            let types: Vec<Option<&DataType>> = stmt.params.iter().map(|t| t.as_ref()).collect();
+            Some(deserialize_parameters(portal, &types)?)
+        };
+        let mut session = self.session.lock().clone();
+        let outcome = self.db.execute(&mut session, prepared, params).await;
+        if matches!(
+            prepared,
+            Prepared::Statement(WeirStatement::Set { .. } | WeirStatement::Reset(_))
+        ) {
+            *self.session.lock() = session;
+        }
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let response = match outcome {
+            Ok(o) => {
+                self.outcome_to_response(o, &portal.result_column_format, options)
+                    .await?
+            }
+            Err(e) => return Err(user_error(e)),
+        };
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "extended query"
+        );
+        Ok(response)
+    }
+}

@@ -1,0 +1,9 @@
+//! The PostgreSQL wire protocol front end (pgwire), one handler per connection.
+//!
+//! Statements are split and executed by `weir-sql`; results are encoded from Arrow by
+//! `arrow-pg`. Errors carry the SQLSTATE `weir-sql` assigns, and never close the connection.
+
+mod encode;
+mod handler;
+
+pub use handler::ConnectionHandlers;

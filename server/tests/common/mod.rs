@@ -1,0 +1,215 @@
+//! Shared test helpers: generated event files and an independent reference computation.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use weir_connectors::datagen::{DatagenConfig, EventGenerator};
+use weir_sql::{Database, DatabaseOptions, Session};
+
+/// The seed's source over a file.
+pub fn create_source(path: &Path) -> String {
+    format!(
+        r#"CREATE SOURCE events (
+    event_id TEXT,
+    source TEXT,
+    "timestamp" TIMESTAMPTZ,
+    attributes STRUCT<user_id TEXT, metric DOUBLE PRECISION, status TEXT>,
+    WATERMARK FOR "timestamp" AS "timestamp" - INTERVAL '2 seconds'
+) WITH (connector = 'file', path = '{}', format = 'json')"#,
+        path.display()
+    )
+}
+
+/// The seed's kpi_1m body over a window expression.
+pub fn kpi_query(from: &str) -> String {
+    format!(
+        r#"SELECT source, window_start, window_end,
+       count(*) AS count,
+       avg(attributes.metric) AS avg_metric,
+       approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY attributes.metric) AS p95_metric,
+       avg(CASE WHEN attributes.status <> 'ok' THEN 1.0 ELSE 0.0 END) AS error_rate
+FROM {from}
+GROUP BY source, window_start, window_end"#
+    )
+}
+
+/// Writes `count` generated events, with events shifted up to `disorder_ms` back in time, and
+/// a malformed line every `bad_every` lines (0 = none). Returns the lines written.
+pub fn write_events(
+    path: &Path,
+    count: u64,
+    seed: u64,
+    disorder_ms: u64,
+    bad_every: u64,
+) -> Vec<String> {
+    let options: BTreeMap<String, String> = [
+        ("seed", seed.to_string()),
+        ("rate", "1000".to_string()),
+        ("sources", "8".to_string()),
+        ("error_rate", "0.05".to_string()),
+        ("disorder_ms", disorder_ms.to_string()),
+        ("start", "2026-11-27T10:00:00Z".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let g = EventGenerator::new(DatagenConfig::from_options(&options).unwrap());
+    let mut lines = Vec::with_capacity(count as usize);
+    let mut buf = Vec::new();
+    for i in 0..count {
+        if bad_every > 0 && i % bad_every == bad_every - 1 {
+            lines.push(match (i / bad_every) % 3 {
+                0 => "{\"event_id\": \"broken".to_string(),
+                1 => "{\"event_id\":\"x\",\"source\":\"src-0001\",\"timestamp\":\"2026-11-27T10:00:00Z\",\"attributes\":{\"metric\":\"not a number\"}}".to_string(),
+                _ => "not json at all".to_string(),
+            });
+            continue;
+        }
+        buf.clear();
+        g.write_event(i, &mut buf);
+        lines.push(String::from_utf8(buf.trim_ascii_end().to_vec()).unwrap());
+    }
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for l in &lines {
+        writeln!(f, "{l}").unwrap();
+    }
+    f.flush().unwrap();
+    lines
+}
+
+/// One valid event as the reference computation sees it.
+#[derive(Debug, Clone)]
+pub struct RefEvent {
+    pub source: String,
+    pub time_ns: i64,
+    pub metric: f64,
+    pub error: bool,
+    pub line: String,
+}
+
+/// Splits lines into (valid on-time events, late count, malformed count), computing lateness
+/// independently: late = time below (max earlier time − delay).
+pub fn reference_events(lines: &[String], delay_ns: i64) -> (Vec<RefEvent>, usize, usize) {
+    let mut max: Option<i64> = None;
+    let mut out = Vec::new();
+    let (mut late, mut bad) = (0, 0);
+    for l in lines {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+            bad += 1;
+            continue;
+        };
+        let metric = match v["attributes"]["metric"].as_f64() {
+            Some(m) => m,
+            None if v["attributes"]["metric"].is_null() => f64::NAN,
+            None => {
+                bad += 1;
+                continue;
+            }
+        };
+        let t = chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str().unwrap())
+            .unwrap()
+            .timestamp_nanos_opt()
+            .unwrap();
+        let is_late = matches!(max, Some(m) if t < m - delay_ns);
+        max = Some(max.map_or(t, |m| m.max(t)));
+        if is_late {
+            late += 1;
+            continue;
+        }
+        out.push(RefEvent {
+            source: v["source"].as_str().unwrap().to_string(),
+            time_ns: t,
+            metric,
+            error: v["attributes"]["status"].as_str() != Some("ok"),
+            line: l.clone(),
+        });
+    }
+    (out, late, bad)
+}
+
+/// Opens an in-memory database with all connectors.
+pub async fn memory_db() -> Arc<Database> {
+    Database::open(DatabaseOptions::in_memory(weir_connectors::register_all()))
+        .await
+        .unwrap()
+}
+
+/// Runs statements, panicking with the error on failure.
+pub async fn exec(db: &Database, sql: &str) {
+    let mut session = Session::default();
+    if let Err(e) = db.run(&mut session, sql).await {
+        panic!("{sql}\nfailed: {e}");
+    }
+}
+
+/// Waits until the source has processed all input.
+pub async fn wait_caught_up(db: &Arc<Database>, source: &str) {
+    let engine = db.engine().clone();
+    let source = source.to_string();
+    let ok = tokio::task::spawn_blocking(move || {
+        engine.wait_caught_up(&source, Duration::from_secs(120))
+    })
+    .await
+    .unwrap();
+    assert!(ok, "source did not catch up within 120 s");
+}
+
+/// A KPI row keyed by (source, window_start ns).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Kpi {
+    pub count: i64,
+    pub avg_metric: f64,
+    pub p95_metric: f64,
+    pub error_rate: f64,
+}
+
+/// Reads (source, window_start, count, avg_metric, p95_metric, error_rate) rows.
+pub fn kpis(batches: &[RecordBatch]) -> BTreeMap<(String, i64), Kpi> {
+    let mut out = BTreeMap::new();
+    for b in batches {
+        let source = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        let ws = cast(b.column(1), &DataType::Int64).unwrap();
+        let ws = ws.as_any().downcast_ref::<Int64Array>().unwrap();
+        let count = cast(b.column(2), &DataType::Int64).unwrap();
+        let count = count.as_any().downcast_ref::<Int64Array>().unwrap();
+        let f = |i: usize| {
+            let a = cast(b.column(i), &DataType::Float64).unwrap();
+            a.as_any().downcast_ref::<Float64Array>().unwrap().clone()
+        };
+        let (avg, p95, err) = (f(3), f(4), f(5));
+        for r in 0..b.num_rows() {
+            let key = (source.value(r).to_string(), ws.value(r));
+            let kpi = Kpi {
+                count: count.value(r),
+                avg_metric: avg.value(r),
+                p95_metric: if p95.is_null(r) {
+                    f64::NAN
+                } else {
+                    p95.value(r)
+                },
+                error_rate: err.value(r),
+            };
+            assert!(
+                out.insert(key.clone(), kpi).is_none(),
+                "duplicate row for {key:?}"
+            );
+        }
+    }
+    out
+}
+
+/// Relative difference.
+pub fn rel(a: f64, b: f64) -> f64 {
+    if a == b {
+        0.0
+    } else {
+        (a - b).abs() / a.abs().max(b.abs())
+    }
+}

@@ -1,0 +1,409 @@
+//! The streaming path against a DataFusion batch path over the same events: for each window
+//! kind, the view's rows equal the batch query over the valid, on-time events.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
+use datafusion::prelude::{JsonReadOptions, SessionContext};
+
+const DELAY_NS: i64 = 2_000_000_000;
+
+fn event_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, true),
+        Field::new("source", DataType::Utf8, true),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into())),
+            true,
+        ),
+        Field::new(
+            "attributes",
+            DataType::Struct(Fields::from(vec![
+                Field::new("user_id", DataType::Utf8, true),
+                Field::new("metric", DataType::Float64, true),
+                Field::new("status", DataType::Utf8, true),
+            ])),
+            true,
+        ),
+    ])
+}
+
+/// Runs `sql` with DataFusion over the reference events (written to a file of their own).
+async fn batch(
+    dir: &std::path::Path,
+    events: &[RefEvent],
+    sql: &str,
+) -> BTreeMap<(String, i64), Kpi> {
+    let path = dir.join("reference.json");
+    let text: String = events.iter().map(|e| format!("{}\n", e.line)).collect();
+    std::fs::write(&path, text).unwrap();
+    let ctx = SessionContext::new();
+    let schema = event_schema();
+    ctx.register_json(
+        "events",
+        path.to_str().unwrap(),
+        JsonReadOptions::default()
+            .schema(&schema)
+            .file_extension(".json"),
+    )
+    .await
+    .unwrap();
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    kpis(&batches)
+}
+
+fn exact_p95(
+    events: &[RefEvent],
+    window: impl Fn(i64) -> Vec<i64>,
+) -> BTreeMap<(String, i64), f64> {
+    let mut values: BTreeMap<(String, i64), Vec<f64>> = BTreeMap::new();
+    for e in events {
+        for w in window(e.time_ns) {
+            values
+                .entry((e.source.clone(), w))
+                .or_default()
+                .push(e.metric);
+        }
+    }
+    values
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let rank = 0.95 * (v.len() - 1) as f64;
+            let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+            let p = v[lo] + (v[hi] - v[lo]) * (rank - lo as f64);
+            (k, p)
+        })
+        .collect()
+}
+
+fn assert_equivalent(
+    streaming: &BTreeMap<(String, i64), Kpi>,
+    batch: &BTreeMap<(String, i64), Kpi>,
+    exact: &BTreeMap<(String, i64), f64>,
+) {
+    assert_eq!(
+        streaming.keys().collect::<Vec<_>>(),
+        batch.keys().collect::<Vec<_>>(),
+        "the view has other windows than the batch query"
+    );
+    for (key, s) in streaming {
+        let b = &batch[key];
+        assert_eq!(s.count, b.count, "count of {key:?}");
+        assert!(
+            rel(s.avg_metric, b.avg_metric) <= 1e-9,
+            "avg of {key:?}: {} vs {}",
+            s.avg_metric,
+            b.avg_metric
+        );
+        assert!(
+            rel(s.error_rate, b.error_rate) <= 1e-9,
+            "error_rate of {key:?}"
+        );
+        if s.count >= 100 {
+            let want = exact[key];
+            assert!(
+                rel(s.p95_metric, want) <= 0.05,
+                "p95 of {key:?}: {} vs exact {want}",
+                s.p95_metric
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tumbling_view_equals_batch_query_with_late_and_malformed_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    // 3 s of disorder against a 2 s watermark delay: some events are late.
+    let lines = write_events(&path, 150_000, 7, 3_000, 997);
+    let (events, late, bad) = reference_events(&lines, DELAY_NS);
+    assert!(
+        late > 0 && bad > 0,
+        "the input must exercise late and malformed events"
+    );
+
+    let db = memory_db().await;
+    exec(&db, &create_source(&path)).await;
+    exec(
+        &db,
+        &format!(
+            "CREATE MATERIALIZED VIEW kpi_1m AS {}",
+            kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')")
+        ),
+    )
+    .await;
+    wait_caught_up(&db, "events").await;
+
+    let streaming = kpis(
+        &db.query(
+            "SELECT source, window_start, count, avg_metric, p95_metric, error_rate FROM kpi_1m",
+        )
+        .await
+        .unwrap(),
+    );
+    let reference = batch(
+        dir.path(),
+        &events,
+        "SELECT source, date_bin(INTERVAL '1 minute', \"timestamp\") AS ws, count(*), avg(attributes['metric']), \
+         approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY attributes['metric']), \
+         avg(CASE WHEN attributes['status'] <> 'ok' THEN 1.0 ELSE 0.0 END) FROM events GROUP BY 1, 2",
+    )
+    .await;
+    let minute = 60_000_000_000i64;
+    assert_equivalent(
+        &streaming,
+        &reference,
+        &exact_p95(&events, |t| vec![t.div_euclid(minute) * minute]),
+    );
+
+    // Every event is accounted for: in a window, late, or dead-lettered.
+    let total: i64 = streaming.values().map(|k| k.count).sum();
+    assert_eq!(total as usize, events.len());
+    assert_eq!(total as usize + late + bad, lines.len());
+    let counts = db
+        .query(
+            "SELECT events_in, late_events, dead_letters FROM weir.sources WHERE name = 'events'",
+        )
+        .await
+        .unwrap();
+    let col = |i: usize| {
+        counts[0]
+            .column(i)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .unwrap()
+            .value(0)
+    };
+    assert_eq!((col(1) as usize, col(2) as usize), (late, bad));
+    assert_eq!(col(0) as usize, lines.len() - bad);
+
+    // Dead letters name their lines; late events keep their raw text.
+    let dl = db
+        .query("SELECT location, raw, error FROM weir.dead_letters ORDER BY location")
+        .await
+        .unwrap();
+    let rows: usize = dl.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, bad);
+    let first_bad_line = lines
+        .iter()
+        .position(|l| serde_json::from_str::<serde_json::Value>(l).is_err())
+        .unwrap()
+        + 1;
+    let formatted = datafusion::arrow::util::pretty::pretty_format_batches(&dl)
+        .unwrap()
+        .to_string();
+    assert!(
+        formatted.contains(&format!("events.jsonl:{first_bad_line} ")),
+        "{formatted}"
+    );
+    let late_rows = db
+        .query(
+            "SELECT count(*) FROM weir.late_events WHERE raw LIKE '{%' AND event_time < watermark",
+        )
+        .await
+        .unwrap();
+    let n = late_rows[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(n as usize, late);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hopping_view_equals_batch_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let lines = write_events(&path, 60_000, 11, 1_500, 0);
+    let (events, _, _) = reference_events(&lines, DELAY_NS);
+
+    let db = memory_db().await;
+    exec(&db, &create_source(&path)).await;
+    exec(
+        &db,
+        &format!(
+            "CREATE MATERIALIZED VIEW kpi_hop AS {}",
+            kpi_query("HOP(events, \"timestamp\", INTERVAL '10 seconds', INTERVAL '1 minute')")
+        ),
+    )
+    .await;
+    wait_caught_up(&db, "events").await;
+    let streaming = kpis(
+        &db.query(
+            "SELECT source, window_start, count, avg_metric, p95_metric, error_rate FROM kpi_hop",
+        )
+        .await
+        .unwrap(),
+    );
+    // Each event belongs to the six 1-minute windows starting every 10 s before it.
+    let reference = batch(
+        dir.path(),
+        &events,
+        "SELECT source, CAST(date_bin(INTERVAL '10 seconds', \"timestamp\") AS BIGINT) - o.i * 10000000000 AS ws, count(*), \
+         avg(attributes['metric']), approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY attributes['metric']), \
+         avg(CASE WHEN attributes['status'] <> 'ok' THEN 1.0 ELSE 0.0 END) \
+         FROM events CROSS JOIN (VALUES (0), (1), (2), (3), (4), (5)) AS o(i) GROUP BY 1, 2",
+    )
+    .await;
+    let slide = 10_000_000_000i64;
+    let exact = exact_p95(&events, |t| {
+        let last = t.div_euclid(slide) * slide;
+        (0..6).map(|i| last - i * slide).collect()
+    });
+    assert_equivalent(&streaming, &reference, &exact);
+    let total: i64 = streaming.values().map(|k| k.count).sum();
+    assert_eq!(total as usize, events.len() * 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwindowed_and_filter_views_cover_the_whole_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let lines = write_events(&path, 30_000, 3, 0, 0);
+    let (events, _, _) = reference_events(&lines, DELAY_NS);
+
+    let db = memory_db().await;
+    exec(&db, &create_source(&path)).await;
+    exec(&db, "CREATE MATERIALIZED VIEW per_source AS SELECT source, count(*) AS n, sum(attributes.metric) AS total FROM events GROUP BY source").await;
+    exec(
+        &db,
+        &format!(
+            "CREATE MATERIALIZED VIEW kpi_1m AS {}",
+            kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')")
+        ),
+    )
+    .await;
+    exec(&db, "CREATE MATERIALIZED VIEW kpi_5m AS SELECT source, window_start, sum(count) AS count FROM TUMBLE(kpi_1m, window_start, INTERVAL '5 minutes') GROUP BY source, window_start, window_end").await;
+    exec(&db, "CREATE MATERIALIZED VIEW errors AS SELECT event_id, source, attributes.metric AS metric FROM events WHERE attributes.status = 'error'").await;
+    wait_caught_up(&db, "events").await;
+
+    let mut want: BTreeMap<String, i64> = BTreeMap::new();
+    for e in &events {
+        *want.entry(e.source.clone()).or_default() += 1;
+    }
+    let got = db
+        .query("SELECT source, n FROM per_source ORDER BY source")
+        .await
+        .unwrap();
+    let mut have = BTreeMap::new();
+    for b in &got {
+        let s = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::StringArray>()
+            .unwrap();
+        let n = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .unwrap();
+        for r in 0..b.num_rows() {
+            have.insert(s.value(r).to_string(), n.value(r));
+        }
+    }
+    assert_eq!(have, want);
+
+    let errors = db.query("SELECT count(*) FROM errors").await.unwrap();
+    let n = errors[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(n as usize, events.iter().filter(|e| e.error).count());
+
+    // A view over a view: 5-minute totals from the closed 1-minute windows.
+    let five = db.query("SELECT sum(count) FROM kpi_5m").await.unwrap();
+    let total = datafusion::arrow::compute::cast(five[0].column(0), &DataType::Int64).unwrap();
+    let total = total
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(total as usize, events.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_on_update_shows_the_open_window_and_views_compose() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let lines = write_events(&path, 130_000, 5, 0, 0);
+    // Serve the first 100k lines now, the rest later, through a followed file.
+    let first: String = lines[..100_000].iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&path, first).unwrap();
+
+    let db = memory_db().await;
+    exec(
+        &db,
+        &create_source(&path).replace("format = 'json'", "format = 'json', follow = 'true'"),
+    )
+    .await;
+    exec(
+        &db,
+        &format!(
+            "CREATE MATERIALIZED VIEW live AS {} EMIT ON UPDATE",
+            kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')")
+        ),
+    )
+    .await;
+    exec(
+        &db,
+        &format!(
+            "CREATE MATERIALIZED VIEW closed AS {}",
+            kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')")
+        ),
+    )
+    .await;
+    wait_caught_up(&db, "events").await;
+
+    let count_sql = |v: &str| format!("SELECT coalesce(sum(count), 0) FROM {v}");
+    let sum = |b: Vec<datafusion::arrow::array::RecordBatch>| {
+        let a = datafusion::arrow::compute::cast(b[0].column(0), &DataType::Int64).unwrap();
+        a.as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .unwrap()
+            .value(0)
+    };
+    // 100k events at 1000/s: 100 s of data. The open window is visible only with EMIT ON UPDATE.
+    assert_eq!(sum(db.query(&count_sql("live")).await.unwrap()), 100_000);
+    let closed_now = sum(db.query(&count_sql("closed")).await.unwrap());
+    assert!(
+        (60_000..100_000).contains(&closed_now),
+        "closed windows hold {closed_now}"
+    );
+
+    let rest: String = lines[100_000..].iter().map(|l| format!("{l}\n")).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, rest.as_bytes()).unwrap();
+    drop(f);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let live = sum(db.query(&count_sql("live")).await.unwrap());
+        if live == 130_000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "live view stuck at {live}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // 130 s of data at watermark 128 s: the windows of the first two minutes are closed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while sum(db.query(&count_sql("closed")).await.unwrap()) != 120_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "closed windows did not advance"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

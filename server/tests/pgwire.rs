@@ -1,0 +1,293 @@
+//! The core issue's psql session over the PostgreSQL wire protocol, against a real server.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::net::TcpListener;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<weir_server::Result<()>>,
+}
+
+impl Server {
+    async fn start(data_dir: &Path) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let config = weir_server::Config {
+            data_dir: data_dir.to_path_buf(),
+            ..Default::default()
+        };
+        let task = tokio::spawn(weir_server::run(config, listener, None, async move {
+            let _ = rx.await;
+        }));
+        Server {
+            addr,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    async fn client(&self) -> Client {
+        let conn = format!(
+            "host=127.0.0.1 port={} user=weir dbname=weir",
+            self.addr.port()
+        );
+        let (client, connection) = tokio_postgres::connect(&conn, NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn rows(messages: &[SimpleQueryMessage]) -> Vec<&tokio_postgres::SimpleQueryRow> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn sqlstate(client: &Client, sql: &str) -> String {
+    let err = client.simple_query(sql).await.expect_err(sql);
+    let db = err
+        .as_db_error()
+        .unwrap_or_else(|| panic!("{sql}: not a server error: {err}"));
+    assert!(!db.message().is_empty());
+    db.code().code().to_string()
+}
+
+async fn wait_view_caught_up(client: &Client, view: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = client
+            .simple_query(&format!(
+                "SELECT caught_up FROM weir.views WHERE name = '{view}'"
+            ))
+            .await
+            .unwrap();
+        if rows(&r).first().and_then(|r| r.get(0)) == Some("t") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{view} did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const KPI_1M: &str = r#"CREATE MATERIALIZED VIEW kpi_1m AS
+SELECT source, window_start, window_end,
+       count(*) AS count,
+       avg(attributes.metric) AS avg_metric,
+       approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY attributes.metric) AS p95_metric,
+       avg(CASE WHEN attributes.status <> 'ok' THEN 1.0 ELSE 0.0 END) AS error_rate
+FROM TUMBLE(events, "timestamp", INTERVAL '1 minute')
+GROUP BY source, window_start, window_end;"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_psql_session_works_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("events.jsonl");
+    write_events(&file, 200_000, 1, 0, 0);
+
+    let server = Server::start(&data).await;
+    let client = server.client().await;
+    client
+        .batch_execute(&format!("{};\n{KPI_1M}", create_source(&file)))
+        .await
+        .unwrap();
+    wait_view_caught_up(&client, "kpi_1m").await;
+
+    let r = client
+        .simple_query("SELECT * FROM kpi_1m WHERE source = 'src-0001' ORDER BY window_start")
+        .await
+        .unwrap();
+    let simple_rows = rows(&r);
+    assert!(simple_rows.len() >= 3, "got {} rows", simple_rows.len());
+    let ts = simple_rows[0].get("window_start").unwrap();
+    assert_eq!(
+        ts, "2026-11-27 10:00:00+00",
+        "timestamptz in PostgreSQL's text format"
+    );
+    assert_eq!(simple_rows[0].get("source"), Some("src-0001"));
+
+    // Extended protocol with a parameter: same rows, typed values.
+    let typed = client
+        .query(
+            "SELECT source, count, avg_metric FROM kpi_1m WHERE source = $1 ORDER BY window_start",
+            &[&"src-0001"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(typed.len(), simple_rows.len());
+    let count: i64 = typed[0].get(1);
+    assert_eq!(count.to_string(), simple_rows[0].get("count").unwrap());
+
+    let sources = client.simple_query("SHOW SOURCES").await.unwrap();
+    assert_eq!(rows(&sources)[0].get("name"), Some("events"));
+    let views = client
+        .simple_query("SHOW MATERIALIZED VIEWS")
+        .await
+        .unwrap();
+    assert_eq!(rows(&views)[0].get("name"), Some("kpi_1m"));
+
+    // Several statements in one query; empty queries.
+    let multi = client
+        .simple_query("SELECT 1 AS a; SELECT 2 AS b")
+        .await
+        .unwrap();
+    assert_eq!(rows(&multi).len(), 2);
+    client.simple_query(";").await.unwrap();
+    client.simple_query("-- ping").await.unwrap();
+
+    // Errors name the problem, carry a SQLSTATE, and keep the connection.
+    assert_eq!(sqlstate(&client, "SELEC 1").await, "42601");
+    assert_eq!(
+        sqlstate(&client, "SELECT * FROM no_such_view").await,
+        "42P01"
+    );
+    assert_eq!(sqlstate(&client, &create_source(&file)).await, "42P07");
+    assert_eq!(
+        sqlstate(
+            &client,
+            "CREATE SOURCE s2 (a TEXT) WITH (connector = 'datagen', rate = 'fast')"
+        )
+        .await,
+        "22023"
+    );
+    assert_eq!(
+        sqlstate(
+            &client,
+            "CREATE SOURCE s3 (a TEXT) WITH (connector = 'nope')"
+        )
+        .await,
+        "22023"
+    );
+    assert_eq!(sqlstate(&client, "DROP SOURCE events").await, "2BP01");
+    assert_eq!(
+        sqlstate(&client, "DROP MATERIALIZED VIEW missing").await,
+        "42P01"
+    );
+    assert_eq!(
+        sqlstate(&client, "SELECT no_such_column FROM kpi_1m").await,
+        "42703"
+    );
+    assert_eq!(
+        sqlstate(&client, "CREATE MATERIALIZED VIEW j AS SELECT a.source FROM kpi_1m a JOIN kpi_1m b ON a.source = b.source").await,
+        "0A000"
+    );
+    let one = client.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(rows(&one).len(), 1, "connection still usable after errors");
+    let before: Vec<String> = simple_rows
+        .iter()
+        .map(|r| format!("{:?}", r.get("count")))
+        .collect();
+    drop(client);
+    server.stop().await;
+
+    // Restart on the same data dir: definitions and rows come back.
+    let server = Server::start(&data).await;
+    let client = server.client().await;
+    let views = client
+        .simple_query("SHOW MATERIALIZED VIEWS")
+        .await
+        .unwrap();
+    assert_eq!(rows(&views)[0].get("name"), Some("kpi_1m"));
+    wait_view_caught_up(&client, "kpi_1m").await;
+    let r = client
+        .simple_query("SELECT * FROM kpi_1m WHERE source = 'src-0001' ORDER BY window_start")
+        .await
+        .unwrap();
+    let after: Vec<String> = rows(&r)
+        .iter()
+        .map(|r| format!("{:?}", r.get("count")))
+        .collect();
+    assert_eq!(after, before);
+
+    client
+        .batch_execute("DROP MATERIALIZED VIEW kpi_1m; DROP SOURCE events;")
+        .await
+        .unwrap();
+    let sources = client.simple_query("SHOW SOURCES").await.unwrap();
+    assert!(rows(&sources).is_empty());
+    drop(client);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_meta_commands_describe_views() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    write_events(&file, 5_000, 2, 0, 0);
+    let server = Server::start(&dir.path().join("data")).await;
+    let client = server.client().await;
+    client
+        .batch_execute(&format!("{};\n{KPI_1M}", create_source(&file)))
+        .await
+        .unwrap();
+    wait_view_caught_up(&client, "kpi_1m").await;
+
+    let port = server.addr.port();
+    let psql = move |cmd: &'static str| {
+        let out = std::process::Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "weir",
+                "-d",
+                "weir",
+                "-X",
+                "-c",
+                cmd,
+            ])
+            .output()
+            .expect("psql must be installed (apt-get install postgresql-client)");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            out.status.success() && !stderr.contains("ERROR"),
+            "psql -c '{cmd}' failed:\n{stdout}\n{stderr}"
+        );
+        stdout
+    };
+    let all = tokio::task::spawn_blocking(move || {
+        (
+            psql("\\d"),
+            psql("\\dm"),
+            psql("\\d kpi_1m"),
+            psql("SELECT count(*) FROM kpi_1m"),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(all.0.contains("kpi_1m"), "\\d:\n{}", all.0);
+    assert!(
+        all.1.contains("kpi_1m") && all.1.contains("materialized view"),
+        "\\dm:\n{}",
+        all.1
+    );
+    assert!(
+        all.2.contains("window_start") && all.2.contains("timestamp with time zone"),
+        "\\d kpi_1m:\n{}",
+        all.2
+    );
+    assert!(all.3.contains("(1 row)"), "{}", all.3);
+    drop(client);
+    server.stop().await;
+}

@@ -1,0 +1,803 @@
+//! The database: catalog, engine and the serving query context behind one API.
+//!
+//! The pgwire front end (and tests) call [`Database::prepare`] and [`Database::execute`] per
+//! statement. DDL goes to the catalog and the engine; queries are planned by DataFusion over
+//! the views' state, the `weir.*` system relations and `pg_catalog`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
+use datafusion::common::ParamValues;
+use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::prelude::SessionContext;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use parking_lot::RwLock;
+use weir_engine::pipeline::{Engine, WatermarkDecl};
+use weir_engine::source::{SourceRegistry, SourceSpec};
+use weir_engine::state::ViewTable;
+use weir_engine::view::{EmitMode, ViewRuntime};
+
+use crate::catalog::{Catalog, CatalogEntry, SourceDef, ViewDef};
+use crate::dialect::{self, CreateSource, CreateView, ObjectKind, Show, WeirStatement};
+use crate::error::{Result, SqlError};
+use crate::functions::{PlanCapture, RelationResolver, WindowFunction};
+use crate::planner::{base_config, plan_view, StreamRelation};
+use crate::session::Session;
+use crate::system::{count, Columns, SystemTable};
+
+/// How to open a database.
+#[derive(Debug, Clone)]
+pub struct DatabaseOptions {
+    /// Where the catalog lives; `None` keeps everything in memory.
+    pub data_dir: Option<PathBuf>,
+    /// Connectors.
+    pub registry: SourceRegistry,
+    /// How long `CREATE MATERIALIZED VIEW` waits for the view to catch up with its source.
+    pub backfill_timeout: std::time::Duration,
+}
+
+impl DatabaseOptions {
+    /// An in-memory database (no data dir) with the given connectors.
+    pub fn in_memory(registry: SourceRegistry) -> Self {
+        Self {
+            data_dir: None,
+            registry,
+            backfill_timeout: std::time::Duration::from_secs(300),
+        }
+    }
+
+    /// A database persisted in `dir`.
+    pub fn persistent(dir: impl Into<PathBuf>, registry: SourceRegistry) -> Self {
+        Self {
+            data_dir: Some(dir.into()),
+            ..Self::in_memory(registry)
+        }
+    }
+}
+
+/// A statement ready to execute.
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    /// Weir's own statements (DDL, SHOW, SET …).
+    Statement(WeirStatement),
+    /// A DataFusion query.
+    Query { plan: LogicalPlan },
+}
+
+/// The result of one statement.
+#[derive(Debug)]
+pub enum Outcome {
+    /// An empty statement.
+    Empty,
+    /// A command and its tag (`CREATE SOURCE`, `SET` …).
+    Command(String),
+    /// Rows.
+    Rows(DataFrame),
+}
+
+#[derive(Debug, Clone)]
+struct Relation {
+    stream: StreamRelation,
+    view: Option<Arc<ViewRuntime>>,
+}
+
+/// Weir's database.
+pub struct Database {
+    engine: Arc<Engine>,
+    ctx: SessionContext,
+    parser: PostgresCompatibilityParser,
+    catalog: tokio::sync::Mutex<Catalog>,
+    relations: Arc<RwLock<BTreeMap<String, Relation>>>,
+    backfill_timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Opens the database, replaying the persisted catalog.
+    pub async fn open(options: DatabaseOptions) -> Result<Arc<Self>> {
+        let ctx = SessionContext::new_with_config(base_config());
+        datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
+            &ctx,
+            "weir",
+            datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
+        )
+        .map_err(|e| SqlError::Internal(format!("pg_catalog: {e}")))?;
+        crate::pg::register_functions(&ctx);
+        let catalog = Catalog::open(options.data_dir.as_deref())?;
+        let db = Arc::new(Self {
+            engine: Arc::new(Engine::new(options.registry)),
+            ctx,
+            parser: PostgresCompatibilityParser::new(),
+            catalog: tokio::sync::Mutex::new(Catalog::open(None)?),
+            relations: Arc::new(RwLock::new(BTreeMap::new())),
+            backfill_timeout: options.backfill_timeout,
+        });
+        db.register_system_relations()?;
+        {
+            let relations = db.relations.clone();
+            let views: crate::pg::ViewNames = Arc::new(move || {
+                relations
+                    .read()
+                    .iter()
+                    .filter(|(_, r)| r.view.is_some())
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            });
+            crate::pg::PgCatalogOverlay::install(&db.ctx, views)?;
+        }
+        db.register_window_functions();
+        // Replay definitions in creation order.
+        for entry in catalog.entries().to_vec() {
+            let replayed = match &entry {
+                CatalogEntry::Source(def) => db.instantiate_source(def.clone()).map(|_| ()),
+                CatalogEntry::View(def) => db.instantiate_view(def.clone()).await.map(|_| ()),
+            };
+            if let Err(e) = replayed {
+                tracing::error!(object = entry.name(), error = %e, "cannot restore catalog object; it is kept in the catalog");
+            }
+        }
+        *db.catalog.lock().await = catalog;
+        Ok(db)
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The serving query context.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Parses and plans one statement (no top-level `;`).
+    pub async fn prepare(&self, sql: &str) -> Result<Prepared> {
+        match dialect::parse_statement(sql)? {
+            WeirStatement::Query(text) => Ok(Prepared::Query {
+                plan: self.plan_query(&text).await?,
+            }),
+            other => Ok(Prepared::Statement(other)),
+        }
+    }
+
+    /// The columns a prepared statement returns, if it returns rows.
+    pub async fn describe(
+        &self,
+        session: &Session,
+        prepared: &Prepared,
+    ) -> Result<Option<SchemaRef>> {
+        match prepared {
+            Prepared::Query { plan } => Ok(Some(Arc::new(plan.schema().as_arrow().clone()))),
+            Prepared::Statement(WeirStatement::Show(show)) => {
+                let df = self.show(session, show).await?;
+                Ok(Some(Arc::new(df.schema().as_arrow().clone())))
+            }
+            Prepared::Statement(_) => Ok(None),
+        }
+    }
+
+    /// Executes a prepared statement with parameter values.
+    pub async fn execute(
+        &self,
+        session: &mut Session,
+        prepared: &Prepared,
+        params: Option<ParamValues>,
+    ) -> Result<Outcome> {
+        match prepared {
+            Prepared::Query { plan } => {
+                let plan = match params {
+                    Some(p) => plan.clone().replace_params_with_values(&p)?,
+                    None => plan.clone(),
+                };
+                Ok(Outcome::Rows(self.ctx.execute_logical_plan(plan).await?))
+            }
+            Prepared::Statement(s) => self.execute_statement(session, s.clone()).await,
+        }
+    }
+
+    /// Runs every statement of `sql` (simple-query style) and returns their outcomes; stops
+    /// at the first error.
+    pub async fn run(&self, session: &mut Session, sql: &str) -> Result<Vec<Outcome>> {
+        let mut out = Vec::new();
+        for stmt in dialect::split_statements(sql)? {
+            let prepared = self.prepare(&stmt).await?;
+            out.push(self.execute(session, &prepared, None).await?);
+        }
+        Ok(out)
+    }
+
+    /// Runs `sql` and collects the rows of its last statement.
+    pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let mut session = Session::default();
+        let mut outcomes = self.run(&mut session, sql).await?;
+        match outcomes.pop() {
+            Some(Outcome::Rows(df)) => Ok(df.collect().await?),
+            _ => Ok(vec![]),
+        }
+    }
+
+    async fn plan_query(&self, sql: &str) -> Result<LogicalPlan> {
+        let mut statements = self
+            .parser
+            .parse(sql)
+            .map_err(|e| SqlError::Syntax(format!("syntax error: {e}")))?;
+        if statements.len() != 1 {
+            return Err(SqlError::Syntax(format!(
+                "expected one statement, found {}",
+                statements.len()
+            )));
+        }
+        let statement =
+            datafusion::sql::parser::Statement::Statement(Box::new(statements.remove(0)));
+        let plan = self.ctx.state().statement_to_plan(statement).await?;
+        match &plan {
+            LogicalPlan::Ddl(DdlStatement::CreateView(_)) => Err(SqlError::FeatureNotSupported(
+                "CREATE VIEW is not supported; use CREATE MATERIALIZED VIEW for a continuously maintained view".into(),
+            )),
+            LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) => {
+                Err(SqlError::FeatureNotSupported(
+                    "Weir's relations are sources and materialized views: tables, INSERT, UPDATE and DELETE are not supported; use CREATE SOURCE and CREATE MATERIALIZED VIEW".into(),
+                ))
+            }
+            LogicalPlan::Statement(_) => Err(SqlError::FeatureNotSupported(
+                "this statement is not supported by Weir".into(),
+            )),
+            _ => Ok(plan),
+        }
+    }
+
+    async fn execute_statement(
+        &self,
+        session: &mut Session,
+        statement: WeirStatement,
+    ) -> Result<Outcome> {
+        match statement {
+            WeirStatement::Empty => Ok(Outcome::Empty),
+            WeirStatement::CreateSource(c) => self.create_source(c).await,
+            WeirStatement::CreateView(c) => self.create_view(c).await,
+            WeirStatement::Drop {
+                kind,
+                names,
+                if_exists,
+                cascade,
+            } => self.drop(kind, names, if_exists, cascade).await,
+            WeirStatement::Show(show) => Ok(Outcome::Rows(self.show(session, &show).await?)),
+            WeirStatement::Set { name, value } => {
+                session.set(&name, &value)?;
+                Ok(Outcome::Command("SET".into()))
+            }
+            WeirStatement::Reset(name) => {
+                session.reset(&name);
+                Ok(Outcome::Command("RESET".into()))
+            }
+            WeirStatement::Begin => Ok(Outcome::Command("BEGIN".into())),
+            WeirStatement::Commit => Ok(Outcome::Command("COMMIT".into())),
+            WeirStatement::Rollback => Ok(Outcome::Command("ROLLBACK".into())),
+            WeirStatement::NoOp(tag) => Ok(Outcome::Command(tag)),
+            WeirStatement::Query(text) => {
+                let plan = self.plan_query(&text).await?;
+                Ok(Outcome::Rows(self.ctx.execute_logical_plan(plan).await?))
+            }
+        }
+    }
+
+    fn exists_error(&self, name: &str) -> SqlError {
+        SqlError::DuplicateObject(format!("relation \"{name}\" already exists"))
+    }
+
+    async fn create_source(&self, c: CreateSource) -> Result<Outcome> {
+        let mut catalog = self.catalog.lock().await;
+        if catalog.get(&c.name).is_some() {
+            if c.if_not_exists {
+                return Ok(Outcome::Command("CREATE SOURCE".into()));
+            }
+            return Err(self.exists_error(&c.name));
+        }
+        let schema = crate::types::source_schema(&self.ctx, &c.columns).await?;
+        let Some(connector) = c.options.get("connector").cloned() else {
+            return Err(SqlError::InvalidParameter(format!(
+                "CREATE SOURCE needs WITH (connector = '…'); available connectors: {}",
+                self.engine.registry().names().join(", ")
+            )));
+        };
+        let factory = self.engine.registry().get(&connector)?;
+        let spec = SourceSpec {
+            name: c.name.clone(),
+            schema,
+            options: c.options.clone(),
+        };
+        let options = factory.validate(&spec)?;
+        let def = SourceDef {
+            name: c.name,
+            columns: c.columns,
+            watermark: c.watermark,
+            options,
+        };
+        self.instantiate_source(def.clone())?;
+        catalog.add(CatalogEntry::Source(def))?;
+        Ok(Outcome::Command("CREATE SOURCE".into()))
+    }
+
+    fn instantiate_source(&self, def: SourceDef) -> Result<()> {
+        let schema =
+            futures::executor::block_on(crate::types::source_schema(&self.ctx, &def.columns))?;
+        let watermark = match &def.watermark {
+            None => None,
+            Some(w) => {
+                let column = schema.index_of(&w.column).map_err(|_| {
+                    SqlError::UndefinedColumn(format!(
+                        "WATERMARK FOR \"{}\": source {} has no such column",
+                        w.column, def.name
+                    ))
+                })?;
+                if !matches!(schema.field(column).data_type(), DataType::Timestamp(_, _)) {
+                    return Err(SqlError::DatatypeMismatch(format!(
+                        "WATERMARK FOR \"{}\": the event-time column must be TIMESTAMP or TIMESTAMPTZ, not {}",
+                        w.column,
+                        schema.field(column).data_type()
+                    )));
+                }
+                Some(WatermarkDecl {
+                    column,
+                    delay_ns: w.delay_ns,
+                })
+            }
+        };
+        let spec = SourceSpec {
+            name: def.name.clone(),
+            schema: schema.clone(),
+            options: def.options.clone(),
+        };
+        self.engine.add_source(spec, watermark)?;
+        self.relations.write().insert(
+            def.name.clone(),
+            Relation {
+                stream: StreamRelation {
+                    schema,
+                    root_source: def.name.clone(),
+                    updating: false,
+                },
+                view: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn create_view(&self, c: CreateView) -> Result<Outcome> {
+        let mut catalog = self.catalog.lock().await;
+        if catalog.get(&c.name).is_some() {
+            if c.if_not_exists {
+                return Ok(Outcome::Command("CREATE MATERIALIZED VIEW".into()));
+            }
+            return Err(self.exists_error(&c.name));
+        }
+        let def = ViewDef {
+            name: c.name.clone(),
+            query: c.query.clone(),
+            emit: c.emit,
+            input: String::new(),
+        };
+        let def = self.instantiate_view(def).await?;
+        catalog.add(CatalogEntry::View(def.clone()))?;
+        drop(catalog);
+        // Like RisingWave, CREATE MATERIALIZED VIEW returns once the view has caught up with
+        // the data its source already has, so the next SELECT sees all of it.
+        let root = self
+            .relations
+            .read()
+            .get(&def.name)
+            .map(|r| r.stream.root_source.clone());
+        if let Some(root) = root {
+            let engine = self.engine.clone();
+            let timeout = self.backfill_timeout;
+            let caught_up =
+                tokio::task::spawn_blocking(move || engine.wait_caught_up(&root, timeout))
+                    .await
+                    .unwrap_or(false);
+            if !caught_up {
+                tracing::warn!(view = %def.name, "view created; its source has not caught up yet (see weir.sources)");
+            }
+        }
+        Ok(Outcome::Command("CREATE MATERIALIZED VIEW".into()))
+    }
+
+    /// Plans and starts a view; returns its definition with the input filled in.
+    async fn instantiate_view(&self, mut def: ViewDef) -> Result<ViewDef> {
+        let streams: BTreeMap<String, StreamRelation> = self
+            .relations
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.stream.clone()))
+            .collect();
+        let planned = plan_view(&def.name, &def.query, def.emit, &streams).await?;
+        def.input = planned.input.clone();
+        let updating = planned.plan.emit == EmitMode::OnUpdate && planned.plan.aggregate.is_some();
+        let schema = planned.plan.output_schema.clone();
+        let runtime = ViewRuntime::new(planned.plan)?;
+        let table = Arc::new(ViewTable::new(runtime.clone(), def.to_sql()));
+        self.ctx.register_table(def.name.as_str(), table)?;
+        let parent = (planned.input != planned.root_source).then_some(planned.input.as_str());
+        if let Err(e) = self
+            .engine
+            .add_view(&planned.root_source, parent, runtime.clone())
+        {
+            let _ = self.ctx.deregister_table(def.name.as_str());
+            return Err(e.into());
+        }
+        self.relations.write().insert(
+            def.name.clone(),
+            Relation {
+                stream: StreamRelation {
+                    schema,
+                    root_source: planned.root_source.clone(),
+                    updating,
+                },
+                view: Some(runtime),
+            },
+        );
+        Ok(def)
+    }
+
+    async fn drop(
+        &self,
+        kind: ObjectKind,
+        names: Vec<String>,
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<Outcome> {
+        let mut catalog = self.catalog.lock().await;
+        let tag = format!("DROP {}", kind.as_sql());
+        for name in names {
+            let entry = catalog.get(&name).cloned();
+            let matches = matches!(
+                (&entry, kind),
+                (Some(CatalogEntry::Source(_)), ObjectKind::Source)
+                    | (Some(CatalogEntry::View(_)), ObjectKind::MaterializedView)
+            );
+            if entry.is_none() {
+                if if_exists {
+                    continue;
+                }
+                return Err(SqlError::UndefinedObject(format!(
+                    "{} \"{name}\" does not exist",
+                    kind.as_sql().to_lowercase()
+                )));
+            }
+            if !matches {
+                return Err(SqlError::WrongObjectType(format!(
+                    "\"{name}\" is not a {}",
+                    kind.as_sql().to_lowercase()
+                )));
+            }
+            let mut doomed = Vec::new();
+            collect_dependents(&catalog, &name, &mut doomed);
+            if !doomed.is_empty() && !cascade {
+                return Err(SqlError::DependentObjects(format!(
+                    "cannot drop {} {name} because other objects depend on it: materialized view {}; use DROP {} {name} CASCADE to drop them too",
+                    kind.as_sql().to_lowercase(),
+                    doomed.join(", materialized view "),
+                    kind.as_sql()
+                )));
+            }
+            // Deepest dependants first.
+            for view in doomed.iter().rev() {
+                self.remove_view(view);
+                catalog.remove(view)?;
+            }
+            match kind {
+                ObjectKind::Source => {
+                    self.engine.drop_source(&name);
+                    self.relations.write().remove(&name);
+                }
+                ObjectKind::MaterializedView => self.remove_view(&name),
+            }
+            catalog.remove(&name)?;
+        }
+        Ok(Outcome::Command(tag))
+    }
+
+    fn remove_view(&self, name: &str) {
+        self.engine.drop_view(name);
+        let _ = self.ctx.deregister_table(name);
+        self.relations.write().remove(name);
+    }
+
+    async fn show(&self, session: &Session, show: &Show) -> Result<DataFrame> {
+        let sql = match show {
+            Show::Sources => "SELECT name, connector, status, events_in, late_events, dead_letters, watermark FROM weir.sources ORDER BY name".to_string(),
+            Show::MaterializedViews => "SELECT name, emit, rows, watermark, caught_up, definition FROM weir.views ORDER BY name".to_string(),
+            Show::CreateSource(name) | Show::CreateView(name) => {
+                let catalog = self.catalog.lock().await;
+                let sql = match (catalog.get(name), show) {
+                    (Some(CatalogEntry::Source(s)), Show::CreateSource(_)) => s.to_sql(),
+                    (Some(CatalogEntry::View(v)), Show::CreateView(_)) => v.to_sql(),
+                    _ => {
+                        return Err(SqlError::UndefinedObject(format!(
+                            "{} \"{name}\" does not exist",
+                            if matches!(show, Show::CreateSource(_)) { "source" } else { "materialized view" }
+                        )))
+                    }
+                };
+                let batch = Columns::new()
+                    .text("name", [Some(name.as_str())])
+                    .text("create_sql", [Some(sql)])
+                    .finish()?;
+                return Ok(self.ctx.read_batch(batch)?);
+            }
+            Show::Variable(name) => {
+                let batch = session.show(name)?;
+                return Ok(self.ctx.read_batch(batch)?);
+            }
+        };
+        Ok(self.ctx.sql(&sql).await?)
+    }
+
+    fn register_window_functions(&self) {
+        let relations = self.relations.clone();
+        let ctx = self.ctx.clone();
+        let resolver: RelationResolver = Arc::new(move |name: &str| {
+            relations.read().get(name).and_then(|r| r.view.as_ref())?;
+            futures::executor::block_on(ctx.table_provider(name)).ok()
+        });
+        let capture = Arc::new(parking_lot::Mutex::new(PlanCapture::default()));
+        self.ctx.register_udtf(
+            "tumble",
+            Arc::new(WindowFunction::tumble(resolver.clone(), capture.clone())),
+        );
+        self.ctx
+            .register_udtf("hop", Arc::new(WindowFunction::hop(resolver, capture)));
+    }
+
+    fn register_system_relations(self: &Arc<Self>) -> Result<()> {
+        let schema = Arc::new(MemorySchemaProvider::new());
+        let catalog = self
+            .ctx
+            .catalog("weir")
+            .ok_or_else(|| SqlError::Internal("catalog weir missing".into()))?;
+        catalog.register_schema("weir", schema.clone())?;
+        let weak = Arc::downgrade(self);
+        let tables: Vec<(&str, crate::system::RowsFn)> = vec![
+            ("sources", {
+                let weak = weak.clone();
+                Arc::new(move || {
+                    let db = weak.upgrade().ok_or_else(shutting_down)?;
+                    Ok(db.sources_batch())
+                })
+            }),
+            ("source_partitions", {
+                let weak = weak.clone();
+                Arc::new(move || {
+                    let db = weak.upgrade().ok_or_else(shutting_down)?;
+                    Ok(db.source_partitions_batch())
+                })
+            }),
+            ("views", {
+                let weak = weak.clone();
+                Arc::new(move || {
+                    let db = weak.upgrade().ok_or_else(shutting_down)?;
+                    db.views_batch()
+                })
+            }),
+            ("sinks", Arc::new(sinks_batch)),
+            ("dead_letters", {
+                let weak = weak.clone();
+                Arc::new(move || {
+                    let db = weak.upgrade().ok_or_else(shutting_down)?;
+                    db.dead_letters_batch()
+                })
+            }),
+            ("late_events", {
+                let weak = weak.clone();
+                Arc::new(move || {
+                    let db = weak.upgrade().ok_or_else(shutting_down)?;
+                    db.late_events_batch()
+                })
+            }),
+        ];
+        for (name, rows) in tables {
+            let probe = rows()?;
+            let table: Arc<dyn TableProvider> = Arc::new(SystemTable::new(probe.schema(), rows));
+            schema.register_table(name.to_string(), table)?;
+        }
+        Ok(())
+    }
+
+    fn sources_batch(&self) -> RecordBatch {
+        let sources = self.engine.sources();
+        let wm =
+            |s: &weir_engine::pipeline::SourceInfo| Some(s.stats.watermark.load(Ordering::Relaxed));
+        Columns::new()
+            .text("name", sources.iter().map(|s| Some(s.name.clone())))
+            .text(
+                "connector",
+                sources.iter().map(|s| Some(s.connector.clone())),
+            )
+            .text(
+                "status",
+                sources.iter().map(|s| Some(s.stats.status.lock().clone())),
+            )
+            .time_ns("watermark", sources.iter().map(wm))
+            .int(
+                "events_in",
+                sources.iter().map(|s| count(&s.stats.events_in)),
+            )
+            .int(
+                "late_events",
+                sources.iter().map(|s| count(&s.stats.late_events)),
+            )
+            .int(
+                "dead_letters",
+                sources.iter().map(|s| count(&s.stats.dead_letters)),
+            )
+            .int("lag", sources.iter().map(|_| Some(0)))
+            .bool(
+                "caught_up",
+                sources
+                    .iter()
+                    .map(|s| Some(s.stats.caught_up.load(Ordering::Relaxed))),
+            )
+            .text(
+                "position",
+                sources
+                    .iter()
+                    .map(|s| Some(s.stats.position.lock().to_string())),
+            )
+            .text("views", sources.iter().map(|s| Some(s.views.join(","))))
+            .finish()
+            .expect("static schema")
+    }
+
+    fn source_partitions_batch(&self) -> RecordBatch {
+        let sources = self.engine.sources();
+        Columns::new()
+            .text("source", sources.iter().map(|s| Some(s.name.clone())))
+            .int("partition", sources.iter().map(|_| Some(0)))
+            .text(
+                "position",
+                sources
+                    .iter()
+                    .map(|s| Some(s.stats.position.lock().to_string())),
+            )
+            .int("high_watermark", sources.iter().map(|_| None))
+            .int("lag", sources.iter().map(|_| Some(0)))
+            .finish()
+            .expect("static schema")
+    }
+
+    fn views_batch(&self) -> datafusion::error::Result<RecordBatch> {
+        let relations = self.relations.read().clone();
+        let catalog = self.catalog.try_lock().ok();
+        let views: Vec<(String, Arc<ViewRuntime>)> = relations
+            .into_iter()
+            .filter_map(|(n, r)| r.view.map(|v| (n, v)))
+            .collect();
+        let definition = |name: &str| {
+            catalog.as_ref().and_then(|c| match c.get(name) {
+                Some(CatalogEntry::View(v)) => Some(v.to_sql()),
+                _ => None,
+            })
+        };
+        let mut rows = Vec::new();
+        for (_, v) in &views {
+            rows.push(Some(
+                v.row_count()
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
+                    as i64,
+            ));
+        }
+        Columns::new()
+            .text("name", views.iter().map(|(n, _)| Some(n.clone())))
+            .text("definition", views.iter().map(|(n, _)| definition(n)))
+            .text(
+                "emit",
+                views.iter().map(|(_, v)| Some(v.plan().emit.as_sql())),
+            )
+            .int("rows", rows)
+            .int("groups", views.iter().map(|(_, v)| Some(v.groups() as i64)))
+            .int(
+                "state_bytes",
+                views.iter().map(|(_, v)| Some(v.state_bytes() as i64)),
+            )
+            .time_ns(
+                "watermark",
+                views
+                    .iter()
+                    .map(|(_, v)| Some(v.stats.watermark.load(Ordering::Relaxed))),
+            )
+            .bool(
+                "caught_up",
+                views
+                    .iter()
+                    .map(|(_, v)| Some(v.stats.caught_up.load(Ordering::Relaxed))),
+            )
+            .int(
+                "rows_in",
+                views.iter().map(|(_, v)| count(&v.stats.rows_in)),
+            )
+            .int(
+                "dropped_rows",
+                views.iter().map(|(_, v)| count(&v.stats.dropped_rows)),
+            )
+            .finish()
+    }
+
+    fn dead_letters_batch(&self) -> datafusion::error::Result<RecordBatch> {
+        let rows = self.engine.system().dead_letters();
+        Columns::new()
+            .text("source", rows.iter().map(|r| Some(r.source.clone())))
+            .text("location", rows.iter().map(|r| Some(r.location.clone())))
+            .text("raw", rows.iter().map(|r| Some(r.raw.clone())))
+            .text("error", rows.iter().map(|r| Some(r.error.clone())))
+            .time("received_at", rows.iter().map(|r| Some(r.received_at)))
+            .finish()
+    }
+
+    fn late_events_batch(&self) -> datafusion::error::Result<RecordBatch> {
+        let rows = self.engine.system().late_events();
+        Columns::new()
+            .text("source", rows.iter().map(|r| Some(r.source.clone())))
+            .text("location", rows.iter().map(|r| Some(r.location.clone())))
+            .time_ns("event_time", rows.iter().map(|r| Some(r.event_time)))
+            .time_ns("watermark", rows.iter().map(|r| Some(r.watermark)))
+            .text("raw", rows.iter().map(|r| r.raw.clone()))
+            .time("received_at", rows.iter().map(|r| Some(r.received_at)))
+            .finish()
+    }
+
+    /// Names of the materialized views.
+    pub fn view_names(&self) -> Vec<String> {
+        self.relations
+            .read()
+            .iter()
+            .filter(|(_, r)| r.view.is_some())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// A view's runtime, for point reads without SQL planning.
+    pub fn view(&self, name: &str) -> Option<Arc<ViewRuntime>> {
+        self.relations.read().get(name).and_then(|r| r.view.clone())
+    }
+
+    /// Stops all pipelines.
+    pub fn shutdown(&self) {
+        self.engine.shutdown();
+    }
+}
+
+fn shutting_down() -> datafusion::error::DataFusionError {
+    datafusion::error::DataFusionError::Execution("the database is shutting down".into())
+}
+
+fn sinks_batch() -> datafusion::error::Result<RecordBatch> {
+    let none: [Option<&str>; 0] = [];
+    Columns::new()
+        .text("name", none)
+        .text("relation", none)
+        .text("connector", none)
+        .text("status", none)
+        .int("rows_written", [])
+        .int("errors", [])
+        .text("last_error", none)
+        .finish()
+}
+
+fn collect_dependents(catalog: &Catalog, name: &str, out: &mut Vec<String>) {
+    for d in catalog.dependents(name) {
+        if !out.contains(&d) {
+            out.push(d.clone());
+            collect_dependents(catalog, &d, out);
+        }
+    }
+}

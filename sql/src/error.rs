@@ -1,0 +1,139 @@
+//! Errors of the SQL layer, each with the SQLSTATE a PostgreSQL client expects.
+
+use datafusion::error::DataFusionError;
+use weir_engine::EngineError;
+
+/// A statement failed. The variant decides the SQLSTATE.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// 42601: the text is not valid SQL.
+    #[error("{0}")]
+    Syntax(String),
+    /// 42P01: unknown relation.
+    #[error("{0}")]
+    UndefinedObject(String),
+    /// 42703: unknown column.
+    #[error("{0}")]
+    UndefinedColumn(String),
+    /// 42883: unknown function.
+    #[error("{0}")]
+    UndefinedFunction(String),
+    /// 42P07: the name is taken.
+    #[error("{0}")]
+    DuplicateObject(String),
+    /// 42809: the object exists but is of another kind.
+    #[error("{0}")]
+    WrongObjectType(String),
+    /// 2BP01: other objects depend on it.
+    #[error("{0}")]
+    DependentObjects(String),
+    /// 22023: a WITH option or parameter has a bad value.
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// 42804/42846: types do not fit.
+    #[error("{0}")]
+    DatatypeMismatch(String),
+    /// 0A000: valid, but not supported (yet).
+    #[error("{0}")]
+    FeatureNotSupported(String),
+    /// 22000 family: the data made a function fail.
+    #[error("{0}")]
+    DataException(String),
+    /// 58030: the data dir could not be read or written.
+    #[error("{0}")]
+    Io(String),
+    /// XX000: a bug.
+    #[error("internal error (this is a bug): {0}")]
+    Internal(String),
+}
+
+impl SqlError {
+    /// The SQLSTATE code.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            SqlError::Syntax(_) => "42601",
+            SqlError::UndefinedObject(_) => "42P01",
+            SqlError::UndefinedColumn(_) => "42703",
+            SqlError::UndefinedFunction(_) => "42883",
+            SqlError::DuplicateObject(_) => "42P07",
+            SqlError::WrongObjectType(_) => "42809",
+            SqlError::DependentObjects(_) => "2BP01",
+            SqlError::InvalidParameter(_) => "22023",
+            SqlError::DatatypeMismatch(_) => "42804",
+            SqlError::FeatureNotSupported(_) => "0A000",
+            SqlError::DataException(_) => "22000",
+            SqlError::Io(_) => "58030",
+            SqlError::Internal(_) => "XX000",
+        }
+    }
+}
+
+impl From<DataFusionError> for SqlError {
+    fn from(e: DataFusionError) -> Self {
+        classify_datafusion(e)
+    }
+}
+
+impl From<EngineError> for SqlError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::DataFusion(e) => classify_datafusion(e),
+            EngineError::InvalidOption { option, message } => SqlError::InvalidParameter(format!(
+                "invalid value for option \"{option}\": {message}"
+            )),
+            EngineError::Unsupported(m) => SqlError::FeatureNotSupported(m),
+            EngineError::Source { .. } => SqlError::InvalidParameter(e.to_string()),
+            EngineError::Arrow(e) => SqlError::DataException(e.to_string()),
+            EngineError::Internal(m) => SqlError::Internal(m),
+        }
+    }
+}
+
+/// Maps a DataFusion error to the SQLSTATE a PostgreSQL user would get for the same mistake.
+fn classify_datafusion(e: DataFusionError) -> SqlError {
+    let message = e.find_root().to_string();
+    let lower = message.to_lowercase();
+    let strip = |m: &str| {
+        m.trim_start_matches("Error during planning: ")
+            .trim_start_matches("Schema error: ")
+            .trim_start_matches("This feature is not implemented: ")
+            .trim_start_matches("SQL error: ")
+            .trim_start_matches("Execution error: ")
+            .trim_start_matches("Arrow error: ")
+            .to_string()
+    };
+    if lower.contains("sql error: parsererror") || lower.starts_with("sql error") {
+        SqlError::Syntax(strip(&message))
+    } else if lower.contains("table '") && lower.contains("not found")
+        || lower.contains("table not found")
+    {
+        SqlError::UndefinedObject(strip(&message))
+    } else if lower.contains("no field named")
+        || lower.contains("column") && lower.contains("not found")
+    {
+        SqlError::UndefinedColumn(strip(&message))
+    } else if lower.contains("invalid function")
+        || lower.contains("unknown function")
+        || lower.contains("function") && lower.contains("not found")
+    {
+        SqlError::UndefinedFunction(strip(&message))
+    } else if lower.contains("not implemented") || lower.contains("unsupported") {
+        SqlError::FeatureNotSupported(strip(&message))
+    } else if lower.contains("cannot be cast")
+        || lower.contains("cast error")
+        || lower.contains("no function matches")
+        || lower.contains("type coercion")
+        || lower.contains("failed to coerce")
+    {
+        SqlError::DatatypeMismatch(strip(&message))
+    } else if lower.contains("divide by zero") || lower.contains("overflow") {
+        SqlError::DataException(strip(&message))
+    } else if lower.starts_with("error during planning") || lower.starts_with("schema error") {
+        SqlError::Syntax(strip(&message))
+    } else {
+        SqlError::DataException(strip(&message))
+    }
+}
+
+/// Result alias for the SQL layer.
+pub type Result<T, E = SqlError> = std::result::Result<T, E>;

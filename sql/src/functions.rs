@@ -1,0 +1,197 @@
+//! Streaming table functions: `TUMBLE(rel, col, size)` and `HOP(rel, col, slide, size)`.
+//!
+//! Both expand to a plain logical plan over the relation, adding `window_start` and
+//! `window_end` computed with `date_bin`, so a windowed view is an ordinary GROUP BY to
+//! DataFusion. `HOP` cross-joins each row with the `size / slide` window offsets it belongs
+//! to. The engine learns the window shape through [`PlanCapture`].
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano};
+use datafusion::catalog::view::ViewTable;
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{plan_err, Column, ScalarValue};
+use datafusion::datasource::provider_as_source;
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::{lit, Expr, LogicalPlan, LogicalPlanBuilder};
+use parking_lot::Mutex;
+use weir_engine::window::WindowKind;
+
+/// Finds a relation by name while a query is planned.
+pub type RelationResolver = Arc<dyn Fn(&str) -> Option<Arc<dyn TableProvider>> + Send + Sync>;
+
+/// What the table functions saw while a query was planned.
+#[derive(Debug, Default, Clone)]
+pub struct PlanCapture {
+    /// Relations read through TUMBLE/HOP.
+    pub relations: Vec<String>,
+    /// Window shapes used.
+    pub windows: Vec<WindowKind>,
+}
+
+/// `TUMBLE` or `HOP`.
+#[derive(Clone)]
+pub struct WindowFunction {
+    hop: bool,
+    resolver: RelationResolver,
+    capture: Arc<Mutex<PlanCapture>>,
+}
+
+impl std::fmt::Debug for WindowFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.hop { "HOP" } else { "TUMBLE" })
+    }
+}
+
+impl WindowFunction {
+    /// The `TUMBLE` function.
+    pub fn tumble(resolver: RelationResolver, capture: Arc<Mutex<PlanCapture>>) -> Self {
+        Self {
+            hop: false,
+            resolver,
+            capture,
+        }
+    }
+
+    /// The `HOP` function.
+    pub fn hop(resolver: RelationResolver, capture: Arc<Mutex<PlanCapture>>) -> Self {
+        Self {
+            hop: true,
+            resolver,
+            capture,
+        }
+    }
+
+    fn usage(&self) -> &'static str {
+        if self.hop {
+            "HOP(relation, time_column, slide, size), e.g. HOP(events, \"timestamp\", INTERVAL '10 seconds', INTERVAL '1 minute')"
+        } else {
+            "TUMBLE(relation, time_column, size), e.g. TUMBLE(events, \"timestamp\", INTERVAL '1 minute')"
+        }
+    }
+}
+
+impl TableFunctionImpl for WindowFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        let want = if self.hop { 4 } else { 3 };
+        if exprs.len() != want {
+            return plan_err!("wrong number of arguments: {}", self.usage());
+        }
+        let relation = name_arg(&exprs[0]).ok_or_else(|| {
+            datafusion::error::DataFusionError::Plan(format!(
+                "first argument must name a relation: {}",
+                self.usage()
+            ))
+        })?;
+        let column = name_arg(&exprs[1]).ok_or_else(|| {
+            datafusion::error::DataFusionError::Plan(format!(
+                "second argument must name a column: {}",
+                self.usage()
+            ))
+        })?;
+        let kind = if self.hop {
+            let slide = interval_ns(&exprs[2], self.usage())?;
+            let size = interval_ns(&exprs[3], self.usage())?;
+            if size % slide != 0 {
+                return plan_err!("HOP size must be a multiple of its slide");
+            }
+            WindowKind::Hop { slide, size }
+        } else {
+            WindowKind::Tumble {
+                size: interval_ns(&exprs[2], self.usage())?,
+            }
+        };
+        let Some(provider) = (self.resolver)(&relation) else {
+            return plan_err!("table '{relation}' not found");
+        };
+        let plan = window_plan(&relation, provider, &column, kind)?;
+        let mut capture = self.capture.lock();
+        capture.relations.push(relation);
+        capture.windows.push(kind);
+        Ok(Arc::new(ViewTable::new(plan, None)))
+    }
+}
+
+fn name_arg(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Literal(ScalarValue::Utf8(Some(s)), _) => Some(s.clone()),
+        Expr::Column(c) => Some(c.name.clone()),
+        _ => None,
+    }
+}
+
+fn interval_ns(e: &Expr, usage: &str) -> DfResult<i64> {
+    let ns = match e {
+        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
+            v.days as i64 * 86_400_000_000_000 + v.nanoseconds
+        }
+        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
+            v.days as i64 * 86_400_000_000_000 + v.milliseconds as i64 * 1_000_000
+        }
+        _ => {
+            return plan_err!(
+                "window sizes must be fixed intervals like INTERVAL '1 minute': {usage}"
+            )
+        }
+    };
+    if ns <= 0 {
+        return plan_err!("window sizes must be positive: {usage}");
+    }
+    Ok(ns)
+}
+
+fn interval_lit(ns: i64) -> Expr {
+    lit(ScalarValue::IntervalMonthDayNano(Some(
+        IntervalMonthDayNano::new(0, 0, ns),
+    )))
+}
+
+/// The relation with `window_start` / `window_end` columns (one row per window for HOP).
+pub fn window_plan(
+    relation: &str,
+    provider: Arc<dyn TableProvider>,
+    column: &str,
+    kind: WindowKind,
+) -> DfResult<LogicalPlan> {
+    let scan = LogicalPlanBuilder::scan(relation, provider_as_source(provider), None)?;
+    let schema = scan.schema().clone();
+    let Ok((_, field)) = schema.qualified_field_with_unqualified_name(column) else {
+        return plan_err!("column \"{column}\" does not exist in {relation}");
+    };
+    if !matches!(field.data_type(), DataType::Timestamp(_, _)) {
+        return plan_err!(
+            "window time column \"{column}\" must be a timestamp, but it is {}",
+            field.data_type()
+        );
+    }
+    let ts = Expr::Column(Column::new(Some(relation), column));
+    // The relation's own window columns (a view over a windowed view) are replaced.
+    let mut exprs: Vec<Expr> = schema
+        .columns()
+        .into_iter()
+        .filter(|c| c.name != "window_start" && c.name != "window_end")
+        .map(Expr::Column)
+        .collect();
+    let date_bin = datafusion::functions::datetime::date_bin();
+    let (builder, start) = match kind {
+        WindowKind::Tumble { size } => (scan, date_bin.call(vec![interval_lit(size), ts])),
+        WindowKind::Hop { slide, size } => {
+            let offsets: Vec<Vec<Expr>> = (0..size / slide)
+                .map(|i| vec![interval_lit(i * slide)])
+                .collect();
+            let offsets = LogicalPlanBuilder::values(offsets)?
+                .project(vec![
+                    Expr::Column(Column::from_name("column1")).alias("__weir_hop_offset")
+                ])?
+                .build()?;
+            let start = date_bin.call(vec![interval_lit(slide), ts])
+                - Expr::Column(Column::from_name("__weir_hop_offset"));
+            (scan.cross_join(offsets)?, start)
+        }
+    };
+    let end = start.clone() + interval_lit(kind.size());
+    exprs.push(start.alias("window_start"));
+    exprs.push(end.alias("window_end"));
+    builder.project(exprs)?.build()
+}

@@ -1,0 +1,21 @@
+//! `weir-sql`: Weir's SQL layer.
+//!
+//! The dialect ([`dialect`]) adds sources and materialized views to PostgreSQL's SQL; the
+//! [`catalog`] persists definitions; [`planner`] turns a view's query into an engine
+//! pipeline; [`database::Database`] ties catalog, engine and the serving DataFusion context
+//! together for the wire protocol and tests.
+
+pub mod catalog;
+pub mod database;
+pub mod dialect;
+pub mod error;
+pub mod functions;
+pub mod pg;
+pub mod planner;
+pub mod session;
+pub mod system;
+pub mod types;
+
+pub use database::{Database, DatabaseOptions, Outcome, Prepared};
+pub use error::{Result, SqlError};
+pub use session::Session;
