@@ -114,6 +114,7 @@ impl Database {
         )
         .map_err(|e| SqlError::Internal(format!("pg_catalog: {e}")))?;
         crate::pg::register_functions(&ctx);
+        crate::percentile::register(&ctx);
         let catalog = Catalog::open(options.data_dir.as_deref())?;
         let db = Arc::new(Self {
             engine: Arc::new(Engine::new(options.registry)),
@@ -124,6 +125,7 @@ impl Database {
             backfill_timeout: options.backfill_timeout,
         });
         db.register_system_relations()?;
+        crate::information_schema::install(&db.ctx)?;
         {
             let relations = db.relations.clone();
             let views: crate::pg::ViewNames = Arc::new(move || {
@@ -516,6 +518,7 @@ impl Database {
     async fn show(&self, session: &Session, show: &Show) -> Result<DataFrame> {
         let sql = match show {
             Show::Sources => "SELECT name, connector, status, events_in, late_events, dead_letters, watermark FROM weir.sources ORDER BY name".to_string(),
+            Show::Tables => "SELECT table_schema, table_name, table_type FROM information_schema.tables WHERE table_schema IN ('public', 'weir') ORDER BY 1, 2".to_string(),
             Show::MaterializedViews => "SELECT name, emit, rows, watermark, caught_up, definition FROM weir.views ORDER BY name".to_string(),
             Show::CreateSource(name) | Show::CreateView(name) => {
                 let catalog = self.catalog.lock().await;

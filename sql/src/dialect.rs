@@ -78,6 +78,8 @@ impl ObjectKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Show {
     Sources,
+    /// `SHOW TABLES`: every relation.
+    Tables,
     MaterializedViews,
     CreateSource(String),
     CreateView(String),
@@ -648,6 +650,10 @@ impl Parser {
         if self.eat_kw("SOURCES") {
             self.end()?;
             return Ok(WeirStatement::Show(Show::Sources));
+        }
+        if self.eat_kw("TABLES") {
+            self.end()?;
+            return Ok(WeirStatement::Show(Show::Tables));
         }
         if self.eat_kw("MATERIALIZED") {
             self.expect_kw("VIEWS")?;

@@ -10,6 +10,8 @@ pub mod database;
 pub mod dialect;
 pub mod error;
 pub mod functions;
+pub mod information_schema;
+pub mod percentile;
 pub mod pg;
 pub mod planner;
 pub mod session;

@@ -51,7 +51,8 @@ pub struct PlannedView {
 pub fn base_config() -> SessionConfig {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema("weir", "public")
-        .with_information_schema(true);
+        // Weir serves its own information_schema with PostgreSQL type names.
+        .with_information_schema(false);
     let options = config.options_mut();
     options.sql_parser.map_string_types_to_utf8view = false;
     options.execution.time_zone = Some("+00:00".into());
@@ -77,7 +78,9 @@ fn streaming_context() -> SessionContext {
     let state = SessionStateBuilder::new_from_existing(state)
         .with_optimizer_rules(rules)
         .build();
-    SessionContext::new_with_state(state)
+    let ctx = SessionContext::new_with_state(state);
+    crate::percentile::register(&ctx);
+    ctx
 }
 
 /// Plans `query` as view `name` over the given relations.

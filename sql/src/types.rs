@@ -63,3 +63,36 @@ fn normalize(t: &DataType) -> DataType {
         other => other.clone(),
     }
 }
+
+/// PostgreSQL's name for an Arrow type, as `information_schema.columns.data_type` and
+/// `udt_name` show it.
+pub fn pg_type_names(t: &DataType) -> (&'static str, &'static str) {
+    match t {
+        DataType::Boolean => ("boolean", "bool"),
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => ("smallint", "int2"),
+        DataType::Int32 | DataType::UInt16 => ("integer", "int4"),
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => ("bigint", "int8"),
+        DataType::Float16 | DataType::Float32 => ("real", "float4"),
+        DataType::Float64 => ("double precision", "float8"),
+        DataType::Decimal32(_, _)
+        | DataType::Decimal64(_, _)
+        | DataType::Decimal128(_, _)
+        | DataType::Decimal256(_, _) => ("numeric", "numeric"),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => ("text", "text"),
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => ("bytea", "bytea"),
+        DataType::Date32 | DataType::Date64 => ("date", "date"),
+        DataType::Time32(_) | DataType::Time64(_) => ("time without time zone", "time"),
+        DataType::Timestamp(_, Some(_)) => ("timestamp with time zone", "timestamptz"),
+        DataType::Timestamp(_, None) => ("timestamp without time zone", "timestamp"),
+        DataType::Interval(_) | DataType::Duration(_) => ("interval", "interval"),
+        DataType::List(_)
+        | DataType::LargeList(_)
+        | DataType::FixedSizeList(_, _)
+        | DataType::ListView(_) => ("ARRAY", "_text"),
+        DataType::Struct(_) | DataType::Map(_, _) => ("json", "json"),
+        _ => ("text", "text"),
+    }
+}
