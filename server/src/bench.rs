@@ -56,23 +56,14 @@ pub fn write_events(path: &Path, count: u64, seed: u64) -> Result<()> {
 
 /// The file session of the core issue (source + `kpi_1m`) over `path`.
 pub fn file_session(path: &Path) -> String {
+    let path = path.display().to_string().replace('\'', "''");
     format!(
-        r#"CREATE SOURCE events (
-    event_id TEXT,
-    source TEXT,
-    "timestamp" TIMESTAMPTZ,
-    attributes STRUCT<user_id TEXT, metric DOUBLE PRECISION, status TEXT>,
-    WATERMARK FOR "timestamp" AS "timestamp" - INTERVAL '2 seconds'
-) WITH (connector = 'file', path = '{}', format = 'json');
-CREATE MATERIALIZED VIEW kpi_1m AS
-SELECT source, window_start, window_end,
-       count(*) AS count,
-       avg(attributes.metric) AS avg_metric,
-       approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY attributes.metric) AS p95_metric,
-       avg(CASE WHEN attributes.status <> 'ok' THEN 1.0 ELSE 0.0 END) AS error_rate
-FROM TUMBLE(events, "timestamp", INTERVAL '1 minute')
-GROUP BY source, window_start, window_end;"#,
-        path.display().to_string().replace('\'', "''")
+        "{};\nCREATE MATERIALIZED VIEW kpi_1m AS {};",
+        crate::demo::seed_source(
+            "events",
+            &format!("connector = 'file', path = '{path}', format = 'json'")
+        ),
+        crate::demo::kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')")
     )
 }
 

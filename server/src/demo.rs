@@ -1,41 +1,55 @@
-//! `--demo`: the seed's source and views over generated events, created if missing.
+//! `--demo`: the seed's source and views over generated events, created if missing. The
+//! seed's DDL lives here once, for the demo, the benchmark and the tests.
 
 use weir_sql::{Database, Session};
 
 use crate::error::Result;
 
-/// The demo's statements for a generator of `rate` events/s.
-pub fn statements(rate: u64) -> String {
+/// `CREATE SOURCE name (<the seed's event columns and watermark>) WITH (options)`.
+pub fn seed_source(name: &str, options: &str) -> String {
+    format!("CREATE SOURCE {name} {}", seed_source_body(options))
+}
+
+/// `(<the seed's event columns and watermark>) WITH (options)`.
+fn seed_source_body(options: &str) -> String {
     format!(
-        r#"
-CREATE SOURCE IF NOT EXISTS events (
+        r#"(
     event_id TEXT,
     source TEXT,
     "timestamp" TIMESTAMPTZ,
     attributes STRUCT<user_id TEXT, metric DOUBLE PRECISION, status TEXT>,
     WATERMARK FOR "timestamp" AS "timestamp" - INTERVAL '2 seconds'
-) WITH (connector = 'datagen', rate = '{rate}', sources = '20', error_rate = '0.02', outlier_rate = '0.001');
+) WITH ({options})"#
+    )
+}
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS kpi_1m AS
-SELECT source, window_start, window_end,
+/// The seed's hot aggregate (count, avg, p95, error rate per source and window) over `from`,
+/// a `TUMBLE(…)` or `HOP(…)` call.
+pub fn kpi_query(from: &str) -> String {
+    format!(
+        r#"SELECT source, window_start, window_end,
        count(*) AS count,
        avg(attributes.metric) AS avg_metric,
        approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY attributes.metric) AS p95_metric,
        avg(CASE WHEN attributes.status <> 'ok' THEN 1.0 ELSE 0.0 END) AS error_rate
-FROM TUMBLE(events, "timestamp", INTERVAL '1 minute')
-GROUP BY source, window_start, window_end
-EMIT ON UPDATE;
+FROM {from}
+GROUP BY source, window_start, window_end"#
+    )
+}
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS kpi_1m_hop AS
-SELECT source, window_start, window_end,
-       count(*) AS count,
-       avg(attributes.metric) AS avg_metric,
-       approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY attributes.metric) AS p95_metric,
-       avg(CASE WHEN attributes.status <> 'ok' THEN 1.0 ELSE 0.0 END) AS error_rate
-FROM HOP(events, "timestamp", INTERVAL '10 seconds', INTERVAL '1 minute')
-GROUP BY source, window_start, window_end
-EMIT ON UPDATE;
-"#
+/// The demo's statements for a generator of `rate` events/s.
+pub fn statements(rate: u64) -> String {
+    let source = format!(
+        "CREATE SOURCE IF NOT EXISTS events {}",
+        seed_source_body(&format!(
+            "connector = 'datagen', rate = '{rate}', sources = '20', error_rate = '0.02', outlier_rate = '0.001'"
+        ))
+    );
+    let tumble = kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')");
+    let hop = kpi_query("HOP(events, \"timestamp\", INTERVAL '10 seconds', INTERVAL '1 minute')");
+    format!(
+        "{source};\nCREATE MATERIALIZED VIEW IF NOT EXISTS kpi_1m AS {tumble} EMIT ON UPDATE;\n\
+         CREATE MATERIALIZED VIEW IF NOT EXISTS kpi_1m_hop AS {hop} EMIT ON UPDATE;"
     )
 }
 

@@ -15,29 +15,18 @@ use weir_sql::{Database, DatabaseOptions, Session};
 
 /// The seed's source over a file.
 pub fn create_source(path: &Path) -> String {
-    format!(
-        r#"CREATE SOURCE events (
-    event_id TEXT,
-    source TEXT,
-    "timestamp" TIMESTAMPTZ,
-    attributes STRUCT<user_id TEXT, metric DOUBLE PRECISION, status TEXT>,
-    WATERMARK FOR "timestamp" AS "timestamp" - INTERVAL '2 seconds'
-) WITH (connector = 'file', path = '{}', format = 'json')"#,
-        path.display()
+    weir_server::demo::seed_source(
+        "events",
+        &format!(
+            "connector = 'file', path = '{}', format = 'json'",
+            path.display()
+        ),
     )
 }
 
 /// The seed's kpi_1m body over a window expression.
 pub fn kpi_query(from: &str) -> String {
-    format!(
-        r#"SELECT source, window_start, window_end,
-       count(*) AS count,
-       avg(attributes.metric) AS avg_metric,
-       approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY attributes.metric) AS p95_metric,
-       avg(CASE WHEN attributes.status <> 'ok' THEN 1.0 ELSE 0.0 END) AS error_rate
-FROM {from}
-GROUP BY source, window_start, window_end"#
-    )
+    weir_server::demo::kpi_query(from)
 }
 
 /// Writes `count` generated events, with events shifted up to `disorder_ms` back in time, and
