@@ -41,7 +41,7 @@ impl JsonLinesDecoder {
 
     /// Decodes every line of `chunk` (which holds whole lines only). `first_line` is the
     /// 1-based number of its first line.
-    pub fn decode(&self, chunk: Arc<[u8]>, first_line: u64) -> Result<Decoded> {
+    pub fn decode(&self, chunk: Arc<Vec<u8>>, first_line: u64) -> Result<Decoded> {
         let mut spans = Vec::new();
         let mut line_numbers = Vec::new();
         let mut start = 0;
@@ -186,10 +186,7 @@ fn push_line(
 }
 
 fn memchr_newlines(chunk: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    chunk
-        .iter()
-        .enumerate()
-        .filter_map(|(i, b)| (*b == b'\n').then_some(i))
+    memchr::memchr_iter(b'\n', chunk)
 }
 
 #[cfg(test)]
@@ -208,7 +205,7 @@ mod tests {
     fn bad_lines_become_dead_letters_and_good_rows_keep_order() {
         let text = b"{\"id\":\"a\",\"n\":1}\nnot json\n{\"id\":\"b\",\"n\":2}\n\n{\"id\":\"c\",\"n\":\"x\"}\n{\"id\":\"d\",\"n\":4}\n";
         let d = JsonLinesDecoder::new(schema(), "f.jsonl")
-            .decode(Arc::from(&text[..]), 1)
+            .decode(Arc::new(text.to_vec()), 1)
             .unwrap();
         assert_eq!(d.batch.num_rows(), 3);
         let ids = d

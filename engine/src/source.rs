@@ -24,7 +24,7 @@ pub enum RowOrigins {
         /// 1-based line number of each row.
         line_numbers: Vec<u64>,
         /// The chunk the rows were decoded from.
-        raw: Arc<[u8]>,
+        raw: Arc<Vec<u8>>,
         /// Byte span of each row's line inside `raw`.
         spans: Vec<(usize, usize)>,
     },

@@ -64,7 +64,7 @@ impl Source for DatagenSource {
         for i in self.next..end {
             self.generator.write_event(i, &mut self.buf);
         }
-        let chunk: Arc<[u8]> = Arc::from(self.buf.as_slice());
+        let chunk = Arc::new(std::mem::take(&mut self.buf));
         let decoded = self.decoder.decode(chunk, self.next + 1)?;
         let first = self.next;
         self.next = end;

@@ -59,8 +59,8 @@ impl FileSource {
 
     fn emit(&mut self, upto: usize) -> Result<Poll> {
         let rest = self.pending.split_off(upto);
-        let chunk: Arc<[u8]> = std::mem::replace(&mut self.pending, rest).into();
-        let lines = chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        let chunk = Arc::new(std::mem::replace(&mut self.pending, rest));
+        let lines = memchr::memchr_iter(b'\n', &chunk).count() as u64;
         let decoded = self.decoder.decode(chunk.clone(), self.line)?;
         self.offset += chunk.len() as u64;
         self.line += lines;
