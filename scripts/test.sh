@@ -21,5 +21,15 @@ need_apt() {
 
 # The psql client drives the meta-command tests (\d, \dm).
 command -v psql >/dev/null 2>&1 || need_apt psql postgresql-client
+# librdkafka is built from source (rdkafka's default build) with TLS from the system.
+command -v g++ >/dev/null 2>&1 || need_apt g++ g++
+command -v make >/dev/null 2>&1 || need_apt make make
+pkg-config --exists openssl 2>/dev/null || need_apt "OpenSSL headers" libssl-dev
+pkg-config --exists zlib 2>/dev/null || need_apt "zlib headers" zlib1g-dev
+
+# A Kafka-compatible broker for the end-to-end tests (tansu, cached outside the clone).
+# shellcheck source=scripts/kafka-broker.sh
+. scripts/kafka-broker.sh
+start_test_broker
 
 cargo test --workspace --all-targets "$@"

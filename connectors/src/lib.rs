@@ -9,6 +9,8 @@ pub mod options;
 pub mod datagen;
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 
 use weir_engine::source::SourceRegistry;
 
@@ -19,5 +21,7 @@ pub fn register_all() -> SourceRegistry {
     registry.register(std::sync::Arc::new(file::FileConnector));
     #[cfg(feature = "datagen")]
     registry.register(std::sync::Arc::new(datagen::DatagenConnector));
+    #[cfg(feature = "kafka")]
+    registry.register(std::sync::Arc::new(kafka::KafkaConnector));
     registry
 }

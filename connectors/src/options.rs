@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::time::Duration;
 
 use weir_engine::error::{EngineError, Result};
 
@@ -59,6 +60,36 @@ impl Options {
         self.parse(key, "'true' or 'false'")
     }
 
+    /// An optional duration (`'10 seconds'`, `'500ms'`, `'1 minute'`, a bare number is
+    /// seconds).
+    pub fn duration(&mut self, key: &str) -> Result<Option<Duration>> {
+        match self.remaining.remove(key) {
+            None => Ok(None),
+            Some(v) => parse_duration(&v).map(Some).ok_or_else(|| EngineError::InvalidOption {
+                option: key.into(),
+                message: format!(
+                    "expected a duration such as '10 seconds' or '500ms', got '{v}'"
+                ),
+            }),
+        }
+    }
+
+    /// Removes and returns every option whose key starts with `prefix`, the prefix stripped.
+    pub fn take_prefixed(&mut self, prefix: &str) -> BTreeMap<String, String> {
+        let keys: Vec<String> = self
+            .remaining
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| {
+                let v = self.remaining.remove(&k)?;
+                Some((k[prefix.len()..].to_string(), v))
+            })
+            .collect()
+    }
+
     /// Fails on any option not consumed yet.
     pub fn finish(self) -> Result<()> {
         match self.remaining.keys().next() {
@@ -68,5 +99,81 @@ impl Options {
                 message: format!("unknown option {k} for connector '{}'", self.connector),
             }),
         }
+    }
+}
+
+/// Parses `'10 seconds'`, `'10s'`, `'500 ms'`, `'2 minutes'`, `'1h'`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let t = text.trim().to_lowercase();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    let scale = match unit.trim() {
+        "" | "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+        "ms" | "millisecond" | "milliseconds" => 1e-3,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
+        "h" | "hour" | "hours" => 3600.0,
+        _ => return None,
+    };
+    let secs = value * scale;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// Resolves a secret reference: `${env:NAME}` is the environment variable `NAME`,
+/// `${file:/path}` the contents of a file (trailing newline removed); anything else is the
+/// value itself. References are resolved when a connector opens, so the catalog and
+/// `SHOW CREATE SOURCE` hold the reference, never the secret.
+pub fn resolve_secret(key: &str, value: &str) -> Result<String> {
+    let bad = |message: String| EngineError::InvalidOption {
+        option: key.into(),
+        message,
+    };
+    let Some(inner) = value
+        .trim()
+        .strip_prefix("${")
+        .and_then(|v| v.strip_suffix('}'))
+    else {
+        return Ok(value.to_string());
+    };
+    if let Some(name) = inner.strip_prefix("env:") {
+        return std::env::var(name)
+            .map_err(|_| bad(format!("environment variable {name} is not set")));
+    }
+    if let Some(path) = inner.strip_prefix("file:") {
+        return std::fs::read_to_string(path)
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|e| bad(format!("cannot read {path}: {e}")));
+    }
+    Err(bad(format!(
+        "unknown reference {value}; use ${{env:NAME}} or ${{file:/path}}"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10 seconds"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2 minutes"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("ten seconds"), None);
+        assert_eq!(parse_duration("5 fortnights"), None);
+    }
+
+    #[test]
+    fn secret_references() {
+        std::env::set_var("WEIR_TEST_SECRET_REF", "hunter2");
+        assert_eq!(
+            resolve_secret("k", "${env:WEIR_TEST_SECRET_REF}").unwrap(),
+            "hunter2"
+        );
+        assert_eq!(resolve_secret("k", "plain").unwrap(), "plain");
+        assert!(resolve_secret("k", "${env:WEIR_TEST_SECRET_MISSING}").is_err());
+        assert!(resolve_secret("k", "${vault:x}").is_err());
     }
 }

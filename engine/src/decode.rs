@@ -1,9 +1,9 @@
-//! JSON lines → Arrow, a chunk at a time.
+//! JSON → Arrow, many records at a time.
 //!
-//! The whole chunk goes through arrow-json's decoder in one pass. If any line is bad, the
-//! chunk is bisected until each bad line stands alone, so a chunk with one malformed line
-//! costs a few extra passes instead of one decoder per line. Bad lines become
-//! [`DeadLetter`]s; good rows keep their order.
+//! A whole chunk (of lines, or of Kafka payloads) goes through arrow-json's decoder in one
+//! pass. If any record is bad, the chunk is bisected until each bad record stands alone, so
+//! a chunk with one malformed record costs a few extra passes instead of one decoder per
+//! record. Bad records become [`DeadLetter`]s; good rows keep their order.
 
 use std::sync::Arc;
 
@@ -23,10 +23,121 @@ pub struct Decoded {
     pub dead_letters: Vec<DeadLetter>,
 }
 
+/// Records decoded from spans of a buffer: the rows of the good records in order, which
+/// records they were, and why the others failed.
+#[derive(Debug)]
+pub struct SpansDecoded {
+    /// One row per good record, in record order.
+    pub batch: RecordBatch,
+    /// Indices (into the spans) of the good records.
+    pub good: Vec<usize>,
+    /// (index into the spans, error) of each record that failed.
+    pub failures: Vec<(usize, String)>,
+}
+
+/// Decodes JSON records — one object each — into a declared schema, many records per
+/// decoder pass.
+///
+/// Records are given as byte spans of one buffer; whatever lies between spans must be
+/// whitespace (the callers put a newline between records). A record counts as good when it
+/// holds exactly one JSON object that fits the schema (a `NOT NULL` column present, every
+/// value of its column's type). If a pass over a range fails or yields the wrong number of
+/// rows, the range is bisected until each bad record stands alone.
+#[derive(Debug, Clone)]
+pub struct JsonDecoder {
+    schema: SchemaRef,
+}
+
+impl JsonDecoder {
+    /// A decoder for `schema`. Object keys not in the schema are ignored.
+    pub fn new(schema: SchemaRef) -> Self {
+        Self { schema }
+    }
+
+    /// The schema rows are decoded into.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Decodes the records at `spans` of `buf`.
+    pub fn decode_spans(&self, buf: &[u8], spans: &[(usize, usize)]) -> Result<SpansDecoded> {
+        let mut batches = Vec::new();
+        let mut good = Vec::with_capacity(spans.len());
+        let mut failures = Vec::new();
+        self.decode_range(
+            buf,
+            spans,
+            0,
+            spans.len(),
+            &mut batches,
+            &mut good,
+            &mut failures,
+        );
+        let batch = concat_batches(&self.schema, &batches)?;
+        Ok(SpansDecoded {
+            batch,
+            good,
+            failures,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decode_range(
+        &self,
+        buf: &[u8],
+        spans: &[(usize, usize)],
+        lo: usize,
+        hi: usize,
+        batches: &mut Vec<RecordBatch>,
+        good: &mut Vec<usize>,
+        failures: &mut Vec<(usize, String)>,
+    ) {
+        if lo >= hi {
+            return;
+        }
+        let bytes = &buf[spans[lo].0..spans[hi - 1].1];
+        match self.decode_bytes(bytes, hi - lo) {
+            Ok(Some(batch)) if batch.num_rows() == hi - lo => {
+                batches.push(batch);
+                good.extend(lo..hi);
+            }
+            Ok(other) if hi - lo == 1 => {
+                let rows = other.map(|b| b.num_rows()).unwrap_or(0);
+                failures.push((lo, format!("expected one JSON object, found {rows}")));
+            }
+            Err(e) if hi - lo == 1 => failures.push((lo, e.to_string())),
+            _ => {
+                let mid = lo + (hi - lo) / 2;
+                self.decode_range(buf, spans, lo, mid, batches, good, failures);
+                self.decode_range(buf, spans, mid, hi, batches, good, failures);
+            }
+        }
+    }
+
+    fn decode_bytes(
+        &self,
+        bytes: &[u8],
+        rows: usize,
+    ) -> std::result::Result<Option<RecordBatch>, datafusion::arrow::error::ArrowError> {
+        let mut decoder = ReaderBuilder::new(self.schema.clone())
+            .with_batch_size(rows + 1)
+            .build_decoder()?;
+        let mut offset = 0;
+        while offset < bytes.len() {
+            let read = decoder.decode(&bytes[offset..])?;
+            if read == 0 {
+                break;
+            }
+            offset += read;
+        }
+        decoder.flush()
+    }
+}
+
 /// Decodes newline-delimited JSON into a declared schema.
 #[derive(Debug, Clone)]
 pub struct JsonLinesDecoder {
-    schema: SchemaRef,
+    json: JsonDecoder,
     origin: Arc<str>,
 }
 
@@ -34,7 +145,7 @@ impl JsonLinesDecoder {
     /// A decoder for `schema`; `origin` names the input in locations (`origin:line`).
     pub fn new(schema: SchemaRef, origin: impl Into<Arc<str>>) -> Self {
         Self {
-            schema,
+            json: JsonDecoder::new(schema),
             origin: origin.into(),
         }
     }
@@ -61,108 +172,26 @@ impl JsonLinesDecoder {
                 &mut line_numbers,
             );
         }
-
-        let mut batches = Vec::new();
-        let mut good = Vec::new();
-        let mut dead_letters = Vec::new();
-        self.decode_range(
-            &chunk,
-            &spans,
-            0,
-            spans.len(),
-            &mut batches,
-            &mut good,
-            &mut dead_letters,
-            &line_numbers,
-        )?;
-        let batch = concat_batches(&self.schema, &batches)?;
+        let decoded = self.json.decode_spans(&chunk, &spans)?;
+        let dead_letters = decoded
+            .failures
+            .into_iter()
+            .map(|(i, error)| DeadLetter {
+                location: format!("{}:{}", self.origin, line_numbers[i]),
+                raw: String::from_utf8_lossy(&chunk[spans[i].0..spans[i].1]).into_owned(),
+                error,
+            })
+            .collect();
         Ok(Decoded {
-            batch,
+            batch: decoded.batch,
             origins: RowOrigins::Lines {
                 file: self.origin.clone(),
-                line_numbers: good.iter().map(|&i| line_numbers[i]).collect(),
-                raw: chunk.clone(),
-                spans: good.iter().map(|&i| spans[i]).collect(),
+                line_numbers: decoded.good.iter().map(|&i| line_numbers[i]).collect(),
+                spans: decoded.good.iter().map(|&i| spans[i]).collect(),
+                raw: chunk,
             },
             dead_letters,
         })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn decode_range(
-        &self,
-        chunk: &[u8],
-        spans: &[(usize, usize)],
-        lo: usize,
-        hi: usize,
-        batches: &mut Vec<RecordBatch>,
-        good: &mut Vec<usize>,
-        dead: &mut Vec<DeadLetter>,
-        line_numbers: &[u64],
-    ) -> Result<()> {
-        if lo >= hi {
-            return Ok(());
-        }
-        let bytes = &chunk[spans[lo].0..spans[hi - 1].1];
-        match self.decode_bytes(bytes, hi - lo) {
-            Ok(Some(batch)) if batch.num_rows() == hi - lo => {
-                batches.push(batch);
-                good.extend(lo..hi);
-                Ok(())
-            }
-            Ok(other) if hi - lo == 1 => {
-                let rows = other.map(|b| b.num_rows()).unwrap_or(0);
-                dead.push(self.dead_letter(
-                    chunk,
-                    spans[lo],
-                    line_numbers[lo],
-                    format!("expected one JSON object, found {rows}"),
-                ));
-                Ok(())
-            }
-            Err(e) if hi - lo == 1 => {
-                dead.push(self.dead_letter(chunk, spans[lo], line_numbers[lo], e.to_string()));
-                Ok(())
-            }
-            _ => {
-                let mid = lo + (hi - lo) / 2;
-                self.decode_range(chunk, spans, lo, mid, batches, good, dead, line_numbers)?;
-                self.decode_range(chunk, spans, mid, hi, batches, good, dead, line_numbers)
-            }
-        }
-    }
-
-    fn decode_bytes(
-        &self,
-        bytes: &[u8],
-        rows: usize,
-    ) -> std::result::Result<Option<RecordBatch>, datafusion::arrow::error::ArrowError> {
-        let mut decoder = ReaderBuilder::new(self.schema.clone())
-            .with_batch_size(rows + 1)
-            .build_decoder()?;
-        let mut offset = 0;
-        while offset < bytes.len() {
-            let read = decoder.decode(&bytes[offset..])?;
-            if read == 0 {
-                break;
-            }
-            offset += read;
-        }
-        decoder.flush()
-    }
-
-    fn dead_letter(
-        &self,
-        chunk: &[u8],
-        span: (usize, usize),
-        line: u64,
-        error: String,
-    ) -> DeadLetter {
-        DeadLetter {
-            location: format!("{}:{}", self.origin, line),
-            raw: String::from_utf8_lossy(&chunk[span.0..span.1]).into_owned(),
-            error,
-        }
     }
 }
 

@@ -23,7 +23,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::aggregate::timestamps_ns;
 use crate::error::{EngineError, Result};
-use crate::source::{Poll, SourceBatch, SourceFactory, SourceRegistry, SourceSpec};
+use crate::source::{Poll, SourceBatch, SourceFactory, SourceRegistry, SourceSpec, SourceStatus};
 use crate::system::{DeadLetterRow, LateEventRow, SourceStats, SystemLog};
 use crate::view::ViewRuntime;
 use crate::watermark::WatermarkTracker;
@@ -197,7 +197,7 @@ impl Engine {
         loop {
             match self.source_stats(source) {
                 Some(s) if s.caught_up.load(Ordering::Acquire) => return true,
-                Some(s) if s.status.lock().starts_with("error") => return false,
+                Some(s) if s.is_failing() => return false,
                 None => return false,
                 _ => {}
             }
@@ -282,6 +282,7 @@ fn stop(running: Option<Running>) {
 enum Message {
     Batch(SourceBatch),
     Idle,
+    Waiting,
     End,
 }
 
@@ -301,10 +302,26 @@ fn read_loop(
         }
     };
     stats.set_status("running");
+    let mut status = SourceStatus::Running;
     while !stop.load(Ordering::Acquire) {
-        let msg = match source.next_batch() {
+        let polled = source.next_batch();
+        let now = source.status();
+        if now != status {
+            match &now {
+                SourceStatus::Running => tracing::info!(source = %spec.name, "source running"),
+                other => tracing::warn!(source = %spec.name, status = %other.text(), "source unhealthy"),
+            }
+            stats.set_status(now.text());
+            status = now;
+        }
+        let splits = source.splits();
+        if !splits.is_empty() {
+            *stats.splits.lock() = splits;
+        }
+        let msg = match polled {
             Ok(Poll::Batch(b)) => Message::Batch(b),
             Ok(Poll::Idle) => Message::Idle,
+            Ok(Poll::Waiting) => Message::Waiting,
             Ok(Poll::End) => Message::End,
             Err(e) => {
                 tracing::error!(source = %spec.name, error = %e, "source failed");
@@ -313,7 +330,7 @@ fn read_loop(
             }
         };
         let end = matches!(msg, Message::End);
-        let idle = matches!(msg, Message::Idle);
+        let idle = matches!(msg, Message::Idle | Message::Waiting);
         // Send, but keep watching the stop flag while the processor applies backpressure.
         let mut msg = Some(msg);
         while let Some(m) = msg.take() {
@@ -361,6 +378,7 @@ impl Processor {
                     self.mark_caught_up();
                     Ok(())
                 }
+                Message::Waiting => Ok(()),
                 Message::End => {
                     self.tracker.finish();
                     let wm = self.tracker.watermark();
@@ -410,7 +428,10 @@ impl Processor {
             return self.dispatch(None, vec![b.batch], wm);
         };
         let times = timestamps_ns(b.batch.column(decl.column))?;
-        let late = self.tracker.observe(times.iter());
+        if b.holding_splits.is_some() {
+            self.tracker.set_holding(b.holding_splits.clone());
+        }
+        let late = self.tracker.observe(times.iter(), b.origins.splits());
         let mut keep = Vec::with_capacity(n);
         let mut dead = Vec::new();
         let mut late_rows = Vec::new();
@@ -457,6 +478,9 @@ impl Processor {
         };
         let wm = self.tracker.watermark();
         self.stats.watermark.store(wm, Ordering::Relaxed);
+        if b.origins.splits().is_some() {
+            *self.stats.split_watermarks.lock() = self.tracker.split_watermarks();
+        }
         self.dispatch(None, vec![on_time], wm)
     }
 

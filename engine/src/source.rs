@@ -28,6 +28,19 @@ pub enum RowOrigins {
         /// Byte span of each row's line inside `raw`.
         spans: Vec<(usize, usize)>,
     },
+    /// Rows decoded from messages of a partitioned log (Kafka).
+    Messages {
+        /// Topic shown in locations.
+        topic: Arc<str>,
+        /// Partition of each row.
+        partitions: Vec<i32>,
+        /// Offset of each row.
+        offsets: Vec<i64>,
+        /// The payloads the rows were decoded from, back to back.
+        raw: Arc<Vec<u8>>,
+        /// Byte span of each row's payload inside `raw`.
+        spans: Vec<(usize, usize)>,
+    },
     /// Rows produced by a generator: row `i` has sequence number `first + i`.
     Sequence { first: u64 },
 }
@@ -39,16 +52,36 @@ impl RowOrigins {
             RowOrigins::Lines {
                 file, line_numbers, ..
             } => format!("{}:{}", file, line_numbers.get(i).copied().unwrap_or(0)),
+            RowOrigins::Messages {
+                topic,
+                partitions,
+                offsets,
+                ..
+            } => format!(
+                "{topic}/{}@{}",
+                partitions.get(i).copied().unwrap_or(-1),
+                offsets.get(i).copied().unwrap_or(-1)
+            ),
             RowOrigins::Sequence { first } => format!("{source}#{}", first + i as u64),
+        }
+    }
+
+    /// The split (partition) of each row, for sources made of several splits.
+    pub fn splits(&self) -> Option<&[i32]> {
+        match self {
+            RowOrigins::Messages { partitions, .. } => Some(partitions),
+            _ => None,
         }
     }
 
     /// The raw text of row `i`, when the source kept it.
     pub fn raw(&self, i: usize) -> Option<String> {
         match self {
-            RowOrigins::Lines { raw, spans, .. } => spans
-                .get(i)
-                .map(|(s, e)| String::from_utf8_lossy(&raw[*s..*e]).into_owned()),
+            RowOrigins::Lines { raw, spans, .. } | RowOrigins::Messages { raw, spans, .. } => {
+                spans
+                    .get(i)
+                    .map(|(s, e)| String::from_utf8_lossy(&raw[*s..*e]).into_owned())
+            }
             RowOrigins::Sequence { .. } => None,
         }
     }
@@ -64,6 +97,19 @@ impl RowOrigins {
             } => RowOrigins::Lines {
                 file: file.clone(),
                 line_numbers: keep.iter().map(|&i| line_numbers[i]).collect(),
+                raw: raw.clone(),
+                spans: keep.iter().map(|&i| spans[i]).collect(),
+            },
+            RowOrigins::Messages {
+                topic,
+                partitions,
+                offsets,
+                raw,
+                spans,
+            } => RowOrigins::Messages {
+                topic: topic.clone(),
+                partitions: keep.iter().map(|&i| partitions[i]).collect(),
+                offsets: keep.iter().map(|&i| offsets[i]).collect(),
                 raw: raw.clone(),
                 spans: keep.iter().map(|&i| spans[i]).collect(),
             },
@@ -102,6 +148,27 @@ pub struct SourceBatch {
     pub dead_letters: Vec<DeadLetter>,
     /// The source's position after this batch (JSON, connector-specific).
     pub position: serde_json::Value,
+    /// For a source of several splits (Kafka partitions): the splits that hold the watermark
+    /// back as of this batch — assigned and not idle. `None`: one split, or no change.
+    pub holding_splits: Option<Vec<i32>>,
+}
+
+impl SourceBatch {
+    /// A batch of decoded rows at `position`, with no split information.
+    pub fn new(
+        batch: RecordBatch,
+        origins: RowOrigins,
+        dead_letters: Vec<DeadLetter>,
+        position: serde_json::Value,
+    ) -> Self {
+        Self {
+            batch,
+            origins,
+            dead_letters,
+            position,
+            holding_splits: None,
+        }
+    }
 }
 
 /// What [`Source::next_batch`] returns.
@@ -109,19 +176,78 @@ pub struct SourceBatch {
 pub enum Poll {
     /// Rows (and perhaps dead letters) to process.
     Batch(SourceBatch),
-    /// Nothing yet; a live source will have more later. The pipeline polls again after `Idle`.
+    /// Nothing yet, and everything available has been delivered (the source is caught up);
+    /// a live source will have more later. The pipeline polls again after `Idle`.
     Idle,
+    /// Nothing right now, but the source is not caught up (it is connecting, or waiting for
+    /// a broker): the pipeline polls again without marking its views caught up.
+    Waiting,
     /// A bounded source reached its end: the watermark advances past all its data.
     End,
+}
+
+/// Health of a source, shown in `weir.sources.status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceStatus {
+    /// Reading normally.
+    Running,
+    /// Cannot reach its service right now; retrying. Nothing is lost meanwhile.
+    Disconnected(String),
+    /// A condition that needs a person (topic deleted, access denied); still retrying.
+    Error(String),
+}
+
+impl SourceStatus {
+    /// The text shown in `weir.sources.status`.
+    pub fn text(&self) -> String {
+        match self {
+            SourceStatus::Running => "running".into(),
+            SourceStatus::Disconnected(why) => format!("disconnected: {why}"),
+            SourceStatus::Error(why) => format!("error: {why}"),
+        }
+    }
+}
+
+/// Progress of one split (Kafka partition) of a source, for `weir.source_partitions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitProgress {
+    /// Split (partition) number.
+    pub split: i32,
+    /// Next position to read (offset of the next message).
+    pub position: i64,
+    /// Position one past the last message the service has (Kafka's high watermark), when
+    /// known.
+    pub high_watermark: Option<i64>,
+    /// Whether the split is idle (not holding the watermark back).
+    pub idle: bool,
+}
+
+impl SplitProgress {
+    /// Messages behind the end of the split, when known.
+    pub fn lag(&self) -> Option<i64> {
+        self.high_watermark.map(|h| (h - self.position).max(0))
+    }
 }
 
 /// A connector's reader. Runs on a dedicated thread, so blocking I/O is fine.
 ///
 /// Contract: batches come in source order; `next_batch` after `End` keeps returning `End`.
+/// A transient failure (a broker down) is not an error: the source reports
+/// [`SourceStatus::Disconnected`], returns `Waiting`, and resumes where it stopped.
 pub trait Source: Send {
-    /// The next micro-batch, `Idle` when a live source has nothing right now, `End` at the
-    /// end of bounded input.
+    /// The next micro-batch, `Idle` when a live source has nothing right now, `Waiting` when
+    /// it cannot tell yet, `End` at the end of bounded input.
     fn next_batch(&mut self) -> Result<Poll>;
+
+    /// Current health (sources without a remote service are always running).
+    fn status(&self) -> SourceStatus {
+        SourceStatus::Running
+    }
+
+    /// Per-split progress (empty for sources of one split).
+    fn splits(&self) -> Vec<SplitProgress> {
+        Vec::new()
+    }
 }
 
 /// The declared shape of a source, from `CREATE SOURCE`.

@@ -6,13 +6,15 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 
+use crate::source::SplitProgress;
+
 /// Most rows kept per system log; older rows are dropped (and counted) beyond this.
 pub const SYSTEM_LOG_CAPACITY: usize = 1_000_000;
 
 /// Counters and status of one source.
 #[derive(Debug)]
 pub struct SourceStats {
-    /// `running`, `idle`, `finished`, `stopped` or `error: …`.
+    /// `running`, `idle`, `finished`, `stopped`, `disconnected: …` or `error: …`.
     pub status: Mutex<String>,
     /// Events decoded (on time, late and with null time).
     pub events_in: AtomicU64,
@@ -26,6 +28,10 @@ pub struct SourceStats {
     pub caught_up: AtomicBool,
     /// Position after the last batch (connector-specific JSON).
     pub position: Mutex<serde_json::Value>,
+    /// Per-split progress reported by the reader (empty for sources of one split).
+    pub splits: Mutex<Vec<SplitProgress>>,
+    /// Per-split watermarks (ns) as the processor last saw them.
+    pub split_watermarks: Mutex<Vec<(i32, i64)>>,
 }
 
 impl Default for SourceStats {
@@ -38,6 +44,8 @@ impl Default for SourceStats {
             watermark: AtomicI64::new(i64::MIN),
             caught_up: AtomicBool::new(false),
             position: Mutex::new(serde_json::Value::Null),
+            splits: Mutex::new(Vec::new()),
+            split_watermarks: Mutex::new(Vec::new()),
         }
     }
 }
@@ -52,6 +60,19 @@ impl SourceStats {
         self.watermark.store(i64::MIN, Ordering::Relaxed);
         self.caught_up.store(false, Ordering::Relaxed);
         *self.position.lock() = serde_json::Value::Null;
+        self.splits.lock().clear();
+        self.split_watermarks.lock().clear();
+    }
+
+    /// Whether the source cannot make progress now (failed, or its service unreachable).
+    pub fn is_failing(&self) -> bool {
+        let status = self.status.lock();
+        status.starts_with("error") || status.starts_with("disconnected")
+    }
+
+    /// Messages behind the end of the input, summed over splits (0 when unknown).
+    pub fn lag(&self) -> i64 {
+        self.splits.lock().iter().filter_map(|s| s.lag()).sum()
     }
 
     /// Sets the status text.

@@ -2,6 +2,7 @@
 //! PostgreSQL wire protocol front end. Business logic lives in `weir-sql` and `weir-engine`.
 
 pub mod bench;
+pub mod bench_kafka;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -1,5 +1,5 @@
 //! The `weir` binary: `weir [--demo] …` runs the server; `weir datagen` writes seed events;
-//! `weir bench` runs the file benchmark.
+//! `weir produce` writes seed events to Kafka; `weir bench` runs the file benchmark.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use weir_connectors::datagen::{DatagenConfig, EventGenerator};
-use weir_server::{bench, Config};
+use weir_connectors::kafka::produce;
+use weir_server::{bench, bench_kafka, Config};
 
 /// Weir: a streaming SQL database.
 #[derive(Debug, Parser)]
@@ -66,6 +67,61 @@ enum Command {
         #[arg(long, default_value = "2026-11-27T10:00:00Z")]
         start: String,
     },
+    /// Write seed events to a Kafka topic, keyed by source.
+    Produce {
+        /// Kafka bootstrap servers.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// Topic to write to.
+        #[arg(long, default_value = "events")]
+        topic: String,
+        /// Number of messages.
+        #[arg(long, default_value_t = 100_000)]
+        count: u64,
+        /// Messages per second of wall time (default: as fast as the broker takes them);
+        /// event times advance at the same rate.
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Create the topic with this many partitions if it does not exist.
+        #[arg(long)]
+        partitions: Option<i32>,
+        /// Fraction of messages replaced by malformed ones.
+        #[arg(long, default_value_t = 0.0)]
+        malformed_rate: f64,
+        /// Random seed of the generator.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Distinct sources (src-0000 …), the message keys.
+        #[arg(long, default_value_t = 20)]
+        sources: u32,
+        /// Shift events up to this many ms back in time (out-of-order input).
+        #[arg(long, default_value_t = 0)]
+        disorder_ms: u64,
+        /// Time of event 0 (RFC 3339); default now.
+        #[arg(long)]
+        start: Option<String>,
+        /// Write the partition and offset of each malformed message to this file.
+        #[arg(long)]
+        malformed_log: Option<PathBuf>,
+    },
+    /// Kafka → kpi_1m throughput next to a discarding consumer, and end-to-end latency.
+    BenchKafka {
+        /// Kafka bootstrap servers.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// Events produced for the throughput run.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Partitions of the bench topics.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Steady rate of the latency run (events/s); 0 skips it.
+        #[arg(long, default_value_t = 50_000)]
+        latency_rate: u64,
+        /// Length of the latency run.
+        #[arg(long, default_value_t = 30)]
+        latency_seconds: u64,
+    },
     /// Time the file session (CREATE SOURCE + kpi_1m) over generated events.
     Bench {
         /// Number of events.
@@ -118,6 +174,98 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             out.flush()?;
+            Ok(())
+        }
+        Some(Command::Produce {
+            brokers,
+            topic,
+            count,
+            rate,
+            partitions,
+            malformed_rate,
+            seed,
+            sources,
+            disorder_ms,
+            start,
+            malformed_log,
+        }) => {
+            init_logging("text", "warn");
+            let mut options: BTreeMap<String, String> = [
+                ("seed", seed.to_string()),
+                ("rate", rate.unwrap_or(1000).to_string()),
+                ("sources", sources.to_string()),
+                ("disorder_ms", disorder_ms.to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            if let Some(start) = start {
+                options.insert("start".into(), start);
+            }
+            let generator = EventGenerator::new(DatagenConfig::from_options(&options)?);
+            let report = produce::produce(
+                &generator,
+                &produce::ProduceOptions {
+                    brokers,
+                    topic: topic.clone(),
+                    count,
+                    first: 0,
+                    rate,
+                    partitions,
+                    malformed_rate,
+                    properties: BTreeMap::new(),
+                },
+            )?;
+            if let Some(path) = malformed_log {
+                let mut placed = report.malformed.clone();
+                placed.sort();
+                let text: String = placed
+                    .iter()
+                    .map(|p| format!("{topic}/{}@{}\n", p.partition, p.offset))
+                    .collect();
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            println!(
+                "delivered {} messages to {topic} ({} malformed, {} failed) in {:.2} s: {:.0} messages/s",
+                report.delivered,
+                report.malformed.len(),
+                report.failed,
+                report.elapsed.as_secs_f64(),
+                report.delivered as f64 / report.elapsed.as_secs_f64().max(1e-9)
+            );
+            if report.failed > 0 {
+                anyhow::bail!("{} messages were not delivered", report.failed);
+            }
+            Ok(())
+        }
+        Some(Command::BenchKafka {
+            brokers,
+            events,
+            partitions,
+            latency_rate,
+            latency_seconds,
+        }) => {
+            init_logging("text", "warn");
+            let runtime = tokio::runtime::Runtime::new()?;
+            let t = runtime.block_on(bench_kafka::throughput(&brokers, events, partitions))?;
+            println!("events:                {}", t.events);
+            println!("produce:               {:.0} events/s", t.produce_per_second);
+            println!("consume-only:          {:.0} events/s (rdkafka, payloads discarded)", t.consume_only_per_second);
+            println!("weir kafka -> kpi_1m:  {:.0} events/s", t.weir_per_second);
+            println!("weir / consume-only:   {:.0}%", 100.0 * t.weir_per_second / t.consume_only_per_second);
+            if latency_rate > 0 {
+                let l = runtime.block_on(bench_kafka::latency(
+                    &brokers,
+                    latency_rate,
+                    latency_seconds,
+                    partitions,
+                ))?;
+                println!(
+                    "latency at {} events/s over {} windows (produce -> 100 ms window emitted): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} events read)",
+                    l.rate, l.windows, l.p50_ms, l.p99_ms, l.max_ms, l.events_in
+                );
+            }
             Ok(())
         }
         Some(Command::Bench { events, file }) => {

@@ -643,7 +643,7 @@ impl Database {
                 "dead_letters",
                 sources.iter().map(|s| count(&s.stats.dead_letters)),
             )
-            .int("lag", sources.iter().map(|_| Some(0)))
+            .int("lag", sources.iter().map(|s| Some(s.stats.lag())))
             .bool(
                 "caught_up",
                 sources
@@ -662,18 +662,58 @@ impl Database {
     }
 
     fn source_partitions_batch(&self) -> RecordBatch {
-        let sources = self.engine.sources();
+        struct Row {
+            source: String,
+            split: i32,
+            position: Option<i64>,
+            high_watermark: Option<i64>,
+            lag: Option<i64>,
+            watermark: Option<i64>,
+            idle: bool,
+        }
+        let mut rows = Vec::new();
+        for s in self.engine.sources() {
+            let splits = s.stats.splits.lock().clone();
+            let watermarks = s.stats.split_watermarks.lock().clone();
+            if splits.is_empty() {
+                // A source of one split: its position is the connector's own counter.
+                let position = s.stats.position.lock().clone();
+                rows.push(Row {
+                    source: s.name.clone(),
+                    split: 0,
+                    position: ["offset", "next"]
+                        .iter()
+                        .find_map(|k| position.get(k).and_then(|v| v.as_i64())),
+                    high_watermark: None,
+                    lag: Some(0),
+                    watermark: Some(s.stats.watermark.load(Ordering::Relaxed)),
+                    idle: false,
+                });
+                continue;
+            }
+            for p in splits {
+                rows.push(Row {
+                    source: s.name.clone(),
+                    split: p.split,
+                    position: Some(p.position),
+                    high_watermark: p.high_watermark,
+                    lag: p.lag(),
+                    watermark: watermarks
+                        .iter()
+                        .find(|(w, _)| *w == p.split)
+                        .map(|(_, wm)| *wm),
+                    idle: p.idle,
+                });
+            }
+        }
         Columns::new()
-            .text("source", sources.iter().map(|s| Some(s.name.clone())))
-            .int("partition", sources.iter().map(|_| Some(0)))
-            .text(
-                "position",
-                sources
-                    .iter()
-                    .map(|s| Some(s.stats.position.lock().to_string())),
-            )
-            .int("high_watermark", sources.iter().map(|_| None))
-            .int("lag", sources.iter().map(|_| Some(0)))
+            .text("source", rows.iter().map(|r| Some(r.source.clone())))
+            .int("partition", rows.iter().map(|r| Some(r.split as i64)))
+            .int("position", rows.iter().map(|r| r.position))
+            .int("high_watermark", rows.iter().map(|r| r.high_watermark))
+            .int("lag", rows.iter().map(|r| r.lag))
+            .time_ns("watermark", rows.iter().map(|r| r.watermark))
+            .bool("idle", rows.iter().map(|r| Some(r.idle)))
             .finish()
             .expect("static schema")
     }

@@ -41,6 +41,37 @@ impl EventGenerator {
         self.config.start_ns.saturating_add(offset)
     }
 
+    /// The `source` field of event `i` (`src-0042`): the key events are partitioned by.
+    pub fn source_of(&self, i: u64) -> String {
+        let base = mix(self.config.seed ^ mix(i));
+        format!("src-{:04}", base % self.config.sources as u64)
+    }
+
+    /// Whether event `i` is replaced by a malformed message when a fraction `rate` of
+    /// messages is malformed (deterministic in the seed and `i`).
+    pub fn is_malformed(&self, i: u64, rate: f64) -> bool {
+        rate > 0.0 && unit(mix(self.config.seed ^ mix(i) ^ 0x6d61_6c66)) < rate
+    }
+
+    /// Appends a malformed stand-in for event `i` (no trailing newline): in turn broken
+    /// JSON, not JSON at all, a metric of the wrong type, and an event without its
+    /// timestamp.
+    pub fn write_malformed(&self, i: u64, out: &mut Vec<u8>) {
+        let source = self.source_of(i);
+        let _ = match i % 4 {
+            0 => write!(out, "{{\"event_id\":\"broken-{i}\",\"source\":\"{source}"),
+            1 => write!(out, "not json at all #{i}"),
+            2 => write!(
+                out,
+                "{{\"event_id\":\"bad-{i}\",\"source\":\"{source}\",\"timestamp\":\"2026-11-27T10:00:00Z\",\"attributes\":{{\"metric\":\"not a number\"}}}}"
+            ),
+            _ => write!(
+                out,
+                "{{\"event_id\":\"untimed-{i}\",\"source\":\"{source}\",\"attributes\":{{\"metric\":1.0,\"status\":\"ok\"}}}}"
+            ),
+        };
+    }
+
     /// Appends event `i` as one JSON line (with trailing newline) to `out`.
     pub fn write_event(&self, i: u64, out: &mut Vec<u8>) {
         let c = &self.config;
@@ -122,6 +153,25 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert!(v["attributes"]["metric"].as_f64().unwrap() >= 0.0);
         assert!(v["source"].as_str().unwrap().starts_with("src-00"));
+    }
+
+    #[test]
+    fn keys_match_events_and_malformed_ones_do_not_parse_as_events() {
+        let g = EventGenerator::new(config(&[("sources", "7")]));
+        let mut buf = Vec::new();
+        for i in 0..50 {
+            buf.clear();
+            g.write_event(i, &mut buf);
+            let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+            assert_eq!(v["source"].as_str().unwrap(), g.source_of(i));
+            buf.clear();
+            g.write_malformed(i, &mut buf);
+            let bad = serde_json::from_slice::<serde_json::Value>(&buf)
+                .map(|v| v["timestamp"].is_null() || !v["attributes"]["metric"].is_number());
+            assert!(bad.unwrap_or(true), "{}", String::from_utf8_lossy(&buf));
+        }
+        let n = (0..100_000).filter(|&i| g.is_malformed(i, 0.01)).count();
+        assert!((800..1200).contains(&n), "{n}");
     }
 
     #[test]

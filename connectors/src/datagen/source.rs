@@ -68,11 +68,11 @@ impl Source for DatagenSource {
         let decoded = self.decoder.decode(chunk, self.next + 1)?;
         let first = self.next;
         self.next = end;
-        Ok(Poll::Batch(SourceBatch {
-            batch: decoded.batch,
-            origins: RowOrigins::Sequence { first },
-            dead_letters: decoded.dead_letters,
-            position: serde_json::json!({ "next": self.next }),
-        }))
+        Ok(Poll::Batch(SourceBatch::new(
+            decoded.batch,
+            RowOrigins::Sequence { first },
+            decoded.dead_letters,
+            serde_json::json!({ "next": self.next }),
+        )))
     }
 }

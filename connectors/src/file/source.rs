@@ -64,12 +64,12 @@ impl FileSource {
         let decoded = self.decoder.decode(chunk.clone(), self.line)?;
         self.offset += chunk.len() as u64;
         self.line += lines;
-        Ok(Poll::Batch(SourceBatch {
-            batch: decoded.batch,
-            origins: decoded.origins,
-            dead_letters: decoded.dead_letters,
-            position: serde_json::json!({ "offset": self.offset, "line": self.line }),
-        }))
+        Ok(Poll::Batch(SourceBatch::new(
+            decoded.batch,
+            decoded.origins,
+            decoded.dead_letters,
+            serde_json::json!({ "offset": self.offset, "line": self.line }),
+        )))
     }
 }
 

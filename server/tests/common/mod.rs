@@ -1,6 +1,8 @@
 //! Shared test helpers: generated event files and an independent reference computation.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -9,7 +11,8 @@ use std::time::Duration;
 
 use datafusion::arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
+use datafusion::prelude::{JsonReadOptions, SessionContext};
 use weir_connectors::datagen::{DatagenConfig, EventGenerator};
 use weir_sql::{Database, DatabaseOptions, Session};
 
@@ -102,10 +105,14 @@ pub fn reference_events(lines: &[String], delay_ns: i64) -> (Vec<RefEvent>, usiz
                 continue;
             }
         };
-        let t = chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str().unwrap())
-            .unwrap()
-            .timestamp_nanos_opt()
-            .unwrap();
+        let Some(t) = v["timestamp"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .and_then(|t| t.timestamp_nanos_opt())
+        else {
+            bad += 1;
+            continue;
+        };
         let is_late = matches!(max, Some(m) if t < m - delay_ns);
         max = Some(max.map_or(t, |m| m.max(t)));
         if is_late {
@@ -200,5 +207,110 @@ pub fn rel(a: f64, b: f64) -> f64 {
         0.0
     } else {
         (a - b).abs() / a.abs().max(b.abs())
+    }
+}
+
+/// The seed event schema, for the batch reference.
+pub fn event_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, true),
+        Field::new("source", DataType::Utf8, true),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into())),
+            true,
+        ),
+        Field::new(
+            "attributes",
+            DataType::Struct(Fields::from(vec![
+                Field::new("user_id", DataType::Utf8, true),
+                Field::new("metric", DataType::Float64, true),
+                Field::new("status", DataType::Utf8, true),
+            ])),
+            true,
+        ),
+    ])
+}
+
+/// Runs `sql` with DataFusion over the reference events (written to a file of their own).
+pub async fn batch(
+    dir: &std::path::Path,
+    events: &[RefEvent],
+    sql: &str,
+) -> BTreeMap<(String, i64), Kpi> {
+    let path = dir.join("reference.json");
+    let text: String = events.iter().map(|e| format!("{}\n", e.line)).collect();
+    std::fs::write(&path, text).unwrap();
+    let ctx = SessionContext::new();
+    let schema = event_schema();
+    ctx.register_json(
+        "events",
+        path.to_str().unwrap(),
+        JsonReadOptions::default()
+            .schema(&schema)
+            .file_extension(".json"),
+    )
+    .await
+    .unwrap();
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    kpis(&batches)
+}
+
+pub fn exact_p95(
+    events: &[RefEvent],
+    window: impl Fn(i64) -> Vec<i64>,
+) -> BTreeMap<(String, i64), f64> {
+    let mut values: BTreeMap<(String, i64), Vec<f64>> = BTreeMap::new();
+    for e in events {
+        for w in window(e.time_ns) {
+            values
+                .entry((e.source.clone(), w))
+                .or_default()
+                .push(e.metric);
+        }
+    }
+    values
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let rank = 0.95 * (v.len() - 1) as f64;
+            let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+            let p = v[lo] + (v[hi] - v[lo]) * (rank - lo as f64);
+            (k, p)
+        })
+        .collect()
+}
+
+pub fn assert_equivalent(
+    streaming: &BTreeMap<(String, i64), Kpi>,
+    batch: &BTreeMap<(String, i64), Kpi>,
+    exact: &BTreeMap<(String, i64), f64>,
+) {
+    assert_eq!(
+        streaming.keys().collect::<Vec<_>>(),
+        batch.keys().collect::<Vec<_>>(),
+        "the view has other windows than the batch query"
+    );
+    for (key, s) in streaming {
+        let b = &batch[key];
+        assert_eq!(s.count, b.count, "count of {key:?}");
+        assert!(
+            rel(s.avg_metric, b.avg_metric) <= 1e-9,
+            "avg of {key:?}: {} vs {}",
+            s.avg_metric,
+            b.avg_metric
+        );
+        assert!(
+            rel(s.error_rate, b.error_rate) <= 1e-9,
+            "error_rate of {key:?}"
+        );
+        if s.count >= 100 {
+            let want = exact[key];
+            assert!(
+                rel(s.p95_metric, want) <= 0.05,
+                "p95 of {key:?}: {} vs exact {want}",
+                s.p95_metric
+            );
+        }
     }
 }

@@ -1,0 +1,361 @@
+//! The Kafka source against librdkafka's in-process mock cluster: decoding and dead letters
+//! with their offsets, per-partition watermarks, metadata columns and options, and faults
+//! (broker down mid-stream, an unreachable broker next to a healthy one, a missing topic).
+//! `kafka_broker.rs` runs the end-to-end path against a real Kafka-compatible broker.
+
+mod common;
+
+use std::time::Duration;
+
+use common::kafka::*;
+use common::*;
+use rdkafka::mocking::MockCluster;
+
+const VIEW: &str = "CREATE MATERIALIZED VIEW kpi_1m AS SELECT source, window_start, window_end,
+       count(*) AS count,
+       avg(attributes.metric) AS avg_metric,
+       approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY attributes.metric) AS p95_metric,
+       avg(CASE WHEN attributes.status <> 'ok' THEN 1.0 ELSE 0.0 END) AS error_rate
+FROM TUMBLE(events, \"timestamp\", INTERVAL '1 minute')
+GROUP BY source, window_start, window_end EMIT ON UPDATE";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn view_over_four_partitions_equals_batch_query_and_bad_messages_are_dead_letters() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("events-a", 4, 1).unwrap();
+    // Up to 1.5 s out of order across partitions, against a 2 s watermark delay.
+    let g = generator(11, 1_500);
+    let count = 20_000;
+    let report = produce_events(&brokers, "events-a", &g, 0, count, 0.01, None);
+    assert!(report.malformed.len() > 100);
+
+    let db = memory_db().await;
+    exec(
+        &db,
+        &kafka_source("events", &brokers, "events-a", ", idle_timeout = '1 second'"),
+    )
+    .await;
+    exec(&db, VIEW).await;
+    wait_caught_up(&db, "events").await;
+
+    let bad = assert_kpi_1m_matches(&db, &lines(&g, count, 0.01)).await;
+    assert_eq!(bad, report.malformed.len());
+    let mut dead = texts(
+        &db,
+        "SELECT location FROM weir.dead_letters WHERE source = 'events' ORDER BY location",
+    )
+    .await;
+    dead.sort();
+    assert_eq!(dead, malformed_locations("events-a", &report));
+    assert_eq!(
+        int(&db, "SELECT late_events FROM weir.sources WHERE name = 'events'").await,
+        0
+    );
+    // Every partition was read to its end; positions add up to the messages produced.
+    assert_eq!(
+        int(&db, "SELECT count(*) FROM weir.source_partitions WHERE source = 'events'").await,
+        4
+    );
+    assert_eq!(
+        int(&db, "SELECT sum(position) FROM weir.source_partitions WHERE source = 'events'")
+            .await,
+        count as i64
+    );
+    // With nothing new for idle_timeout every partition goes idle, and the source watermark
+    // moves from the slowest partition's to the newest one's.
+    wait_for_int(
+        &db,
+        "SELECT count(*) FROM weir.source_partitions WHERE source = 'events' AND idle",
+        4,
+        Duration::from_secs(20),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let newest = texts(
+        &db,
+        "SELECT CAST(max(watermark) AS TEXT) FROM weir.source_partitions WHERE source = 'events'",
+    )
+    .await;
+    let slowest = texts(
+        &db,
+        "SELECT CAST(min(watermark) AS TEXT) FROM weir.source_partitions WHERE source = 'events'",
+    )
+    .await;
+    let source = texts(
+        &db,
+        "SELECT CAST(watermark AS TEXT) FROM weir.sources WHERE name = 'events'",
+    )
+    .await;
+    assert_eq!(source, newest, "slowest partition was at {slowest:?}");
+    assert!(source[0].starts_with("2026-11-27 10:00:17"), "{source:?}");
+    let raw = texts(
+        &db,
+        "SELECT raw FROM weir.dead_letters WHERE error LIKE '%null or missing%' LIMIT 1",
+    )
+    .await;
+    assert!(raw[0].contains("untimed-"), "{raw:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_down_mid_stream_loses_and_duplicates_nothing() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("events-b", 4, 1).unwrap();
+    let g = generator(12, 500);
+    produce_events(&brokers, "events-b", &g, 0, 6_000, 0.0, None);
+
+    let db = memory_db().await;
+    exec(&db, &kafka_source("events", &brokers, "events-b", "")).await;
+    exec(&db, VIEW).await;
+    wait_caught_up(&db, "events").await;
+
+    cluster.broker_down(1).unwrap();
+    wait_for_text(
+        &db,
+        "SELECT status FROM weir.sources WHERE name = 'events'",
+        |s| s.starts_with("disconnected"),
+        Duration::from_secs(30),
+    )
+    .await;
+    // Queries keep working while the broker is away.
+    assert!(int(&db, "SELECT count(*) FROM kpi_1m").await > 0);
+    // Messages sent during the outage wait in the producer until the broker is back.
+    let producer = {
+        let brokers = brokers.clone();
+        let g = g.clone();
+        std::thread::spawn(move || produce_events(&brokers, "events-b", &g, 6_000, 6_000, 0.0, None))
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.broker_up(1).unwrap();
+    producer.join().unwrap();
+    wait_for_int(
+        &db,
+        "SELECT events_in FROM weir.sources WHERE name = 'events'",
+        12_000,
+        Duration::from_secs(60),
+    )
+    .await;
+    wait_for_text(
+        &db,
+        "SELECT status FROM weir.sources WHERE name = 'events'",
+        |s| s == "running",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_kpi_1m_matches(&db, &lines(&g, 12_000, 0.0)).await;
+    assert_eq!(
+        int(&db, "SELECT events_in FROM weir.sources WHERE name = 'events'").await,
+        12_000
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_does_not_stop_another_source() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("events-c", 2, 1).unwrap();
+    let g = generator(13, 0);
+    produce_events(&brokers, "events-c", &g, 0, 3_000, 0.0, None);
+
+    let db = memory_db().await;
+    // Port 9 (discard) is closed here: connections are refused.
+    exec(&db, &kafka_source("dead", "127.0.0.1:9", "events-c", "")).await;
+    exec(
+        &db,
+        "CREATE MATERIALIZED VIEW dead_count AS SELECT count(*) AS n FROM dead",
+    )
+    .await;
+    exec(&db, &kafka_source("events", &brokers, "events-c", "")).await;
+    exec(&db, VIEW).await;
+    wait_caught_up(&db, "events").await;
+    assert_eq!(
+        int(&db, "SELECT sum(count) FROM kpi_1m").await,
+        3_000,
+        "the healthy source is fully read"
+    );
+    wait_for_text(
+        &db,
+        "SELECT status FROM weir.sources WHERE name = 'dead'",
+        |s| s.starts_with("disconnected"),
+        Duration::from_secs(30),
+    )
+    .await;
+    // More data keeps flowing into the healthy source.
+    produce_events(&brokers, "events-c", &g, 3_000, 1_000, 0.0, None);
+    wait_for_int(
+        &db,
+        "SELECT sum(count) FROM kpi_1m",
+        4_000,
+        Duration::from_secs(30),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_topic_is_an_error_on_the_source_only() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let db = memory_db().await;
+    exec(
+        &db,
+        &kafka_source(
+            "nowhere",
+            &brokers,
+            "no-such-topic",
+            ", kafka.allow.auto.create.topics = 'false'",
+        ),
+    )
+    .await;
+    exec(
+        &db,
+        "CREATE MATERIALIZED VIEW nowhere_count AS SELECT count(*) AS n FROM nowhere",
+    )
+    .await;
+    wait_for_text(
+        &db,
+        "SELECT status FROM weir.sources WHERE name = 'nowhere'",
+        |s| s.contains("does not exist"),
+        Duration::from_secs(30),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_columns_not_null_size_limit_and_masked_secrets() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("meta", 1, 1).unwrap();
+    let producer: ThreadedProducer<_> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let big = format!(
+        "{{\"id\":\"big\",\"t\":\"2026-11-27T10:00:00Z\",\"pad\":\"{}\"}}",
+        "x".repeat(300)
+    );
+    let messages = [
+        r#"{"id":"a","t":"2026-11-27T10:00:00Z","n":1}"#,
+        r#"{"t":"2026-11-27T10:00:01Z","n":2}"#,
+        "  {\n  \"id\": \"pretty\",\n  \"t\": \"2026-11-27T10:00:02Z\"\n}  ",
+        r#"{"id":"b","t":"2026-11-27T10:00:03Z"}{"id":"c","t":"2026-11-27T10:00:03Z"}"#,
+        big.as_str(),
+        r#"{"id":"d","t":"2026-11-27T10:00:04Z","n":4}"#,
+    ];
+    for (i, m) in messages.iter().enumerate() {
+        let key = format!("k{i}");
+        producer
+            .send(BaseRecord::to("meta").key(&key).payload(*m))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let db = memory_db().await;
+    std::env::set_var("WEIR_TEST_SASL_SECRET", "do-not-show");
+    exec(
+        &db,
+        &format!(
+            "CREATE SOURCE meta (id TEXT NOT NULL, t TIMESTAMPTZ, n BIGINT, \
+             _partition INT, _offset BIGINT, _timestamp TIMESTAMPTZ, _key TEXT) \
+             WITH (connector = 'kafka', brokers = '{brokers}', topic = 'meta', \
+             max_message_bytes = '200', kafka.sasl.password = '${{env:WEIR_TEST_SASL_SECRET}}', \
+             kafka.client.id = 'weir-test')"
+        ),
+    )
+    .await;
+    exec(
+        &db,
+        "CREATE MATERIALIZED VIEW meta_rows AS SELECT id, _partition, _offset, _key, _timestamp IS NOT NULL AS stamped FROM meta",
+    )
+    .await;
+    wait_caught_up(&db, "meta").await;
+    assert_eq!(
+        texts(&db, "SELECT id || ' ' || _partition || ' ' || _offset || ' ' || _key || ' ' || stamped FROM meta_rows ORDER BY _offset").await,
+        vec!["a 0 0 k0 true", "pretty 0 2 k2 true", "d 0 5 k5 true"]
+    );
+    let dead = texts(
+        &db,
+        "SELECT location || ' ' || error FROM weir.dead_letters WHERE source = 'meta' ORDER BY location",
+    )
+    .await;
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    assert!(dead[0].starts_with("meta/0@1 "), "NOT NULL: {dead:?}");
+    assert!(dead[1].starts_with("meta/0@3 ") && dead[1].contains("found 2"), "two objects: {dead:?}");
+    assert!(dead[2].starts_with("meta/0@4 ") && dead[2].contains("max_message_bytes"), "size: {dead:?}");
+
+    let ddl = db.query("SHOW CREATE SOURCE meta").await.unwrap();
+    let text = format!("{ddl:?}");
+    assert!(text.contains("kafka.sasl.password = '***'"), "{text}");
+    assert!(!text.contains("do-not-show") && !text.contains("WEIR_TEST_SASL_SECRET"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_options_are_rejected_at_create_source() {
+    let db = memory_db().await;
+    let mut session = weir_sql::Session::default();
+    let cases = [
+        ("kafka.no.such.property = 'x'", "kafka"),
+        ("start = 'yesterday'", "start"),
+        ("on_error = 'ignore'", "on_error"),
+        ("idle_timeout = 'soon'", "idle_timeout"),
+    ];
+    for (option, named) in cases {
+        let sql = kafka_source("bad", "127.0.0.1:9092", "t", &format!(", {option}"));
+        let err = db.run(&mut session, &sql).await.unwrap_err();
+        assert_eq!(err.sqlstate(), "22023", "{option}: {err}");
+        assert!(err.to_string().contains(named), "{option}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_error_fail_stops_the_source_naming_the_message() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("strict", 1, 1).unwrap();
+    let g = generator(14, 0);
+    produce_events(&brokers, "strict", &g, 0, 2_000, 0.01, None);
+    let db = memory_db().await;
+    exec(
+        &db,
+        &kafka_source("events", &brokers, "strict", ", on_error = 'fail'"),
+    )
+    .await;
+    exec(&db, VIEW).await;
+    wait_for_text(
+        &db,
+        "SELECT status FROM weir.sources WHERE name = 'events'",
+        |s| s.starts_with("error") && s.contains("strict/0@"),
+        Duration::from_secs(30),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_latest_reads_only_new_messages() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("late-start", 2, 1).unwrap();
+    let g = generator(15, 0);
+    produce_events(&brokers, "late-start", &g, 0, 1_000, 0.0, None);
+    let db = memory_db().await;
+    exec(
+        &db,
+        &kafka_source("events", &brokers, "late-start", ", start = 'latest'"),
+    )
+    .await;
+    exec(&db, VIEW).await;
+    wait_caught_up(&db, "events").await;
+    produce_events(&brokers, "late-start", &g, 1_000, 500, 0.0, None);
+    wait_for_int(
+        &db,
+        "SELECT events_in FROM weir.sources WHERE name = 'events'",
+        500,
+        Duration::from_secs(30),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(int(&db, "SELECT sum(count) FROM kpi_1m").await, 500);
+}
