@@ -65,12 +65,14 @@ impl Options {
     pub fn duration(&mut self, key: &str) -> Result<Option<Duration>> {
         match self.remaining.remove(key) {
             None => Ok(None),
-            Some(v) => parse_duration(&v).map(Some).ok_or_else(|| EngineError::InvalidOption {
-                option: key.into(),
-                message: format!(
-                    "expected a duration such as '10 seconds' or '500ms', got '{v}'"
-                ),
-            }),
+            Some(v) => parse_duration(&v)
+                .map(Some)
+                .ok_or_else(|| EngineError::InvalidOption {
+                    option: key.into(),
+                    message: format!(
+                        "expected a duration such as '10 seconds' or '500ms', got '{v}'"
+                    ),
+                }),
         }
     }
 

@@ -309,7 +309,9 @@ fn read_loop(
         if now != status {
             match &now {
                 SourceStatus::Running => tracing::info!(source = %spec.name, "source running"),
-                other => tracing::warn!(source = %spec.name, status = %other.text(), "source unhealthy"),
+                other => {
+                    tracing::warn!(source = %spec.name, status = %other.text(), "source unhealthy")
+                }
             }
             stats.set_status(now.text());
             status = now;

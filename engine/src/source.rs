@@ -77,11 +77,9 @@ impl RowOrigins {
     /// The raw text of row `i`, when the source kept it.
     pub fn raw(&self, i: usize) -> Option<String> {
         match self {
-            RowOrigins::Lines { raw, spans, .. } | RowOrigins::Messages { raw, spans, .. } => {
-                spans
-                    .get(i)
-                    .map(|(s, e)| String::from_utf8_lossy(&raw[*s..*e]).into_owned())
-            }
+            RowOrigins::Lines { raw, spans, .. } | RowOrigins::Messages { raw, spans, .. } => spans
+                .get(i)
+                .map(|(s, e)| String::from_utf8_lossy(&raw[*s..*e]).into_owned()),
             RowOrigins::Sequence { .. } => None,
         }
     }

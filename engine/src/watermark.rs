@@ -197,12 +197,18 @@ mod tests {
         let mut w = WatermarkTracker::new(10);
         w.set_holding(Some(vec![0, 1]));
         // Split 1 has delivered nothing: it holds the watermark at its minimum.
-        assert_eq!(w.observe([Some(100), Some(200)], Some(&[0, 0])), vec![None, None]);
+        assert_eq!(
+            w.observe([Some(100), Some(200)], Some(&[0, 0])),
+            vec![None, None]
+        );
         assert_eq!(w.watermark(), i64::MIN);
         w.observe([Some(150)], Some(&[1]));
         assert_eq!(w.watermark(), 140);
         // 145 in split 0 is behind split 0's own watermark (190) but not the source's (140).
-        assert_eq!(w.observe([Some(145), Some(120)], Some(&[0, 1])), vec![None, Some(140)]);
+        assert_eq!(
+            w.observe([Some(145), Some(120)], Some(&[0, 1])),
+            vec![None, Some(140)]
+        );
         w.observe([Some(300)], Some(&[1]));
         assert_eq!(w.watermark(), 190);
         assert_eq!(w.split_watermarks(), vec![(0, 190), (1, 290)]);

@@ -29,7 +29,12 @@ fn fail(what: &str, e: impl std::fmt::Display) -> ServerError {
     ServerError::Config(format!("{what}: {e}"))
 }
 
-fn generator(start: Option<String>, rate: u64, sources: u32, disorder_ms: u64) -> Result<EventGenerator> {
+fn generator(
+    start: Option<String>,
+    rate: u64,
+    sources: u32,
+    disorder_ms: u64,
+) -> Result<EventGenerator> {
     let mut options: BTreeMap<String, String> = [
         ("seed", "42".to_string()),
         ("rate", rate.to_string()),
@@ -99,7 +104,9 @@ pub async fn throughput(brokers: &str, events: u64, partitions: i32) -> Result<T
         "{};\nCREATE MATERIALIZED VIEW kpi_1m AS {};",
         crate::demo::seed_source(
             "events",
-            &format!("connector = 'kafka', brokers = '{brokers}', topic = '{topic}', format = 'json'")
+            &format!(
+                "connector = 'kafka', brokers = '{brokers}', topic = '{topic}', format = 'json'"
+            )
         ),
         crate::demo::kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')")
     );
@@ -172,7 +179,12 @@ pub struct LatencyReport {
 }
 
 /// Produces at `rate` events/s for `seconds` and measures when each 100 ms window is emitted.
-pub async fn latency(brokers: &str, rate: u64, seconds: u64, partitions: i32) -> Result<LatencyReport> {
+pub async fn latency(
+    brokers: &str,
+    rate: u64,
+    seconds: u64,
+    partitions: i32,
+) -> Result<LatencyReport> {
     let topic = topic_name("latency");
     create_topic(brokers, &topic, partitions, &BTreeMap::new()).map_err(|e| fail("topic", e))?;
     let db = Database::open(DatabaseOptions::in_memory(weir_connectors::register_all())).await?;
@@ -211,7 +223,8 @@ pub async fn latency(brokers: &str, rate: u64, seconds: u64, partitions: i32) ->
         properties: [("linger.ms".to_string(), "1".to_string())].into(),
     };
     // Event i is due at start + i/rate, the instant the producer sends it.
-    let wait = Duration::from_millis((now_ms - chrono::Utc::now().timestamp_millis()).max(0) as u64);
+    let wait =
+        Duration::from_millis((now_ms - chrono::Utc::now().timestamp_millis()).max(0) as u64);
     tokio::time::sleep(wait).await;
     let producer = tokio::task::spawn_blocking(move || produce(&g, &options));
 

@@ -250,10 +250,19 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new()?;
             let t = runtime.block_on(bench_kafka::throughput(&brokers, events, partitions))?;
             println!("events:                {}", t.events);
-            println!("produce:               {:.0} events/s", t.produce_per_second);
-            println!("consume-only:          {:.0} events/s (rdkafka, payloads discarded)", t.consume_only_per_second);
+            println!(
+                "produce:               {:.0} events/s",
+                t.produce_per_second
+            );
+            println!(
+                "consume-only:          {:.0} events/s (rdkafka, payloads discarded)",
+                t.consume_only_per_second
+            );
             println!("weir kafka -> kpi_1m:  {:.0} events/s", t.weir_per_second);
-            println!("weir / consume-only:   {:.0}%", 100.0 * t.weir_per_second / t.consume_only_per_second);
+            println!(
+                "weir / consume-only:   {:.0}%",
+                100.0 * t.weir_per_second / t.consume_only_per_second
+            );
             if latency_rate > 0 {
                 let l = runtime.block_on(bench_kafka::latency(
                     &brokers,

@@ -33,7 +33,12 @@ async fn view_over_four_partitions_equals_batch_query_and_bad_messages_are_dead_
     let db = memory_db().await;
     exec(
         &db,
-        &kafka_source("events", &brokers, "events-a", ", idle_timeout = '1 second'"),
+        &kafka_source(
+            "events",
+            &brokers,
+            "events-a",
+            ", idle_timeout = '1 second'",
+        ),
     )
     .await;
     exec(&db, VIEW).await;
@@ -49,17 +54,28 @@ async fn view_over_four_partitions_equals_batch_query_and_bad_messages_are_dead_
     dead.sort();
     assert_eq!(dead, malformed_locations("events-a", &report));
     assert_eq!(
-        int(&db, "SELECT late_events FROM weir.sources WHERE name = 'events'").await,
+        int(
+            &db,
+            "SELECT late_events FROM weir.sources WHERE name = 'events'"
+        )
+        .await,
         0
     );
     // Every partition was read to its end; positions add up to the messages produced.
     assert_eq!(
-        int(&db, "SELECT count(*) FROM weir.source_partitions WHERE source = 'events'").await,
+        int(
+            &db,
+            "SELECT count(*) FROM weir.source_partitions WHERE source = 'events'"
+        )
+        .await,
         4
     );
     assert_eq!(
-        int(&db, "SELECT sum(position) FROM weir.source_partitions WHERE source = 'events'")
-            .await,
+        int(
+            &db,
+            "SELECT sum(position) FROM weir.source_partitions WHERE source = 'events'"
+        )
+        .await,
         count as i64
     );
     // With nothing new for idle_timeout every partition goes idle, and the source watermark
@@ -124,7 +140,9 @@ async fn broker_down_mid_stream_loses_and_duplicates_nothing() {
     let producer = {
         let brokers = brokers.clone();
         let g = g.clone();
-        std::thread::spawn(move || produce_events(&brokers, "events-b", &g, 6_000, 6_000, 0.0, None))
+        std::thread::spawn(move || {
+            produce_events(&brokers, "events-b", &g, 6_000, 6_000, 0.0, None)
+        })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.broker_up(1).unwrap();
@@ -145,7 +163,11 @@ async fn broker_down_mid_stream_loses_and_duplicates_nothing() {
     .await;
     assert_kpi_1m_matches(&db, &lines(&g, 12_000, 0.0)).await;
     assert_eq!(
-        int(&db, "SELECT events_in FROM weir.sources WHERE name = 'events'").await,
+        int(
+            &db,
+            "SELECT events_in FROM weir.sources WHERE name = 'events'"
+        )
+        .await,
         12_000
     );
 }
@@ -283,13 +305,22 @@ async fn metadata_columns_not_null_size_limit_and_masked_secrets() {
     .await;
     assert_eq!(dead.len(), 3, "{dead:?}");
     assert!(dead[0].starts_with("meta/0@1 "), "NOT NULL: {dead:?}");
-    assert!(dead[1].starts_with("meta/0@3 ") && dead[1].contains("found 2"), "two objects: {dead:?}");
-    assert!(dead[2].starts_with("meta/0@4 ") && dead[2].contains("max_message_bytes"), "size: {dead:?}");
+    assert!(
+        dead[1].starts_with("meta/0@3 ") && dead[1].contains("found 2"),
+        "two objects: {dead:?}"
+    );
+    assert!(
+        dead[2].starts_with("meta/0@4 ") && dead[2].contains("max_message_bytes"),
+        "size: {dead:?}"
+    );
 
     let ddl = db.query("SHOW CREATE SOURCE meta").await.unwrap();
     let text = format!("{ddl:?}");
     assert!(text.contains("kafka.sasl.password = '***'"), "{text}");
-    assert!(!text.contains("do-not-show") && !text.contains("WEIR_TEST_SASL_SECRET"), "{text}");
+    assert!(
+        !text.contains("do-not-show") && !text.contains("WEIR_TEST_SASL_SECRET"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,4 +389,54 @@ async fn start_latest_reads_only_new_messages() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(int(&db, "SELECT sum(count) FROM kpi_1m").await, 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_changes_and_fetch_errors_lose_and_duplicate_nothing() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let cluster = MockCluster::new(2).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("events-d", 4, 2).unwrap();
+    for p in 0..4 {
+        cluster.partition_leader("events-d", p, Some(1)).unwrap();
+    }
+    let g = generator(16, 1_000);
+    produce_events(&brokers, "events-d", &g, 0, 5_000, 0.0, None);
+
+    let db = memory_db().await;
+    exec(&db, &kafka_source("events", &brokers, "events-d", "")).await;
+    exec(&db, VIEW).await;
+    wait_caught_up(&db, "events").await;
+
+    // Every partition moves to the other broker, and fetches fail for a while.
+    cluster.request_errors(
+        RDKafkaApiKey::Fetch,
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        ],
+    );
+    for p in 0..4 {
+        cluster.partition_leader("events-d", p, Some(2)).unwrap();
+    }
+    produce_events(&brokers, "events-d", &g, 5_000, 5_000, 0.0, None);
+    wait_for_int(
+        &db,
+        "SELECT events_in FROM weir.sources WHERE name = 'events'",
+        10_000,
+        Duration::from_secs(60),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_kpi_1m_matches(&db, &lines(&g, 10_000, 0.0)).await;
+    assert_eq!(
+        int(
+            &db,
+            "SELECT events_in FROM weir.sources WHERE name = 'events'"
+        )
+        .await,
+        10_000
+    );
 }

@@ -106,11 +106,14 @@ impl KafkaConfig {
             if properties.contains_key(reserved) {
                 return Err(bad(
                     &format!("kafka.{reserved}"),
-                    format!("set by Weir; use the option {}", match reserved {
-                        "bootstrap.servers" => "brokers",
-                        "group.id" => "group_id",
-                        _ => "(none: Weir needs partition EOF events)",
-                    }),
+                    format!(
+                        "set by Weir; use the option {}",
+                        match reserved {
+                            "bootstrap.servers" => "brokers",
+                            "group.id" => "group_id",
+                            _ => "(none: Weir needs partition EOF events)",
+                        }
+                    ),
                 ));
             }
         }
@@ -222,12 +225,20 @@ mod tests {
         };
         assert!(err(&[("topic", "t")]).contains("brokers"));
         assert!(err(&[("brokers", "b"), ("topic", "t"), ("start", "yesterday")]).contains("start"));
-        assert!(err(&[("brokers", "b"), ("topic", "t"), ("on_error", "ignore")]).contains("on_error"));
+        assert!(
+            err(&[("brokers", "b"), ("topic", "t"), ("on_error", "ignore")]).contains("on_error")
+        );
         assert!(err(&[("brokers", "b"), ("topic", "t"), ("colour", "red")]).contains("colour"));
-        assert!(err(&[("brokers", "b"), ("topic", "t"), ("kafka.group.id", "g")]).contains("group_id"));
+        assert!(
+            err(&[("brokers", "b"), ("topic", "t"), ("kafka.group.id", "g")]).contains("group_id")
+        );
         let c = KafkaConfig::from_options(
             "s",
-            &options(&[("brokers", "b"), ("topic", "t"), ("start", "2026-11-27T10:00:00Z")]),
+            &options(&[
+                ("brokers", "b"),
+                ("topic", "t"),
+                ("start", "2026-11-27T10:00:00Z"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.start, StartPosition::Timestamp(1_795_773_600_000));

@@ -255,10 +255,7 @@ impl KafkaSource {
                     "not authorized to read topic '{}' (check kafka.sasl.* / ACLs)",
                     self.config.topic
                 )),
-                other => SourceStatus::Error(format!(
-                    "topic '{}': {other}",
-                    self.config.topic
-                )),
+                other => SourceStatus::Error(format!("topic '{}': {other}", self.config.topic)),
             });
         }
         if topic.partitions().is_empty() {
@@ -337,14 +334,14 @@ impl KafkaSource {
                     *self.shared.down.lock() = None;
                     let partition = m.partition();
                     let offset = m.offset();
-                    let state = self
-                        .partitions
-                        .entry(partition)
-                        .or_insert_with(|| PartitionState {
-                            next: -1,
-                            at_eof: false,
-                            quiet_since: now,
-                        });
+                    let state =
+                        self.partitions
+                            .entry(partition)
+                            .or_insert_with(|| PartitionState {
+                                next: -1,
+                                at_eof: false,
+                                quiet_since: now,
+                            });
                     if offset < state.next {
                         // Delivered again after a reconnect: already handed out.
                         continue;

@@ -134,7 +134,12 @@ pub async fn int(db: &Arc<Database>, sql: &str) -> i64 {
 }
 
 /// Waits until `sql` returns the text `want` in its first row, or fails after `timeout`.
-pub async fn wait_for_text(db: &Arc<Database>, sql: &str, want: impl Fn(&str) -> bool, timeout: Duration) {
+pub async fn wait_for_text(
+    db: &Arc<Database>,
+    sql: &str,
+    want: impl Fn(&str) -> bool,
+    timeout: Duration,
+) {
     let deadline = Instant::now() + timeout;
     let mut last = Vec::new();
     while Instant::now() < deadline {
@@ -168,9 +173,11 @@ pub async fn assert_kpi_1m_matches(db: &Arc<Database>, lines: &[String]) -> usiz
     assert_eq!(late, 0, "the test input is meant to have no late events");
     let dir = tempfile::tempdir().unwrap();
     let streaming = super::kpis(
-        &db.query("SELECT source, window_start, count, avg_metric, p95_metric, error_rate FROM kpi_1m")
-            .await
-            .unwrap(),
+        &db.query(
+            "SELECT source, window_start, count, avg_metric, p95_metric, error_rate FROM kpi_1m",
+        )
+        .await
+        .unwrap(),
     );
     let reference = super::batch(
         dir.path(),
@@ -187,7 +194,11 @@ pub async fn assert_kpi_1m_matches(db: &Arc<Database>, lines: &[String]) -> usiz
         &super::exact_p95(&events, |t| vec![t.div_euclid(minute) * minute]),
     );
     let total: i64 = streaming.values().map(|k| k.count).sum();
-    assert_eq!(total as usize + bad, lines.len(), "every message is counted once");
+    assert_eq!(
+        total as usize + bad,
+        lines.len(),
+        "every message is counted once"
+    );
     bad
 }
 
