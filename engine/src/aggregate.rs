@@ -85,13 +85,18 @@ const UNWINDOWED: i64 = 0;
 impl IncrementalAggregate {
     /// Empty state for `spec`.
     pub fn new(spec: AggregateSpec) -> Result<Self> {
-        let fields = spec
+        let mut fields: Vec<SortField> = spec
             .output_schema
             .fields()
             .iter()
             .take(spec.group_exprs.len())
             .map(|f| SortField::new(f.data_type().clone()))
             .collect();
+        if fields.is_empty() {
+            // `SELECT count(*) FROM s`: one group. Arrow's row format cannot count rows of
+            // zero columns, so the group key is a constant column, dropped on output.
+            fields.push(SortField::new(DataType::Boolean));
+        }
         Ok(Self {
             converter: RowConverter::new(fields)?,
             spec,
@@ -134,7 +139,11 @@ impl IncrementalAggregate {
         if n == 0 {
             return Ok(());
         }
-        let keys = evaluate_all(&self.spec.group_exprs, batch)?;
+        let keys = if self.spec.group_exprs.is_empty() {
+            vec![Arc::new(BooleanArray::from(vec![true; n])) as ArrayRef]
+        } else {
+            evaluate_all(&self.spec.group_exprs, batch)?
+        };
         let args: Vec<Vec<ArrayRef>> = self
             .spec
             .args
@@ -284,12 +293,15 @@ impl Bucket {
         g
     }
 
-    fn key_columns(&self, converter: &RowConverter) -> Result<Vec<ArrayRef>> {
+    fn key_columns(&self, spec: &AggregateSpec, converter: &RowConverter) -> Result<Vec<ArrayRef>> {
+        if spec.group_exprs.is_empty() {
+            return Ok(vec![]);
+        }
         Ok(converter.convert_rows(self.keys.iter())?)
     }
 
     fn evaluate(&mut self, spec: &AggregateSpec, converter: &RowConverter) -> Result<RecordBatch> {
-        let mut columns = self.key_columns(converter)?;
+        let mut columns = self.key_columns(spec, converter)?;
         for acc in &mut self.accumulators {
             columns.push(acc.evaluate(EmitTo::All)?);
         }
@@ -298,7 +310,7 @@ impl Bucket {
 
     fn peek(&mut self, spec: &AggregateSpec, converter: &RowConverter) -> Result<RecordBatch> {
         let n = self.keys.num_rows();
-        let mut columns = self.key_columns(converter)?;
+        let mut columns = self.key_columns(spec, converter)?;
         let all: Vec<usize> = (0..n).collect();
         for (acc, agg) in self.accumulators.iter_mut().zip(&spec.aggregates) {
             let state = acc.state(EmitTo::All)?;

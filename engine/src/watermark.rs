@@ -4,8 +4,9 @@
 //! partition). Each split's watermark is the largest event time seen in it minus the
 //! declared delay; the source's watermark is the minimum over the splits that *hold it back*
 //! — every split, unless the source says some are idle (a Kafka partition with nothing new
-//! for `idle_timeout`). When every split is idle the source watermark is the largest split
-//! watermark: the whole input is quiet, so the windows it fills may close.
+//! for `idle_timeout`). When every split is idle the watermark stays where it is: a quiet
+//! input and an unreachable broker look the same from here, and jumping ahead would make
+//! the slower splits' next events late.
 //!
 //! An event is late when its time is below the source watermark *as it stood just before
 //! that event*; this is a property of the event's position in the source order, so it does
@@ -85,9 +86,8 @@ impl WatermarkTracker {
                 if t > self.splits[last].1 {
                     let old = self.splits[last].1.saturating_sub(self.delay_ns);
                     self.splits[last].1 = t;
-                    // Only a split at the minimum (or a new maximum when all are idle) can
-                    // move the source watermark.
-                    if old <= self.current || self.all_idle() {
+                    // Only a split at the minimum can move the source watermark.
+                    if old <= self.current {
                         self.recompute();
                     }
                 }
@@ -111,10 +111,6 @@ impl WatermarkTracker {
         }
     }
 
-    fn all_idle(&self) -> bool {
-        matches!(&self.holding, Some(h) if h.is_empty())
-    }
-
     fn split_wm(&self, split: i32) -> i64 {
         self.splits
             .iter()
@@ -130,11 +126,7 @@ impl WatermarkTracker {
                 .iter()
                 .map(|(_, m)| m.saturating_sub(self.delay_ns))
                 .min(),
-            Some(h) if h.is_empty() => self
-                .splits
-                .iter()
-                .map(|(_, m)| m.saturating_sub(self.delay_ns))
-                .max(),
+            Some(h) if h.is_empty() => None,
             Some(h) => h.iter().map(|&s| self.split_wm(s)).min(),
         };
         // The watermark never goes back: a split that starts holding again cannot un-close
@@ -222,12 +214,15 @@ mod tests {
         assert_eq!(w.watermark(), 10);
         w.set_holding(Some(vec![1, 2]));
         assert_eq!(w.watermark(), 30);
-        // All idle: the input is quiet, the largest split watermark wins.
+        // All idle (a quiet topic, or a broker that stopped answering): the watermark stays.
         w.set_holding(Some(vec![]));
-        assert_eq!(w.watermark(), 50);
-        // A split becoming active again never moves the watermark back.
+        assert_eq!(w.watermark(), 30);
         w.set_holding(Some(vec![0, 1, 2]));
-        assert_eq!(w.watermark(), 50);
-        assert_eq!(w.observe([Some(40)], Some(&[0])), vec![Some(50)]);
+        // A split becoming active again never moves the watermark back.
+        assert_eq!(w.watermark(), 30);
+        assert_eq!(
+            w.observe([Some(20), Some(35)], Some(&[0, 0])),
+            vec![Some(30), None]
+        );
     }
 }

@@ -83,7 +83,7 @@ async fn seed_events_through_a_paused_broker_equal_the_batch_query() {
         &db,
         "SELECT sum(count) FROM kpi_1m",
         events.len() as i64,
-        Duration::from_secs(120 + count / 5_000),
+        Duration::from_secs(60 + count / 5_000),
     )
     .await;
     let bad = assert_kpi_1m_matches(&db, &lines).await;

@@ -346,9 +346,19 @@ impl KafkaSource {
                         // Delivered again after a reconnect: already handed out.
                         continue;
                     }
+                    let was_idle = state.at_eof
+                        && now.duration_since(state.quiet_since) >= self.config.idle_timeout;
                     state.next = offset + 1;
                     state.at_eof = false;
                     state.quiet_since = now;
+                    if was_idle {
+                        // Data after a quiet spell: every partition must show again that it
+                        // has nothing, or a partition read first would push the watermark
+                        // past the others' backlog and make their events late.
+                        for s in self.partitions.values_mut() {
+                            s.quiet_since = now;
+                        }
+                    }
                     if !got_first {
                         got_first = true;
                         deadline = deadline.min(now + self.config.max_batch_wait);
@@ -426,12 +436,17 @@ impl KafkaSource {
         Ok(c)
     }
 
-    /// Partitions that hold the watermark back: assigned and not idle.
+    /// Partitions that hold the watermark back: assigned and not idle. While the brokers
+    /// are unreachable no partition counts as idle: silence then says nothing.
     fn holding(&self, now: Instant) -> Vec<i32> {
+        let reachable = self.shared.down.lock().is_none()
+            && !matches!(self.problem, Some(SourceStatus::Disconnected(_)));
         self.partitions
             .iter()
             .filter(|(_, s)| {
-                !(s.at_eof && now.duration_since(s.quiet_since) >= self.config.idle_timeout)
+                !(reachable
+                    && s.at_eof
+                    && now.duration_since(s.quiet_since) >= self.config.idle_timeout)
             })
             .map(|(p, _)| *p)
             .collect()

@@ -163,7 +163,19 @@ pub async fn wait_for_int(db: &Arc<Database>, sql: &str, want: i64, timeout: Dur
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{sql}: {last} < {want} after {timeout:?}");
+    let sources = texts(
+        db,
+        "SELECT name || ' ' || status || ' in=' || CAST(events_in AS TEXT) || ' late=' || CAST(late_events AS TEXT) || ' dead=' || CAST(dead_letters AS TEXT) FROM weir.sources",
+    )
+    .await;
+    let partitions = texts(
+        db,
+        "SELECT source || '/' || CAST(partition AS TEXT) || ' at ' || CAST(position AS TEXT) || ' of ' || COALESCE(CAST(high_watermark AS TEXT), '?') || ' idle=' || CAST(idle AS TEXT) FROM weir.source_partitions",
+    )
+    .await;
+    panic!(
+        "{sql}: {last} < {want} after {timeout:?}; sources {sources:?}; partitions {partitions:?}"
+    );
 }
 
 /// The view `kpi_1m` (over 1-minute tumbling windows) equals DataFusion's batch query over
