@@ -171,6 +171,8 @@ impl SourceBatch {
 
 /// What [`Source::next_batch`] returns.
 #[derive(Debug)]
+// One value per micro-batch: the size of the empty variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Poll {
     /// Rows (and perhaps dead letters) to process.
     Batch(SourceBatch),

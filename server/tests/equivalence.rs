@@ -41,14 +41,7 @@ async fn tumbling_view_equals_batch_query_with_late_and_malformed_events() {
         .await
         .unwrap(),
     );
-    let reference = batch(
-        dir.path(),
-        &events,
-        "SELECT source, date_bin(INTERVAL '1 minute', \"timestamp\") AS ws, count(*), avg(attributes['metric']), \
-         approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY attributes['metric']), \
-         avg(CASE WHEN attributes['status'] <> 'ok' THEN 1.0 ELSE 0.0 END) FROM events GROUP BY 1, 2",
-    )
-    .await;
+    let reference = batch(dir.path(), &events, KPI_1M_BATCH_SQL).await;
     let minute = 60_000_000_000i64;
     assert_equivalent(
         &streaming,

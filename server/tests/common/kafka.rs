@@ -191,14 +191,7 @@ pub async fn assert_kpi_1m_matches(db: &Arc<Database>, lines: &[String]) -> usiz
         .await
         .unwrap(),
     );
-    let reference = super::batch(
-        dir.path(),
-        &events,
-        "SELECT source, date_bin(INTERVAL '1 minute', \"timestamp\") AS ws, count(*), avg(attributes['metric']), \
-         approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY attributes['metric']), \
-         avg(CASE WHEN attributes['status'] <> 'ok' THEN 1.0 ELSE 0.0 END) FROM events GROUP BY 1, 2",
-    )
-    .await;
+    let reference = super::batch(dir.path(), &events, super::KPI_1M_BATCH_SQL).await;
     let minute = 60_000_000_000i64;
     super::assert_equivalent(
         &streaming,

@@ -13,7 +13,6 @@ use datafusion::arrow::array::{Array, Float64Array, Int64Array, RecordBatch, Str
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
 use datafusion::prelude::{JsonReadOptions, SessionContext};
-use weir_connectors::datagen::{DatagenConfig, EventGenerator};
 use weir_sql::{Database, DatabaseOptions, Session};
 
 /// The seed's source over a file.
@@ -41,18 +40,7 @@ pub fn write_events(
     disorder_ms: u64,
     bad_every: u64,
 ) -> Vec<String> {
-    let options: BTreeMap<String, String> = [
-        ("seed", seed.to_string()),
-        ("rate", "1000".to_string()),
-        ("sources", "8".to_string()),
-        ("error_rate", "0.05".to_string()),
-        ("disorder_ms", disorder_ms.to_string()),
-        ("start", "2026-11-27T10:00:00Z".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let g = EventGenerator::new(DatagenConfig::from_options(&options).unwrap());
+    let g = kafka::generator(seed, disorder_ms);
     let mut lines = Vec::with_capacity(count as usize);
     let mut buf = Vec::new();
     for i in 0..count {
@@ -209,6 +197,11 @@ pub fn rel(a: f64, b: f64) -> f64 {
         (a - b).abs() / a.abs().max(b.abs())
     }
 }
+
+/// The batch reference of `kpi_1m` (1-minute tumbling windows) over table `events`.
+pub const KPI_1M_BATCH_SQL: &str = "SELECT source, date_bin(INTERVAL '1 minute', \"timestamp\") AS ws, count(*), avg(attributes['metric']), \
+     approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY attributes['metric']), \
+     avg(CASE WHEN attributes['status'] <> 'ok' THEN 1.0 ELSE 0.0 END) FROM events GROUP BY 1, 2";
 
 /// The seed event schema, for the batch reference.
 pub fn event_schema() -> Schema {
