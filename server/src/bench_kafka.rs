@@ -139,6 +139,8 @@ fn consume_only(brokers: &str, topic: &str, partitions: i32, count: u64) -> Resu
         .set("bootstrap.servers", brokers)
         .set("group.id", "weir-bench-consume-only")
         .set("enable.auto.commit", "false")
+        // The same fetch settings as Weir's source, so the two read alike.
+        .set("fetch.wait.max.ms", "50")
         .create()
         .map_err(|e| fail("consume-only consumer", e))?;
     let mut tpl = TopicPartitionList::new();

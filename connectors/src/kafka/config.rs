@@ -146,6 +146,9 @@ impl KafkaConfig {
             // A paused broker is noticed in seconds, not the default minute.
             ("socket.timeout.ms", "10000"),
             ("topic.metadata.refresh.interval.ms", "10000"),
+            // Fresh data reaches views sooner than librdkafka's 500 ms long-poll default,
+            // for brokers that answer a fetch only when the wait is over.
+            ("fetch.wait.max.ms", "50"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
