@@ -11,14 +11,6 @@ use common::kafka::*;
 use common::*;
 use rdkafka::mocking::MockCluster;
 
-const VIEW: &str = "CREATE MATERIALIZED VIEW kpi_1m AS SELECT source, window_start, window_end,
-       count(*) AS count,
-       avg(attributes.metric) AS avg_metric,
-       approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY attributes.metric) AS p95_metric,
-       avg(CASE WHEN attributes.status <> 'ok' THEN 1.0 ELSE 0.0 END) AS error_rate
-FROM TUMBLE(events, \"timestamp\", INTERVAL '1 minute')
-GROUP BY source, window_start, window_end EMIT ON UPDATE";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn view_over_four_partitions_equals_batch_query_and_bad_messages_are_dead_letters() {
     let cluster = MockCluster::new(1).unwrap();
@@ -41,7 +33,7 @@ async fn view_over_four_partitions_equals_batch_query_and_bad_messages_are_dead_
         ),
     )
     .await;
-    exec(&db, VIEW).await;
+    exec(&db, &kpi_1m_on_update()).await;
     wait_caught_up(&db, "events").await;
 
     let bad = assert_kpi_1m_matches(&db, &lines(&g, count, 0.01)).await;
@@ -135,7 +127,7 @@ async fn broker_down_mid_stream_loses_and_duplicates_nothing() {
 
     let db = memory_db().await;
     exec(&db, &kafka_source("events", &brokers, "events-b", "")).await;
-    exec(&db, VIEW).await;
+    exec(&db, &kpi_1m_on_update()).await;
     wait_caught_up(&db, "events").await;
 
     cluster.broker_down(1).unwrap();
@@ -201,7 +193,7 @@ async fn an_unreachable_broker_does_not_stop_another_source() {
     )
     .await;
     exec(&db, &kafka_source("events", &brokers, "events-c", "")).await;
-    exec(&db, VIEW).await;
+    exec(&db, &kpi_1m_on_update()).await;
     wait_caught_up(&db, "events").await;
     assert_eq!(
         int(&db, "SELECT sum(count) FROM kpi_1m").await,
@@ -366,7 +358,7 @@ async fn on_error_fail_stops_the_source_naming_the_message() {
         &kafka_source("events", &brokers, "strict", ", on_error = 'fail'"),
     )
     .await;
-    exec(&db, VIEW).await;
+    exec(&db, &kpi_1m_on_update()).await;
     wait_for_text(
         &db,
         "SELECT status FROM weir.sources WHERE name = 'events'",
@@ -389,7 +381,7 @@ async fn start_latest_reads_only_new_messages() {
         &kafka_source("events", &brokers, "late-start", ", start = 'latest'"),
     )
     .await;
-    exec(&db, VIEW).await;
+    exec(&db, &kpi_1m_on_update()).await;
     wait_caught_up(&db, "events").await;
     produce_events(&brokers, "late-start", &g, 1_000, 500, 0.0, None);
     wait_for_int(
@@ -418,7 +410,7 @@ async fn leader_changes_and_fetch_errors_lose_and_duplicate_nothing() {
 
     let db = memory_db().await;
     exec(&db, &kafka_source("events", &brokers, "events-d", "")).await;
-    exec(&db, VIEW).await;
+    exec(&db, &kpi_1m_on_update()).await;
     wait_caught_up(&db, "events").await;
 
     // Every partition moves to the other broker, and fetches fail for a while.

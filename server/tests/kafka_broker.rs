@@ -58,14 +58,7 @@ async fn seed_events_through_a_paused_broker_equal_the_batch_query() {
         ),
     )
     .await;
-    exec(
-        &db,
-        &format!(
-            "CREATE MATERIALIZED VIEW kpi_1m AS {} EMIT ON UPDATE",
-            kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')")
-        ),
-    )
-    .await;
+    exec(&db, &kpi_1m_on_update()).await;
 
     let producer = {
         let (brokers, topic, g) = (brokers.clone(), topic.clone(), g.clone());

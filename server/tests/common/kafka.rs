@@ -110,6 +110,14 @@ pub fn kafka_source(name: &str, brokers: &str, topic: &str, extra: &str) -> Stri
     )
 }
 
+/// The seed's `kpi_1m` over source `events`, `EMIT ON UPDATE` so that every window shows.
+pub fn kpi_1m_on_update() -> String {
+    format!(
+        "CREATE MATERIALIZED VIEW kpi_1m AS {} EMIT ON UPDATE",
+        super::kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')")
+    )
+}
+
 /// The text values of the first column of `sql`'s rows.
 pub async fn texts(db: &Arc<Database>, sql: &str) -> Vec<String> {
     let batches = db.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
