@@ -12,4 +12,4 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/weir-target}"
 . scripts/kafka-broker.sh
 start_test_broker
 export WEIR_KAFKA_FAULT_EVENTS="${1:-1000000}" WEIR_KAFKA_FAULT_PAUSE_SECS="${2:-20}"
-time cargo test -p weir-server --test kafka_broker -- --nocapture
+time cargo test -p weir-server --test kafka_broker -- --nocapture seed_events_through_a_paused_broker

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, UInt32Array};
 use datafusion::arrow::compute::{cast, take};
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::cast::as_boolean_array;
@@ -65,6 +65,8 @@ struct Bucket {
 pub struct IncrementalAggregate {
     spec: AggregateSpec,
     converter: RowConverter,
+    /// Columns of the group key (the constant column of an ungrouped aggregate included).
+    key_count: usize,
     buckets: BTreeMap<i64, Bucket>,
     /// Windows starting before this have been emitted; rows for them are dropped and counted.
     closed_before: i64,
@@ -98,6 +100,7 @@ impl IncrementalAggregate {
             fields.push(SortField::new(DataType::Boolean));
         }
         Ok(Self {
+            key_count: fields.len(),
             converter: RowConverter::new(fields)?,
             spec,
             buckets: BTreeMap::new(),
@@ -239,6 +242,95 @@ impl IncrementalAggregate {
         let bound = wm.saturating_sub(window.kind.size()).saturating_add(1);
         self.closed_before = self.closed_before.max(bound);
         Ok(out)
+    }
+
+    /// Windows starting before this have been emitted.
+    pub fn closed_before(&self) -> i64 {
+        self.closed_before
+    }
+
+    /// The open state as one batch per window: `__bucket` (the window start), the group
+    /// key columns, then every accumulator's state columns. The accumulators keep their
+    /// state (it is taken and merged back).
+    pub fn export(&mut self) -> Result<Vec<RecordBatch>> {
+        let converter = &self.converter;
+        let mut out = Vec::with_capacity(self.buckets.len());
+        for (&start, bucket) in self.buckets.iter_mut() {
+            let n = bucket.keys.num_rows();
+            if n == 0 {
+                continue;
+            }
+            let mut fields = vec![Field::new("__bucket", DataType::Int64, true)];
+            let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![start; n]))];
+            for (i, c) in converter
+                .convert_rows(bucket.keys.iter())?
+                .into_iter()
+                .enumerate()
+            {
+                fields.push(Field::new(format!("k{i}"), c.data_type().clone(), true));
+                columns.push(c);
+            }
+            let all: Vec<usize> = (0..n).collect();
+            for (a, acc) in bucket.accumulators.iter_mut().enumerate() {
+                let state = acc.state(EmitTo::All)?;
+                acc.merge_batch(&state, &all, n)?;
+                for (j, c) in state.into_iter().enumerate() {
+                    fields.push(Field::new(format!("s{a}_{j}"), c.data_type().clone(), true));
+                    columns.push(c);
+                }
+            }
+            out.push(RecordBatch::try_new(
+                Arc::new(Schema::new(fields)),
+                columns,
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// Replaces the state with one [`export`](Self::export)ed earlier.
+    pub fn import(
+        &mut self,
+        buckets: &[RecordBatch],
+        closed_before: i64,
+        dropped_rows: u64,
+    ) -> Result<()> {
+        self.buckets.clear();
+        self.closed_before = closed_before;
+        self.dropped_rows = dropped_rows;
+        let keys = self.key_count;
+        let arities: Vec<usize> = self
+            .spec
+            .aggregates
+            .iter()
+            .map(|a| Ok(a.state_fields()?.len()))
+            .collect::<Result<_>>()?;
+        let expected = 1 + keys + arities.iter().sum::<usize>();
+        for batch in buckets {
+            let n = batch.num_rows();
+            if n == 0 {
+                continue;
+            }
+            if batch.num_columns() != expected {
+                return Err(EngineError::Checkpoint(format!(
+                    "state has {} columns, this view needs {expected}",
+                    batch.num_columns()
+                )));
+            }
+            let start = timestamps_ns(batch.column(0))?.value(0);
+            let rows = self
+                .converter
+                .convert_columns(&batch.columns()[1..1 + keys])?;
+            let mut bucket = new_bucket(&self.spec, &self.converter)?;
+            let groups: Vec<usize> = (0..n).map(|i| bucket.intern(rows.row(i))).collect();
+            let total = bucket.keys.num_rows();
+            let mut col = 1 + keys;
+            for (acc, &arity) in bucket.accumulators.iter_mut().zip(&arities) {
+                acc.merge_batch(&batch.columns()[col..col + arity], &groups, total)?;
+                col += arity;
+            }
+            self.buckets.insert(start, bucket);
+        }
+        Ok(())
     }
 
     /// Evaluates every open window without consuming it.

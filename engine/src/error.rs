@@ -23,6 +23,9 @@ pub enum EngineError {
     /// The query shape is valid SQL but cannot be maintained incrementally.
     #[error("{0}")]
     Unsupported(String),
+    /// A checkpoint cannot be written or read.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     /// An invariant broke: this is a bug.
     #[error("internal error (this is a bug): {0}")]
     Internal(String),

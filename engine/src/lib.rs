@@ -12,6 +12,7 @@
 //! [`view::ViewPlan`]s and `weir-connectors` implements [`source::Source`].
 
 pub mod aggregate;
+pub mod checkpoint;
 pub mod decode;
 pub mod error;
 pub mod feed;

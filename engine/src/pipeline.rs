@@ -1,27 +1,33 @@
 //! The engine: sources, their pipelines, and the views they feed.
 //!
-//! Each source with at least one view runs two threads: a reader (I/O and decoding, in the
-//! connector) and a processor (watermark, lateness, every view over the source), joined by a
-//! bounded channel so a slow view applies backpressure to the reader. Views over views run
-//! in the same processor, fed with the rows their upstream view emitted.
+//! A *pipeline* is a reader thread (I/O and decoding, in the connector) and a processor
+//! thread (watermark, lateness, every view of the pipeline), joined by a bounded channel so
+//! a slow view applies backpressure to the reader. Views over views run in the processor of
+//! the view they read, fed with the rows it emitted.
 //!
-//! Until checkpoints exist, adding a view replays its source from the start, so every view
-//! sees the whole stream; dropping a view removes it without a replay.
+//! A pipeline is also the unit of checkpoints (see [`crate::checkpoint`]): the processor
+//! writes its views' state with the source position between two batches, and on start a
+//! pipeline resumes from its last checkpoint. When the engine starts, all views of a source
+//! without a checkpoint share one new pipeline. A view created later on a running source
+//! gets a pipeline of its own that reads the source from its start (a backfill) and then
+//! stays live, so the other pipelines and their checkpoints are never touched. A view over a
+//! view joins its parent's pipeline, seeded with the rows the parent has emitted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::record_batch::RecordBatch;
 use parking_lot::{Mutex, RwLock};
 
 use crate::aggregate::timestamps_ns;
+use crate::checkpoint::{CheckpointConfig, CheckpointStore, LogRecord, Restored, Snapshot};
 use crate::error::{EngineError, Result};
 use crate::source::{Poll, SourceBatch, SourceFactory, SourceRegistry, SourceSpec, SourceStatus};
 use crate::system::{DeadLetterRow, LateEventRow, SourceStats, SystemLog};
@@ -37,7 +43,7 @@ pub struct WatermarkDecl {
     pub delay_ns: i64,
 }
 
-/// A view attached to a source pipeline.
+/// A view attached to a pipeline.
 #[derive(Debug, Clone)]
 struct ViewNode {
     view: Arc<ViewRuntime>,
@@ -47,16 +53,57 @@ struct ViewNode {
 
 struct Running {
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    /// Set with `stop` to leave without the last checkpoint.
+    abort: Arc<AtomicBool>,
+    reader: JoinHandle<()>,
+    processor: JoinHandle<Processor>,
+}
+
+/// One reader + processor and the views it maintains.
+struct Pipeline {
+    id: u64,
+    views: Arc<RwLock<Vec<ViewNode>>>,
+    stats: Arc<SourceStats>,
+    /// The source's oldest pipeline records dead letters and late events.
+    primary: Arc<AtomicBool>,
+    running: Option<Running>,
+}
+
+impl Pipeline {
+    fn contains(&self, view: &str) -> bool {
+        self.views.read().iter().any(|n| n.view.name() == view)
+    }
+
+    /// Stops the threads (the processor writes a last checkpoint) and returns the processor
+    /// with its state, unless it panicked.
+    fn stop(&mut self) -> Option<Processor> {
+        let running = self.running.take()?;
+        running.stop.store(true, Ordering::Release);
+        let _ = running.reader.join();
+        running.processor.join().ok()
+    }
 }
 
 struct SourceEntry {
     spec: SourceSpec,
     factory: Arc<dyn SourceFactory>,
     watermark: Option<WatermarkDecl>,
-    stats: Arc<SourceStats>,
-    views: Arc<RwLock<Vec<ViewNode>>>,
-    running: Option<Running>,
+    /// Shown while the source has no pipeline.
+    idle_stats: Arc<SourceStats>,
+    /// Oldest first; the first is the primary.
+    pipelines: Vec<Pipeline>,
+    /// Views added before [`Engine::start`].
+    pending: Vec<ViewNode>,
+    next_pipeline: u64,
+}
+
+impl SourceEntry {
+    fn stats(&self) -> Arc<SourceStats> {
+        self.pipelines
+            .first()
+            .map(|p| p.stats.clone())
+            .unwrap_or_else(|| self.idle_stats.clone())
+    }
 }
 
 /// Facts about one source, for `weir.sources`.
@@ -67,6 +114,8 @@ pub struct SourceInfo {
     pub spec: SourceSpec,
     pub stats: Arc<SourceStats>,
     pub views: Vec<String>,
+    /// Number of pipelines reading the source.
+    pub pipelines: usize,
 }
 
 /// The streaming engine.
@@ -75,6 +124,8 @@ pub struct Engine {
     system: Arc<SystemLog>,
     sources: Mutex<BTreeMap<String, SourceEntry>>,
     runtime: Option<tokio::runtime::Handle>,
+    checkpoints: Option<CheckpointConfig>,
+    started: AtomicBool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -86,14 +137,24 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// An engine with the given connectors.
+    /// An engine with the given connectors and no checkpoints. Pipelines start at
+    /// [`start`](Self::start).
     pub fn new(registry: SourceRegistry) -> Self {
         Self {
             registry,
             system: Arc::new(SystemLog::default()),
             sources: Mutex::new(BTreeMap::new()),
             runtime: tokio::runtime::Handle::try_current().ok(),
+            checkpoints: None,
+            started: AtomicBool::new(false),
         }
+    }
+
+    /// An engine that checkpoints every pipeline and resumes from checkpoints at start.
+    pub fn with_checkpoints(registry: SourceRegistry, config: CheckpointConfig) -> Self {
+        let mut engine = Self::new(registry);
+        engine.checkpoints = Some(config);
+        engine
     }
 
     /// The connectors.
@@ -106,33 +167,52 @@ impl Engine {
         &self.system
     }
 
+    /// Checkpoint settings, if checkpoints are on.
+    pub fn checkpoints(&self) -> Option<&CheckpointConfig> {
+        self.checkpoints.as_ref()
+    }
+
     /// Registers a source. It starts reading when its first view is added.
     pub fn add_source(&self, spec: SourceSpec, watermark: Option<WatermarkDecl>) -> Result<()> {
         let connector = spec.options.get("connector").cloned().unwrap_or_default();
         let factory = self.registry.get(&connector)?;
+        if let (true, Some(c)) = (self.started.load(Ordering::Acquire), &self.checkpoints) {
+            // A new source: anything stored under its name is left over from an older one.
+            CheckpointStore::remove_source(&c.dir, &spec.name);
+        }
+        let idle_stats = Arc::new(SourceStats::default());
+        idle_stats.set_status("idle (no views)");
         let entry = SourceEntry {
             spec: spec.clone(),
             factory,
             watermark,
-            stats: Arc::new(SourceStats::default()),
-            views: Arc::new(RwLock::new(Vec::new())),
-            running: None,
+            idle_stats,
+            pipelines: Vec::new(),
+            pending: Vec::new(),
+            next_pipeline: 0,
         };
         self.sources.lock().insert(spec.name.clone(), entry);
         Ok(())
     }
 
-    /// Stops and forgets a source (its views must have been dropped).
+    /// Stops and forgets a source (its views must have been dropped), checkpoints included.
     pub fn drop_source(&self, name: &str) {
         let entry = self.sources.lock().remove(name);
         if let Some(mut entry) = entry {
-            stop(entry.running.take());
+            for p in &mut entry.pipelines {
+                p.stop();
+            }
+        }
+        if let Some(c) = &self.checkpoints {
+            CheckpointStore::remove_source(&c.dir, name);
         }
         self.system.forget_source(name);
     }
 
-    /// Attaches a view to `source` (reading `parent`'s output when given) and replays the
-    /// source so the view sees the whole stream.
+    /// Attaches a view to `source` (reading `parent`'s output when given). Before
+    /// [`start`](Self::start) this only records it. After, a view over the source gets a
+    /// pipeline of its own that backfills from the start of the source; a view over a view
+    /// joins its parent's pipeline, seeded with the parent's emitted rows.
     pub fn add_view(
         &self,
         source: &str,
@@ -143,24 +223,282 @@ impl Engine {
         let entry = sources
             .get_mut(source)
             .ok_or_else(|| EngineError::Internal(format!("source {source} is not registered")))?;
-        entry.views.write().push(ViewNode {
+        let node = ViewNode {
             view,
             parent: parent.map(str::to_string),
-        });
-        self.restart(entry)
+        };
+        if !self.started.load(Ordering::Acquire) {
+            entry.pending.push(node);
+            return Ok(());
+        }
+        match parent {
+            None => {
+                let id = entry.next_pipeline;
+                entry.next_pipeline += 1;
+                let mut draft = Draft::fresh(id, self.checkpoints.as_ref(), &entry.spec.name);
+                draft.nodes.push(node);
+                self.launch(entry, draft)
+            }
+            Some(parent) => {
+                let i = entry
+                    .pipelines
+                    .iter()
+                    .position(|p| p.contains(parent))
+                    .ok_or_else(|| {
+                        EngineError::Internal(format!("view {parent} has no pipeline"))
+                    })?;
+                let pipeline = &mut entry.pipelines[i];
+                let Some(processor) = pipeline.stop() else {
+                    return Err(EngineError::Internal(format!(
+                        "the pipeline of view {parent} crashed"
+                    )));
+                };
+                let seeded = seed(&pipeline.views.read(), &node, processor.tracker.watermark());
+                pipeline.views.write().push(node);
+                let started = self.spawn(entry, i, processor);
+                seeded.and(started)
+            }
+        }
     }
 
-    /// Detaches a view; the pipeline keeps running for the others.
+    /// Starts every source's pipelines, resuming from checkpoints. Views recorded before
+    /// start whose state is in a checkpoint (same definition) resume from it; the others
+    /// share a new pipeline that reads their source from its start.
+    pub fn start(&self) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut sources = self.sources.lock();
+        for entry in sources.values_mut() {
+            let pending = std::mem::take(&mut entry.pending);
+            if let Err(e) = self.start_source(entry, pending) {
+                let hint = match (&e, &self.checkpoints) {
+                    (EngineError::Checkpoint(_), Some(_)) => {
+                        "; to discard it and rebuild the views from their sources, start weir with --rebuild-state"
+                    }
+                    _ => "",
+                };
+                tracing::error!(source = %entry.spec.name, error = %e, "cannot start source");
+                entry.idle_stats.set_status(format!("error: {e}{hint}"));
+            }
+        }
+    }
+
+    fn start_source(&self, entry: &mut SourceEntry, views: Vec<ViewNode>) -> Result<()> {
+        let name = entry.spec.name.clone();
+        let mut drafts: Vec<Draft> = Vec::new();
+        if let Some(config) = &self.checkpoints {
+            for id in CheckpointStore::pipelines(&config.dir, &name) {
+                entry.next_pipeline = entry.next_pipeline.max(id + 1);
+                let mut store = CheckpointStore::new(&config.dir, &name, id);
+                match store.load() {
+                    Ok(Some(restored)) => drafts.push(Draft {
+                        id,
+                        store: Some(store),
+                        restored: Some(restored),
+                        ..Draft::fresh(id, None, &name)
+                    }),
+                    Ok(None) => store.remove(),
+                    Err(e) if config.rebuild_incompatible => {
+                        tracing::warn!(source = %name, error = %e, "discarding checkpoint; state is rebuilt from the source");
+                        store.remove();
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        merge_drafts(&mut drafts);
+        let mut fresh: Option<usize> = None;
+        for node in views {
+            let name = node.view.name().to_string();
+            // Resume from a checkpoint of the same definition (a view over a view only
+            // together with its parent).
+            let home = drafts.iter().position(|d| {
+                let Some(r) = d.restored.as_ref() else {
+                    return false;
+                };
+                r.views
+                    .get(&name)
+                    .is_some_and(|v| v.meta.fingerprint == node.view.fingerprint())
+                    && node.parent.as_ref().is_none_or(|p| d.has(p))
+            });
+            if let Some(i) = home {
+                let d = &mut drafts[i];
+                let restored = &d.restored.as_ref().expect("restored draft").views[&name];
+                match node.view.restore(restored) {
+                    Ok(batches) => {
+                        tracing::info!(view = %name, epoch = d.restored.as_ref().map(|r| r.manifest.epoch), groups = node.view.groups(), "view state restored from checkpoint");
+                        // Rows of a view merged in from another pipeline are rewritten here.
+                        let batches = if d.merged.contains(&name) { 0 } else { batches };
+                        d.persisted.insert(name, batches);
+                        d.nodes.push(node);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(view = %name, error = %e, "cannot restore view state; rebuilding it from the source");
+                        node.view.reset()?;
+                    }
+                }
+            }
+            if let Some(parent) = &node.parent {
+                if let Some(d) = drafts.iter_mut().find(|d| d.has(parent)) {
+                    let wm = d
+                        .restored
+                        .as_ref()
+                        .map(|r| r.manifest.tracker.watermark())
+                        .unwrap_or(i64::MIN);
+                    let nodes = std::mem::take(&mut d.nodes);
+                    let seeded = seed(&nodes, &node, wm);
+                    d.nodes = nodes;
+                    seeded?;
+                    d.nodes.push(node);
+                    continue;
+                }
+            }
+            let i = *fresh.get_or_insert_with(|| {
+                let id = entry.next_pipeline;
+                entry.next_pipeline += 1;
+                drafts.push(Draft::fresh(id, self.checkpoints.as_ref(), &name));
+                drafts.len() - 1
+            });
+            drafts[i].nodes.push(node);
+        }
+        drafts.sort_by_key(|d| d.id);
+        for draft in drafts {
+            if draft.nodes.is_empty() {
+                // Every view it held was dropped or redefined.
+                for store in draft.store.iter().chain(&draft.absorbed) {
+                    store.remove();
+                }
+                continue;
+            }
+            self.launch(entry, draft)?;
+        }
+        Ok(())
+    }
+
+    /// Builds a pipeline from a draft and starts it.
+    fn launch(&self, entry: &mut SourceEntry, draft: Draft) -> Result<()> {
+        let primary = entry.pipelines.is_empty();
+        let stats = Arc::new(SourceStats::default());
+        let mut processor = Processor {
+            source: entry.spec.name.clone(),
+            watermark_decl: entry.watermark,
+            tracker: WatermarkTracker::new(entry.watermark.map(|w| w.delay_ns).unwrap_or(0)),
+            stats: stats.clone(),
+            system: self.system.clone(),
+            views: Arc::new(RwLock::new(draft.nodes)),
+            primary: Arc::new(AtomicBool::new(primary)),
+            position: serde_json::Value::Null,
+            checkpointer: None,
+            failed: false,
+        };
+        if let Some(config) = &self.checkpoints {
+            let store = draft
+                .store
+                .unwrap_or_else(|| CheckpointStore::new(&config.dir, &entry.spec.name, draft.id));
+            processor.checkpointer = Some(Checkpointer {
+                store,
+                interval: config.interval,
+                last: Instant::now(),
+                dirty: true,
+                persisted: draft.persisted,
+                pending_log: Vec::new(),
+            });
+        }
+        if let Some(restored) = draft.restored {
+            processor.resume(restored);
+        }
+        if !draft.absorbed.is_empty() {
+            // The merged views' state must be in this pipeline's checkpoint before the
+            // pipelines they came from are deleted.
+            processor.checkpoint(true);
+            if processor.checkpointer.as_ref().is_some_and(|c| !c.dirty) {
+                for store in &draft.absorbed {
+                    store.remove();
+                }
+            }
+        }
+        entry.pipelines.push(Pipeline {
+            id: draft.id,
+            views: processor.views.clone(),
+            stats,
+            primary: processor.primary.clone(),
+            running: None,
+        });
+        self.spawn(entry, entry.pipelines.len() - 1, processor)
+    }
+
+    /// Starts the threads of pipeline `i` with `processor`, its reader at the processor's
+    /// position.
+    fn spawn(&self, entry: &mut SourceEntry, i: usize, mut processor: Processor) -> Result<()> {
+        let pipeline = &mut entry.pipelines[i];
+        let stop_flag = Arc::new(AtomicBool::new(false));
+        let abort = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = sync_channel::<Message>(8);
+        processor.stats.caught_up.store(false, Ordering::Release);
+        let reader = {
+            let stop_flag = stop_flag.clone();
+            let factory = entry.factory.clone();
+            let spec = entry.spec.clone();
+            let stats = pipeline.stats.clone();
+            let position = processor.position.clone();
+            std::thread::Builder::new()
+                .name(format!("weir-read-{}", entry.spec.name))
+                .spawn(move || read_loop(factory, spec, position, stats, stop_flag, tx))
+                .map_err(|e| EngineError::Internal(format!("spawning reader: {e}")))?
+        };
+        let processor = {
+            let stop_flag = stop_flag.clone();
+            let abort = abort.clone();
+            let runtime = self.runtime.clone();
+            std::thread::Builder::new()
+                .name(format!("weir-proc-{}", entry.spec.name))
+                .spawn(move || {
+                    let _guard = runtime.as_ref().map(|h| h.enter());
+                    processor.run(rx, stop_flag);
+                    if !abort.load(Ordering::Acquire) {
+                        processor.checkpoint(true);
+                    }
+                    processor
+                })
+                .map_err(|e| EngineError::Internal(format!("spawning processor: {e}")))?
+        };
+        pipeline.running = Some(Running {
+            stop: stop_flag,
+            abort,
+            reader,
+            processor,
+        });
+        Ok(())
+    }
+
+    /// Detaches a view. Its pipeline keeps running for its other views; a pipeline left
+    /// without views stops and its checkpoints are deleted.
     pub fn drop_view(&self, name: &str) {
         let mut sources = self.sources.lock();
         for entry in sources.values_mut() {
-            let mut views = entry.views.write();
-            views.retain(|n| n.view.name() != name);
-            let empty = views.is_empty();
-            drop(views);
-            if empty {
-                stop(entry.running.take());
-                entry.stats.set_status("idle (no views)");
+            entry.pending.retain(|n| n.view.name() != name);
+            let mut i = 0;
+            while i < entry.pipelines.len() {
+                let p = &mut entry.pipelines[i];
+                p.views.write().retain(|n| n.view.name() != name);
+                if !p.views.read().is_empty() {
+                    i += 1;
+                    continue;
+                }
+                let mut p = entry.pipelines.remove(i);
+                p.stop();
+                if let Some(c) = &self.checkpoints {
+                    let _ = std::fs::remove_dir_all(CheckpointStore::pipeline_dir(
+                        &c.dir,
+                        &entry.spec.name,
+                        p.id,
+                    ));
+                }
+            }
+            if let Some(first) = entry.pipelines.first() {
+                first.primary.store(true, Ordering::Release);
             }
         }
     }
@@ -174,93 +512,92 @@ impl Engine {
                 name: e.spec.name.clone(),
                 connector: e.factory.name().to_string(),
                 spec: e.spec.clone(),
-                stats: e.stats.clone(),
+                stats: e.stats(),
                 views: e
-                    .views
-                    .read()
+                    .pipelines
                     .iter()
-                    .map(|n| n.view.name().to_string())
+                    .flat_map(|p| {
+                        p.views
+                            .read()
+                            .iter()
+                            .map(|n| n.view.name().to_string())
+                            .collect::<Vec<_>>()
+                    })
+                    .chain(e.pending.iter().map(|n| n.view.name().to_string()))
                     .collect(),
+                pipelines: e.pipelines.len(),
             })
             .collect()
     }
 
-    /// Stats of one source.
+    /// Stats of one source (of its primary pipeline).
     pub fn source_stats(&self, name: &str) -> Option<Arc<SourceStats>> {
-        self.sources.lock().get(name).map(|e| e.stats.clone())
+        self.sources.lock().get(name).map(|e| e.stats())
     }
 
-    /// Blocks until `source` has processed all input available now (a bounded source: all
-    /// of it), failed, or `timeout` passed. Returns whether it caught up.
+    /// Stats of every pipeline of `source`, oldest first.
+    pub fn pipeline_stats(&self, source: &str) -> Vec<Arc<SourceStats>> {
+        self.sources
+            .lock()
+            .get(source)
+            .map(|e| e.pipelines.iter().map(|p| p.stats.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Blocks until every pipeline of `source` has processed all input available now (a
+    /// bounded source: all of it), one failed, or `timeout` passed. Returns whether it
+    /// caught up.
     pub fn wait_caught_up(&self, source: &str, timeout: Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         loop {
-            match self.source_stats(source) {
-                Some(s) if s.caught_up.load(Ordering::Acquire) => return true,
-                Some(s) if s.is_failing() => return false,
+            let stats: Option<Vec<Arc<SourceStats>>> = self
+                .sources
+                .lock()
+                .get(source)
+                .map(|e| e.pipelines.iter().map(|p| p.stats.clone()).collect());
+            match stats {
                 None => return false,
+                Some(s) if s.iter().any(|s| s.is_failing()) => return false,
+                Some(s)
+                    if !s.is_empty() && s.iter().all(|s| s.caught_up.load(Ordering::Acquire)) =>
+                {
+                    return true
+                }
                 _ => {}
             }
-            if std::time::Instant::now() >= deadline {
+            if Instant::now() >= deadline {
                 return false;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
     }
 
-    /// Stops every pipeline.
-    pub fn shutdown(&self) {
+    /// Stops every pipeline at once, without a last checkpoint — what a crash leaves
+    /// behind, for recovery tests. The engine is unusable afterwards.
+    pub fn crash(&self) {
         let mut sources = self.sources.lock();
         for entry in sources.values_mut() {
-            stop(entry.running.take());
-            entry.stats.set_status("stopped");
+            for p in &mut entry.pipelines {
+                if let Some(r) = p.running.take() {
+                    r.abort.store(true, Ordering::Release);
+                    r.stop.store(true, Ordering::Release);
+                    let _ = r.reader.join();
+                    let _ = r.processor.join();
+                }
+            }
         }
     }
 
-    fn restart(&self, entry: &mut SourceEntry) -> Result<()> {
-        stop(entry.running.take());
-        entry.stats.reset();
-        self.system.forget_source(&entry.spec.name);
-        for node in entry.views.read().iter() {
-            node.view.reset()?;
+    /// Stops every pipeline; each writes a last checkpoint.
+    pub fn shutdown(&self) {
+        let mut sources = self.sources.lock();
+        for entry in sources.values_mut() {
+            for p in &mut entry.pipelines {
+                if p.stop().is_some() {
+                    p.stats.set_status("stopped");
+                }
+            }
         }
-        let stop_flag = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = sync_channel::<Message>(8);
-
-        let reader = {
-            let stop_flag = stop_flag.clone();
-            let factory = entry.factory.clone();
-            let spec = entry.spec.clone();
-            let stats = entry.stats.clone();
-            std::thread::Builder::new()
-                .name(format!("weir-read-{}", entry.spec.name))
-                .spawn(move || read_loop(factory, spec, stats, stop_flag, tx))
-                .map_err(|e| EngineError::Internal(format!("spawning reader: {e}")))?
-        };
-        let processor = {
-            let mut pipeline = Processor {
-                source: entry.spec.name.clone(),
-                watermark_decl: entry.watermark,
-                tracker: WatermarkTracker::new(entry.watermark.map(|w| w.delay_ns).unwrap_or(0)),
-                stats: entry.stats.clone(),
-                system: self.system.clone(),
-                views: entry.views.clone(),
-            };
-            let stop_flag = stop_flag.clone();
-            let runtime = self.runtime.clone();
-            std::thread::Builder::new()
-                .name(format!("weir-proc-{}", entry.spec.name))
-                .spawn(move || {
-                    let _guard = runtime.as_ref().map(|h| h.enter());
-                    pipeline.run(rx, stop_flag)
-                })
-                .map_err(|e| EngineError::Internal(format!("spawning processor: {e}")))?
-        };
-        entry.running = Some(Running {
-            stop: stop_flag,
-            threads: vec![reader, processor],
-        });
-        Ok(())
     }
 }
 
@@ -270,13 +607,90 @@ impl Drop for Engine {
     }
 }
 
-fn stop(running: Option<Running>) {
-    if let Some(running) = running {
-        running.stop.store(true, Ordering::Release);
-        for t in running.threads {
-            let _ = t.join();
+/// A pipeline being assembled at start.
+struct Draft {
+    id: u64,
+    store: Option<CheckpointStore>,
+    restored: Option<Restored>,
+    nodes: Vec<ViewNode>,
+    /// Emitted batches of each view already in the checkpoint.
+    persisted: HashMap<String, usize>,
+    /// Views whose state came from another pipeline's checkpoint.
+    merged: std::collections::HashSet<String>,
+    /// Those pipelines' stores, deleted once this pipeline has checkpointed their views.
+    absorbed: Vec<CheckpointStore>,
+}
+
+impl Draft {
+    fn fresh(id: u64, config: Option<&CheckpointConfig>, source: &str) -> Self {
+        Self {
+            id,
+            store: config.map(|c| CheckpointStore::new(&c.dir, source, id)),
+            restored: None,
+            nodes: Vec::new(),
+            persisted: HashMap::new(),
+            merged: Default::default(),
+            absorbed: Vec::new(),
         }
     }
+
+    fn has(&self, view: &str) -> bool {
+        self.nodes.iter().any(|n| n.view.name() == view)
+    }
+}
+
+/// Merges checkpoints taken at the same point of the input — same position, same
+/// watermarks, as after a clean shutdown of a quiet or finished source — into the oldest of
+/// them, so views that backfilled separately share one reader again.
+fn merge_drafts(drafts: &mut Vec<Draft>) {
+    let point = |d: &Draft| {
+        d.restored.as_ref().map(|r| {
+            let mut tracker = r.manifest.tracker.clone();
+            tracker.set_holding(None);
+            (
+                r.manifest.position.clone(),
+                serde_json::to_value(&tracker).unwrap_or_default(),
+            )
+        })
+    };
+    let mut i = 0;
+    while i < drafts.len() {
+        let here = point(&drafts[i]);
+        let mut j = i + 1;
+        while j < drafts.len() {
+            if here.is_none() || point(&drafts[j]) != here {
+                j += 1;
+                continue;
+            }
+            let other = drafts.remove(j);
+            let target = &mut drafts[i];
+            let views = &mut target.restored.as_mut().expect("restored").views;
+            for (name, v) in other.restored.expect("restored").views {
+                if !views.contains_key(&name) {
+                    target.merged.insert(name.clone());
+                    views.insert(name, v);
+                }
+            }
+            target.absorbed.extend(other.store);
+        }
+        i += 1;
+    }
+}
+
+/// Feeds a new view over a view with everything its parent has emitted, at the watermark
+/// the parent's output has at source watermark `wm`.
+fn seed(nodes: &[ViewNode], node: &ViewNode, wm: i64) -> Result<()> {
+    let Some(parent) = node
+        .parent
+        .as_ref()
+        .and_then(|p| nodes.iter().find(|n| n.view.name() == p))
+    else {
+        return Ok(());
+    };
+    let rows = parent.view.emitted();
+    let child_wm = parent.view.output_watermark(wm);
+    node.view.process(rows, child_wm)?;
+    Ok(())
 }
 
 // One message per micro-batch: the size of the empty variants does not matter.
@@ -291,11 +705,12 @@ enum Message {
 fn read_loop(
     factory: Arc<dyn SourceFactory>,
     spec: SourceSpec,
+    position: serde_json::Value,
     stats: Arc<SourceStats>,
     stop: Arc<AtomicBool>,
     tx: std::sync::mpsc::SyncSender<Message>,
 ) {
-    let mut source = match factory.open(&spec) {
+    let mut source = match factory.open(&spec, (!position.is_null()).then_some(&position)) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(source = %spec.name, error = %e, "cannot open source");
@@ -359,6 +774,19 @@ fn read_loop(
     }
 }
 
+/// Checkpoint bookkeeping of one pipeline.
+struct Checkpointer {
+    store: CheckpointStore,
+    interval: Duration,
+    last: Instant,
+    /// Whether anything changed since the last checkpoint.
+    dirty: bool,
+    /// Emitted batches of each view already written.
+    persisted: HashMap<String, usize>,
+    /// Dead letters and late events not yet written.
+    pending_log: Vec<LogRecord>,
+}
+
 struct Processor {
     source: String,
     watermark_decl: Option<WatermarkDecl>,
@@ -366,15 +794,25 @@ struct Processor {
     stats: Arc<SourceStats>,
     system: Arc<SystemLog>,
     views: Arc<RwLock<Vec<ViewNode>>>,
+    primary: Arc<AtomicBool>,
+    /// The source position after the last processed batch.
+    position: serde_json::Value,
+    checkpointer: Option<Checkpointer>,
+    /// Set when a batch failed half-way: the state is no longer consistent, so nothing is
+    /// processed or checkpointed any more.
+    failed: bool,
 }
 
 impl Processor {
     fn run(&mut self, rx: Receiver<Message>, stop: Arc<AtomicBool>) {
-        while !stop.load(Ordering::Acquire) {
+        while !stop.load(Ordering::Acquire) && !self.failed {
             let msg = match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.checkpoint(false);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
             };
             let result = match msg {
                 Message::Batch(b) => self.on_batch(b),
@@ -390,13 +828,97 @@ impl Processor {
                     let r = self.dispatch(None, Vec::new(), wm);
                     self.stats.set_status("finished");
                     self.mark_caught_up();
+                    self.dirty();
                     r
                 }
             };
             if let Err(e) = result {
                 tracing::error!(source = %self.source, error = %e, "pipeline failed");
                 self.stats.set_status(format!("error: {e}"));
+                self.failed = true;
                 return;
+            }
+            self.checkpoint(false);
+        }
+    }
+
+    /// Continues from a checkpoint (view states are restored by the caller).
+    fn resume(&mut self, restored: Restored) {
+        let m = restored.manifest;
+        self.tracker = m.tracker;
+        self.tracker.set_holding(None);
+        self.position = m.position;
+        self.stats.set_counters(m.counters);
+        self.stats
+            .watermark
+            .store(self.tracker.watermark(), Ordering::Relaxed);
+        *self.stats.position.lock() = self.position.clone();
+        self.stats.record_checkpoint(m.epoch, 0, 0, Duration::ZERO);
+        if self.primary.load(Ordering::Acquire) {
+            let (dead, late) = log_rows(&self.source, restored.log);
+            self.system.add_dead_letters(dead);
+            self.system.add_late_events(late);
+        }
+    }
+
+    fn dirty(&mut self) {
+        if let Some(c) = self.checkpointer.as_mut() {
+            c.dirty = true;
+        }
+    }
+
+    /// Writes a checkpoint if the state changed and the interval passed (or `force`).
+    fn checkpoint(&mut self, force: bool) {
+        let Some(ck) = self.checkpointer.as_mut() else {
+            return;
+        };
+        if self.failed || !ck.dirty || (!force && ck.last.elapsed() < ck.interval) {
+            return;
+        }
+        let began = Instant::now();
+        ck.last = began;
+        let nodes = self.views.read().clone();
+        let mut views = Vec::with_capacity(nodes.len());
+        let mut covered = HashMap::new();
+        for node in &nodes {
+            let name = node.view.name();
+            let persisted = ck.persisted.get(name).copied().unwrap_or(0);
+            match node.view.checkpoint(persisted) {
+                Ok((snapshot, batches)) => {
+                    views.push(snapshot);
+                    covered.insert(name.to_string(), batches);
+                }
+                Err(e) => {
+                    tracing::error!(source = %self.source, view = %name, error = %e, "cannot capture view state; checkpoint skipped");
+                    return;
+                }
+            }
+        }
+        let snapshot = Snapshot {
+            position: self.position.clone(),
+            tracker: self.tracker.clone(),
+            counters: self.stats.counters(),
+            views,
+            new_log: ck.pending_log.clone(),
+        };
+        match ck.store.write(snapshot) {
+            Ok(report) => {
+                ck.persisted = covered;
+                ck.pending_log.clear();
+                ck.dirty = false;
+                self.stats.record_checkpoint(
+                    report.epoch,
+                    report.bytes,
+                    report.total_bytes,
+                    began.elapsed(),
+                );
+                tracing::debug!(source = %self.source, epoch = report.epoch, bytes = report.bytes, micros = began.elapsed().as_micros() as u64, "checkpoint written");
+            }
+            Err(e) => {
+                tracing::error!(source = %self.source, error = %e, "checkpoint failed; retrying at the next interval");
+                self.stats
+                    .checkpoint_failures
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -408,24 +930,62 @@ impl Processor {
         self.stats.caught_up.store(true, Ordering::Release);
     }
 
+    fn record_dead_letters(&mut self, rows: Vec<DeadLetterRow>) {
+        if !self.primary.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(ck) = self.checkpointer.as_mut() {
+            ck.pending_log
+                .extend(rows.iter().map(|r| LogRecord::DeadLetter {
+                    location: r.location.clone(),
+                    raw: r.raw.clone(),
+                    error: r.error.clone(),
+                    received_at_ms: r.received_at.timestamp_millis(),
+                }));
+        }
+        self.system.add_dead_letters(rows);
+    }
+
+    fn record_late_events(&mut self, rows: Vec<LateEventRow>) {
+        if !self.primary.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(ck) = self.checkpointer.as_mut() {
+            ck.pending_log.extend(rows.iter().map(|r| LogRecord::Late {
+                location: r.location.clone(),
+                event_time: r.event_time,
+                watermark: r.watermark,
+                raw: r.raw.clone(),
+                received_at_ms: r.received_at.timestamp_millis(),
+            }));
+        }
+        self.system.add_late_events(rows);
+    }
+
     fn on_batch(&mut self, b: SourceBatch) -> Result<()> {
         let now = Utc::now();
         let n = b.batch.num_rows();
         self.stats.events_in.fetch_add(n as u64, Ordering::Relaxed);
         *self.stats.position.lock() = b.position.clone();
+        self.position = b.position;
+        self.dirty();
         if !b.dead_letters.is_empty() {
             self.stats
                 .dead_letters
                 .fetch_add(b.dead_letters.len() as u64, Ordering::Relaxed);
             let source = self.source.clone();
-            self.system
-                .add_dead_letters(b.dead_letters.into_iter().map(|d| DeadLetterRow {
-                    source: source.clone(),
-                    location: d.location,
-                    raw: d.raw,
-                    error: d.error,
-                    received_at: now,
-                }));
+            self.record_dead_letters(
+                b.dead_letters
+                    .into_iter()
+                    .map(|d| DeadLetterRow {
+                        source: source.clone(),
+                        location: d.location,
+                        raw: d.raw,
+                        error: d.error,
+                        received_at: now,
+                    })
+                    .collect(),
+            );
         }
         let Some(decl) = self.watermark_decl else {
             let wm = self.tracker.watermark();
@@ -452,28 +1012,34 @@ impl Processor {
                 .dead_letters
                 .fetch_add(dead.len() as u64, Ordering::Relaxed);
             let column = b.batch.schema().field(decl.column).name().clone();
-            self.system
-                .add_dead_letters(dead.iter().map(|&i| DeadLetterRow {
+            let rows: Vec<DeadLetterRow> = dead
+                .iter()
+                .map(|&i| DeadLetterRow {
                     source: self.source.clone(),
                     location: b.origins.location(&self.source, i),
                     raw: b.origins.raw(i).unwrap_or_default(),
                     error: format!("event time column \"{column}\" is null or missing"),
                     received_at: now,
-                }));
+                })
+                .collect();
+            self.record_dead_letters(rows);
         }
         if !late_rows.is_empty() {
             self.stats
                 .late_events
                 .fetch_add(late_rows.len() as u64, Ordering::Relaxed);
-            self.system
-                .add_late_events(late_rows.iter().map(|&(i, wm)| LateEventRow {
+            let rows: Vec<LateEventRow> = late_rows
+                .iter()
+                .map(|&(i, wm)| LateEventRow {
                     source: self.source.clone(),
                     location: b.origins.location(&self.source, i),
                     event_time: times.value(i),
                     watermark: wm,
                     raw: b.origins.raw(i),
                     received_at: now,
-                }));
+                })
+                .collect();
+            self.record_late_events(rows);
         }
         let on_time = if keep.iter().all(|k| *k) {
             b.batch
@@ -505,4 +1071,42 @@ impl Processor {
         }
         Ok(())
     }
+}
+
+/// Persisted log records back as system-log rows of `source`.
+fn log_rows(source: &str, records: Vec<LogRecord>) -> (Vec<DeadLetterRow>, Vec<LateEventRow>) {
+    let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+    let mut dead = Vec::new();
+    let mut late = Vec::new();
+    for r in records {
+        match r {
+            LogRecord::DeadLetter {
+                location,
+                raw,
+                error,
+                received_at_ms,
+            } => dead.push(DeadLetterRow {
+                source: source.to_string(),
+                location,
+                raw,
+                error,
+                received_at: at(received_at_ms),
+            }),
+            LogRecord::Late {
+                location,
+                event_time,
+                watermark,
+                raw,
+                received_at_ms,
+            } => late.push(LateEventRow {
+                source: source.to_string(),
+                location,
+                event_time,
+                watermark,
+                raw,
+                received_at: at(received_at_ms),
+            }),
+        }
+    }
+    (dead, late)
 }

@@ -268,8 +268,14 @@ pub trait SourceFactory: Send + Sync {
     /// Checks options at `CREATE SOURCE` time and fills in defaults that must stay fixed for
     /// the source's life (a generator's start time, …). Returns the options to persist.
     fn validate(&self, spec: &SourceSpec) -> Result<BTreeMap<String, String>>;
-    /// Opens a reader positioned at the start of the source.
-    fn open(&self, spec: &SourceSpec) -> Result<Box<dyn Source>>;
+    /// Opens a reader at `position` — a value the source put in a [`SourceBatch`] earlier,
+    /// from a checkpoint — or at the start of the source (its `start` option) when `None`.
+    /// Reading from `position` must yield exactly the rows after that batch.
+    fn open(
+        &self,
+        spec: &SourceSpec,
+        position: Option<&serde_json::Value>,
+    ) -> Result<Box<dyn Source>>;
     /// Whether the source ends by itself (file without `follow`).
     fn is_bounded(&self, spec: &SourceSpec) -> bool;
 }

@@ -75,6 +75,19 @@ impl RowStore {
         self.batches.clone()
     }
 
+    /// Number of appended batches.
+    pub fn batch_count(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// Batches appended after the first `from`.
+    pub fn batches_from(&self, from: usize) -> Vec<RecordBatch> {
+        self.batches
+            .get(from..)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default()
+    }
+
     /// Rows whose column `col` equals `key`; all rows if `col` is not indexed.
     pub fn lookup(&self, col: usize, key: &ScalarValue) -> Result<Vec<RecordBatch>> {
         let Some((_, index)) = self.indexes.iter().find(|(c, _)| *c == col) else {

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 
+use crate::checkpoint::SourceCounters;
 use crate::source::SplitProgress;
+use std::time::Duration;
 
 /// Most rows kept per system log; older rows are dropped (and counted) beyond this.
 pub const SYSTEM_LOG_CAPACITY: usize = 1_000_000;
@@ -32,6 +34,18 @@ pub struct SourceStats {
     pub splits: Mutex<Vec<SplitProgress>>,
     /// Per-split watermarks (ns) as the processor last saw them.
     pub split_watermarks: Mutex<Vec<(i32, i64)>>,
+    /// Epoch of the last checkpoint written (or resumed from); 0 before the first.
+    pub checkpoint_epoch: AtomicU64,
+    /// Bytes the last checkpoint wrote.
+    pub checkpoint_bytes: AtomicU64,
+    /// Bytes of all files the last checkpoint names.
+    pub checkpoint_total_bytes: AtomicU64,
+    /// How long the last checkpoint took (µs), capture and write.
+    pub checkpoint_micros: AtomicU64,
+    /// Wall time of the last checkpoint (ms since the epoch), 0 before the first.
+    pub checkpoint_at_ms: AtomicI64,
+    /// Checkpoints that failed to write.
+    pub checkpoint_failures: AtomicU64,
 }
 
 impl Default for SourceStats {
@@ -46,22 +60,45 @@ impl Default for SourceStats {
             position: Mutex::new(serde_json::Value::Null),
             splits: Mutex::new(Vec::new()),
             split_watermarks: Mutex::new(Vec::new()),
+            checkpoint_epoch: AtomicU64::new(0),
+            checkpoint_bytes: AtomicU64::new(0),
+            checkpoint_total_bytes: AtomicU64::new(0),
+            checkpoint_micros: AtomicU64::new(0),
+            checkpoint_at_ms: AtomicI64::new(0),
+            checkpoint_failures: AtomicU64::new(0),
         }
     }
 }
 
 impl SourceStats {
-    /// Clears counters before a replay from the start.
-    pub fn reset(&self) {
-        *self.status.lock() = "starting".into();
-        self.events_in.store(0, Ordering::Relaxed);
-        self.late_events.store(0, Ordering::Relaxed);
-        self.dead_letters.store(0, Ordering::Relaxed);
-        self.watermark.store(i64::MIN, Ordering::Relaxed);
-        self.caught_up.store(false, Ordering::Relaxed);
-        *self.position.lock() = serde_json::Value::Null;
-        self.splits.lock().clear();
-        self.split_watermarks.lock().clear();
+    /// The counters a checkpoint keeps.
+    pub fn counters(&self) -> SourceCounters {
+        SourceCounters {
+            events_in: self.events_in.load(Ordering::Relaxed),
+            late_events: self.late_events.load(Ordering::Relaxed),
+            dead_letters: self.dead_letters.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Restores checkpointed counters.
+    pub fn set_counters(&self, c: SourceCounters) {
+        self.events_in.store(c.events_in, Ordering::Relaxed);
+        self.late_events.store(c.late_events, Ordering::Relaxed);
+        self.dead_letters.store(c.dead_letters, Ordering::Relaxed);
+    }
+
+    /// Records a checkpoint written (or resumed from, with zero sizes).
+    pub fn record_checkpoint(&self, epoch: u64, bytes: u64, total_bytes: u64, took: Duration) {
+        self.checkpoint_epoch.store(epoch, Ordering::Relaxed);
+        self.checkpoint_bytes.store(bytes, Ordering::Relaxed);
+        if total_bytes > 0 {
+            self.checkpoint_total_bytes
+                .store(total_bytes, Ordering::Relaxed);
+        }
+        self.checkpoint_micros
+            .store(took.as_micros() as u64, Ordering::Relaxed);
+        self.checkpoint_at_ms
+            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
     }
 
     /// Whether the source cannot make progress now (failed, or its service unreachable).

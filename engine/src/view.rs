@@ -15,6 +15,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use parking_lot::{Mutex, RwLock};
 
 use crate::aggregate::{AggregateSpec, IncrementalAggregate};
+use crate::checkpoint::{RestoredView, ViewSnapshot};
 use crate::error::Result;
 use crate::feed::Feed;
 use crate::state::RowStore;
@@ -72,6 +73,9 @@ pub struct ViewPlan {
     pub key_columns: Vec<usize>,
     /// Task context plans execute in.
     pub task: Arc<TaskContext>,
+    /// Identifies the definition (query, emit mode, output schema): checkpointed state is
+    /// restored only into a view with the same fingerprint.
+    pub fingerprint: String,
 }
 
 /// Counters of one view, read by `weir.views`.
@@ -169,6 +173,69 @@ impl ViewRuntime {
         self.stats.caught_up.store(false, Ordering::Relaxed);
         self.stats.watermark.store(i64::MIN, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The definition's fingerprint.
+    pub fn fingerprint(&self) -> &str {
+        &self.plan.fingerprint
+    }
+
+    /// Captures the view's state for a checkpoint: open windows, counters, and the rows
+    /// emitted after the first `persisted_batches` batches. Returns the snapshot and the
+    /// number of emitted batches it covers.
+    pub fn checkpoint(&self, persisted_batches: usize) -> Result<(ViewSnapshot, usize)> {
+        let mut inner = self.inner.lock();
+        let (buckets, closed_before) = match inner.aggregate.as_mut() {
+            Some(agg) => (agg.export()?, agg.closed_before()),
+            None => (Vec::new(), i64::MIN),
+        };
+        let store = self.store.read();
+        let snapshot = ViewSnapshot {
+            name: self.plan.name.clone(),
+            fingerprint: self.plan.fingerprint.clone(),
+            rows_in: self.stats.rows_in.load(Ordering::Relaxed),
+            dropped_rows: self.stats.dropped_rows.load(Ordering::Relaxed),
+            closed_before,
+            buckets,
+            new_rows: store.batches_from(persisted_batches),
+        };
+        Ok((snapshot, store.batch_count()))
+    }
+
+    /// Replaces the state with a checkpointed one. Returns the number of emitted batches
+    /// restored.
+    pub fn restore(&self, restored: &RestoredView) -> Result<usize> {
+        self.reset()?;
+        let mut inner = self.inner.lock();
+        if let Some(agg) = inner.aggregate.as_mut() {
+            agg.import(
+                &restored.buckets,
+                restored.meta.closed_before,
+                restored.meta.dropped_rows,
+            )?;
+        }
+        inner.version += 1;
+        drop(inner);
+        let rows: Vec<RecordBatch> = restored
+            .rows
+            .iter()
+            .map(|b| with_schema(&self.plan.output_schema, b))
+            .collect();
+        let mut store = self.store.write();
+        store.append(&rows)?;
+        self.stats
+            .rows_in
+            .store(restored.meta.rows_in, Ordering::Relaxed);
+        self.stats
+            .dropped_rows
+            .store(restored.meta.dropped_rows, Ordering::Relaxed);
+        Ok(store.batch_count())
+    }
+
+    /// Rows this view has emitted so far (closed windows; every row of a view without
+    /// aggregation), oldest first: what a view defined over it would have been fed.
+    pub fn emitted(&self) -> Vec<RecordBatch> {
+        self.store.read().batches()
     }
 
     /// Processes one micro-batch at watermark `wm` and returns the rows it emitted (closed
@@ -301,4 +368,10 @@ impl ViewRuntime {
             .unwrap_or(0);
         open + self.store.read().bytes()
     }
+}
+
+/// `batch` under the view's schema when it fits (checkpoint files store every field
+/// nullable), unchanged otherwise.
+fn with_schema(schema: &SchemaRef, batch: &RecordBatch) -> RecordBatch {
+    RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).unwrap_or_else(|_| batch.clone())
 }

@@ -13,7 +13,7 @@
 //! not depend on how the input is cut into micro-batches.
 
 /// Tracks the watermark of one source, in nanoseconds since the epoch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct WatermarkTracker {
     delay_ns: i64,
     /// (split, largest event time seen in it), in order of first appearance.

@@ -24,6 +24,10 @@ pub struct Config {
     pub demo_rate: u64,
     /// Log format: `text` or `json`.
     pub log_format: String,
+    /// Time between checkpoints of a pipeline, e.g. `1s`, `250ms` (default 1s).
+    pub checkpoint_interval: String,
+    /// Discard checkpoints an incompatible build wrote and rebuild state from the sources.
+    pub rebuild_state: bool,
 }
 
 impl Default for Config {
@@ -35,6 +39,8 @@ impl Default for Config {
             demo: false,
             demo_rate: 1000,
             log_format: "text".into(),
+            checkpoint_interval: "1s".into(),
+            rebuild_state: false,
         }
     }
 }
@@ -70,9 +76,29 @@ impl Config {
                 .unwrap_or(toml::Value::String(value.clone()));
             insert(&mut table, &path, parsed);
         }
-        toml::Value::Table(table)
+        let config: Config = toml::Value::Table(table)
             .try_into()
-            .map_err(|e: toml::de::Error| ServerError::Config(e.to_string()))
+            .map_err(|e: toml::de::Error| ServerError::Config(e.to_string()))?;
+        config.checkpoint_interval()?;
+        Ok(config)
+    }
+
+    /// `checkpoint_interval` as a duration (at least 10 ms).
+    pub fn checkpoint_interval(&self) -> Result<std::time::Duration> {
+        let d = weir_connectors::options::parse_duration(&self.checkpoint_interval).ok_or_else(
+            || {
+                ServerError::Config(format!(
+                    "checkpoint_interval: '{}' is not a duration (e.g. 1s, 250ms)",
+                    self.checkpoint_interval
+                ))
+            },
+        )?;
+        if d < std::time::Duration::from_millis(10) {
+            return Err(ServerError::Config(
+                "checkpoint_interval: must be at least 10ms".into(),
+            ));
+        }
+        Ok(d)
     }
 }
 

@@ -2,6 +2,7 @@
 //! PostgreSQL wire protocol front end. Business logic lives in `weir-sql` and `weir-engine`.
 
 pub mod bench;
+pub mod bench_checkpoint;
 pub mod bench_kafka;
 pub mod config;
 pub mod demo;
@@ -19,11 +20,11 @@ pub use error::{Result, ServerError};
 
 /// Opens the database described by `config` (and installs the demo if asked).
 pub async fn open_database(config: &Config) -> Result<Arc<Database>> {
-    let db = Database::open(DatabaseOptions::persistent(
-        config.data_dir.clone(),
-        weir_connectors::register_all(),
-    ))
-    .await?;
+    let mut options =
+        DatabaseOptions::persistent(config.data_dir.clone(), weir_connectors::register_all());
+    options.checkpoint_interval = config.checkpoint_interval()?;
+    options.rebuild_state = config.rebuild_state;
+    let db = Database::open(options).await?;
     if config.demo {
         demo::install(&db, config.demo_rate).await?;
     }

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use weir_connectors::datagen::{DatagenConfig, EventGenerator};
 use weir_connectors::kafka::produce;
-use weir_server::{bench, bench_kafka, Config};
+use weir_server::{bench, bench_checkpoint, bench_kafka, Config};
 
 /// Weir: a streaming SQL database.
 #[derive(Debug, Parser)]
@@ -36,6 +36,10 @@ struct Cli {
     /// Events per second of the demo generator.
     #[arg(long)]
     demo_rate: Option<u64>,
+    /// Discard checkpoints written by an incompatible build and rebuild views from their
+    /// sources.
+    #[arg(long)]
+    rebuild_state: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +125,22 @@ enum Command {
         /// Length of the latency run.
         #[arg(long, default_value_t = 30)]
         latency_seconds: u64,
+    },
+    /// Checkpoint cost: throughput with and without checkpoints, size, duration, restore.
+    BenchCheckpoint {
+        /// Number of events.
+        #[arg(long, default_value_t = 2_000_000)]
+        events: u64,
+        /// Distinct keys; all events fall in one 1-minute window, so this is the number of
+        /// open groups.
+        #[arg(long, default_value_t = 100_000)]
+        sources: u32,
+        /// Checkpoint interval.
+        #[arg(long, default_value = "1s")]
+        interval: String,
+        /// Directory for the events file and the data dir (default: the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Time the file session (CREATE SOURCE + kpi_1m) over generated events.
     Bench {
@@ -277,6 +297,44 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Some(Command::BenchCheckpoint {
+            events,
+            sources,
+            interval,
+            dir,
+        }) => {
+            init_logging("text", "warn");
+            let interval = weir_connectors::options::parse_duration(&interval)
+                .context("--interval: expected a duration such as 1s or 250ms")?;
+            let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("weir-bench-checkpoint"));
+            std::fs::create_dir_all(&dir)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let r = runtime.block_on(bench_checkpoint::run(&dir, events, sources, interval))?;
+            println!("events:               {}", r.events);
+            println!("open groups:          {}", r.groups);
+            println!("without checkpoints:  {:.0} events/s", r.without);
+            println!(
+                "with checkpoints:     {:.0} events/s (every {:?}; {:.1}% of without)",
+                r.with,
+                r.interval,
+                100.0 * r.with / r.without
+            );
+            println!("checkpoints written:  {}", r.checkpoints);
+            println!(
+                "checkpoint size:      {:.1} MiB",
+                r.size_bytes as f64 / (1024.0 * 1024.0)
+            );
+            println!(
+                "checkpoint duration:  {:.1} ms (capture + write + fsync, last one)",
+                r.last.as_secs_f64() * 1000.0
+            );
+            println!(
+                "restart to serving:   {:.3} s ({} groups restored)",
+                r.restore.as_secs_f64(),
+                r.restored_groups
+            );
+            Ok(())
+        }
         Some(Command::Bench { events, file }) => {
             init_logging("text", "warn");
             let path = match file {
@@ -322,6 +380,9 @@ fn serve(cli: Cli) -> anyhow::Result<()> {
     }
     if cli.demo {
         config.demo = true;
+    }
+    if cli.rebuild_state {
+        config.rebuild_state = true;
     }
     if let Some(r) = cli.demo_rate {
         config.demo_rate = r;

@@ -444,3 +444,52 @@ async fn leader_changes_and_fetch_errors_lose_and_duplicate_nothing() {
         10_000
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_stream_resumes_at_the_checkpointed_offsets() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("events-ck", 4, 1).unwrap();
+    let g = generator(13, 1_500);
+    let (half, count) = (10_000, 20_000);
+    let first = produce_events(&brokers, "events-ck", &g, 0, half, 0.01, None);
+    let dir = tempfile::tempdir().unwrap();
+    let db = persistent_db(dir.path(), Duration::from_millis(40)).await;
+    exec(&db, &kafka_source("events", &brokers, "events-ck", "")).await;
+    exec(&db, &kpi_1m_on_update()).await;
+    wait_caught_up(&db, "events").await;
+    // Crash while the second half is being read, between two checkpoints.
+    let second = produce_events(&brokers, "events-ck", &g, half, count - half, 0.01, None);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let before = int(&db, "SELECT events_in + dead_letters FROM weir.sources").await;
+    db.engine().crash();
+    drop(db);
+    println!("crashed after {before} of {count} messages");
+
+    let db = persistent_db(dir.path(), Duration::from_millis(40)).await;
+    wait_for_int(
+        &db,
+        "SELECT sum(position) FROM weir.source_partitions WHERE source = 'events'",
+        count as i64,
+        Duration::from_secs(60),
+    )
+    .await;
+    wait_for_int(
+        &db,
+        "SELECT events_in + dead_letters FROM weir.sources",
+        count as i64,
+        Duration::from_secs(60),
+    )
+    .await;
+    let bad = assert_kpi_1m_matches(&db, &lines(&g, count, 0.01)).await;
+    assert_eq!(bad, first.malformed.len() + second.malformed.len());
+    let mut dead = texts(
+        &db,
+        "SELECT location FROM weir.dead_letters ORDER BY location",
+    )
+    .await;
+    dead.sort();
+    let mut report = first;
+    report.malformed.extend(second.malformed);
+    assert_eq!(dead, malformed_locations("events-ck", &report));
+}

@@ -18,6 +18,7 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use parking_lot::RwLock;
+use weir_engine::checkpoint::CheckpointConfig;
 use weir_engine::pipeline::{Engine, WatermarkDecl};
 use weir_engine::source::{SourceRegistry, SourceSpec};
 use weir_engine::state::ViewTable;
@@ -40,6 +41,11 @@ pub struct DatabaseOptions {
     pub registry: SourceRegistry,
     /// How long `CREATE MATERIALIZED VIEW` waits for the view to catch up with its source.
     pub backfill_timeout: std::time::Duration,
+    /// Time between checkpoints (persistent databases only).
+    pub checkpoint_interval: std::time::Duration,
+    /// Discard checkpoints written by an incompatible build and rebuild state from the
+    /// sources, instead of refusing to start their sources.
+    pub rebuild_state: bool,
 }
 
 impl DatabaseOptions {
@@ -49,6 +55,8 @@ impl DatabaseOptions {
             data_dir: None,
             registry,
             backfill_timeout: std::time::Duration::from_secs(300),
+            checkpoint_interval: std::time::Duration::from_secs(1),
+            rebuild_state: false,
         }
     }
 
@@ -116,8 +124,19 @@ impl Database {
         crate::pg::register_functions(&ctx);
         crate::percentile::register(&ctx);
         let catalog = Catalog::open(options.data_dir.as_deref())?;
+        let engine = match &options.data_dir {
+            None => Engine::new(options.registry),
+            Some(dir) => Engine::with_checkpoints(
+                options.registry,
+                CheckpointConfig {
+                    dir: dir.join("checkpoints"),
+                    interval: options.checkpoint_interval,
+                    rebuild_incompatible: options.rebuild_state,
+                },
+            ),
+        };
         let db = Arc::new(Self {
-            engine: Arc::new(Engine::new(options.registry)),
+            engine: Arc::new(engine),
             ctx,
             parser: PostgresCompatibilityParser::new(),
             catalog: tokio::sync::Mutex::new(Catalog::open(None)?),
@@ -150,6 +169,9 @@ impl Database {
             }
         }
         *db.catalog.lock().await = catalog;
+        // Restoring state reads checkpoint files: off the async threads.
+        let engine = db.engine.clone();
+        let _ = tokio::task::spawn_blocking(move || engine.start()).await;
         Ok(db)
     }
 
@@ -267,7 +289,10 @@ impl Database {
         match statement {
             WeirStatement::Empty => Ok(Outcome::Empty),
             WeirStatement::CreateSource(c) => self.create_source(c).await,
-            WeirStatement::CreateView(c) => self.create_view(c).await,
+            WeirStatement::CreateView(c) => {
+                let background = session.is_on("background_ddl");
+                self.create_view(c, background).await
+            }
             WeirStatement::Drop {
                 kind,
                 names,
@@ -376,7 +401,7 @@ impl Database {
         Ok(())
     }
 
-    async fn create_view(&self, c: CreateView) -> Result<Outcome> {
+    async fn create_view(&self, c: CreateView, background: bool) -> Result<Outcome> {
         let mut catalog = self.catalog.lock().await;
         if catalog.get(&c.name).is_some() {
             if c.if_not_exists {
@@ -394,12 +419,14 @@ impl Database {
         catalog.add(CatalogEntry::View(def.clone()))?;
         drop(catalog);
         // Like RisingWave, CREATE MATERIALIZED VIEW returns once the view has caught up with
-        // the data its source already has, so the next SELECT sees all of it.
+        // the data its source already has, so the next SELECT sees all of it (unless
+        // `SET background_ddl = on`).
         let root = self
             .relations
             .read()
             .get(&def.name)
-            .map(|r| r.stream.root_source.clone());
+            .map(|r| r.stream.root_source.clone())
+            .filter(|_| !background);
         if let Some(root) = root {
             let engine = self.engine.clone();
             let timeout = self.backfill_timeout;
@@ -422,7 +449,11 @@ impl Database {
             .iter()
             .map(|(k, v)| (k.clone(), v.stream.clone()))
             .collect();
-        let planned = plan_view(&def.name, &def.query, def.emit, &streams).await?;
+        let mut planned = plan_view(&def.name, &def.query, def.emit, &streams).await?;
+        planned.plan.fingerprint = format!(
+            "{:?}|{}|{:?}",
+            def.emit, def.query, planned.plan.output_schema
+        );
         def.input = planned.input.clone();
         let updating = planned.plan.emit == EmitMode::OnUpdate && planned.plan.aggregate.is_some();
         let schema = planned.plan.output_schema.clone();
@@ -657,6 +688,31 @@ impl Database {
                     .map(|s| Some(s.stats.position.lock().to_string())),
             )
             .text("views", sources.iter().map(|s| Some(s.views.join(","))))
+            .int(
+                "pipelines",
+                sources.iter().map(|s| Some(s.pipelines as i64)),
+            )
+            .int(
+                "checkpoint_epoch",
+                sources.iter().map(|s| count(&s.stats.checkpoint_epoch)),
+            )
+            .time_ns(
+                "checkpoint_at",
+                sources.iter().map(|s| {
+                    let ms = s.stats.checkpoint_at_ms.load(Ordering::Relaxed);
+                    (ms > 0).then(|| ms.saturating_mul(1_000_000))
+                }),
+            )
+            .int(
+                "checkpoint_bytes",
+                sources
+                    .iter()
+                    .map(|s| count(&s.stats.checkpoint_total_bytes)),
+            )
+            .int(
+                "checkpoint_micros",
+                sources.iter().map(|s| count(&s.stats.checkpoint_micros)),
+            )
             .finish()
             .expect("static schema")
     }

@@ -84,6 +84,7 @@ impl From<EngineError> for SqlError {
             EngineError::Unsupported(m) => SqlError::FeatureNotSupported(m),
             EngineError::Source { .. } => SqlError::InvalidParameter(e.to_string()),
             EngineError::Arrow(e) => SqlError::DataException(e.to_string()),
+            EngineError::Checkpoint(_) => SqlError::Io(e.to_string()),
             EngineError::Internal(m) => SqlError::Internal(m),
         }
     }

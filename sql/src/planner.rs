@@ -183,6 +183,7 @@ pub async fn plan_view(
                 emit: EmitMode::OnWindowClose,
                 key_columns: vec![],
                 task,
+                fingerprint: String::new(),
             };
             return Ok(PlannedView {
                 plan,
@@ -291,6 +292,7 @@ pub async fn plan_view(
         emit,
         key_columns,
         task,
+        fingerprint: String::new(),
     };
     Ok(PlannedView {
         plan,

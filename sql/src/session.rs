@@ -18,6 +18,11 @@ pub const DEFAULTS: &[(&str, &str, &str)] = &[
         "Sets the application name to be reported.",
     ),
     (
+        "background_ddl",
+        "off",
+        "CREATE MATERIALIZED VIEW returns at once instead of when the view has caught up.",
+    ),
+    (
         "client_encoding",
         "UTF8",
         "Sets the client's character set encoding.",
@@ -127,6 +132,12 @@ impl Session {
             .get(&name)
             .cloned()
             .or_else(|| default_setting(&name).map(str::to_string))
+    }
+
+    /// Whether a boolean setting is on (`on`, `true`, `1`, `yes`).
+    pub fn is_on(&self, name: &str) -> bool {
+        self.get(name)
+            .is_some_and(|v| matches!(v.to_lowercase().as_str(), "on" | "true" | "1" | "yes"))
     }
 
     /// `SET name = value`. Unknown settings are accepted (clients set many), as PostgreSQL

@@ -36,9 +36,20 @@ impl SourceFactory for DatagenConnector {
         Ok(options)
     }
 
-    fn open(&self, spec: &SourceSpec) -> Result<Box<dyn Source>> {
+    fn open(
+        &self,
+        spec: &SourceSpec,
+        position: Option<&serde_json::Value>,
+    ) -> Result<Box<dyn Source>> {
         let config = DatagenConfig::from_options(&spec.options)?;
-        Ok(Box::new(DatagenSource::new(spec, config)))
+        let mut source = DatagenSource::new(spec, config);
+        if let Some(next) = position
+            .and_then(|p| p.get("next"))
+            .and_then(|v| v.as_u64())
+        {
+            source.skip_to(next);
+        }
+        Ok(Box::new(source))
     }
 
     fn is_bounded(&self, spec: &SourceSpec) -> bool {

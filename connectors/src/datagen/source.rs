@@ -30,6 +30,11 @@ impl DatagenSource {
         }
     }
 
+    /// Continues at event `next` (a checkpointed position).
+    pub fn skip_to(&mut self, next: u64) {
+        self.next = next;
+    }
+
     /// Index one past the last event that is due now.
     fn due(&self) -> u64 {
         let c = self.generator.config();

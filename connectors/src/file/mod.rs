@@ -34,9 +34,19 @@ impl SourceFactory for FileConnector {
         Ok(spec.options.clone())
     }
 
-    fn open(&self, spec: &SourceSpec) -> Result<Box<dyn Source>> {
+    fn open(
+        &self,
+        spec: &SourceSpec,
+        position: Option<&serde_json::Value>,
+    ) -> Result<Box<dyn Source>> {
         let config = FileConfig::from_options(&spec.options)?;
-        Ok(Box::new(FileSource::open(spec, config)?))
+        let mut source = FileSource::open(spec, config)?;
+        if let Some(p) = position {
+            let offset = p.get("offset").and_then(|v| v.as_u64()).unwrap_or(0);
+            let line = p.get("line").and_then(|v| v.as_u64()).unwrap_or(1);
+            source.seek(offset, line)?;
+        }
+        Ok(Box::new(source))
     }
 
     fn is_bounded(&self, spec: &SourceSpec) -> bool {

@@ -50,6 +50,25 @@ impl FileSource {
         })
     }
 
+    /// Continues at byte `offset`, which starts line `line` (a checkpointed position). A
+    /// file now shorter than `offset` was truncated or replaced: it is read from its start.
+    pub fn seek(&mut self, offset: u64, line: u64) -> Result<()> {
+        let len = self.file.metadata().map_err(|e| self.io_error(e))?.len();
+        let (offset, line) = if len < offset {
+            tracing::warn!(source = %self.name, file = %self.config.path.display(), offset, len, "file is shorter than the checkpointed position; reading it from the start");
+            (0, 1)
+        } else {
+            (offset, line)
+        };
+        self.file
+            .seek(SeekFrom::Start(offset))
+            .map_err(|e| self.io_error(e))?;
+        self.pending.clear();
+        self.offset = offset;
+        self.line = line;
+        Ok(())
+    }
+
     fn io_error(&self, e: std::io::Error) -> EngineError {
         EngineError::Source {
             source_name: self.name.clone(),

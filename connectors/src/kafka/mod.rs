@@ -35,9 +35,17 @@ impl SourceFactory for KafkaConnector {
         Ok(spec.options.clone())
     }
 
-    fn open(&self, spec: &SourceSpec) -> Result<Box<dyn Source>> {
+    fn open(
+        &self,
+        spec: &SourceSpec,
+        position: Option<&serde_json::Value>,
+    ) -> Result<Box<dyn Source>> {
         let config = KafkaConfig::from_options(&spec.name, &spec.options)?;
-        Ok(Box::new(KafkaSource::open(spec, config)?))
+        let mut source = KafkaSource::open(spec, config)?;
+        if let Some(p) = position {
+            source.resume_at(p)?;
+        }
+        Ok(Box::new(source))
     }
 
     fn is_bounded(&self, _spec: &SourceSpec) -> bool {

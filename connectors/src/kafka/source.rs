@@ -163,6 +163,8 @@ pub struct KafkaSource {
     /// A condition found by the last metadata request (topic missing, access denied, …).
     problem: Option<SourceStatus>,
     holding_sent: Option<Vec<i32>>,
+    /// Next offset per partition from a checkpoint; `None`: start at `config.start`.
+    resume: Option<BTreeMap<i32, i64>>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -226,7 +228,35 @@ impl KafkaSource {
             committed: BTreeMap::new(),
             problem: None,
             holding_sent: None,
+            resume: None,
         })
+    }
+
+    /// Continues at a checkpointed position (`{"topic": …, "partitions": {"0": next, …}}`).
+    /// Partitions it does not name are read from their beginning: they had delivered nothing
+    /// when the checkpoint was taken.
+    pub fn resume_at(&mut self, position: &serde_json::Value) -> Result<()> {
+        let topic = position.get("topic").and_then(|t| t.as_str());
+        if topic.is_some_and(|t| t != self.config.topic) {
+            return Err(EngineError::Source {
+                source_name: self.name.clone(),
+                message: format!(
+                    "the checkpoint is for topic '{}', the source reads '{}'",
+                    topic.unwrap_or_default(),
+                    self.config.topic
+                ),
+            });
+        }
+        let mut next = BTreeMap::new();
+        if let Some(parts) = position.get("partitions").and_then(|p| p.as_object()) {
+            for (p, o) in parts {
+                if let (Ok(p), Some(o)) = (p.parse::<i32>(), o.as_i64()) {
+                    next.insert(p, o);
+                }
+            }
+        }
+        self.resume = Some(next);
+        Ok(())
     }
 
     /// Reads the topic's partitions and assigns the new ones. Returns the condition that
@@ -274,15 +304,20 @@ impl KafkaSource {
         let mut tpl = TopicPartitionList::new();
         for &p in &new {
             // Partitions that appear after the source started hold only new data.
-            let offset = match (first, self.config.start) {
-                (false, _) | (true, StartPosition::Earliest) => Offset::Beginning,
-                (true, StartPosition::Latest) => Offset::End,
-                (true, StartPosition::Timestamp(ms)) => Offset::Offset(ms),
+            let offset = match (&self.resume, first, self.config.start) {
+                (Some(resume), _, _) => resume
+                    .get(&p)
+                    .map(|&o| Offset::Offset(o))
+                    .unwrap_or(Offset::Beginning),
+                (None, false, _) | (None, true, StartPosition::Earliest) => Offset::Beginning,
+                (None, true, StartPosition::Latest) => Offset::End,
+                (None, true, StartPosition::Timestamp(ms)) => Offset::Offset(ms),
             };
             tpl.add_partition_offset(&self.config.topic, p, offset)
                 .map_err(|e| SourceStatus::Error(format!("partition {p}: {e}")))?;
         }
-        if let (true, StartPosition::Timestamp(_)) = (first, self.config.start) {
+        if let (None, true, StartPosition::Timestamp(_)) = (&self.resume, first, self.config.start)
+        {
             tpl = self
                 .consumer
                 .offsets_for_times(tpl, METADATA_TIMEOUT)
@@ -299,7 +334,11 @@ impl KafkaSource {
             self.partitions.insert(
                 p,
                 PartitionState {
-                    next: -1,
+                    next: self
+                        .resume
+                        .as_ref()
+                        .and_then(|r| r.get(&p).copied())
+                        .unwrap_or(-1),
                     at_eof: false,
                     quiet_since: now,
                 },

@@ -42,9 +42,14 @@ pub fn unique_topic(prefix: &str) -> String {
 /// The generator tests produce from: 8 sources, 1000 events/s of event time, up to
 /// `disorder_ms` out of order.
 pub fn generator(seed: u64, disorder_ms: u64) -> EventGenerator {
+    generator_at_rate(seed, disorder_ms, 1000)
+}
+
+/// Like [`generator`], with `rate` events per second of event time.
+pub fn generator_at_rate(seed: u64, disorder_ms: u64, rate: u64) -> EventGenerator {
     let options: BTreeMap<String, String> = [
         ("seed", seed.to_string()),
-        ("rate", "1000".to_string()),
+        ("rate", rate.to_string()),
         ("sources", "8".to_string()),
         ("error_rate", "0.05".to_string()),
         ("disorder_ms", disorder_ms.to_string()),

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod process;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -40,7 +41,21 @@ pub fn write_events(
     disorder_ms: u64,
     bad_every: u64,
 ) -> Vec<String> {
-    let g = kafka::generator(seed, disorder_ms);
+    let lines = event_lines(&kafka::generator(seed, disorder_ms), count, bad_every);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for l in &lines {
+        writeln!(f, "{l}").unwrap();
+    }
+    f.flush().unwrap();
+    lines
+}
+
+/// `count` events of `g` as JSON lines, a malformed line every `bad_every` lines (0 = none).
+pub fn event_lines(
+    g: &weir_connectors::datagen::EventGenerator,
+    count: u64,
+    bad_every: u64,
+) -> Vec<String> {
     let mut lines = Vec::with_capacity(count as usize);
     let mut buf = Vec::new();
     for i in 0..count {
@@ -56,11 +71,6 @@ pub fn write_events(
         g.write_event(i, &mut buf);
         lines.push(String::from_utf8(buf.trim_ascii_end().to_vec()).unwrap());
     }
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    for l in &lines {
-        writeln!(f, "{l}").unwrap();
-    }
-    f.flush().unwrap();
     lines
 }
 
@@ -123,6 +133,13 @@ pub async fn memory_db() -> Arc<Database> {
     Database::open(DatabaseOptions::in_memory(weir_connectors::register_all()))
         .await
         .unwrap()
+}
+
+/// Opens (or reopens) a database persisted in `dir`, checkpointing every `interval`.
+pub async fn persistent_db(dir: &Path, interval: Duration) -> Arc<Database> {
+    let mut options = DatabaseOptions::persistent(dir, weir_connectors::register_all());
+    options.checkpoint_interval = interval;
+    Database::open(options).await.unwrap()
 }
 
 /// Runs statements, panicking with the error on failure.

@@ -1,0 +1,609 @@
+//! Checkpoints: a pipeline's whole state and its source position, written together.
+//!
+//! One *pipeline* (a source reader, its processor, and the views it feeds) owns one
+//! checkpoint directory. A checkpoint is taken between two micro-batches on the processor
+//! thread — the only thread that changes the pipeline's state — so every view's state, the
+//! watermark tracker, the counters and the source position describe the same point of the
+//! input (the "barrier" is the batch boundary). An *epoch* is one such checkpoint.
+//!
+//! Layout of a pipeline directory:
+//!
+//! ```text
+//! MANIFEST.json              the last complete epoch: position, watermarks, counters, and
+//!                            for each view the files that hold its state
+//! state-<view>-<epoch>.arrow open windows' accumulator states (Arrow IPC), rewritten each epoch
+//! rows-<view>-<epoch>.arrow  rows the view emitted during that epoch (append-only segments)
+//! log-<epoch>.jsonl          dead letters and late events of that epoch (append-only)
+//! ```
+//!
+//! Data files are written and fsynced first; then `MANIFEST.json` is replaced atomically
+//! (temp file, fsync, rename, fsync of the directory). A crash at any instant leaves either
+//! the old or the new manifest, and every file it names complete. Files no manifest names
+//! (an epoch cut short, an old state file, a dropped view's segments) are deleted after the
+//! next manifest is written.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::ipc::reader::FileReader;
+use datafusion::arrow::ipc::writer::FileWriter;
+use datafusion::arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EngineError, Result};
+use crate::watermark::WatermarkTracker;
+
+/// The state format this build writes and reads. Accumulator states are DataFusion's own,
+/// so a checkpoint is only readable by the DataFusion version that wrote it.
+pub const STATE_FORMAT: &str = concat!("weir-state/1 datafusion/", "55");
+
+const MANIFEST: &str = "MANIFEST.json";
+
+/// Where checkpoints go and how often.
+#[derive(Debug, Clone)]
+pub struct CheckpointConfig {
+    /// Root directory (`<data dir>/checkpoints`).
+    pub dir: PathBuf,
+    /// Time between checkpoints of a pipeline that has processed new input.
+    pub interval: std::time::Duration,
+    /// Discard checkpoints this build cannot read and rebuild state from the sources.
+    pub rebuild_incompatible: bool,
+}
+
+/// Counters of a source that survive restarts.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceCounters {
+    pub events_in: u64,
+    pub late_events: u64,
+    pub dead_letters: u64,
+}
+
+/// A file of emitted rows and how many it holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Segment {
+    pub file: String,
+    pub rows: u64,
+}
+
+/// One view's entry in a manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ViewManifest {
+    pub name: String,
+    /// Identifies the view's definition; state is only restored into the same definition.
+    pub fingerprint: String,
+    pub rows_in: u64,
+    pub dropped_rows: u64,
+    /// Windows starting before this have been emitted.
+    pub closed_before: i64,
+    /// Open windows' state, if any window is open.
+    pub state: Option<String>,
+    /// Emitted rows, oldest first.
+    pub segments: Vec<Segment>,
+}
+
+/// The last complete epoch of a pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`STATE_FORMAT`] of the build that wrote it.
+    pub format: String,
+    pub source: String,
+    pub pipeline: u64,
+    pub epoch: u64,
+    /// Wall time of the checkpoint (ms since the epoch).
+    pub written_at_ms: i64,
+    /// The source's position after the last batch in this epoch (connector-specific).
+    pub position: serde_json::Value,
+    pub tracker: WatermarkTracker,
+    pub counters: SourceCounters,
+    pub views: Vec<ViewManifest>,
+    /// Dead-letter and late-event segments, oldest first.
+    pub logs: Vec<String>,
+}
+
+/// A dead letter or late event, as persisted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LogRecord {
+    DeadLetter {
+        location: String,
+        raw: String,
+        error: String,
+        received_at_ms: i64,
+    },
+    Late {
+        location: String,
+        event_time: i64,
+        watermark: i64,
+        raw: Option<String>,
+        received_at_ms: i64,
+    },
+}
+
+/// One view's state at a checkpoint, as captured by the processor.
+#[derive(Debug, Clone)]
+pub struct ViewSnapshot {
+    pub name: String,
+    pub fingerprint: String,
+    pub rows_in: u64,
+    pub dropped_rows: u64,
+    pub closed_before: i64,
+    /// Open buckets (see `IncrementalAggregate::export`).
+    pub buckets: Vec<RecordBatch>,
+    /// Rows emitted since the previous checkpoint.
+    pub new_rows: Vec<RecordBatch>,
+}
+
+/// Everything a pipeline writes in one epoch.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub position: serde_json::Value,
+    pub tracker: WatermarkTracker,
+    pub counters: SourceCounters,
+    pub views: Vec<ViewSnapshot>,
+    /// Dead letters and late events since the previous checkpoint.
+    pub new_log: Vec<LogRecord>,
+}
+
+/// What a checkpoint cost.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteReport {
+    pub epoch: u64,
+    /// Bytes written in this epoch.
+    pub bytes: u64,
+    /// Bytes of all files the manifest names.
+    pub total_bytes: u64,
+}
+
+/// A view's state read back from a checkpoint.
+#[derive(Debug, Clone)]
+pub struct RestoredView {
+    pub meta: ViewManifest,
+    pub buckets: Vec<RecordBatch>,
+    pub rows: Vec<RecordBatch>,
+}
+
+/// A pipeline's state read back from a checkpoint.
+#[derive(Debug)]
+pub struct Restored {
+    pub manifest: Manifest,
+    pub views: BTreeMap<String, RestoredView>,
+    pub log: Vec<LogRecord>,
+}
+
+/// The checkpoint directory of one pipeline.
+#[derive(Debug)]
+pub struct CheckpointStore {
+    dir: PathBuf,
+    source: String,
+    pipeline: u64,
+    last: Option<Manifest>,
+    /// Size of each file the last manifest names.
+    sizes: BTreeMap<String, u64>,
+}
+
+impl CheckpointStore {
+    /// The directory of pipeline `pipeline` of `source` under `root`.
+    pub fn pipeline_dir(root: &Path, source: &str, pipeline: u64) -> PathBuf {
+        root.join(file_name(source)).join(format!("p{pipeline}"))
+    }
+
+    /// The ids of the pipelines that have a directory under `root` for `source`.
+    pub fn pipelines(root: &Path, source: &str) -> Vec<u64> {
+        let Ok(entries) = std::fs::read_dir(root.join(file_name(source))) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<u64> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix('p')?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Removes everything stored for `source`.
+    pub fn remove_source(root: &Path, source: &str) {
+        let _ = std::fs::remove_dir_all(root.join(file_name(source)));
+    }
+
+    /// A store for a pipeline with no checkpoint yet (its directory is created on first
+    /// write).
+    pub fn new(root: &Path, source: &str, pipeline: u64) -> Self {
+        Self {
+            dir: Self::pipeline_dir(root, source, pipeline),
+            source: source.to_string(),
+            pipeline,
+            last: None,
+            sizes: BTreeMap::new(),
+        }
+    }
+
+    /// The pipeline's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Deletes the pipeline's directory.
+    pub fn remove(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// Reads the last complete checkpoint, if there is one. A checkpoint written by an
+    /// incompatible build is an error naming both formats; it is never guessed at.
+    pub fn load(&mut self) -> Result<Option<Restored>> {
+        let path = self.dir.join(MANIFEST);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&path, e)),
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            EngineError::Checkpoint(format!("{} is not a Weir manifest: {e}", path.display()))
+        })?;
+        let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("?");
+        if format != STATE_FORMAT {
+            return Err(EngineError::Checkpoint(format!(
+                "checkpoint {} was written by an incompatible build (state format '{format}'; \
+                 this build reads '{STATE_FORMAT}')",
+                self.dir.display()
+            )));
+        }
+        let manifest: Manifest = serde_json::from_value(value).map_err(|e| {
+            EngineError::Checkpoint(format!("{}: unreadable manifest: {e}", path.display()))
+        })?;
+        let mut views = BTreeMap::new();
+        for v in &manifest.views {
+            let buckets = match &v.state {
+                Some(f) => read_batches(&self.dir.join(f))?,
+                None => Vec::new(),
+            };
+            let mut rows = Vec::new();
+            for s in &v.segments {
+                rows.extend(read_batches(&self.dir.join(&s.file))?);
+            }
+            views.insert(
+                v.name.clone(),
+                RestoredView {
+                    meta: v.clone(),
+                    buckets,
+                    rows,
+                },
+            );
+        }
+        let mut log = Vec::new();
+        for f in &manifest.logs {
+            let path = self.dir.join(f);
+            let file = File::open(&path).map_err(|e| io_error(&path, e))?;
+            for line in BufReader::new(file).lines() {
+                let line = line.map_err(|e| io_error(&path, e))?;
+                if line.is_empty() {
+                    continue;
+                }
+                log.push(
+                    serde_json::from_str(&line)
+                        .map_err(|e| EngineError::Checkpoint(format!("{}: {e}", path.display())))?,
+                );
+            }
+        }
+        self.sizes = referenced(&manifest)
+            .into_iter()
+            .map(|f| {
+                let size = std::fs::metadata(self.dir.join(&f))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                (f, size)
+            })
+            .collect();
+        self.last = Some(manifest.clone());
+        Ok(Some(Restored {
+            manifest,
+            views,
+            log,
+        }))
+    }
+
+    /// Writes `snapshot` as the next epoch and makes it the last complete one.
+    pub fn write(&mut self, snapshot: Snapshot) -> Result<WriteReport> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| io_error(&self.dir, e))?;
+        let epoch = self.last.as_ref().map(|m| m.epoch + 1).unwrap_or(1);
+        let mut bytes = 0u64;
+        let mut views = Vec::with_capacity(snapshot.views.len());
+        for v in snapshot.views {
+            let stem = file_name(&v.name);
+            let state = if v.buckets.is_empty() {
+                None
+            } else {
+                let f = format!("state-{stem}-{epoch}.arrow");
+                let n = write_batches(&self.dir.join(&f), &v.buckets)?;
+                bytes += n;
+                self.sizes.insert(f.clone(), n);
+                Some(f)
+            };
+            // Segments carry over only into the same definition.
+            let mut segments: Vec<Segment> = self
+                .last
+                .as_ref()
+                .and_then(|m| m.views.iter().find(|p| p.name == v.name))
+                .filter(|p| p.fingerprint == v.fingerprint)
+                .map(|p| p.segments.clone())
+                .unwrap_or_default();
+            let rows: usize = v.new_rows.iter().map(|b| b.num_rows()).sum();
+            if rows > 0 {
+                let f = format!("rows-{stem}-{epoch}.arrow");
+                let n = write_batches(&self.dir.join(&f), &v.new_rows)?;
+                bytes += n;
+                self.sizes.insert(f.clone(), n);
+                segments.push(Segment {
+                    file: f,
+                    rows: rows as u64,
+                });
+            }
+            views.push(ViewManifest {
+                name: v.name,
+                fingerprint: v.fingerprint,
+                rows_in: v.rows_in,
+                dropped_rows: v.dropped_rows,
+                closed_before: v.closed_before,
+                state,
+                segments,
+            });
+        }
+        let mut logs = self
+            .last
+            .as_ref()
+            .map(|m| m.logs.clone())
+            .unwrap_or_default();
+        if !snapshot.new_log.is_empty() {
+            let f = format!("log-{epoch}.jsonl");
+            let mut text = Vec::new();
+            for r in &snapshot.new_log {
+                serde_json::to_writer(&mut text, r)
+                    .map_err(|e| EngineError::Internal(format!("encoding log record: {e}")))?;
+                text.push(b'\n');
+            }
+            write_synced(&self.dir.join(&f), &text)?;
+            bytes += text.len() as u64;
+            self.sizes.insert(f.clone(), text.len() as u64);
+            logs.push(f);
+        }
+        let manifest = Manifest {
+            format: STATE_FORMAT.to_string(),
+            source: self.source.clone(),
+            pipeline: self.pipeline,
+            epoch,
+            written_at_ms: chrono::Utc::now().timestamp_millis(),
+            position: snapshot.position,
+            tracker: snapshot.tracker,
+            counters: snapshot.counters,
+            views,
+            logs,
+        };
+        let text = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| EngineError::Internal(format!("encoding manifest: {e}")))?;
+        write_atomic(&self.dir.join(MANIFEST), &text)?;
+        bytes += text.len() as u64;
+        let keep = referenced(&manifest);
+        self.sizes.retain(|f, _| keep.contains(f));
+        self.last = Some(manifest);
+        self.collect_garbage(&keep);
+        Ok(WriteReport {
+            epoch,
+            bytes,
+            total_bytes: self.sizes.values().sum::<u64>() + text.len() as u64,
+        })
+    }
+
+    /// Deletes files the last manifest does not name.
+    fn collect_garbage(&self, keep: &BTreeSet<String>) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name != MANIFEST && !keep.contains(&name) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+fn referenced(m: &Manifest) -> BTreeSet<String> {
+    let mut files: BTreeSet<String> = m.logs.iter().cloned().collect();
+    for v in &m.views {
+        files.extend(v.state.iter().cloned());
+        files.extend(v.segments.iter().map(|s| s.file.clone()));
+    }
+    files
+}
+
+/// A file-name-safe spelling of an identifier: `[A-Za-z0-9_]` kept, anything else as `%XX`.
+fn file_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> EngineError {
+    EngineError::Checkpoint(format!("{}: {e}", path.display()))
+}
+
+/// Writes `bytes` to `path` and fsyncs it.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).map_err(|e| io_error(path, e))?;
+    f.write_all(bytes).map_err(|e| io_error(path, e))?;
+    f.sync_all().map_err(|e| io_error(path, e))
+}
+
+/// Replaces `path` atomically: temp file, fsync, rename, fsync of the directory.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    write_synced(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_error(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Writes batches as one Arrow IPC file (fsynced) and returns its size. Fields are written
+/// nullable so batches that differ only in declared nullability share one schema.
+fn write_batches(path: &Path, batches: &[RecordBatch]) -> Result<u64> {
+    let first = batches
+        .first()
+        .ok_or_else(|| EngineError::Internal("writing an empty checkpoint file".into()))?;
+    let schema: SchemaRef = Arc::new(Schema::new(
+        first
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    ));
+    let file = File::create(path).map_err(|e| io_error(path, e))?;
+    let mut writer = FileWriter::try_new(BufWriter::new(file), &schema)?;
+    for b in batches {
+        let b = RecordBatch::try_new(schema.clone(), b.columns().to_vec())?;
+        writer.write(&b)?;
+    }
+    writer.finish()?;
+    let file = writer
+        .into_inner()?
+        .into_inner()
+        .map_err(|e| io_error(path, e.into_error()))?;
+    file.sync_all().map_err(|e| io_error(path, e))?;
+    Ok(file.metadata().map(|m| m.len()).unwrap_or(0))
+}
+
+fn read_batches(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = File::open(path).map_err(|e| io_error(path, e))?;
+    let reader = FileReader::try_new(BufReader::new(file), None)
+        .map_err(|e| EngineError::Checkpoint(format!("{}: {e}", path.display())))?;
+    reader
+        .map(|b| b.map_err(|e| EngineError::Checkpoint(format!("{}: {e}", path.display()))))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
+
+    fn rows(keys: &[&str], counts: &[i64]) -> RecordBatch {
+        RecordBatch::try_from_iter(vec![
+            ("k", Arc::new(StringArray::from(keys.to_vec())) as ArrayRef),
+            ("n", Arc::new(Int64Array::from(counts.to_vec())) as ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    fn snapshot(position: i64, state: Vec<RecordBatch>, new_rows: Vec<RecordBatch>) -> Snapshot {
+        Snapshot {
+            position: serde_json::json!({ "next": position }),
+            tracker: WatermarkTracker::new(0),
+            counters: SourceCounters {
+                events_in: position as u64,
+                ..Default::default()
+            },
+            views: vec![ViewSnapshot {
+                name: "v 1".into(),
+                fingerprint: "f".into(),
+                rows_in: 1,
+                dropped_rows: 0,
+                closed_before: 7,
+                buckets: state,
+                new_rows,
+            }],
+            new_log: vec![LogRecord::DeadLetter {
+                location: format!("s#{position}"),
+                raw: "{".into(),
+                error: "bad".into(),
+                received_at_ms: 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn epochs_accumulate_segments_and_replace_state() {
+        let root = tempfile::tempdir().unwrap();
+        let mut store = CheckpointStore::new(root.path(), "src", 0);
+        store
+            .write(snapshot(
+                10,
+                vec![rows(&["a"], &[1])],
+                vec![rows(&["x"], &[5])],
+            ))
+            .unwrap();
+        let report = store
+            .write(snapshot(
+                20,
+                vec![rows(&["b"], &[2])],
+                vec![rows(&["y", "z"], &[6, 7])],
+            ))
+            .unwrap();
+        assert_eq!(report.epoch, 2);
+
+        let mut again = CheckpointStore::new(root.path(), "src", 0);
+        let restored = again.load().unwrap().unwrap();
+        assert_eq!(restored.manifest.epoch, 2);
+        assert_eq!(restored.manifest.position["next"], 20);
+        let v = &restored.views["v 1"];
+        assert_eq!(v.meta.closed_before, 7);
+        assert_eq!(v.buckets.len(), 1);
+        assert_eq!(v.buckets[0].columns(), rows(&["b"], &[2]).columns());
+        assert_eq!(v.rows.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+        assert_eq!(restored.log.len(), 2);
+        // The first epoch's state file is gone; its row segment is still named.
+        let files: BTreeSet<String> = std::fs::read_dir(store.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!files.contains("state-v%201-1.arrow"), "{files:?}");
+        assert!(files.contains("rows-v%201-1.arrow"), "{files:?}");
+        assert_eq!(CheckpointStore::pipelines(root.path(), "src"), vec![0]);
+    }
+
+    #[test]
+    fn an_incomplete_epoch_is_invisible_and_collected() {
+        let root = tempfile::tempdir().unwrap();
+        let mut store = CheckpointStore::new(root.path(), "src", 3);
+        store.write(snapshot(10, vec![], vec![])).unwrap();
+        // A crash after writing data files but before the manifest.
+        std::fs::write(store.dir().join("state-v%201-2.arrow"), b"partial").unwrap();
+        std::fs::write(store.dir().join("MANIFEST.tmp"), b"{").unwrap();
+        let mut again = CheckpointStore::new(root.path(), "src", 3);
+        let restored = again.load().unwrap().unwrap();
+        assert_eq!(restored.manifest.epoch, 1);
+        again.write(snapshot(11, vec![], vec![])).unwrap();
+        assert!(!store.dir().join("state-v%201-2.arrow").exists());
+        assert!(!store.dir().join("MANIFEST.tmp").exists());
+    }
+
+    #[test]
+    fn another_format_is_refused_by_name() {
+        let root = tempfile::tempdir().unwrap();
+        let mut store = CheckpointStore::new(root.path(), "src", 0);
+        store.write(snapshot(1, vec![], vec![])).unwrap();
+        let path = store.dir().join(MANIFEST);
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(STATE_FORMAT, "weir-state/0");
+        std::fs::write(&path, text).unwrap();
+        let err = CheckpointStore::new(root.path(), "src", 0)
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("incompatible build"), "{err}");
+        assert!(err.contains("weir-state/0"), "{err}");
+    }
+}

@@ -1,0 +1,151 @@
+//! `weir bench-checkpoint`: what checkpoints cost — throughput with and without them over the
+//! same input, checkpoint size and duration, and the time to restore the state and serve.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use weir_connectors::datagen::{DatagenConfig, EventGenerator};
+use weir_sql::{Database, DatabaseOptions, Session};
+
+use crate::error::{Result, ServerError};
+
+/// What a run measured.
+#[derive(Debug)]
+pub struct CheckpointBench {
+    pub events: u64,
+    /// Open (key, window) groups at the end of the input.
+    pub groups: usize,
+    /// Events/s without checkpoints.
+    pub without: f64,
+    /// Events/s with a checkpoint every `interval`.
+    pub with: f64,
+    pub interval: Duration,
+    /// Checkpoints written during the run.
+    pub checkpoints: u64,
+    /// Size of the last checkpoint (all files it names).
+    pub size_bytes: u64,
+    /// Duration of the last checkpoint (state capture + write + fsync).
+    pub last: Duration,
+    /// Open + restore + first query after a restart.
+    pub restore: Duration,
+    /// Groups after the restore.
+    pub restored_groups: usize,
+}
+
+/// Writes `count` events over `sources` keys, all inside one minute of event time.
+fn write_events(path: &Path, count: u64, sources: u32) -> Result<()> {
+    let options: BTreeMap<String, String> = [
+        ("seed", "5".to_string()),
+        ("count", count.to_string()),
+        ("rate", (count / 50).max(1).to_string()),
+        ("sources", sources.to_string()),
+        ("start", "2026-11-27T10:00:00Z".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let config =
+        DatagenConfig::from_options(&options).map_err(|e| ServerError::Config(e.to_string()))?;
+    let generator = EventGenerator::new(config);
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut line = Vec::with_capacity(256);
+    for i in 0..count {
+        line.clear();
+        generator.write_event(i, &mut line);
+        out.write_all(&line)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn session_sql(path: &Path) -> String {
+    let path = path.display().to_string().replace('\'', "''");
+    format!(
+        "{};\nCREATE MATERIALIZED VIEW kpi_1m AS {};",
+        crate::demo::seed_source(
+            "events",
+            &format!("connector = 'file', path = '{path}', follow = 'true'")
+        ),
+        crate::demo::kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')")
+    )
+}
+
+/// Reads the file into `kpi_1m` (its one window stays open) and returns the time taken.
+async fn read_all(db: &Database, path: &Path) -> Result<Duration> {
+    let started = Instant::now();
+    // CREATE MATERIALIZED VIEW returns once the view has caught up with the file.
+    db.run(&mut Session::default(), &session_sql(path)).await?;
+    Ok(started.elapsed())
+}
+
+/// Runs the benchmark in `dir` (the events file and the data dir go there).
+pub async fn run(
+    dir: &Path,
+    events: u64,
+    sources: u32,
+    interval: Duration,
+) -> Result<CheckpointBench> {
+    let file = dir.join(format!("events-{events}-{sources}.jsonl"));
+    if !file.exists() {
+        eprintln!(
+            "generating {events} events over {sources} keys into {} …",
+            file.display()
+        );
+        write_events(&file, events, sources)?;
+    }
+    let memory =
+        Database::open(DatabaseOptions::in_memory(weir_connectors::register_all())).await?;
+    let without = read_all(&memory, &file).await?;
+    let groups = memory.view("kpi_1m").map(|v| v.groups()).unwrap_or(0);
+    memory.shutdown();
+    drop(memory);
+
+    let data = dir.join("data");
+    let _ = std::fs::remove_dir_all(&data);
+    let open = || {
+        let mut options = DatabaseOptions::persistent(&data, weir_connectors::register_all());
+        options.checkpoint_interval = interval;
+        Database::open(options)
+    };
+    let db = open().await?;
+    let with = read_all(&db, &file).await?;
+    // The last checkpoint covers all of the input: what a shutdown (or the next interval)
+    // writes.
+    let stats = db
+        .engine()
+        .source_stats("events")
+        .ok_or_else(|| ServerError::Config("source events is gone".into()))?;
+    let before = stats.checkpoint_epoch.load(Ordering::Relaxed);
+    let deadline = Instant::now() + interval * 3 + Duration::from_secs(30);
+    while stats.checkpoint_epoch.load(Ordering::Relaxed) == before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let checkpoints = stats.checkpoint_epoch.load(Ordering::Relaxed);
+    let size_bytes = stats.checkpoint_total_bytes.load(Ordering::Relaxed);
+    let last = Duration::from_micros(stats.checkpoint_micros.load(Ordering::Relaxed));
+    db.shutdown();
+    drop(db);
+
+    let started = Instant::now();
+    let db = open().await?;
+    db.run(&mut Session::default(), "SELECT count(*) FROM kpi_1m")
+        .await?;
+    let restore = started.elapsed();
+    let restored_groups = db.view("kpi_1m").map(|v| v.groups()).unwrap_or(0);
+    db.shutdown();
+    Ok(CheckpointBench {
+        events,
+        groups,
+        without: events as f64 / without.as_secs_f64(),
+        with: events as f64 / with.as_secs_f64(),
+        interval,
+        checkpoints,
+        size_bytes,
+        last,
+        restore,
+        restored_groups,
+    })
+}

@@ -1,0 +1,179 @@
+//! Running the real `weir` binary: start it on a free port, connect over pgwire, kill it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, NoTls};
+
+/// A `weir` server process with its data dir, port and log file.
+pub struct Weir {
+    pub child: Child,
+    pub port: u16,
+    pub data: PathBuf,
+    pub log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Weir {
+    /// Starts `weir` on `data`, checkpointing every 200 ms, logging to `<dir>/weir.log`.
+    pub fn start(dir: &Path) -> Self {
+        let data = dir.join("data");
+        let log = dir.join("weir.log");
+        let port = free_port();
+        Self {
+            child: Self::spawn(&data, port, &log),
+            port,
+            data,
+            log,
+        }
+    }
+
+    fn spawn(data: &Path, port: u16, log: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--pg-addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("WEIR_CHECKPOINT_INTERVAL", "200ms")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting weir")
+    }
+
+    /// `kill -9`, then starts it again on the same data dir and port.
+    pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(&self.data, self.port, &self.log);
+    }
+
+    /// `kill -9` and reap.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Connects, retrying while the server starts.
+    pub async fn connect(&mut self) -> Client {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("weir exited with {status}:\n{}", self.log_text());
+            }
+            let conn = format!("host=127.0.0.1 port={} user=weir dbname=weir", self.port);
+            if let Ok((client, connection)) = tokio_postgres::connect(&conn, NoTls).await {
+                tokio::spawn(connection);
+                return client;
+            }
+            assert!(Instant::now() < deadline, "weir did not accept connections");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One integer from a query (cast to BIGINT by the caller's SQL).
+pub async fn int(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// Polls until `sql` (one BIGINT) returns `want`, failing with the log after `timeout`.
+pub async fn wait_for(weir: &Weir, client: &Client, sql: &str, want: i64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = int(client, sql).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sql}: {got}, expected {want}\n{}",
+            weir.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Rows of a `kpi_1m`-shaped view as [`super::Kpi`]s keyed by (source, window start ns).
+pub async fn kpis(
+    client: &Client,
+    view: &str,
+) -> std::collections::BTreeMap<(String, i64), super::Kpi> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT source, CAST(window_start AS BIGINT), count, avg_metric, p95_metric, \
+                 error_rate FROM {view}"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for r in &rows {
+        let key = (r.get::<_, String>(0), r.get::<_, i64>(1));
+        let kpi = super::Kpi {
+            count: r.get(2),
+            avg_metric: r.get(3),
+            p95_metric: r.get::<_, Option<f64>>(4).unwrap_or(f64::NAN),
+            error_rate: r.get(5),
+        };
+        assert!(
+            out.insert(key.clone(), kpi).is_none(),
+            "{key:?} twice in {view}"
+        );
+    }
+    out
+}
+
+/// Counts per (source, window start) of 1-minute windows sliding by 10 s.
+pub fn hop_counts(events: &[super::RefEvent]) -> std::collections::BTreeMap<(String, i64), i64> {
+    let slide = 10_000_000_000i64;
+    let mut out = std::collections::BTreeMap::new();
+    for e in events {
+        let last = e.time_ns.div_euclid(slide) * slide;
+        for k in 0..6 {
+            *out.entry((e.source.clone(), last - k * slide)).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Checks `kpi_1m` against DataFusion's batch query over `events` and `kpi_1m_hop`'s counts
+/// against [`hop_counts`].
+pub async fn assert_kpi_views_match(client: &Client, dir: &Path, events: &[super::RefEvent]) {
+    let minute = 60_000_000_000i64;
+    let reference = super::batch(dir, events, super::KPI_1M_BATCH_SQL).await;
+    let exact = super::exact_p95(events, |t| vec![t.div_euclid(minute) * minute]);
+    super::assert_equivalent(&kpis(client, "kpi_1m").await, &reference, &exact);
+    let hop: std::collections::BTreeMap<(String, i64), i64> = kpis(client, "kpi_1m_hop")
+        .await
+        .into_iter()
+        .map(|(k, v)| (k, v.count))
+        .collect();
+    assert_eq!(hop, hop_counts(events), "kpi_1m_hop counts");
+}
