@@ -27,7 +27,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 use parking_lot::{Mutex, RwLock};
 
 use crate::aggregate::timestamps_ns;
-use crate::checkpoint::{CheckpointConfig, CheckpointStore, LogRecord, Restored, Snapshot};
+use crate::checkpoint::{
+    CheckpointConfig, CheckpointStore, LogRecord, Restored, Snapshot, WriteReport,
+};
 use crate::error::{EngineError, Result};
 use crate::source::{Poll, SourceBatch, SourceFactory, SourceRegistry, SourceSpec, SourceStatus};
 use crate::system::{DeadLetterRow, LateEventRow, SourceStats, SystemLog};
@@ -285,18 +287,19 @@ impl Engine {
     }
 
     fn start_source(&self, entry: &mut SourceEntry, views: Vec<ViewNode>) -> Result<()> {
-        let name = entry.spec.name.clone();
+        let source = entry.spec.name.clone();
+        let name = &source;
         let mut drafts: Vec<Draft> = Vec::new();
         if let Some(config) = &self.checkpoints {
-            for id in CheckpointStore::pipelines(&config.dir, &name) {
+            for id in CheckpointStore::pipelines(&config.dir, name) {
                 entry.next_pipeline = entry.next_pipeline.max(id + 1);
-                let mut store = CheckpointStore::new(&config.dir, &name, id);
+                let mut store = CheckpointStore::new(&config.dir, name, id);
                 match store.load() {
                     Ok(Some(restored)) => drafts.push(Draft {
                         id,
                         store: Some(store),
                         restored: Some(restored),
-                        ..Draft::fresh(id, None, &name)
+                        ..Draft::fresh(id, None, name)
                     }),
                     Ok(None) => store.remove(),
                     Err(e) if config.rebuild_incompatible => {
@@ -358,7 +361,7 @@ impl Engine {
             let i = *fresh.get_or_insert_with(|| {
                 let id = entry.next_pipeline;
                 entry.next_pipeline += 1;
-                drafts.push(Draft::fresh(id, self.checkpoints.as_ref(), &name));
+                drafts.push(Draft::fresh(id, self.checkpoints.as_ref(), &source));
                 drafts.len() - 1
             });
             drafts[i].nodes.push(node);
@@ -397,14 +400,8 @@ impl Engine {
             let store = draft
                 .store
                 .unwrap_or_else(|| CheckpointStore::new(&config.dir, &entry.spec.name, draft.id));
-            processor.checkpointer = Some(Checkpointer {
-                store,
-                interval: config.interval,
-                last: Instant::now(),
-                dirty: true,
-                persisted: draft.persisted,
-                pending_log: Vec::new(),
-            });
+            processor.checkpointer =
+                Some(Checkpointer::new(store, config.interval, draft.persisted)?);
         }
         if let Some(restored) = draft.restored {
             processor.resume(restored);
@@ -666,9 +663,9 @@ fn merge_drafts(drafts: &mut Vec<Draft>) {
             let target = &mut drafts[i];
             let views = &mut target.restored.as_mut().expect("restored").views;
             for (name, v) in other.restored.expect("restored").views {
-                if !views.contains_key(&name) {
-                    target.merged.insert(name.clone());
-                    views.insert(name, v);
+                if let std::collections::btree_map::Entry::Vacant(e) = views.entry(name) {
+                    target.merged.insert(e.key().clone());
+                    e.insert(v);
                 }
             }
             target.absorbed.extend(other.store);
@@ -774,17 +771,125 @@ fn read_loop(
     }
 }
 
-/// Checkpoint bookkeeping of one pipeline.
+/// Checkpoint bookkeeping of one pipeline. Files are written by a thread of its own, one
+/// checkpoint at a time.
 struct Checkpointer {
-    store: CheckpointStore,
     interval: Duration,
     last: Instant,
-    /// Whether anything changed since the last checkpoint.
+    /// Whether anything changed since the last captured checkpoint.
     dirty: bool,
     /// Emitted batches of each view already written.
     persisted: HashMap<String, usize>,
     /// Dead letters and late events not yet written.
     pending_log: Vec<LogRecord>,
+    in_flight: Option<InFlight>,
+    jobs: Option<std::sync::mpsc::SyncSender<Snapshot>>,
+    done: Receiver<Result<WriteReport>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+/// A checkpoint handed to the writer.
+struct InFlight {
+    covered: HashMap<String, usize>,
+    logged: usize,
+    began: Instant,
+}
+
+impl Checkpointer {
+    fn new(
+        mut store: CheckpointStore,
+        interval: Duration,
+        persisted: HashMap<String, usize>,
+    ) -> Result<Self> {
+        let (jobs, inbox) = sync_channel::<Snapshot>(1);
+        let (outbox, done) = sync_channel::<Result<WriteReport>>(1);
+        let writer = std::thread::Builder::new()
+            .name("weir-checkpoint".into())
+            .spawn(move || {
+                for snapshot in inbox {
+                    if outbox.send(store.write(snapshot)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| EngineError::Internal(format!("spawning checkpoint writer: {e}")))?;
+        Ok(Self {
+            interval,
+            last: Instant::now(),
+            dirty: true,
+            persisted,
+            pending_log: Vec::new(),
+            in_flight: None,
+            jobs: Some(jobs),
+            done,
+            writer: Some(writer),
+        })
+    }
+
+    fn send(&mut self, snapshot: Snapshot, covered: HashMap<String, usize>, began: Instant) {
+        let logged = snapshot.new_log.len();
+        let sent = self.jobs.as_ref().is_some_and(|j| j.send(snapshot).is_ok());
+        if sent {
+            self.in_flight = Some(InFlight {
+                covered,
+                logged,
+                began,
+            });
+        } else {
+            self.dirty = true;
+        }
+    }
+
+    /// Takes the result of the checkpoint being written, if it is done (`wait`: once done).
+    fn collect(&mut self, stats: &SourceStats, source: &str, wait: bool) {
+        let Some(in_flight) = self.in_flight.as_ref() else {
+            return;
+        };
+        let result = if wait {
+            self.done.recv().map_err(|_| ())
+        } else {
+            match self.done.try_recv() {
+                Ok(r) => Ok(r),
+                Err(std::sync::mpsc::TryRecvError::Empty) => return,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(()),
+            }
+        };
+        let took = in_flight.began.elapsed();
+        let in_flight = self.in_flight.take().expect("in flight");
+        match result {
+            Ok(Ok(report)) => {
+                self.persisted = in_flight.covered;
+                self.pending_log.drain(..in_flight.logged);
+                stats.record_checkpoint(report.epoch, report.bytes, report.total_bytes, took);
+                tracing::debug!(
+                    source,
+                    epoch = report.epoch,
+                    bytes = report.bytes,
+                    micros = took.as_micros() as u64,
+                    "checkpoint written"
+                );
+            }
+            Ok(Err(e)) => {
+                tracing::error!(source, error = %e, "checkpoint failed; retrying at the next interval");
+                stats.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
+                self.dirty = true;
+            }
+            Err(()) => {
+                tracing::error!(source, "checkpoint writer stopped");
+                self.dirty = true;
+            }
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer after the checkpoint it is writing.
+        self.jobs = None;
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
 }
 
 struct Processor {
@@ -867,12 +972,19 @@ impl Processor {
         }
     }
 
-    /// Writes a checkpoint if the state changed and the interval passed (or `force`).
+    /// Takes a checkpoint if the state changed and the interval passed (or `force`). The
+    /// state is captured here, between two batches; a thread of the checkpointer writes it
+    /// while processing goes on. `force` waits until it is written.
     fn checkpoint(&mut self, force: bool) {
         let Some(ck) = self.checkpointer.as_mut() else {
             return;
         };
-        if self.failed || !ck.dirty || (!force && ck.last.elapsed() < ck.interval) {
+        ck.collect(&self.stats, &self.source, force);
+        if self.failed
+            || ck.in_flight.is_some()
+            || !ck.dirty
+            || (!force && ck.last.elapsed() < ck.interval)
+        {
             return;
         }
         let began = Instant::now();
@@ -901,25 +1013,13 @@ impl Processor {
             views,
             new_log: ck.pending_log.clone(),
         };
-        match ck.store.write(snapshot) {
-            Ok(report) => {
-                ck.persisted = covered;
-                ck.pending_log.clear();
-                ck.dirty = false;
-                self.stats.record_checkpoint(
-                    report.epoch,
-                    report.bytes,
-                    report.total_bytes,
-                    began.elapsed(),
-                );
-                tracing::debug!(source = %self.source, epoch = report.epoch, bytes = report.bytes, micros = began.elapsed().as_micros() as u64, "checkpoint written");
-            }
-            Err(e) => {
-                tracing::error!(source = %self.source, error = %e, "checkpoint failed; retrying at the next interval");
-                self.stats
-                    .checkpoint_failures
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+        ck.dirty = false;
+        ck.send(snapshot, covered, began);
+        self.stats
+            .checkpoint_capture_micros
+            .store(began.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if force {
+            ck.collect(&self.stats, &self.source, true);
         }
     }
 

@@ -46,6 +46,9 @@ pub struct SourceStats {
     pub checkpoint_at_ms: AtomicI64,
     /// Checkpoints that failed to write.
     pub checkpoint_failures: AtomicU64,
+    /// How long the processing stopped to capture the last checkpoint's state (µs); the
+    /// write happens meanwhile on the checkpoint thread.
+    pub checkpoint_capture_micros: AtomicU64,
 }
 
 impl Default for SourceStats {
@@ -66,6 +69,7 @@ impl Default for SourceStats {
             checkpoint_micros: AtomicU64::new(0),
             checkpoint_at_ms: AtomicI64::new(0),
             checkpoint_failures: AtomicU64::new(0),
+            checkpoint_capture_micros: AtomicU64::new(0),
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct CheckpointBench {
     pub size_bytes: u64,
     /// Duration of the last checkpoint (state capture + write + fsync).
     pub last: Duration,
+    /// How long processing stopped for it (the state capture; the write runs alongside).
+    pub capture: Duration,
     /// Open + restore + first query after a restart.
     pub restore: Duration,
     /// Groups after the restore.
@@ -126,6 +128,7 @@ pub async fn run(
     let checkpoints = stats.checkpoint_epoch.load(Ordering::Relaxed);
     let size_bytes = stats.checkpoint_total_bytes.load(Ordering::Relaxed);
     let last = Duration::from_micros(stats.checkpoint_micros.load(Ordering::Relaxed));
+    let capture = Duration::from_micros(stats.checkpoint_capture_micros.load(Ordering::Relaxed));
     db.shutdown();
     drop(db);
 
@@ -145,6 +148,7 @@ pub async fn run(
         checkpoints,
         size_bytes,
         last,
+        capture,
         restore,
         restored_groups,
     })

@@ -329,6 +329,10 @@ fn main() -> anyhow::Result<()> {
                 r.last.as_secs_f64() * 1000.0
             );
             println!(
+                "processing paused:    {:.1} ms per checkpoint (state capture; the write runs alongside)",
+                r.capture.as_secs_f64() * 1000.0
+            );
+            println!(
                 "restart to serving:   {:.3} s ({} groups restored)",
                 r.restore.as_secs_f64(),
                 r.restored_groups

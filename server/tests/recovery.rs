@@ -384,6 +384,16 @@ async fn a_checkpoint_from_another_build_is_refused_until_rebuilt() {
     let db = Database::open(options).await.unwrap();
     wait_read(&db, &feed).await;
     assert_eq!(rows(&db, "SELECT * FROM kpi_1m").await, want);
+    drop(db);
+    // The rebuilt state is checkpointed under its source, and a restart resumes from it.
+    let dirs: Vec<String> = std::fs::read_dir(data.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(dirs, vec!["events"]);
+    let db = open(&data).await;
+    assert_eq!(rows(&db, "SELECT * FROM kpi_1m").await, want);
+    assert!(rows(&db, "SELECT checkpoint_epoch FROM weir.sources").await[0] != "0");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

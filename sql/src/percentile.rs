@@ -154,45 +154,73 @@ impl Sketch {
         Some(v.clamp(self.min, self.max))
     }
 
-    /// Compact binary form (the accumulator state).
+    /// Compact binary form (the accumulator state): the header, then per store its offset
+    /// and only its non-empty buckets as (index delta, count) varints — a group of a few
+    /// dozen values takes tens of bytes, not the width of its value range.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(48 + 8 * (self.positive.counts.len() + self.negative.counts.len()));
+        let mut out = Vec::with_capacity(48);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends [`Sketch::encode`]'s output to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.count.to_le_bytes());
         out.extend_from_slice(&self.zeros.to_le_bytes());
         out.extend_from_slice(&self.min.to_le_bytes());
         out.extend_from_slice(&self.max.to_le_bytes());
         for store in [&self.positive, &self.negative] {
             out.extend_from_slice(&store.offset.to_le_bytes());
-            out.extend_from_slice(&(store.counts.len() as u32).to_le_bytes());
-            for c in &store.counts {
-                out.extend_from_slice(&c.to_le_bytes());
+            // The number of filled buckets goes first; it is known after one pass.
+            let at = out.len();
+            out.extend_from_slice(&[0; 4]);
+            let (mut filled, mut last) = (0u32, 0usize);
+            for (i, &c) in store.counts.iter().enumerate() {
+                if c > 0 {
+                    put_varint(out, (i - last) as u64);
+                    put_varint(out, c);
+                    last = i;
+                    filled += 1;
+                }
             }
+            out[at..at + 4].copy_from_slice(&filled.to_le_bytes());
         }
-        out
     }
 
     /// Parses [`Sketch::encode`]'s output.
     pub fn decode(bytes: &[u8]) -> Result<Sketch> {
         let bad = || DataFusionError::Execution("corrupt percentile sketch state".into());
-        let mut pos = 0usize;
-        let mut take = |n: usize| -> Result<&[u8]> {
-            let s = bytes.get(pos..pos + n).ok_or_else(bad)?;
-            pos += n;
-            Ok(s)
+        let fixed = |at: usize| -> Result<[u8; 8]> {
+            bytes
+                .get(at..at + 8)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(bad)
         };
-        let u64_at = |s: &[u8]| u64::from_le_bytes(s.try_into().expect("8 bytes"));
-        let count = u64_at(take(8)?);
-        let zeros = u64_at(take(8)?);
-        let min = f64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
-        let max = f64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
+        let count = u64::from_le_bytes(fixed(0)?);
+        let zeros = u64::from_le_bytes(fixed(8)?);
+        let min = f64::from_le_bytes(fixed(16)?);
+        let max = f64::from_le_bytes(fixed(24)?);
+        let mut pos = 32usize;
         let mut stores = [Store::default(), Store::default()];
         for store in &mut stores {
-            store.offset = i32::from_le_bytes(take(4)?.try_into().expect("4 bytes"));
-            let len = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
-            store.counts = (0..len)
-                .map(|_| take(8).map(u64_at))
-                .collect::<Result<_>>()?;
+            let offset = bytes.get(pos..pos + 4).ok_or_else(bad)?;
+            store.offset = i32::from_le_bytes(offset.try_into().expect("4 bytes"));
+            pos += 4;
+            let filled = bytes.get(pos..pos + 4).ok_or_else(bad)?;
+            let filled = u32::from_le_bytes(filled.try_into().expect("4 bytes"));
+            pos += 4;
+            let mut index = 0usize;
+            for _ in 0..filled {
+                index += get_varint(bytes, &mut pos).ok_or_else(bad)? as usize;
+                let c = get_varint(bytes, &mut pos).ok_or_else(bad)?;
+                if index > 1 << 20 {
+                    return Err(bad());
+                }
+                if store.counts.len() <= index {
+                    store.counts.resize(index + 1, 0);
+                }
+                store.counts[index] = c;
+            }
         }
         let [positive, negative] = stores;
         Ok(Sketch {
@@ -204,6 +232,31 @@ impl Sketch {
             max,
         })
     }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some(v);
+        }
+    }
+    None
 }
 
 /// Replaces DataFusion's `approx_percentile_cont` in `ctx` with the sketch.
@@ -324,6 +377,7 @@ impl AggregateUDFImpl for ApproxPercentileSketch {
         Ok(Box::new(SketchGroups {
             q: percentile(&args)?,
             sketches: Vec::new(),
+            recycled: None,
         }))
     }
 
@@ -376,6 +430,18 @@ impl Accumulator for SketchAccumulator {
 struct SketchGroups {
     q: f64,
     sketches: Vec<Sketch>,
+    /// The sketches the last `state(EmitTo::All)` encoded, kept until the next call: when
+    /// exactly that state is merged straight back (a checkpoint or a snapshot of open
+    /// windows), they are put back instead of being decoded again.
+    recycled: Option<Recycled>,
+}
+
+struct Recycled {
+    /// Identity of the state array handed out: its buffers' addresses and length.
+    offsets: usize,
+    values: usize,
+    len: usize,
+    sketches: Vec<Sketch>,
 }
 
 impl GroupsAccumulator for SketchGroups {
@@ -386,6 +452,7 @@ impl GroupsAccumulator for SketchGroups {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
+        self.recycled = None;
         self.sketches.resize_with(total_num_groups, Sketch::default);
         let values = as_f64(&values[0])?;
         match (values.null_count(), opt_filter) {
@@ -408,6 +475,7 @@ impl GroupsAccumulator for SketchGroups {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        self.recycled = None;
         let taken = emit_to.take_needed(&mut self.sketches);
         let out: Float64Array = taken.iter().map(|s| s.quantile(self.q)).collect();
         Ok(Arc::new(out))
@@ -415,8 +483,27 @@ impl GroupsAccumulator for SketchGroups {
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let taken = emit_to.take_needed(&mut self.sketches);
-        let encoded: Vec<Vec<u8>> = taken.iter().map(Sketch::encode).collect();
-        let out = BinaryArray::from_iter_values(encoded.iter());
+        // One buffer for all groups' states, then offsets into it.
+        let mut data = Vec::with_capacity(taken.len() * 48);
+        let mut offsets = Vec::with_capacity(taken.len() + 1);
+        offsets.push(0i32);
+        for s in &taken {
+            s.encode_into(&mut data);
+            offsets.push(i32::try_from(data.len()).map_err(|_| {
+                DataFusionError::Execution("percentile states exceed 2 GiB".into())
+            })?);
+        }
+        let out = BinaryArray::try_new(
+            datafusion::arrow::buffer::OffsetBuffer::new(offsets.into()),
+            data.into(),
+            None,
+        )?;
+        self.recycled = (emit_to == EmitTo::All).then(|| Recycled {
+            offsets: out.offsets().as_ptr() as usize,
+            values: out.values().as_ptr() as usize,
+            len: out.len(),
+            sketches: taken,
+        });
         Ok(vec![Arc::new(out)])
     }
 
@@ -426,11 +513,29 @@ impl GroupsAccumulator for SketchGroups {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        self.sketches.resize_with(total_num_groups, Sketch::default);
         let states = values[0].as_binary::<i32>();
+        if let Some(r) = self.recycled.take() {
+            let same = self.sketches.is_empty()
+                && r.len == states.len()
+                && r.len == total_num_groups
+                && r.offsets == states.offsets().as_ptr() as usize
+                && r.values == states.values().as_ptr() as usize
+                && group_indices.iter().enumerate().all(|(i, &g)| i == g);
+            if same {
+                self.sketches = r.sketches;
+                return Ok(());
+            }
+        }
+        self.sketches.resize_with(total_num_groups, Sketch::default);
         for (i, &g) in group_indices.iter().enumerate() {
             if states.is_valid(i) {
-                self.sketches[g].merge(&Sketch::decode(states.value(i))?);
+                let other = Sketch::decode(states.value(i))?;
+                let sketch = &mut self.sketches[g];
+                if sketch.is_empty() {
+                    *sketch = other;
+                } else {
+                    sketch.merge(&other);
+                }
             }
         }
         Ok(())

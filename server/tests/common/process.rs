@@ -42,7 +42,12 @@ impl Weir {
             .append(true)
             .open(log)
             .unwrap();
-        Command::new(env!("CARGO_BIN_EXE_weir"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        // The test's own WEIR_* variables (broker address, scenario sizes) are not settings.
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("WEIR_")) {
+            command.env_remove(key);
+        }
+        command
             .arg("--data-dir")
             .arg(data)
             .arg("--pg-addr")
