@@ -1,6 +1,7 @@
 //! The Kafka source against librdkafka's in-process mock cluster: decoding and dead letters
 //! with their offsets, per-partition watermarks, metadata columns and options, and faults
-//! (broker down mid-stream, an unreachable broker next to a healthy one, a missing topic).
+//! (broker down mid-stream, an unreachable broker next to a healthy one, a missing topic),
+//! and crashes: in-process, and `kill -9` of the real `weir` process.
 //! `kafka_broker.rs` runs the end-to-end path against a real Kafka-compatible broker.
 
 mod common;
@@ -492,4 +493,124 @@ async fn a_crash_mid_stream_resumes_at_the_checkpointed_offsets() {
     let mut report = first;
     report.malformed.extend(second.malformed);
     assert_eq!(dead, malformed_locations("events-ck", &report));
+}
+
+/// `kill -9` of the real `weir` process, repeatedly, while seed events stream from Kafka
+/// into `kpi_1m` and `kpi_1m_hop`: the views end equal to the batch computation (counts
+/// exactly), and each restart's time to serving is printed. The broker is librdkafka's mock
+/// cluster, served by this test process on a real port: tansu 0.6 cannot resume inside a
+/// record batch (docs/benchmarks.md). The mock keeps about 100k messages per partition, so
+/// a long run produces at a steady rate (`WEIR_KILL_RATE` events/s) that Weir keeps up with,
+/// as a consumer within its topic's retention must. The test command runs it small (60k
+/// events as fast as possible, 2 kills); `loadtests/kafka_kills.sh` runs 2M events at
+/// 20k/s with 20 kills spread over the stream (`WEIR_KILL_EVENTS`, `WEIR_KILLS`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weir_killed_while_reading_kafka_loses_and_doubles_nothing() {
+    use common::process::{assert_kpi_views_match, int, wait_for, Weir};
+    let count = env_u64("WEIR_KILL_EVENTS", 60_000);
+    let kills = env_u64("WEIR_KILLS", 2);
+    let rate = env_u64("WEIR_KILL_RATE", 0);
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let topic = "weir-kill".to_string();
+    cluster.create_topic(&topic, 4, 1).unwrap();
+    // Ten minutes of event time, whatever the count.
+    let g = generator_at_rate(31, 1_500, (count / 600).max(1));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::start(dir.path());
+    let client = weir.connect().await;
+    client
+        .batch_execute(&format!(
+            "{};\nCREATE MATERIALIZED VIEW kpi_1m AS {} EMIT ON UPDATE;\n\
+             CREATE MATERIALIZED VIEW kpi_1m_hop AS {} EMIT ON UPDATE;",
+            kafka_source("events", &brokers, &topic, ", group_id = 'weir-kill'"),
+            kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')"),
+            kpi_query("HOP(events, \"timestamp\", INTERVAL '10 seconds', INTERVAL '1 minute')"),
+        ))
+        .await
+        .unwrap();
+    drop(client);
+
+    // The events stream in while weir is killed at random moments.
+    let producer = {
+        let (brokers, topic, g) = (brokers.clone(), topic.clone(), g.clone());
+        std::thread::spawn(move || {
+            let chunk = (count / 20).max(1);
+            let mut first = 0;
+            while first < count {
+                let n = chunk.min(count - first);
+                let options = weir_connectors::kafka::produce::ProduceOptions {
+                    brokers: brokers.clone(),
+                    topic: topic.clone(),
+                    count: n,
+                    first,
+                    rate: (rate > 0).then_some(rate),
+                    partitions: None,
+                    malformed_rate: 0.0,
+                    properties: Default::default(),
+                };
+                let r = weir_connectors::kafka::produce::produce(&g, &options).unwrap();
+                assert_eq!(r.delivered, n, "the broker took every message");
+                first += n;
+            }
+        })
+    };
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    let mut random_ms = |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    let mut restarts = Vec::new();
+    for k in 0..kills {
+        // Spread over the stream when it is paced; otherwise within its first seconds.
+        let spacing_ms = match rate {
+            0 => 1_000,
+            r => count * 1_000 / r / (kills + 1),
+        };
+        let pause = spacing_ms / 2 + random_ms(spacing_ms);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let started = std::time::Instant::now();
+        weir.kill_and_restart();
+        let client = weir.connect().await;
+        let rows = int(&client, "SELECT count(*) FROM kpi_1m").await;
+        restarts.push(started.elapsed());
+        println!(
+            "kill {}: serving again after {:?} ({rows} kpi_1m rows)",
+            k + 1,
+            started.elapsed()
+        );
+    }
+    producer.join().unwrap();
+    let client = weir.connect().await;
+    for view in ["kpi_1m", "kpi_1m_hop"] {
+        wait_for(
+            &weir,
+            &client,
+            &format!(
+                "SELECT CAST(sum(count) AS BIGINT) FROM (SELECT count FROM {view} \
+                 WHERE window_start = date_bin(INTERVAL '1 minute', window_start))"
+            ),
+            count as i64,
+            Duration::from_secs(600),
+        )
+        .await;
+    }
+    restarts.sort();
+    if let (Some(lo), Some(hi)) = (restarts.first(), restarts.last()) {
+        println!(
+            "{} kills: restart to serving min {lo:?}, median {:?}, max {hi:?}",
+            restarts.len(),
+            restarts[restarts.len() / 2]
+        );
+    }
+    let (events, late, _) = reference_events(&lines(&g, count, 0.0), 2_000_000_000);
+    assert_eq!(late, 0);
+    assert_kpi_views_match(&client, dir.path(), &events).await;
 }

@@ -132,6 +132,8 @@ struct PartitionState {
     at_eof: bool,
     /// When the last message arrived (or the partition was assigned).
     quiet_since: Instant,
+    /// Resumed at `next` from a checkpoint: the first message should be at `next`.
+    resumed: bool,
 }
 
 /// A micro-batch being collected.
@@ -341,6 +343,7 @@ impl KafkaSource {
                         .unwrap_or(-1),
                     at_eof: false,
                     quiet_since: now,
+                    resumed: self.resume.as_ref().is_some_and(|r| r.contains_key(&p)),
                 },
             );
         }
@@ -380,10 +383,16 @@ impl KafkaSource {
                                 next: -1,
                                 at_eof: false,
                                 quiet_since: now,
+                                resumed: false,
                             });
                     if offset < state.next {
                         // Delivered again after a reconnect: already handed out.
                         continue;
+                    }
+                    if std::mem::take(&mut state.resumed) && offset > state.next {
+                        // Compaction or transaction markers can leave gaps, but the first
+                        // message after a resume should sit at the resumed offset: say so.
+                        tracing::warn!(source = %self.name, partition, resumed_at = state.next, first_offset = offset, "the broker's first message after resuming is past the checkpointed offset; offsets in between were not delivered (a compacted topic, transaction markers, or a broker that cannot fetch from inside a record batch)");
                     }
                     let was_idle = state.at_eof
                         && now.duration_since(state.quiet_since) >= self.config.idle_timeout;

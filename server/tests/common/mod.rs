@@ -135,6 +135,14 @@ pub async fn memory_db() -> Arc<Database> {
         .unwrap()
 }
 
+/// A scenario size from the environment (`loadtests/` scripts set them), or `default`.
+pub fn env_u64(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Opens (or reopens) a database persisted in `dir`, checkpointing every `interval`.
 pub async fn persistent_db(dir: &Path, interval: Duration) -> Arc<Database> {
     let mut options = DatabaseOptions::persistent(dir, weir_connectors::register_all());
