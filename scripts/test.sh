@@ -26,6 +26,8 @@ command -v g++ >/dev/null 2>&1 || need_apt g++ g++
 command -v make >/dev/null 2>&1 || need_apt make make
 pkg-config --exists openssl 2>/dev/null || need_apt "OpenSSL headers" libssl-dev
 pkg-config --exists zlib 2>/dev/null || need_apt "zlib headers" zlib1g-dev
+# promtool checks the /metrics exposition.
+command -v promtool >/dev/null 2>&1 || need_apt promtool prometheus
 
 # A Kafka-compatible broker for the end-to-end tests (tansu, cached outside the clone).
 # shellcheck source=scripts/kafka-broker.sh

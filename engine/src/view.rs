@@ -299,14 +299,33 @@ impl ViewRuntime {
         &self,
         lookup: Option<(usize, &datafusion::common::ScalarValue)>,
     ) -> Result<Vec<RecordBatch>> {
+        self.read_with(lookup, true)
+    }
+
+    /// Like [`read`](Self::read); `include_open = false` leaves out open windows.
+    pub fn read_with(
+        &self,
+        lookup: Option<(usize, &datafusion::common::ScalarValue)>,
+        include_open: bool,
+    ) -> Result<Vec<RecordBatch>> {
         let mut out = match lookup {
             Some((col, key)) => self.store.read().lookup(col, key)?,
             None => self.store.read().batches(),
         };
-        if self.plan.emit == EmitMode::OnUpdate || self.is_unwindowed_aggregate() {
+        if include_open && (self.plan.emit == EmitMode::OnUpdate || self.is_unwindowed_aggregate())
+        {
             out.extend(self.open_rows()?);
         }
         Ok(out)
+    }
+
+    /// The window kind, for a windowed aggregate.
+    pub fn window(&self) -> Option<crate::window::WindowKind> {
+        self.plan
+            .aggregate
+            .as_ref()
+            .and_then(|a| a.window.as_ref())
+            .map(|w| w.kind)
     }
 
     fn is_unwindowed_aggregate(&self) -> bool {

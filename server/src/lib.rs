@@ -7,7 +7,9 @@ pub mod bench_kafka;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod metrics;
 pub mod pgwire;
+pub mod rest;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,14 +34,23 @@ pub async fn open_database(config: &Config) -> Result<Arc<Database>> {
 }
 
 /// Runs the server until `shutdown` completes. Listeners are passed in so tests can bind
-/// port 0. `_http` is reserved for the REST API.
+/// port 0; without `http` there is no REST API.
 pub async fn run(
     config: Config,
     pg_listener: TcpListener,
-    _http: Option<TcpListener>,
+    http: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let db = open_database(&config).await?;
+    if let Some(http) = http {
+        tracing::info!(http_addr = %http.local_addr()?, "REST API listening");
+        let app = rest::router(db.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(http, app).await {
+                tracing::error!(error = %e, "REST API stopped");
+            }
+        });
+    }
     tracing::info!(
         pg_addr = %pg_listener.local_addr()?,
         data_dir = %config.data_dir.display(),

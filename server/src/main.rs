@@ -397,6 +397,9 @@ fn serve(cli: Cli) -> anyhow::Result<()> {
         let pg = tokio::net::TcpListener::bind(config.pg_addr)
             .await
             .with_context(|| format!("cannot listen on {} (pgwire)", config.pg_addr))?;
+        let http = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on {} (REST)", config.http_addr))?;
         let pg_addr = config.pg_addr;
         let shutdown = async {
             let mut term =
@@ -412,7 +415,7 @@ fn serve(cli: Cli) -> anyhow::Result<()> {
             pg_addr.ip(),
             pg_addr.port()
         );
-        weir_server::run(config, pg, None, shutdown).await?;
+        weir_server::run(config, pg, Some(http), shutdown).await?;
         Ok(())
     })
 }

@@ -869,6 +869,15 @@ impl Database {
         self.relations.read().get(name).and_then(|r| r.view.clone())
     }
 
+    /// Every materialized view, by name.
+    pub fn views(&self) -> Vec<(String, Arc<ViewRuntime>)> {
+        self.relations
+            .read()
+            .iter()
+            .filter_map(|(n, r)| r.view.clone().map(|v| (n.clone(), v)))
+            .collect()
+    }
+
     /// Stops all pipelines.
     pub fn shutdown(&self) {
         self.engine.shutdown();

@@ -52,6 +52,8 @@ impl Weir {
             .arg(data)
             .arg("--pg-addr")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--http-addr")
+            .arg(format!("127.0.0.1:{}", free_port()))
             .env("WEIR_CHECKPOINT_INTERVAL", "200ms")
             .stdout(Stdio::null())
             .stderr(log)

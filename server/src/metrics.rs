@@ -1,0 +1,225 @@
+//! Prometheus metrics: every name is defined here. Engine facts (sources, partitions, views,
+//! checkpoints) are read from the same counters as the `weir.*` relations when `/metrics` is
+//! scraped; HTTP request counts and latencies are recorded as requests are served. Labels are
+//! bounded: source, view and partition names come from the catalog, routes from the router.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use weir_sql::Database;
+
+/// Metrics recorded while serving (they live as long as the server).
+#[derive(Clone)]
+pub struct ServerMetrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_seconds: HistogramVec,
+}
+
+impl Default for ServerMetrics {
+    fn default() -> Self {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "weir_http_requests_total",
+                "HTTP requests served, by route and status.",
+            ),
+            &["route", "status"],
+        )
+        .expect("valid metric");
+        let http_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "weir_http_request_duration_seconds",
+                "Time to serve an HTTP request, by route.",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            &["route"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(http_requests.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(http_seconds.clone()))
+            .expect("unique metric");
+        Self {
+            registry,
+            http_requests,
+            http_seconds,
+        }
+    }
+}
+
+/// Axum middleware counting and timing every request by its route pattern.
+pub async fn track(State(m): State<ServerMetrics>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    m.http_seconds
+        .with_label_values(&[&route])
+        .observe(started.elapsed().as_secs_f64());
+    m.http_requests
+        .with_label_values(&[route.as_str(), response.status().as_str()])
+        .inc();
+    response
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+/// The text exposition of every metric.
+pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
+    let engine = Registry::new();
+    let events = counter(
+        "weir_source_events_total",
+        "Events decoded from a source (on time, late and untimed).",
+        &["source"],
+    );
+    let late = counter(
+        "weir_source_late_events_total",
+        "Events behind the watermark, kept in weir.late_events.",
+        &["source"],
+    );
+    let dead = counter(
+        "weir_source_dead_letters_total",
+        "Messages that could not be decoded, kept in weir.dead_letters.",
+        &["source"],
+    );
+    let wm_lag = gauge(
+        "weir_source_watermark_lag_seconds",
+        "Wall time minus the source's watermark.",
+        &["source"],
+    );
+    let partition_lag = gauge(
+        "weir_source_partition_lag_messages",
+        "Messages behind the end of a partition (Kafka consumer lag).",
+        &["source", "partition"],
+    );
+    let ck_epoch = gauge(
+        "weir_checkpoint_epoch",
+        "Epoch of the source's last checkpoint.",
+        &["source"],
+    );
+    let ck_bytes = gauge(
+        "weir_checkpoint_size_bytes",
+        "Bytes of all files the last checkpoint names.",
+        &["source"],
+    );
+    let ck_seconds = GaugeVec::new(
+        Opts::new(
+            "weir_checkpoint_duration_seconds",
+            "Capture plus write time of the last checkpoint.",
+        ),
+        &["source"],
+    )
+    .expect("valid metric");
+    let rows = gauge(
+        "weir_view_rows",
+        "Rows a materialized view shows.",
+        &["view"],
+    );
+    let groups = gauge(
+        "weir_view_groups",
+        "Open (key, window) groups of a view.",
+        &["view"],
+    );
+    let state_bytes = gauge(
+        "weir_view_state_bytes",
+        "Approximate memory of a view's state.",
+        &["view"],
+    );
+    let rows_in = counter(
+        "weir_view_input_rows_total",
+        "Rows a view has processed.",
+        &["view"],
+    );
+    let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    for s in db.engine().sources() {
+        let st = &s.stats;
+        let l = [s.name.as_str()];
+        events
+            .with_label_values(&l)
+            .inc_by(st.events_in.load(Ordering::Relaxed));
+        late.with_label_values(&l)
+            .inc_by(st.late_events.load(Ordering::Relaxed));
+        dead.with_label_values(&l)
+            .inc_by(st.dead_letters.load(Ordering::Relaxed));
+        let wm = st.watermark.load(Ordering::Relaxed);
+        if wm != i64::MIN && wm != i64::MAX {
+            wm_lag
+                .with_label_values(&l)
+                .set(now_ns.saturating_sub(wm) / 1_000_000_000);
+        }
+        for p in st.splits.lock().iter() {
+            if let Some(lag) = p.lag() {
+                partition_lag
+                    .with_label_values(&[s.name.as_str(), &p.split.to_string()])
+                    .set(lag);
+            }
+        }
+        ck_epoch
+            .with_label_values(&l)
+            .set(st.checkpoint_epoch.load(Ordering::Relaxed) as i64);
+        ck_bytes
+            .with_label_values(&l)
+            .set(st.checkpoint_total_bytes.load(Ordering::Relaxed) as i64);
+        ck_seconds
+            .with_label_values(&l)
+            .set(st.checkpoint_micros.load(Ordering::Relaxed) as f64 / 1e6);
+    }
+    for (name, v) in db.views() {
+        let l = [name.as_str()];
+        rows.with_label_values(&l)
+            .set(v.row_count().unwrap_or(0) as i64);
+        groups.with_label_values(&l).set(v.groups() as i64);
+        state_bytes
+            .with_label_values(&l)
+            .set(v.state_bytes() as i64);
+        rows_in
+            .with_label_values(&l)
+            .inc_by(v.stats.rows_in.load(Ordering::Relaxed));
+    }
+    for c in [&events, &late, &dead, &rows_in] {
+        engine.register(Box::new(c.clone())).expect("unique metric");
+    }
+    for g in [
+        &wm_lag,
+        &partition_lag,
+        &ck_epoch,
+        &ck_bytes,
+        &rows,
+        &groups,
+        &state_bytes,
+    ] {
+        engine.register(Box::new(g.clone())).expect("unique metric");
+    }
+    engine
+        .register(Box::new(ck_seconds.clone()))
+        .expect("unique metric");
+    let mut families = engine.gather();
+    families.extend(server.registry.gather());
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&families, &mut out)
+        .expect("text encoding into memory");
+    String::from_utf8(out).unwrap_or_default()
+}

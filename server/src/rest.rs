@@ -1,0 +1,509 @@
+//! The REST API on `--http-addr` (axum): hot-aggregate point reads (`/kpi`), time series
+//! (`/series`), alerts (`/alerts`), health and readiness, and SQL over HTTP (`/sql`).
+//!
+//! Point reads never plan SQL: they resolve the view, look the key up in the view's index
+//! (closed windows) and scan its cached snapshot of open windows. Bad parameters are 400s
+//! with a JSON body naming the parameter; an unknown view or key is a 404.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::{and, filter_record_batch};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use serde_json::{json, Map, Value};
+use weir_engine::aggregate::timestamps_ns;
+use weir_engine::view::ViewRuntime;
+use weir_engine::window::WindowKind;
+use weir_sql::{Database, Outcome, Session};
+
+use crate::metrics::ServerMetrics;
+
+/// Most rows one `/series` page returns.
+const MAX_LIMIT: usize = 10_000;
+
+/// The API's routes over `db`.
+pub fn router(db: Arc<Database>) -> Router {
+    let metrics = ServerMetrics::default();
+    let scrape = {
+        let metrics = metrics.clone();
+        move |State(db): State<Arc<Database>>| async move {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                crate::metrics::render(&db, &metrics),
+            )
+        }
+    };
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/kpi", get(kpi))
+        .route("/series", get(series))
+        .route("/alerts", get(alerts))
+        .route("/sql", post(sql))
+        .route("/metrics", get(scrape))
+        .route_layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track,
+        ))
+        .with_state(db)
+}
+
+/// An error response: status and a JSON body.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: Value,
+}
+
+impl ApiError {
+    fn bad(parameter: &str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            body: json!({ "error": message.into(), "parameter": parameter }),
+        }
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            body: json!({ "error": message.into() }),
+        }
+    }
+
+    fn internal(message: impl std::fmt::Display) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            body: json!({ "error": message.to_string() }),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+type Params = Query<BTreeMap<String, String>>;
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// 200 when every source is reachable and every view has caught up; 503 with the reasons
+/// otherwise.
+async fn ready(State(db): State<Arc<Database>>) -> Response {
+    let mut reasons = Vec::new();
+    for s in db.engine().sources() {
+        let status = s.stats.status.lock().clone();
+        if status.starts_with("error") || status.starts_with("disconnected") {
+            reasons.push(json!({ "source": s.name, "status": status }));
+        }
+    }
+    for (name, view) in db.views() {
+        if !view.stats.caught_up.load(Ordering::Acquire) {
+            reasons.push(json!({ "view": name, "status": "catching up with its source" }));
+        }
+    }
+    if reasons.is_empty() {
+        (StatusCode::OK, Json(json!({ "ready": true }))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "reasons": reasons })),
+        )
+            .into_response()
+    }
+}
+
+/// `GET /kpi?source=web&window=1m`: the most recent window the view shows for the key.
+async fn kpi(
+    State(db): State<Arc<Database>>,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    let (name, view) = resolve_view(&db, &params)?;
+    let closed = flag(&params, "closed")?;
+    let filters = key_filters(&view, &params, &["view", "window", "closed"])?;
+    let rows = read(&view, &filters, !closed)?;
+    let ws = window_start_column(&view, &name)?;
+    let mut best: Option<(i64, &RecordBatch, usize)> = None;
+    for b in &rows {
+        let starts = timestamps_ns(b.column(ws)).map_err(ApiError::internal)?;
+        for i in 0..b.num_rows() {
+            if starts.is_valid(i) && best.is_none_or(|(t, _, _)| starts.value(i) > t) {
+                best = Some((starts.value(i), b, i));
+            }
+        }
+    }
+    let Some((_, batch, row)) = best else {
+        return Err(ApiError::not_found(format!(
+            "no window in {name} for {}",
+            describe(&filters)
+        )));
+    };
+    let mut object = row_objects(&batch.slice(row, 1))?.pop().unwrap_or_default();
+    object.insert("view".into(), json!(name));
+    if let Some(kind) = view.window() {
+        object.insert("window".into(), json!(window_label(kind.size())));
+    }
+    Ok(Json(Value::Object(object)))
+}
+
+/// `GET /series?source=web&from=…&to=…`: windows in `[from, to)` by window start, in pages.
+async fn series(
+    State(db): State<Arc<Database>>,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    let (name, view) = resolve_view(&db, &params)?;
+    let from = params
+        .get("from")
+        .map(|v| parse_time("from", v))
+        .transpose()?
+        .unwrap_or(i64::MIN);
+    let to = params
+        .get("to")
+        .map(|v| parse_time("to", v))
+        .transpose()?
+        .unwrap_or(i64::MAX);
+    let limit = match params.get("limit") {
+        None => 1_000,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad(
+                    "limit",
+                    format!("limit must be a number from 1 to {MAX_LIMIT}"),
+                ))
+            }
+        },
+    };
+    let cursor = params.get("cursor").map(|c| parse_cursor(c)).transpose()?;
+    let closed = flag(&params, "closed")?;
+    let filters = key_filters(
+        &view,
+        &params,
+        &["view", "window", "from", "to", "limit", "cursor", "closed"],
+    )?;
+    let ws = window_start_column(&view, &name)?;
+    let mut rows: Vec<(i64, String, Map<String, Value>)> = Vec::new();
+    for b in read(&view, &filters, !closed)? {
+        let starts = timestamps_ns(b.column(ws)).map_err(ApiError::internal)?;
+        for (i, object) in row_objects(&b)?.into_iter().enumerate() {
+            let t = starts.value(i);
+            if starts.is_valid(i) && t >= from && t < to {
+                let order = Value::Object(object.clone()).to_string();
+                rows.push((t, order, object));
+            }
+        }
+    }
+    rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let start = match cursor {
+        None => 0,
+        Some((t, skip)) => rows.partition_point(|r| r.0 < t) + skip,
+    };
+    let page: Vec<&(i64, String, Map<String, Value>)> =
+        rows.iter().skip(start).take(limit).collect();
+    let next = (start + page.len() < rows.len()).then(|| {
+        let (t, _, _) = page.last().expect("a full page");
+        let same = page.iter().filter(|r| r.0 == *t).count()
+            + if page.first().is_some_and(|r| r.0 == *t) {
+                start - rows.partition_point(|r| r.0 < *t)
+            } else {
+                0
+            };
+        format!("{t}.{same}")
+    });
+    Ok(Json(json!({
+        "view": name,
+        "rows": page.into_iter().map(|r| Value::Object(r.2.clone())).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
+}
+
+/// `GET /alerts?since=…`: alerts fired since a time. Anomaly rules are not built yet, so the
+/// list is empty; the shape is `[{alert_id, name, severity, key, event_time, detected_at,
+/// status, repeats, payload}]`.
+async fn alerts(Query(params): Params) -> Result<Json<Value>, ApiError> {
+    if let Some(since) = params.get("since") {
+        parse_time("since", since)?;
+    }
+    for key in params.keys() {
+        if !matches!(key.as_str(), "since" | "name" | "severity") {
+            return Err(ApiError::bad(key, format!("unknown parameter '{key}'")));
+        }
+    }
+    Ok(Json(json!([])))
+}
+
+/// `POST /sql`: one or more statements (the body, or `{"sql": "…"}`); the last statement's
+/// rows as JSON objects, or its command tag. Errors carry the SQLSTATE.
+async fn sql(State(db): State<Arc<Database>>, body: String) -> Result<Json<Value>, ApiError> {
+    let text = match serde_json::from_str::<Value>(&body) {
+        Ok(Value::Object(o)) => match o.get("sql") {
+            Some(Value::String(s)) => s.clone(),
+            _ => return Err(ApiError::bad("sql", "expected {\"sql\": \"<statements>\"}")),
+        },
+        _ => body,
+    };
+    let mut session = Session::default();
+    let outcomes = db.run(&mut session, &text).await.map_err(|e| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        body: json!({ "error": e.to_string(), "sqlstate": e.sqlstate() }),
+    })?;
+    match outcomes.into_iter().last() {
+        None | Some(Outcome::Empty) => Ok(Json(json!({ "command": "" }))),
+        Some(Outcome::Command(tag)) => Ok(Json(json!({ "command": tag }))),
+        Some(Outcome::Rows(df)) => {
+            let columns: Vec<String> = df
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            let batches = df.collect().await.map_err(|e| ApiError {
+                status: StatusCode::BAD_REQUEST,
+                body: json!({ "error": e.to_string() }),
+            })?;
+            let mut rows = Vec::new();
+            for b in &batches {
+                rows.extend(row_objects(b)?.into_iter().map(Value::Object));
+            }
+            Ok(Json(json!({ "columns": columns, "rows": rows })))
+        }
+    }
+}
+
+/// The view named by `view=`, or the view whose window is `window=` (a tumbling window is
+/// preferred over a hopping one, then the first by name).
+fn resolve_view(
+    db: &Database,
+    params: &BTreeMap<String, String>,
+) -> Result<(String, Arc<ViewRuntime>), ApiError> {
+    if let Some(name) = params.get("view") {
+        let view = db.view(name).ok_or_else(|| {
+            ApiError::not_found(format!("materialized view \"{name}\" does not exist"))
+        })?;
+        if let Some(w) = params.get("window") {
+            let size = parse_window(w)?;
+            if view.window().map(|k| k.size()) != Some(size) {
+                return Err(ApiError::bad(
+                    "window",
+                    format!("view {name} does not have {w} windows"),
+                ));
+            }
+        }
+        return Ok((name.clone(), view));
+    }
+    let Some(w) = params.get("window") else {
+        return Err(ApiError::bad(
+            "window",
+            "name a window (window=1m) or a view (view=kpi_1m)",
+        ));
+    };
+    let size = parse_window(w)?;
+    let mut candidates: Vec<(bool, String, Arc<ViewRuntime>)> = db
+        .views()
+        .into_iter()
+        .filter_map(|(n, v)| {
+            let kind = v.window()?;
+            (kind.size() == size).then_some((matches!(kind, WindowKind::Hop { .. }), n, v))
+        })
+        .collect();
+    candidates.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    candidates
+        .into_iter()
+        .next()
+        .map(|(_, n, v)| (n, v))
+        .ok_or_else(|| ApiError::not_found(format!("no materialized view has {w} windows")))
+}
+
+fn parse_window(w: &str) -> Result<i64, ApiError> {
+    weir_connectors::options::parse_duration(w)
+        .and_then(|d| i64::try_from(d.as_nanos()).ok())
+        .filter(|ns| *ns > 0)
+        .ok_or_else(|| {
+            ApiError::bad(
+                "window",
+                format!("'{w}' is not a duration such as 1m or 10s"),
+            )
+        })
+}
+
+/// `60_000_000_000` → `1m`.
+fn window_label(ns: i64) -> String {
+    let s = ns / 1_000_000_000;
+    match s {
+        _ if ns % 1_000_000_000 != 0 => format!("{}ms", ns / 1_000_000),
+        _ if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        _ if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
+/// RFC 3339 or epoch milliseconds, as nanoseconds.
+fn parse_time(parameter: &str, v: &str) -> Result<i64, ApiError> {
+    if let Ok(ms) = v.parse::<i64>() {
+        return ms
+            .checked_mul(1_000_000)
+            .ok_or_else(|| ApiError::bad(parameter, "out of range"));
+    }
+    chrono::DateTime::parse_from_rfc3339(v)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .ok_or_else(|| {
+            ApiError::bad(
+                parameter,
+                format!("'{v}' is not an RFC 3339 time or epoch milliseconds"),
+            )
+        })
+}
+
+fn parse_cursor(c: &str) -> Result<(i64, usize), ApiError> {
+    let (t, n) = c
+        .split_once('.')
+        .ok_or_else(|| ApiError::bad("cursor", "not a cursor from next_cursor"))?;
+    match (t.parse(), n.parse()) {
+        (Ok(t), Ok(n)) => Ok((t, n)),
+        _ => Err(ApiError::bad("cursor", "not a cursor from next_cursor")),
+    }
+}
+
+fn flag(params: &BTreeMap<String, String>, name: &str) -> Result<bool, ApiError> {
+    match params.get(name).map(|v| v.to_lowercase()) {
+        None => Ok(false),
+        Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(true),
+        Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => Ok(false),
+        Some(v) => Err(ApiError::bad(name, format!("'{v}' is not true or false"))),
+    }
+}
+
+/// Every parameter that is not one of `reserved` must be a column of the view; its value,
+/// cast to the column's type, filters the rows.
+fn key_filters(
+    view: &ViewRuntime,
+    params: &BTreeMap<String, String>,
+    reserved: &[&str],
+) -> Result<Vec<(usize, String, ScalarValue)>, ApiError> {
+    let schema = view.schema();
+    let mut out = Vec::new();
+    for (k, v) in params {
+        if reserved.contains(&k.as_str()) {
+            continue;
+        }
+        let Ok(col) = schema.index_of(k) else {
+            return Err(ApiError::bad(
+                k,
+                format!(
+                    "unknown parameter '{k}': filter on a column of {} ({})",
+                    view.name(),
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        let data_type = schema.field(col).data_type();
+        let value = match data_type {
+            DataType::Timestamp(_, _) => {
+                ScalarValue::TimestampNanosecond(Some(parse_time(k, v)?), None).cast_to(data_type)
+            }
+            _ => ScalarValue::try_from_string(v.clone(), data_type),
+        }
+        .map_err(|_| ApiError::bad(k, format!("'{v}' is not a valid {data_type} for {k}")))?;
+        out.push((col, k.clone(), value));
+    }
+    Ok(out)
+}
+
+fn describe(filters: &[(usize, String, ScalarValue)]) -> String {
+    if filters.is_empty() {
+        return "any key".into();
+    }
+    filters
+        .iter()
+        .map(|(_, k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The view's rows matching every filter, looked up through the index of the first
+/// indexed filter column.
+fn read(
+    view: &ViewRuntime,
+    filters: &[(usize, String, ScalarValue)],
+    include_open: bool,
+) -> Result<Vec<RecordBatch>, ApiError> {
+    let lookup = filters
+        .iter()
+        .find(|(c, _, _)| view.key_columns().contains(c))
+        .map(|(c, _, v)| (*c, v));
+    let batches = view
+        .read_with(lookup, include_open)
+        .map_err(ApiError::internal)?;
+    batches
+        .into_iter()
+        .map(|b| {
+            let mut mask: Option<BooleanArray> = None;
+            for (col, _, value) in filters {
+                let scalar = value.to_scalar().map_err(ApiError::internal)?;
+                let eq = datafusion::arrow::compute::kernels::cmp::eq(b.column(*col), &scalar)
+                    .map_err(ApiError::internal)?;
+                mask = Some(match mask {
+                    None => eq,
+                    Some(m) => and(&m, &eq).map_err(ApiError::internal)?,
+                });
+            }
+            match mask {
+                None => Ok(b),
+                Some(m) => filter_record_batch(&b, &m).map_err(ApiError::internal),
+            }
+        })
+        .collect()
+}
+
+fn window_start_column(view: &ViewRuntime, name: &str) -> Result<usize, ApiError> {
+    view.schema().index_of("window_start").map_err(|_| {
+        ApiError::bad(
+            "view",
+            format!("view {name} has no window_start column to order windows by"),
+        )
+    })
+}
+
+/// Rows as JSON objects (timestamps as RFC 3339 text).
+fn row_objects(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>, ApiError> {
+    let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
+    writer.write(batch).map_err(ApiError::internal)?;
+    writer.finish().map_err(ApiError::internal)?;
+    let bytes = writer.into_inner();
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Map<String, Value>> =
+        serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+    // Arrow's JSON writer leaves out nulls; a client expects every column.
+    Ok(rows
+        .into_iter()
+        .map(|mut r| {
+            for f in batch.schema().fields() {
+                r.entry(f.name().clone()).or_insert(Value::Null);
+            }
+            r
+        })
+        .collect())
+}

@@ -1,0 +1,255 @@
+//! The REST API against a real server: `/kpi` point reads equal SQL, `/series` pages through
+//! every window, bad parameters are 400s naming the parameter, unknown keys and views 404s,
+//! `/ready` reports a dead broker, and `/sql` runs statements.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use common::kafka::generator_at_rate;
+use common::{event_lines, kpi_query};
+
+/// One HTTP/1.1 request; returns the status and the JSON body.
+async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: weir\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    s.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8(response).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+    (status, json)
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
+    http(addr, "GET", path, "").await
+}
+
+async fn sql(addr: SocketAddr, statements: &str) -> Value {
+    let (status, body) = http(addr, "POST", "/sql", statements).await;
+    assert_eq!(status, 200, "{statements}: {body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kpi_series_errors_and_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("events.jsonl");
+    // 8 sources, 5 minutes of event time.
+    let lines = event_lines(&generator_at_rate(9, 500, 20), 6_000, 0);
+    std::fs::write(&feed, lines.join("\n") + "\n").unwrap();
+    let pg = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rest = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = rest.local_addr().unwrap();
+    let config = weir_server::Config {
+        data_dir: dir.path().join("data"),
+        ..Default::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(weir_server::run(config, pg, Some(rest), async move {
+        let _ = stopped.await;
+    }));
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "the REST API did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(get(addr, "/health").await.0, 200);
+    sql(
+        addr,
+        &format!(
+            "{};\nCREATE MATERIALIZED VIEW kpi_1m_hop AS {} EMIT ON UPDATE;\n\
+             CREATE MATERIALIZED VIEW kpi_1m AS {} EMIT ON UPDATE;",
+            weir_server::demo::seed_source(
+                "events",
+                &format!("connector = 'file', path = '{}'", feed.display())
+            ),
+            kpi_query("HOP(events, \"timestamp\", INTERVAL '10 seconds', INTERVAL '1 minute')"),
+            kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')"),
+        ),
+    )
+    .await;
+    let (status, ready) = get(addr, "/ready").await;
+    assert_eq!(status, 200, "{ready}");
+
+    // The hot aggregate: the newest window of the tumbling view, equal to SQL.
+    let (status, kpi) = get(addr, "/kpi?source=src-0003&window=1m").await;
+    assert_eq!(status, 200, "{kpi}");
+    assert_eq!(
+        kpi["view"], "kpi_1m",
+        "a tumbling view wins over a hopping one"
+    );
+    assert_eq!(kpi["window"], "1m");
+    assert_eq!(kpi["source"], "src-0003");
+    let want = sql(
+        addr,
+        "SELECT count, avg_metric, p95_metric, error_rate FROM kpi_1m WHERE source = 'src-0003' \
+         ORDER BY window_start DESC LIMIT 1",
+    )
+    .await;
+    let want = &want["rows"][0];
+    for field in ["count", "avg_metric", "p95_metric", "error_rate"] {
+        assert_eq!(kpi[field], want[field], "{field}: {kpi} vs {want}");
+    }
+    assert!(
+        kpi["window_start"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-11-27T10:04"),
+        "{kpi}"
+    );
+    let (status, hop) = get(addr, "/kpi?source=src-0003&view=kpi_1m_hop").await;
+    assert_eq!(
+        (status, hop["view"].as_str()),
+        (200, Some("kpi_1m_hop")),
+        "{hop}"
+    );
+
+    // The series pages through every window of the key, in time order.
+    let all = sql(
+        addr,
+        "SELECT count(*) AS n FROM kpi_1m_hop WHERE source = 'src-0003'",
+    )
+    .await["rows"][0]["n"]
+        .as_i64()
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut path = "/series?source=src-0003&view=kpi_1m_hop&limit=7".to_string();
+    loop {
+        let (status, page) = get(addr, &path).await;
+        assert_eq!(status, 200, "{page}");
+        for row in page["rows"].as_array().unwrap() {
+            seen.push(row["window_start"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/series?source=src-0003&view=kpi_1m_hop&limit=7&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len() as i64, all);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    let (_, range) = get(
+        addr,
+        "/series?source=src-0003&window=1m&from=2026-11-27T10:01:00Z&to=1795773780000",
+    )
+    .await;
+    let starts: Vec<&str> = range["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["window_start"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        starts.len(),
+        2,
+        "[10:01, 10:03) holds two 1-minute windows: {range}"
+    );
+
+    // Errors name the parameter; unknown keys and views are 404s.
+    for (path, parameter) in [
+        ("/kpi?source=src-0003&window=soon", "window"),
+        ("/kpi?sorce=src-0003&window=1m", "sorce"),
+        ("/kpi?source=src-0003", "window"),
+        ("/kpi?source=src-0003&window=1m&closed=maybe", "closed"),
+        ("/series?source=src-0003&window=1m&from=yesterday", "from"),
+        ("/series?source=src-0003&window=1m&limit=0", "limit"),
+        ("/series?source=src-0003&window=1m&cursor=x", "cursor"),
+        ("/alerts?since=later", "since"),
+    ] {
+        let (status, body) = get(addr, path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["parameter"], parameter, "{path}: {body}");
+    }
+    for path in [
+        "/kpi?source=nobody&window=1m",
+        "/kpi?source=src-0003&window=7m",
+        "/kpi?source=src-0003&view=nothing",
+    ] {
+        assert_eq!(get(addr, path).await.0, 404, "{path}");
+    }
+    assert_eq!(
+        get(addr, "/alerts?since=0").await,
+        (200, serde_json::json!([]))
+    );
+    let (status, body) = http(addr, "POST", "/sql", "SELEC 1").await;
+    assert_eq!(
+        (status, body["sqlstate"].as_str()),
+        (400, Some("42601")),
+        "{body}"
+    );
+
+    // A source whose broker is down makes the server not ready, naming it.
+    sql(
+        addr,
+        "SET background_ddl = on;\n\
+         CREATE SOURCE down (x BIGINT) WITH (connector = 'kafka', brokers = '127.0.0.1:1', \
+         topic = 't', kafka.reconnect.backoff.max.ms = '200');\n\
+         CREATE MATERIALIZED VIEW down_n AS SELECT count(*) AS n FROM down;",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get(addr, "/ready").await;
+        if status == 503 && body["reasons"].to_string().contains("\"source\":\"down\"") {
+            assert!(body.to_string().contains("disconnected"), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still ready with a dead broker: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Prometheus exposition: engine facts and the requests just served.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.unwrap();
+    for needle in [
+        "weir_source_events_total{source=\"events\"} 6000",
+        "# TYPE weir_view_rows gauge",
+        "weir_view_groups{view=\"kpi_1m\"}",
+        "weir_http_requests_total{route=\"/kpi\",status=\"200\"}",
+        "weir_http_request_duration_seconds_bucket{route=\"/series\"",
+        "weir_checkpoint_epoch{source=\"events\"}",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    let exposition = text.split_once("\r\n\r\n").unwrap().1.to_string();
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is missing: run the tests with scripts/test.sh (it installs it)");
+    use std::io::Write as _;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
