@@ -182,6 +182,14 @@ async fn kpi_series_errors_and_readiness() {
         get(addr, "/alerts?since=0").await,
         (200, serde_json::json!([]))
     );
+    let (status, spec) = get(addr, "/openapi.json").await;
+    assert_eq!(status, 200);
+    for path in ["/kpi", "/series", "/alerts", "/sql", "/ready", "/metrics"] {
+        assert!(
+            spec["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
     let (status, body) = http(addr, "POST", "/sql", "SELEC 1").await;
     assert_eq!(
         (status, body["sqlstate"].as_str()),

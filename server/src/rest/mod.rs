@@ -26,6 +26,8 @@ use weir_sql::{Database, Outcome, Session};
 
 use crate::metrics::ServerMetrics;
 
+mod openapi;
+
 /// Most rows one `/series` page returns.
 const MAX_LIMIT: usize = 10_000;
 
@@ -52,6 +54,11 @@ pub fn router(db: Arc<Database>) -> Router {
         .route("/alerts", get(alerts))
         .route("/sql", post(sql))
         .route("/metrics", get(scrape))
+        .route("/openapi.json", get(|| async { Json(openapi::spec()) }))
+        .route(
+            "/docs",
+            get(|| async { axum::response::Html(include_str!("docs.html")) }),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::track,
