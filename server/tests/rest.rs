@@ -41,6 +41,81 @@ async fn sql(addr: SocketAddr, statements: &str) -> Value {
     body
 }
 
+type Running = (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<weir_server::Result<()>>,
+);
+
+/// A server with its REST API on a free port, persisted in `dir`.
+async fn start(dir: &std::path::Path) -> Running {
+    let pg = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rest = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = rest.local_addr().unwrap();
+    let config = weir_server::Config {
+        data_dir: dir.join("data"),
+        ..Default::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(weir_server::run(config, pg, Some(rest), async move {
+        let _ = stopped.await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "the REST API did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (addr, stop, server)
+}
+
+/// Polls `/ready` until its status is `want` and its body passes `check`.
+async fn wait_ready(addr: SocketAddr, want: u16, check: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get(addr, "/ready").await;
+        if status == want && check(&body) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/ready is {status} {body}, expected {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_follows_a_kafka_broker_down_and_back() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("events-r", 2, 1).unwrap();
+    let g = common::kafka::generator(4, 0);
+    common::kafka::produce_events(&brokers, "events-r", &g, 0, 2_000, 0.0, None);
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, stop, server) = start(dir.path()).await;
+    sql(
+        addr,
+        &format!(
+            "{};\nCREATE MATERIALIZED VIEW kpi_1m AS {} EMIT ON UPDATE;",
+            common::kafka::kafka_source("events", &brokers, "events-r", ""),
+            kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')"),
+        ),
+    )
+    .await;
+    wait_ready(addr, 200, |_| true).await;
+    cluster.broker_down(1).unwrap();
+    wait_ready(addr, 503, |b| {
+        b["reasons"].to_string().contains("\"source\":\"events\"")
+    })
+    .await;
+    // Reads keep being served while the broker is away.
+    assert_eq!(get(addr, "/kpi?source=src-0001&window=1m").await.0, 200);
+    cluster.broker_up(1).unwrap();
+    wait_ready(addr, 200, |_| true).await;
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kpi_series_errors_and_readiness() {
     let dir = tempfile::tempdir().unwrap();
@@ -48,23 +123,7 @@ async fn kpi_series_errors_and_readiness() {
     // 8 sources, 5 minutes of event time.
     let lines = event_lines(&generator_at_rate(9, 500, 20), 6_000, 0);
     std::fs::write(&feed, lines.join("\n") + "\n").unwrap();
-    let pg = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let rest = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = rest.local_addr().unwrap();
-    let config = weir_server::Config {
-        data_dir: dir.path().join("data"),
-        ..Default::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(weir_server::run(config, pg, Some(rest), async move {
-        let _ = stopped.await;
-    }));
-
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < deadline, "the REST API did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (addr, stop, server) = start(dir.path()).await;
     assert_eq!(get(addr, "/health").await.0, 200);
     sql(
         addr,
