@@ -169,11 +169,6 @@ impl Engine {
         &self.system
     }
 
-    /// Checkpoint settings, if checkpoints are on.
-    pub fn checkpoints(&self) -> Option<&CheckpointConfig> {
-        self.checkpoints.as_ref()
-    }
-
     /// Registers a source. It starts reading when its first view is added.
     pub fn add_source(&self, spec: SourceSpec, watermark: Option<WatermarkDecl>) -> Result<()> {
         let connector = spec.options.get("connector").cloned().unwrap_or_default();

@@ -28,18 +28,30 @@ impl BenchReport {
 
 /// Writes `count` seed events (seed, 1000 sources, up to 1 s out of order) as JSON lines.
 pub fn write_events(path: &Path, count: u64, seed: u64) -> Result<()> {
-    let options: BTreeMap<String, String> = [
-        ("seed", seed.to_string()),
-        ("count", count.to_string()),
-        ("rate", "10000".to_string()),
-        ("sources", "1000".to_string()),
-        ("error_rate", "0.02".to_string()),
-        ("disorder_ms", "1000".to_string()),
-        ("start", "2026-11-27T10:00:00Z".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    write_generated(
+        path,
+        count,
+        &[
+            ("seed", seed.to_string()),
+            ("rate", "10000".to_string()),
+            ("sources", "1000".to_string()),
+            ("error_rate", "0.02".to_string()),
+            ("disorder_ms", "1000".to_string()),
+        ],
+    )
+}
+
+/// Writes events `0..count` of the datagen generator configured by `options` (its `start`
+/// fixed at 2026-11-27T10:00:00Z) as JSON lines.
+pub fn write_generated(path: &Path, count: u64, options: &[(&str, String)]) -> Result<()> {
+    let mut options: BTreeMap<String, String> = options
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    options.insert("count".into(), count.to_string());
+    options
+        .entry("start".into())
+        .or_insert_with(|| "2026-11-27T10:00:00Z".into());
     let config =
         DatagenConfig::from_options(&options).map_err(|e| ServerError::Config(e.to_string()))?;
     let generator = EventGenerator::new(config);
@@ -56,12 +68,17 @@ pub fn write_events(path: &Path, count: u64, seed: u64) -> Result<()> {
 
 /// The file session of the core issue (source + `kpi_1m`) over `path`.
 pub fn file_session(path: &Path) -> String {
+    file_session_with(path, "format = 'json'")
+}
+
+/// The file session with `options` added to the source's.
+pub fn file_session_with(path: &Path, options: &str) -> String {
     let path = path.display().to_string().replace('\'', "''");
     format!(
         "{};\nCREATE MATERIALIZED VIEW kpi_1m AS {};",
         crate::demo::seed_source(
             "events",
-            &format!("connector = 'file', path = '{path}', format = 'json'")
+            &format!("connector = 'file', path = '{path}', {options}")
         ),
         crate::demo::kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')")
     )

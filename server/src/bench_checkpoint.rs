@@ -1,13 +1,10 @@
 //! `weir bench-checkpoint`: what checkpoints cost — throughput with and without them over the
 //! same input, checkpoint size and duration, and the time to restore the state and serve.
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use weir_connectors::datagen::{DatagenConfig, EventGenerator};
 use weir_sql::{Database, DatabaseOptions, Session};
 
 use crate::error::{Result, ServerError};
@@ -37,49 +34,15 @@ pub struct CheckpointBench {
     pub restored_groups: usize,
 }
 
-/// Writes `count` events over `sources` keys, all inside one minute of event time.
-fn write_events(path: &Path, count: u64, sources: u32) -> Result<()> {
-    let options: BTreeMap<String, String> = [
-        ("seed", "5".to_string()),
-        ("count", count.to_string()),
-        ("rate", (count / 50).max(1).to_string()),
-        ("sources", sources.to_string()),
-        ("start", "2026-11-27T10:00:00Z".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let config =
-        DatagenConfig::from_options(&options).map_err(|e| ServerError::Config(e.to_string()))?;
-    let generator = EventGenerator::new(config);
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-    let mut line = Vec::with_capacity(256);
-    for i in 0..count {
-        line.clear();
-        generator.write_event(i, &mut line);
-        out.write_all(&line)?;
-    }
-    out.flush()?;
-    Ok(())
-}
-
-fn session_sql(path: &Path) -> String {
-    let path = path.display().to_string().replace('\'', "''");
-    format!(
-        "{};\nCREATE MATERIALIZED VIEW kpi_1m AS {};",
-        crate::demo::seed_source(
-            "events",
-            &format!("connector = 'file', path = '{path}', follow = 'true'")
-        ),
-        crate::demo::kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')")
-    )
-}
-
 /// Reads the file into `kpi_1m` (its one window stays open) and returns the time taken.
 async fn read_all(db: &Database, path: &Path) -> Result<Duration> {
     let started = Instant::now();
     // CREATE MATERIALIZED VIEW returns once the view has caught up with the file.
-    db.run(&mut Session::default(), &session_sql(path)).await?;
+    db.run(
+        &mut Session::default(),
+        &crate::bench::file_session_with(path, "follow = 'true'"),
+    )
+    .await?;
     Ok(started.elapsed())
 }
 
@@ -96,7 +59,16 @@ pub async fn run(
             "generating {events} events over {sources} keys into {} …",
             file.display()
         );
-        write_events(&file, events, sources)?;
+        // All inside one minute of event time: every group stays open.
+        crate::bench::write_generated(
+            &file,
+            events,
+            &[
+                ("seed", "5".to_string()),
+                ("rate", (events / 50).max(1).to_string()),
+                ("sources", sources.to_string()),
+            ],
+        )?;
     }
     let memory =
         Database::open(DatabaseOptions::in_memory(weir_connectors::register_all())).await?;

@@ -219,21 +219,18 @@ async fn series(
         None => 0,
         Some((t, skip)) => rows.partition_point(|r| r.0 < t) + skip,
     };
-    let page: Vec<&(i64, String, Map<String, Value>)> =
-        rows.iter().skip(start).take(limit).collect();
-    let next = (start + page.len() < rows.len()).then(|| {
-        let (t, _, _) = page.last().expect("a full page");
-        let same = page.iter().filter(|r| r.0 == *t).count()
-            + if page.first().is_some_and(|r| r.0 == *t) {
-                start - rows.partition_point(|r| r.0 < *t)
-            } else {
-                0
-            };
-        format!("{t}.{same}")
+    let start = start.min(rows.len());
+    let end = (start + limit).min(rows.len());
+    let page = &rows[start..end];
+    // The cursor names the last window start returned and how many rows with that start
+    // have been returned, so a page boundary inside one window start resumes exactly.
+    let next = (end < rows.len()).then(|| {
+        let t = rows[end - 1].0;
+        format!("{t}.{}", end - rows.partition_point(|r| r.0 < t))
     });
     Ok(Json(json!({
         "view": name,
-        "rows": page.into_iter().map(|r| Value::Object(r.2.clone())).collect::<Vec<_>>(),
+        "rows": page.iter().map(|r| Value::Object(r.2.clone())).collect::<Vec<_>>(),
         "next_cursor": next,
     })))
 }
