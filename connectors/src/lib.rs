@@ -1,27 +1,53 @@
 //! `weir-connectors`: one folder per connector, one cargo feature each.
 //!
-//! Each connector implements `weir_engine::source::SourceFactory`; [`register_all`] is the
+//! Each connector implements `weir_engine::source::SourceFactory` (sources) or
+//! `weir_engine::sink::SinkFactory` (sinks); [`register_all`] is the
 //! only list of them.
 
 pub mod options;
+pub mod rows;
 
 #[cfg(feature = "datagen")]
 pub mod datagen;
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use weir_engine::source::SourceRegistry;
 
-/// Every connector compiled in.
+/// Every connector compiled in; `http` sources keep their logs in a directory of the
+/// system's temp dir (see [`register_all_in`]).
 pub fn register_all() -> SourceRegistry {
+    register_all_in(&std::env::temp_dir().join(format!("weir-{}", std::process::id())))
+}
+
+/// Every connector compiled in, `http` sources logging under `data_dir/ingest`.
+pub fn register_all_in(data_dir: &std::path::Path) -> SourceRegistry {
     let mut registry = SourceRegistry::default();
+    #[cfg(feature = "http")]
+    registry.register(std::sync::Arc::new(http::HttpConnector::new(
+        data_dir.join("ingest"),
+    )));
+    #[cfg(not(feature = "http"))]
+    let _ = data_dir;
     #[cfg(feature = "file")]
     registry.register(std::sync::Arc::new(file::FileConnector));
     #[cfg(feature = "datagen")]
     registry.register(std::sync::Arc::new(datagen::DatagenConnector));
     #[cfg(feature = "kafka")]
     registry.register(std::sync::Arc::new(kafka::KafkaConnector));
+    #[cfg(feature = "kafka")]
+    registry.register_sink(std::sync::Arc::new(kafka::KafkaSinkConnector));
+    #[cfg(feature = "redis")]
+    registry.register_sink(std::sync::Arc::new(crate::redis::RedisSinkConnector));
+    #[cfg(feature = "postgres")]
+    registry.register_sink(std::sync::Arc::new(postgres::PostgresSinkConnector));
     registry
 }

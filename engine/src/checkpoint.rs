@@ -85,6 +85,30 @@ pub struct ViewManifest {
     pub segments: Vec<Segment>,
 }
 
+/// A file of a sink's queued rows: rows `start..start + rows`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SinkSegment {
+    pub file: String,
+    pub start: u64,
+    pub rows: u64,
+}
+
+/// One sink's entry in a manifest: its queue at the checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SinkManifest {
+    pub name: String,
+    /// Identifies the sink's definition; the queue is only restored into the same one.
+    pub fingerprint: String,
+    /// Rows pushed to the sink so far.
+    pub pushed: u64,
+    /// Rows the target had acknowledged.
+    pub acked: u64,
+    /// The writer's position at `acked` (connector-specific).
+    pub position: serde_json::Value,
+    /// Files holding the rows `acked..pushed`, oldest first.
+    pub segments: Vec<SinkSegment>,
+}
+
 /// The last complete epoch of a pipeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -102,6 +126,9 @@ pub struct Manifest {
     pub views: Vec<ViewManifest>,
     /// Dead-letter and late-event segments, oldest first.
     pub logs: Vec<String>,
+    /// Sinks fed by this pipeline.
+    #[serde(default)]
+    pub sinks: Vec<SinkManifest>,
 }
 
 /// A dead letter or late event, as persisted.
@@ -144,6 +171,7 @@ pub struct Snapshot {
     pub tracker: WatermarkTracker,
     pub counters: SourceCounters,
     pub views: Vec<ViewSnapshot>,
+    pub sinks: Vec<crate::sink::SinkSnapshot>,
     /// Dead letters and late events since the previous checkpoint.
     pub new_log: Vec<LogRecord>,
 }
@@ -171,6 +199,7 @@ pub struct RestoredView {
 pub struct Restored {
     pub manifest: Manifest,
     pub views: BTreeMap<String, RestoredView>,
+    pub sinks: BTreeMap<String, crate::sink::RestoredSink>,
     pub log: Vec<LogRecord>,
 }
 
@@ -273,6 +302,30 @@ impl CheckpointStore {
                 },
             );
         }
+        let mut sinks = BTreeMap::new();
+        for k in &manifest.sinks {
+            let mut rows = Vec::new();
+            for s in &k.segments {
+                for b in read_batches(&self.dir.join(&s.file))? {
+                    rows.push(b);
+                }
+                // The first segment may start before the acknowledged rows.
+                let skip = k.acked.saturating_sub(s.start) as usize;
+                if skip > 0 {
+                    rows = skip_rows(rows, skip);
+                }
+            }
+            sinks.insert(
+                k.name.clone(),
+                crate::sink::RestoredSink {
+                    fingerprint: k.fingerprint.clone(),
+                    pushed: k.pushed,
+                    acked: k.acked,
+                    position: k.position.clone(),
+                    rows,
+                },
+            );
+        }
         let mut log = Vec::new();
         for f in &manifest.logs {
             let path = self.dir.join(f);
@@ -301,6 +354,7 @@ impl CheckpointStore {
         Ok(Some(Restored {
             manifest,
             views,
+            sinks,
             log,
         }))
     }
@@ -351,6 +405,38 @@ impl CheckpointStore {
                 segments,
             });
         }
+        let mut sinks = Vec::with_capacity(snapshot.sinks.len());
+        for k in snapshot.sinks {
+            // Earlier segments carry over while they hold rows not acknowledged.
+            let mut segments: Vec<SinkSegment> = self
+                .last
+                .as_ref()
+                .and_then(|m| m.sinks.iter().find(|p| p.name == k.name))
+                .filter(|p| p.fingerprint == k.fingerprint)
+                .map(|p| p.segments.clone())
+                .unwrap_or_default();
+            segments.retain(|s| s.start + s.rows > k.acked);
+            let rows: usize = k.new_rows.iter().map(|b| b.num_rows()).sum();
+            if rows > 0 {
+                let f = format!("sink-{}-{epoch}.arrow", file_name(&k.name));
+                let n = write_batches(&self.dir.join(&f), &k.new_rows)?;
+                bytes += n;
+                self.sizes.insert(f.clone(), n);
+                segments.push(SinkSegment {
+                    file: f,
+                    start: k.new_start,
+                    rows: rows as u64,
+                });
+            }
+            sinks.push(SinkManifest {
+                name: k.name,
+                fingerprint: k.fingerprint,
+                pushed: k.pushed,
+                acked: k.acked,
+                position: k.position,
+                segments,
+            });
+        }
         let mut logs = self
             .last
             .as_ref()
@@ -380,6 +466,7 @@ impl CheckpointStore {
             counters: snapshot.counters,
             views,
             logs,
+            sinks,
         };
         let text = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| EngineError::Internal(format!("encoding manifest: {e}")))?;
@@ -416,7 +503,24 @@ fn referenced(m: &Manifest) -> BTreeSet<String> {
         files.extend(v.state.iter().cloned());
         files.extend(v.segments.iter().map(|s| s.file.clone()));
     }
+    for k in &m.sinks {
+        files.extend(k.segments.iter().map(|s| s.file.clone()));
+    }
     files
+}
+
+/// `rows` without their first `skip` rows.
+fn skip_rows(mut rows: Vec<RecordBatch>, mut skip: usize) -> Vec<RecordBatch> {
+    let mut out = Vec::with_capacity(rows.len());
+    for b in rows.drain(..) {
+        if skip >= b.num_rows() {
+            skip -= b.num_rows();
+            continue;
+        }
+        out.push(b.slice(skip, b.num_rows() - skip));
+        skip = 0;
+    }
+    out
 }
 
 /// A file-name-safe spelling of an identifier: `[A-Za-z0-9_]` kept, anything else as `%XX`.
@@ -515,6 +619,7 @@ mod tests {
                 events_in: position as u64,
                 ..Default::default()
             },
+            sinks: vec![],
             views: vec![ViewSnapshot {
                 name: "v 1".into(),
                 fingerprint: "f".into(),

@@ -17,6 +17,7 @@ pub mod decode;
 pub mod error;
 pub mod feed;
 pub mod pipeline;
+pub mod sink;
 pub mod source;
 pub mod state;
 pub mod system;

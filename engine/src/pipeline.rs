@@ -31,6 +31,7 @@ use crate::checkpoint::{
     CheckpointConfig, CheckpointStore, LogRecord, Restored, Snapshot, WriteReport,
 };
 use crate::error::{EngineError, Result};
+use crate::sink::{RestoredSink, SinkRuntime};
 use crate::source::{Poll, SourceBatch, SourceFactory, SourceRegistry, SourceSpec, SourceStatus};
 use crate::system::{DeadLetterRow, LateEventRow, SourceStats, SystemLog};
 use crate::view::ViewRuntime;
@@ -53,6 +54,20 @@ struct ViewNode {
     parent: Option<String>,
 }
 
+/// A sink attached to a pipeline.
+#[derive(Debug, Clone)]
+pub struct SinkNode {
+    pub sink: Arc<SinkRuntime>,
+    /// The view it reads, or `None` for the source's events.
+    pub view: Option<String>,
+}
+
+impl SinkNode {
+    fn reads(&self, view: Option<&str>) -> bool {
+        self.view.as_deref() == view
+    }
+}
+
 struct Running {
     stop: Arc<AtomicBool>,
     /// Set with `stop` to leave without the last checkpoint.
@@ -65,6 +80,7 @@ struct Running {
 struct Pipeline {
     id: u64,
     views: Arc<RwLock<Vec<ViewNode>>>,
+    sinks: Arc<RwLock<Vec<SinkNode>>>,
     stats: Arc<SourceStats>,
     /// The source's oldest pipeline records dead letters and late events.
     primary: Arc<AtomicBool>,
@@ -74,6 +90,10 @@ struct Pipeline {
 impl Pipeline {
     fn contains(&self, view: &str) -> bool {
         self.views.read().iter().any(|n| n.view.name() == view)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.views.read().is_empty() && self.sinks.read().is_empty()
     }
 
     /// Stops the threads (the processor writes a last checkpoint) and returns the processor
@@ -96,6 +116,8 @@ struct SourceEntry {
     pipelines: Vec<Pipeline>,
     /// Views added before [`Engine::start`].
     pending: Vec<ViewNode>,
+    /// Sinks added before [`Engine::start`].
+    pending_sinks: Vec<SinkNode>,
     next_pipeline: u64,
 }
 
@@ -186,6 +208,7 @@ impl Engine {
             idle_stats,
             pipelines: Vec::new(),
             pending: Vec::new(),
+            pending_sinks: Vec::new(),
             next_pipeline: 0,
         };
         self.sources.lock().insert(spec.name.clone(), entry);
@@ -198,6 +221,9 @@ impl Engine {
         if let Some(mut entry) = entry {
             for p in &mut entry.pipelines {
                 p.stop();
+                for s in p.sinks.read().iter() {
+                    s.sink.stop();
+                }
             }
         }
         if let Some(c) = &self.checkpoints {
@@ -258,6 +284,112 @@ impl Engine {
         }
     }
 
+    /// Attaches a sink to `source`'s events or to one of its views (`node.view`). Before
+    /// [`start`](Self::start) this only records it. After, a sink on a view joins the view's
+    /// pipeline and first gets every row the view has (its emitted rows, and the open
+    /// windows of an updating view); a sink on the source gets a pipeline of its own that
+    /// reads the source from its start, like a new view.
+    pub fn add_sink(&self, source: &str, node: SinkNode) -> Result<()> {
+        let mut sources = self.sources.lock();
+        let entry = sources
+            .get_mut(source)
+            .ok_or_else(|| EngineError::Internal(format!("source {source} is not registered")))?;
+        if !self.started.load(Ordering::Acquire) {
+            entry.pending_sinks.push(node);
+            return Ok(());
+        }
+        let target = match &node.view {
+            Some(view) => Some(
+                entry
+                    .pipelines
+                    .iter()
+                    .position(|p| p.contains(view))
+                    .ok_or_else(|| EngineError::Internal(format!("view {view} has no pipeline")))?,
+            ),
+            None => None,
+        };
+        let Some(i) = target else {
+            let id = entry.next_pipeline;
+            entry.next_pipeline += 1;
+            let mut draft = Draft::fresh(id, self.checkpoints.as_ref(), &entry.spec.name);
+            draft.sinks.push(node);
+            return self.launch(entry, draft);
+        };
+        let pipeline = &mut entry.pipelines[i];
+        let Some(processor) = pipeline.stop() else {
+            return Err(EngineError::Internal(format!(
+                "the pipeline of source {source} crashed"
+            )));
+        };
+        node.sink.start()?;
+        let seeded = seed_sink(&pipeline.views.read(), &node);
+        pipeline.sinks.write().push(node);
+        let started = self.spawn(entry, i, processor);
+        seeded.and(started)
+    }
+
+    /// Detaches and stops a sink. Rows it had not written are dropped with it.
+    pub fn drop_sink(&self, name: &str) {
+        let mut sources = self.sources.lock();
+        for entry in sources.values_mut() {
+            entry.pending_sinks.retain(|n| n.sink.name() != name);
+            for p in &entry.pipelines {
+                let found = p
+                    .sinks
+                    .read()
+                    .iter()
+                    .find(|n| n.sink.name() == name)
+                    .cloned();
+                if let Some(node) = found {
+                    // Stopped first: a processor waiting for room in its queue lets go.
+                    node.sink.stop();
+                    p.sinks.write().retain(|n| n.sink.name() != name);
+                }
+            }
+            self.retire_empty(entry);
+        }
+    }
+
+    /// Every sink, with the source it is fed from.
+    pub fn sinks(&self) -> Vec<(String, Arc<SinkRuntime>)> {
+        let sources = self.sources.lock();
+        let mut out = Vec::new();
+        for (name, e) in sources.iter() {
+            for n in &e.pending_sinks {
+                out.push((name.clone(), n.sink.clone()));
+            }
+            for p in &e.pipelines {
+                for n in p.sinks.read().iter() {
+                    out.push((name.clone(), n.sink.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Stops pipelines left with neither views nor sinks and deletes their checkpoints.
+    fn retire_empty(&self, entry: &mut SourceEntry) {
+        let mut i = 0;
+        while i < entry.pipelines.len() {
+            if !entry.pipelines[i].is_empty() {
+                i += 1;
+                continue;
+            }
+            let mut p = entry.pipelines.remove(i);
+            p.stop();
+            if let Some(c) = &self.checkpoints {
+                let _ = std::fs::remove_dir_all(CheckpointStore::pipeline_dir(
+                    &c.dir,
+                    &entry.spec.name,
+                    p.id,
+                ));
+            }
+        }
+        if let Some(first) = entry.pipelines.first() {
+            first.primary.store(true, Ordering::Release);
+        }
+    }
+
     /// Starts every source's pipelines, resuming from checkpoints. Views recorded before
     /// start whose state is in a checkpoint (same definition) resume from it; the others
     /// share a new pipeline that reads their source from its start.
@@ -268,7 +400,8 @@ impl Engine {
         let mut sources = self.sources.lock();
         for entry in sources.values_mut() {
             let pending = std::mem::take(&mut entry.pending);
-            if let Err(e) = self.start_source(entry, pending) {
+            let sinks = std::mem::take(&mut entry.pending_sinks);
+            if let Err(e) = self.start_source(entry, pending, sinks) {
                 let hint = match (&e, &self.checkpoints) {
                     (EngineError::Checkpoint(_), Some(_)) => {
                         "; to discard it and rebuild the views from their sources, start weir with --rebuild-state"
@@ -281,7 +414,12 @@ impl Engine {
         }
     }
 
-    fn start_source(&self, entry: &mut SourceEntry, views: Vec<ViewNode>) -> Result<()> {
+    fn start_source(
+        &self,
+        entry: &mut SourceEntry,
+        views: Vec<ViewNode>,
+        sinks: Vec<SinkNode>,
+    ) -> Result<()> {
         let source = entry.spec.name.clone();
         let name = &source;
         let mut drafts: Vec<Draft> = Vec::new();
@@ -362,8 +500,53 @@ impl Engine {
             drafts[i].nodes.push(node);
         }
         drafts.sort_by_key(|d| d.id);
+        for node in sinks {
+            let name = node.sink.name().to_string();
+            // Resume the queue of the same definition, in the pipeline of its view.
+            let home = drafts.iter().position(|d| {
+                d.restored.as_ref().is_some_and(|r| {
+                    r.sinks
+                        .get(&name)
+                        .is_some_and(|k| k.fingerprint == node.sink.fingerprint())
+                }) && node.view.as_ref().is_none_or(|v| d.has(v))
+            });
+            if let Some(i) = home {
+                let d = &mut drafts[i];
+                let restored: &RestoredSink = &d.restored.as_ref().expect("restored").sinks[&name];
+                node.sink.restore(restored);
+                let persisted = if d.merged_sinks.contains(&name) {
+                    0
+                } else {
+                    restored.pushed
+                };
+                d.sink_persisted.insert(name, persisted);
+                node.sink.start()?;
+                d.sinks.push(node);
+                continue;
+            }
+            let i = match &node.view {
+                Some(v) => drafts.iter().position(|d| d.has(v)).ok_or_else(|| {
+                    EngineError::Internal(format!("view {v} of sink {name} has no pipeline"))
+                })?,
+                // A sink on the source without a checkpoint reads it from its start, with
+                // the views that do.
+                None => match drafts.iter().position(|d| d.restored.is_none()) {
+                    Some(i) => i,
+                    None => {
+                        let id = entry.next_pipeline;
+                        entry.next_pipeline += 1;
+                        drafts.push(Draft::fresh(id, self.checkpoints.as_ref(), &source));
+                        drafts.len() - 1
+                    }
+                },
+            };
+            node.sink.start()?;
+            // A new sink on a restored view starts with the rows the view already has.
+            seed_sink(&drafts[i].nodes, &node)?;
+            drafts[i].sinks.push(node);
+        }
         for draft in drafts {
-            if draft.nodes.is_empty() {
+            if draft.nodes.is_empty() && draft.sinks.is_empty() {
                 // Every view it held was dropped or redefined.
                 for store in draft.store.iter().chain(&draft.absorbed) {
                     store.remove();
@@ -386,6 +569,8 @@ impl Engine {
             stats: stats.clone(),
             system: self.system.clone(),
             views: Arc::new(RwLock::new(draft.nodes)),
+            sinks: Arc::new(RwLock::new(draft.sinks)),
+            stop: Arc::new(AtomicBool::new(false)),
             primary: Arc::new(AtomicBool::new(primary)),
             position: serde_json::Value::Null,
             checkpointer: None,
@@ -395,8 +580,12 @@ impl Engine {
             let store = draft
                 .store
                 .unwrap_or_else(|| CheckpointStore::new(&config.dir, &entry.spec.name, draft.id));
-            processor.checkpointer =
-                Some(Checkpointer::new(store, config.interval, draft.persisted)?);
+            processor.checkpointer = Some(Checkpointer::new(
+                store,
+                config.interval,
+                draft.persisted,
+                draft.sink_persisted,
+            )?);
         }
         if let Some(restored) = draft.restored {
             processor.resume(restored);
@@ -414,6 +603,7 @@ impl Engine {
         entry.pipelines.push(Pipeline {
             id: draft.id,
             views: processor.views.clone(),
+            sinks: processor.sinks.clone(),
             stats,
             primary: processor.primary.clone(),
             running: None,
@@ -429,6 +619,7 @@ impl Engine {
         let abort = Arc::new(AtomicBool::new(false));
         let (tx, rx) = sync_channel::<Message>(8);
         processor.stats.caught_up.store(false, Ordering::Release);
+        processor.stop = stop_flag.clone();
         let reader = {
             let stop_flag = stop_flag.clone();
             let factory = entry.factory.clone();
@@ -465,33 +656,17 @@ impl Engine {
         Ok(())
     }
 
-    /// Detaches a view. Its pipeline keeps running for its other views; a pipeline left
-    /// without views stops and its checkpoints are deleted.
+    /// Detaches a view (its sinks must have been dropped). Its pipeline keeps running for
+    /// its other views; a pipeline left without views or sinks stops and its checkpoints
+    /// are deleted.
     pub fn drop_view(&self, name: &str) {
         let mut sources = self.sources.lock();
         for entry in sources.values_mut() {
             entry.pending.retain(|n| n.view.name() != name);
-            let mut i = 0;
-            while i < entry.pipelines.len() {
-                let p = &mut entry.pipelines[i];
+            for p in &entry.pipelines {
                 p.views.write().retain(|n| n.view.name() != name);
-                if !p.views.read().is_empty() {
-                    i += 1;
-                    continue;
-                }
-                let mut p = entry.pipelines.remove(i);
-                p.stop();
-                if let Some(c) = &self.checkpoints {
-                    let _ = std::fs::remove_dir_all(CheckpointStore::pipeline_dir(
-                        &c.dir,
-                        &entry.spec.name,
-                        p.id,
-                    ));
-                }
             }
-            if let Some(first) = entry.pipelines.first() {
-                first.primary.store(true, Ordering::Release);
-            }
+            self.retire_empty(entry);
         }
     }
 
@@ -576,6 +751,9 @@ impl Engine {
                     let _ = r.reader.join();
                     let _ = r.processor.join();
                 }
+                for s in p.sinks.read().iter() {
+                    s.sink.stop();
+                }
             }
         }
     }
@@ -587,6 +765,9 @@ impl Engine {
             for p in &mut entry.pipelines {
                 if p.stop().is_some() {
                     p.stats.set_status("stopped");
+                }
+                for s in p.sinks.read().iter() {
+                    s.sink.stop();
                 }
             }
         }
@@ -611,6 +792,11 @@ struct Draft {
     merged: std::collections::HashSet<String>,
     /// Those pipelines' stores, deleted once this pipeline has checkpointed their views.
     absorbed: Vec<CheckpointStore>,
+    sinks: Vec<SinkNode>,
+    /// Rows of each sink already in the checkpoint's files.
+    sink_persisted: HashMap<String, u64>,
+    /// Sinks whose queue came from another pipeline's checkpoint.
+    merged_sinks: std::collections::HashSet<String>,
 }
 
 impl Draft {
@@ -623,6 +809,9 @@ impl Draft {
             persisted: HashMap::new(),
             merged: Default::default(),
             absorbed: Vec::new(),
+            sinks: Vec::new(),
+            sink_persisted: HashMap::new(),
+            merged_sinks: Default::default(),
         }
     }
 
@@ -656,11 +845,18 @@ fn merge_drafts(drafts: &mut Vec<Draft>) {
             }
             let other = drafts.remove(j);
             let target = &mut drafts[i];
-            let views = &mut target.restored.as_mut().expect("restored").views;
-            for (name, v) in other.restored.expect("restored").views {
-                if let std::collections::btree_map::Entry::Vacant(e) = views.entry(name) {
+            let restored = target.restored.as_mut().expect("restored");
+            let other_restored = other.restored.expect("restored");
+            for (name, v) in other_restored.views {
+                if let std::collections::btree_map::Entry::Vacant(e) = restored.views.entry(name) {
                     target.merged.insert(e.key().clone());
                     e.insert(v);
+                }
+            }
+            for (name, k) in other_restored.sinks {
+                if let std::collections::btree_map::Entry::Vacant(e) = restored.sinks.entry(name) {
+                    target.merged_sinks.insert(e.key().clone());
+                    e.insert(k);
                 }
             }
             target.absorbed.extend(other.store);
@@ -682,6 +878,23 @@ fn seed(nodes: &[ViewNode], node: &ViewNode, wm: i64) -> Result<()> {
     let rows = parent.view.emitted();
     let child_wm = parent.view.output_watermark(wm);
     node.view.process(rows, child_wm)?;
+    Ok(())
+}
+
+/// Hands a new sink on a view every row the view has now.
+fn seed_sink(nodes: &[ViewNode], node: &SinkNode) -> Result<()> {
+    let Some(view) = node
+        .view
+        .as_ref()
+        .and_then(|v| nodes.iter().find(|n| n.view.name() == v))
+    else {
+        return Ok(());
+    };
+    let go_on = AtomicBool::new(false);
+    node.sink.push(&view.view.emitted(), &go_on);
+    if node.sink.spec().updating {
+        node.sink.push(&view.view.open_rows_snapshot()?, &go_on);
+    }
     Ok(())
 }
 
@@ -775,6 +988,11 @@ struct Checkpointer {
     dirty: bool,
     /// Emitted batches of each view already written.
     persisted: HashMap<String, usize>,
+    /// Rows of each sink's queue already written.
+    sink_persisted: HashMap<String, u64>,
+    /// Whether the last capture left rows of some sink unacknowledged (their
+    /// acknowledgement is worth a checkpoint even without new input).
+    sinks_behind: bool,
     /// Dead letters and late events not yet written.
     pending_log: Vec<LogRecord>,
     in_flight: Option<InFlight>,
@@ -786,6 +1004,7 @@ struct Checkpointer {
 /// A checkpoint handed to the writer.
 struct InFlight {
     covered: HashMap<String, usize>,
+    sinks_covered: HashMap<String, u64>,
     logged: usize,
     began: Instant,
 }
@@ -795,6 +1014,7 @@ impl Checkpointer {
         mut store: CheckpointStore,
         interval: Duration,
         persisted: HashMap<String, usize>,
+        sink_persisted: HashMap<String, u64>,
     ) -> Result<Self> {
         let (jobs, inbox) = sync_channel::<Snapshot>(1);
         let (outbox, done) = sync_channel::<Result<WriteReport>>(1);
@@ -813,6 +1033,8 @@ impl Checkpointer {
             last: Instant::now(),
             dirty: true,
             persisted,
+            sink_persisted,
+            sinks_behind: false,
             pending_log: Vec::new(),
             in_flight: None,
             jobs: Some(jobs),
@@ -821,12 +1043,19 @@ impl Checkpointer {
         })
     }
 
-    fn send(&mut self, snapshot: Snapshot, covered: HashMap<String, usize>, began: Instant) {
+    fn send(
+        &mut self,
+        snapshot: Snapshot,
+        covered: HashMap<String, usize>,
+        sinks_covered: HashMap<String, u64>,
+        began: Instant,
+    ) {
         let logged = snapshot.new_log.len();
         let sent = self.jobs.as_ref().is_some_and(|j| j.send(snapshot).is_ok());
         if sent {
             self.in_flight = Some(InFlight {
                 covered,
+                sinks_covered,
                 logged,
                 began,
             });
@@ -854,6 +1083,7 @@ impl Checkpointer {
         match result {
             Ok(Ok(report)) => {
                 self.persisted = in_flight.covered;
+                self.sink_persisted = in_flight.sinks_covered;
                 self.pending_log.drain(..in_flight.logged);
                 stats.record_checkpoint(report.epoch, report.bytes, report.total_bytes, took);
                 tracing::debug!(
@@ -894,6 +1124,9 @@ struct Processor {
     stats: Arc<SourceStats>,
     system: Arc<SystemLog>,
     views: Arc<RwLock<Vec<ViewNode>>>,
+    sinks: Arc<RwLock<Vec<SinkNode>>>,
+    /// The running pipeline's stop flag (a sink with a full queue stops waiting on it).
+    stop: Arc<AtomicBool>,
     primary: Arc<AtomicBool>,
     /// The source position after the last processed batch.
     position: serde_json::Value,
@@ -915,17 +1148,24 @@ impl Processor {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let result = match msg {
-                Message::Batch(b) => self.on_batch(b),
+                Message::Batch(b) => {
+                    let began = Instant::now();
+                    let r = self.on_batch(b).and_then(|_| self.push_updates(false));
+                    self.stats.batch_latency.observe(began.elapsed());
+                    r
+                }
                 Message::Idle => {
                     self.mark_caught_up();
-                    Ok(())
+                    self.push_updates(false)
                 }
                 Message::Waiting => Ok(()),
                 Message::End => {
                     self.tracker.finish();
                     let wm = self.tracker.watermark();
                     self.stats.watermark.store(wm, Ordering::Relaxed);
-                    let r = self.dispatch(None, Vec::new(), wm);
+                    let r = self
+                        .dispatch(None, Vec::new(), wm)
+                        .and_then(|_| self.push_updates(true));
                     self.stats.set_status("finished");
                     self.mark_caught_up();
                     self.dirty();
@@ -977,7 +1217,7 @@ impl Processor {
         ck.collect(&self.stats, &self.source, force);
         if self.failed
             || ck.in_flight.is_some()
-            || !ck.dirty
+            || !(ck.dirty || ck.sinks_behind)
             || (!force && ck.last.elapsed() < ck.interval)
         {
             return;
@@ -1001,15 +1241,26 @@ impl Processor {
                 }
             }
         }
+        let mut sinks = Vec::new();
+        let mut sinks_covered = HashMap::new();
+        for node in self.sinks.read().iter() {
+            let name = node.sink.name();
+            let persisted = ck.sink_persisted.get(name).copied().unwrap_or(0);
+            let (snapshot, upto) = node.sink.checkpoint(persisted);
+            sinks.push(snapshot);
+            sinks_covered.insert(name.to_string(), upto);
+        }
+        ck.sinks_behind = sinks.iter().any(|k| k.acked < k.pushed);
         let snapshot = Snapshot {
             position: self.position.clone(),
             tracker: self.tracker.clone(),
             counters: self.stats.counters(),
             views,
+            sinks,
             new_log: ck.pending_log.clone(),
         };
         ck.dirty = false;
-        ck.send(snapshot, covered, began);
+        ck.send(snapshot, covered, sinks_covered, began);
         self.stats
             .checkpoint_capture_micros
             .store(began.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -1084,6 +1335,7 @@ impl Processor {
         }
         let Some(decl) = self.watermark_decl else {
             let wm = self.tracker.watermark();
+            self.push_to_sinks(None, std::slice::from_ref(&b.batch));
             return self.dispatch(None, vec![b.batch], wm);
         };
         let times = timestamps_ns(b.batch.column(decl.column))?;
@@ -1118,6 +1370,14 @@ impl Processor {
                 })
                 .collect();
             self.record_dead_letters(rows);
+        }
+        // Source sinks get every event with an event time, late ones included.
+        if dead.is_empty() {
+            self.push_to_sinks(None, std::slice::from_ref(&b.batch));
+        } else if self.has_sinks(None) {
+            let valid =
+                BooleanArray::from((0..n).map(|i| Some(times.is_valid(i))).collect::<Vec<_>>());
+            self.push_to_sinks(None, &[filter_record_batch(&b.batch, &valid)?]);
         }
         if !late_rows.is_empty() {
             self.stats
@@ -1161,8 +1421,58 @@ impl Processor {
             .collect();
         for node in nodes {
             let emitted = node.view.process(batches.clone(), wm)?;
+            self.push_to_sinks(Some(node.view.name()), &emitted);
             let child_wm = node.view.output_watermark(wm);
             self.dispatch(Some(node.view.name()), emitted, child_wm)?;
+        }
+        Ok(())
+    }
+}
+
+impl Processor {
+    fn has_sinks(&self, view: Option<&str>) -> bool {
+        self.sinks.read().iter().any(|s| s.reads(view))
+    }
+
+    /// Hands rows of `view` (the source's events for `None`) to the sinks reading it.
+    fn push_to_sinks(&self, view: Option<&str>, batches: &[RecordBatch]) {
+        if batches.is_empty() {
+            return;
+        }
+        let sinks: Vec<Arc<SinkRuntime>> = self
+            .sinks
+            .read()
+            .iter()
+            .filter(|s| s.reads(view))
+            .map(|s| s.sink.clone())
+            .collect();
+        for sink in sinks {
+            sink.push(batches, &self.stop);
+        }
+    }
+
+    /// Sends the open windows of updating views to their sinks when due (`force`: now).
+    fn push_updates(&self, force: bool) -> Result<()> {
+        let sinks: Vec<SinkNode> = self
+            .sinks
+            .read()
+            .iter()
+            .filter(|s| s.sink.spec().updating)
+            .cloned()
+            .collect();
+        for s in sinks {
+            let Some(view) = s.view.as_ref().and_then(|v| {
+                self.views
+                    .read()
+                    .iter()
+                    .find(|n| n.view.name() == v)
+                    .map(|n| n.view.clone())
+            }) else {
+                continue;
+            };
+            if s.sink.update_due() || force {
+                s.sink.push(&view.open_rows_snapshot()?, &self.stop);
+            }
         }
         Ok(())
     }

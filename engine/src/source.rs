@@ -278,12 +278,22 @@ pub trait SourceFactory: Send + Sync {
     ) -> Result<Box<dyn Source>>;
     /// Whether the source ends by itself (file without `follow`).
     fn is_bounded(&self, spec: &SourceSpec) -> bool;
+    /// Takes events pushed to the source (`POST /ingest/{source}`: JSON lines or a JSON
+    /// array), durably, before returning how many it took. Only push connectors (`http`)
+    /// accept them.
+    fn ingest(&self, spec: &SourceSpec, _body: &[u8]) -> Result<u64> {
+        Err(EngineError::Unsupported(format!(
+            "source {} reads from its connector; only sources with connector = 'http' take pushed events",
+            spec.name
+        )))
+    }
 }
 
 /// The list of connectors. `weir-connectors::register_all` fills it.
 #[derive(Default, Clone)]
 pub struct SourceRegistry {
     factories: BTreeMap<&'static str, Arc<dyn SourceFactory>>,
+    sinks: BTreeMap<&'static str, Arc<dyn crate::sink::SinkFactory>>,
 }
 
 impl std::fmt::Debug for SourceRegistry {
@@ -315,5 +325,29 @@ impl SourceRegistry {
     /// Names of all connectors.
     pub fn names(&self) -> Vec<&'static str> {
         self.factories.keys().copied().collect()
+    }
+
+    /// Adds a sink connector.
+    pub fn register_sink(&mut self, factory: Arc<dyn crate::sink::SinkFactory>) {
+        self.sinks.insert(factory.name(), factory);
+    }
+
+    /// Names of all sink connectors.
+    pub fn sink_names(&self) -> Vec<&'static str> {
+        self.sinks.keys().copied().collect()
+    }
+
+    /// Looks up a sink connector by name.
+    pub fn sink(&self, name: &str) -> Result<Arc<dyn crate::sink::SinkFactory>> {
+        self.sinks.get(name).cloned().ok_or_else(|| {
+            let known: Vec<_> = self.sinks.keys().copied().collect();
+            EngineError::InvalidOption {
+                option: "connector".into(),
+                message: format!(
+                    "unknown sink connector '{name}'; available: {}",
+                    known.join(", ")
+                ),
+            }
+        })
     }
 }

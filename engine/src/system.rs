@@ -13,6 +13,47 @@ use std::time::Duration;
 /// Most rows kept per system log; older rows are dropped (and counted) beyond this.
 pub const SYSTEM_LOG_CAPACITY: usize = 1_000_000;
 
+/// Upper bounds (µs) of [`LatencyHistogram`]'s buckets.
+pub const LATENCY_BUCKETS_US: [u64; 12] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+];
+
+/// A histogram of durations with fixed buckets ([`LATENCY_BUCKETS_US`] and +Inf), updated
+/// without locks.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// Counts one duration.
+    pub fn observe(&self, d: Duration) {
+        let us = d.as_micros() as u64;
+        let i = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bucket bound (µs; the last is +Inf as `u64::MAX`), and the sum
+    /// of all durations in µs.
+    pub fn cumulative(&self) -> (Vec<(u64, u64)>, u64) {
+        let mut total = 0;
+        let mut out = Vec::with_capacity(self.buckets.len());
+        for (i, b) in self.buckets.iter().enumerate() {
+            total += b.load(Ordering::Relaxed);
+            out.push((
+                LATENCY_BUCKETS_US.get(i).copied().unwrap_or(u64::MAX),
+                total,
+            ));
+        }
+        (out, self.sum_us.load(Ordering::Relaxed))
+    }
+}
+
 /// Counters and status of one source.
 #[derive(Debug)]
 pub struct SourceStats {
@@ -49,6 +90,8 @@ pub struct SourceStats {
     /// How long the processing stopped to capture the last checkpoint's state (µs); the
     /// write happens meanwhile on the checkpoint thread.
     pub checkpoint_capture_micros: AtomicU64,
+    /// Time to process one batch (lateness, every view, sinks' queues).
+    pub batch_latency: LatencyHistogram,
 }
 
 impl Default for SourceStats {
@@ -70,6 +113,7 @@ impl Default for SourceStats {
             checkpoint_at_ms: AtomicI64::new(0),
             checkpoint_failures: AtomicU64::new(0),
             checkpoint_capture_micros: AtomicU64::new(0),
+            batch_latency: LatencyHistogram::default(),
         }
     }
 }

@@ -332,6 +332,16 @@ impl ViewRuntime {
         matches!(&self.plan.aggregate, Some(a) if a.window.is_none())
     }
 
+    /// The current rows of open windows (of every group, for an aggregate without windows)
+    /// when the view shows them (`EMIT ON UPDATE`, unwindowed aggregates); empty otherwise.
+    pub fn open_rows_snapshot(&self) -> Result<Vec<RecordBatch>> {
+        if self.plan.emit == EmitMode::OnUpdate || self.is_unwindowed_aggregate() {
+            self.open_rows()
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
     fn open_rows(&self) -> Result<Vec<RecordBatch>> {
         let mut inner = self.inner.lock();
         let version = inner.version;

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bench_checkpoint;
 pub mod bench_kafka;
+pub mod bench_sinks;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -22,8 +23,10 @@ pub use error::{Result, ServerError};
 
 /// Opens the database described by `config` (and installs the demo if asked).
 pub async fn open_database(config: &Config) -> Result<Arc<Database>> {
-    let mut options =
-        DatabaseOptions::persistent(config.data_dir.clone(), weir_connectors::register_all());
+    let mut options = DatabaseOptions::persistent(
+        config.data_dir.clone(),
+        weir_connectors::register_all_in(&config.data_dir),
+    );
     options.checkpoint_interval = config.checkpoint_interval()?;
     options.rebuild_state = config.rebuild_state;
     let db = Database::open(options).await?;
@@ -42,9 +45,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let db = open_database(&config).await?;
+    let metrics = metrics::ServerMetrics::default();
     if let Some(http) = http {
         tracing::info!(http_addr = %http.local_addr()?, "REST API listening");
-        let app = rest::router(db.clone());
+        let app = rest::router_with(db.clone(), metrics.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(http, app).await {
                 tracing::error!(error = %e, "REST API stopped");
@@ -59,6 +63,7 @@ pub async fn run(
     );
     let accept = {
         let db = db.clone();
+        let metrics = metrics.clone();
         async move {
             loop {
                 let (socket, peer) = match pg_listener.accept().await {
@@ -69,7 +74,7 @@ pub async fn run(
                     }
                 };
                 let _ = socket.set_nodelay(true);
-                let handlers = pgwire::ConnectionHandlers::new(db.clone());
+                let handlers = pgwire::ConnectionHandlers::new(db.clone(), metrics.clone());
                 tokio::spawn(async move {
                     if let Err(e) = ::pgwire::tokio::process_socket(socket, None, handlers).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -142,6 +142,31 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Sink cost: kpi_1m with no sinks, then with Redis, PostgreSQL (kpi_1m and events_raw)
+    /// and Kafka sinks, over the same events.
+    BenchSinks {
+        /// Number of events.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// PostgreSQL database the sinks write to.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/weir_bench")]
+        postgres: String,
+        /// Redis the hot-aggregate sink writes to.
+        #[arg(long, default_value = "redis://127.0.0.1:6379/0")]
+        redis: String,
+        /// Kafka bootstrap servers.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// Directory for the events file and the data dir (default: the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Apply Weir's PostgreSQL schema (migrations/) to a database, as a postgres sink does
+    /// when it is created.
+    Migrate {
+        /// postgres://user[:password]@host[:port]/database
+        url: String,
+    },
     /// Time the file session (CREATE SOURCE + kpi_1m) over generated events.
     Bench {
         /// Number of events.
@@ -337,6 +362,66 @@ fn main() -> anyhow::Result<()> {
                 r.restore.as_secs_f64(),
                 r.restored_groups
             );
+            Ok(())
+        }
+        Some(Command::BenchSinks {
+            events,
+            postgres,
+            redis,
+            brokers,
+            dir,
+        }) => {
+            init_logging("text", "warn");
+            let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("weir-bench-sinks"));
+            std::fs::create_dir_all(&dir)?;
+            let targets = weir_server::bench_sinks::Targets {
+                postgres,
+                redis,
+                brokers,
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            let r = runtime.block_on(weir_server::bench_sinks::run(&dir, events, &targets))?;
+            println!("events:                 {}", r.events);
+            println!("kpi_1m, no sinks:       {:.0} events/s", r.without);
+            println!(
+                "kpi_1m, four sinks:     {:.0} events/s ({:.0}% of no sinks)",
+                r.with,
+                100.0 * r.with / r.without
+            );
+            println!(
+                "until sinks drained:    {:.0} events/s ({:.0}% of no sinks)",
+                r.end_to_end,
+                100.0 * r.end_to_end / r.without
+            );
+            for s in &r.sinks {
+                println!(
+                    "sink {:<12} {:>9} rows in {:>7.2} s = {:>8.0} rows/s",
+                    s.name,
+                    s.rows,
+                    s.elapsed.as_secs_f64(),
+                    s.rows as f64 / s.elapsed.as_secs_f64()
+                );
+            }
+            Ok(())
+        }
+        Some(Command::Migrate { url }) => {
+            init_logging("text", "warn");
+            let runtime = tokio::runtime::Runtime::new()?;
+            let applied = runtime
+                .block_on(weir_connectors::postgres::migrate_url(&url))
+                .with_context(|| format!("cannot migrate {}", weir_engine::sink::mask_url(&url)))?;
+            if applied.is_empty() {
+                println!("schema up to date");
+            } else {
+                for v in applied {
+                    let name = weir_connectors::postgres::MIGRATIONS
+                        .iter()
+                        .find(|m| m.0 == v)
+                        .map(|m| m.1)
+                        .unwrap_or("");
+                    println!("applied {v:04} {name}");
+                }
+            }
             Ok(())
         }
         Some(Command::Bench { events, file }) => {

@@ -22,7 +22,14 @@ pub struct ServerMetrics {
     registry: Registry,
     http_requests: IntCounterVec,
     http_seconds: HistogramVec,
+    pg_statements: IntCounterVec,
+    pg_seconds: HistogramVec,
 }
+
+/// Latency buckets of requests and statements (seconds).
+const REQUEST_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
 
 impl Default for ServerMetrics {
     fn default() -> Self {
@@ -40,23 +47,53 @@ impl Default for ServerMetrics {
                 "weir_http_request_duration_seconds",
                 "Time to serve an HTTP request, by route.",
             )
-            .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-            ]),
+            .buckets(REQUEST_BUCKETS.to_vec()),
             &["route"],
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(http_requests.clone()))
-            .expect("unique metric");
-        registry
-            .register(Box::new(http_seconds.clone()))
-            .expect("unique metric");
+        let pg_statements = counter(
+            "weir_pgwire_statements_total",
+            "Statements run over the PostgreSQL wire protocol, by kind and outcome.",
+            &["kind", "outcome"],
+        );
+        let pg_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "weir_pgwire_statement_duration_seconds",
+                "Time to plan and run a statement (pgwire), by kind.",
+            )
+            .buckets(REQUEST_BUCKETS.to_vec()),
+            &["kind"],
+        )
+        .expect("valid metric");
+        for m in [&http_requests, &pg_statements] {
+            registry
+                .register(Box::new(m.clone()))
+                .expect("unique metric");
+        }
+        for m in [&http_seconds, &pg_seconds] {
+            registry
+                .register(Box::new(m.clone()))
+                .expect("unique metric");
+        }
         Self {
             registry,
             http_requests,
             http_seconds,
+            pg_statements,
+            pg_seconds,
         }
+    }
+}
+
+impl ServerMetrics {
+    /// Records one pgwire statement of `kind` (a bounded set, see `pgwire::statement_kind`).
+    pub fn observe_statement(&self, kind: &str, ok: bool, elapsed: std::time::Duration) {
+        self.pg_statements
+            .with_label_values(&[kind, if ok { "ok" } else { "error" }])
+            .inc();
+        self.pg_seconds
+            .with_label_values(&[kind])
+            .observe(elapsed.as_secs_f64());
     }
 }
 
@@ -152,6 +189,47 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
         "Rows a view has processed.",
         &["view"],
     );
+    let sink_rows = counter(
+        "weir_sink_rows_written_total",
+        "Rows a sink's target has acknowledged.",
+        &["sink", "connector"],
+    );
+    let sink_errors = counter(
+        "weir_sink_errors_total",
+        "Failed sink writes (each retry counts).",
+        &["sink", "connector"],
+    );
+    let sink_backlog = gauge(
+        "weir_sink_backlog_rows",
+        "Rows queued for a sink, not yet acknowledged by its target.",
+        &["sink", "connector"],
+    );
+    let sink_up = gauge(
+        "weir_sink_up",
+        "1 while the sink writes, 0 while it retries or has stopped on an error.",
+        &["sink", "connector"],
+    );
+    for (_, sink) in db.engine().sinks() {
+        let connector = sink
+            .spec()
+            .options
+            .get("connector")
+            .cloned()
+            .unwrap_or_default();
+        let l = [sink.name(), connector.as_str()];
+        sink_rows
+            .with_label_values(&l)
+            .inc_by(sink.stats.rows_written.load(Ordering::Relaxed));
+        sink_errors
+            .with_label_values(&l)
+            .inc_by(sink.stats.errors.load(Ordering::Relaxed));
+        sink_backlog
+            .with_label_values(&l)
+            .set(sink.backlog() as i64);
+        sink_up
+            .with_label_values(&l)
+            .set(i64::from(sink.is_healthy()));
+    }
     let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     for s in db.engine().sources() {
         let st = &s.stats;
@@ -198,7 +276,7 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
             .with_label_values(&l)
             .inc_by(v.stats.rows_in.load(Ordering::Relaxed));
     }
-    for c in [&events, &late, &dead, &rows_in] {
+    for c in [&events, &late, &dead, &rows_in, &sink_rows, &sink_errors] {
         engine.register(Box::new(c.clone())).expect("unique metric");
     }
     for g in [
@@ -209,6 +287,8 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
         &rows,
         &groups,
         &state_bytes,
+        &sink_backlog,
+        &sink_up,
     ] {
         engine.register(Box::new(g.clone())).expect("unique metric");
     }
@@ -221,5 +301,50 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
     TextEncoder::new()
         .encode(&families, &mut out)
         .expect("text encoding into memory");
-    String::from_utf8(out).unwrap_or_default()
+    let mut text = String::from_utf8(out).unwrap_or_default();
+    batch_histograms(db, &mut text);
+    text
+}
+
+/// `weir_batch_duration_seconds`: the engine keeps its own fixed buckets (it does not depend
+/// on the prometheus crate), written here in the text format.
+fn batch_histograms(db: &Arc<Database>, out: &mut String) {
+    use std::fmt::Write;
+    let sources = db.engine().sources();
+    if sources.is_empty() {
+        return;
+    }
+    let name = "weir_batch_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time to process one micro-batch (lateness, every view, sink queues)."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for s in sources {
+        let source = label_value(&s.name);
+        let (buckets, sum_us) = s.stats.batch_latency.cumulative();
+        let mut count = 0;
+        for (le_us, n) in buckets {
+            let le = if le_us == u64::MAX {
+                "+Inf".to_string()
+            } else {
+                format!("{}", le_us as f64 / 1e6)
+            };
+            let _ = writeln!(out, "{name}_bucket{{source=\"{source}\",le=\"{le}\"}} {n}");
+            count = n;
+        }
+        let _ = writeln!(
+            out,
+            "{name}_sum{{source=\"{source}\"}} {}",
+            sum_us as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count{{source=\"{source}\"}} {count}");
+    }
+}
+
+/// A label value escaped for the text format.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

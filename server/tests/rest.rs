@@ -292,6 +292,7 @@ async fn kpi_series_errors_and_readiness() {
         "weir_http_requests_total{route=\"/kpi\",status=\"200\"}",
         "weir_http_request_duration_seconds_bucket{route=\"/series\"",
         "weir_checkpoint_epoch{source=\"events\"}",
+        "weir_batch_duration_seconds_bucket{source=\"events\",le=\"+Inf\"}",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
@@ -317,6 +318,136 @@ async fn kpi_series_errors_and_readiness() {
         String::from_utf8_lossy(&checked.stdout),
         String::from_utf8_lossy(&checked.stderr)
     );
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// Events pushed with `POST /ingest/{source}` are durable: after a restart the view holds
+/// each once. A Prometheus server scraping Weir sees the series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_over_http_and_a_prometheus_scrape() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, stop, server) = start(dir.path()).await;
+    sql(
+        addr,
+        &format!(
+            "{};\nCREATE MATERIALIZED VIEW pushed_counts AS \
+             SELECT source, count(*) AS n FROM pushed GROUP BY source;",
+            weir_server::demo::seed_source("pushed", "connector = 'http'")
+        ),
+    )
+    .await;
+    let lines = event_lines(&generator_at_rate(4, 0, 100), 150, 0);
+    let body = lines[..100].join("\n") + "\n{not json\n";
+    let (status, reply) = http(addr, "POST", "/ingest/pushed", &body).await;
+    assert_eq!(
+        (status, reply["accepted"].as_u64()),
+        (202, Some(101)),
+        "{reply}"
+    );
+    let array = format!("[{}]", lines[100..].join(","));
+    let (status, reply) = http(addr, "POST", "/ingest/pushed", &array).await;
+    assert_eq!(
+        (status, reply["accepted"].as_u64()),
+        (202, Some(50)),
+        "{reply}"
+    );
+    let (status, reply) = http(addr, "POST", "/ingest/pushed", "[{\"a\": 1},").await;
+    assert_eq!(status, 400, "{reply}");
+    assert_eq!(reply["parameter"], "body");
+    assert_eq!(http(addr, "POST", "/ingest/nope", "{}").await.0, 404);
+    let total = "SELECT CAST(sum(n) AS BIGINT) AS n FROM pushed_counts";
+    let count = |body: &Value| body["rows"][0]["n"].as_i64().unwrap_or(0);
+    let wait_total = |want: i64| async move {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let body = sql(addr, total).await;
+            if count(&body) == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{body} != {want}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    wait_total(150).await;
+    let dead = sql(
+        addr,
+        "SELECT dead_letters FROM weir.sources WHERE name = 'pushed'",
+    )
+    .await;
+    assert_eq!(dead["rows"][0]["dead_letters"], 1, "{dead}");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+
+    // Restarted: nothing replayed twice, and more events still go in.
+    let (addr, stop, server) = start(dir.path()).await;
+    let wait_total = |want: i64| async move {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let body = sql(addr, total).await;
+            if count(&body) == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{body} != {want}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    wait_total(150).await;
+    let more = event_lines(&generator_at_rate(5, 0, 100), 10, 0).join("\n");
+    assert_eq!(http(addr, "POST", "/ingest/pushed", &more).await.0, 202);
+    wait_total(160).await;
+
+    // Prometheus (Debian's package) scraping /metrics every second.
+    let prom_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: weir\n    static_configs:\n      - targets: ['{addr}']\n"
+        ),
+    )
+    .unwrap();
+    let mut prometheus = std::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus is missing: run the tests with scripts/test.sh (it installs Debian's prometheus)");
+    let prom: SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();
+    let query = "/api/v1/query?query=weir_source_events_total%7Bsource%3D%22pushed%22%7D";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let seen = loop {
+        if let Ok(Ok(mut s)) =
+            tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(prom)).await
+        {
+            let request = format!("GET {query} HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n");
+            s.write_all(request.as_bytes()).await.unwrap();
+            let mut response = Vec::new();
+            let _ = s.read_to_end(&mut response).await;
+            let text = String::from_utf8_lossy(&response).into_owned();
+            if let Some((_, body)) = text.split_once("\r\n\r\n") {
+                if let Ok(v) = serde_json::from_str::<Value>(body) {
+                    if let Some(r) = v["data"]["result"].as_array().and_then(|r| r.first()) {
+                        break r["value"][1].as_str().unwrap_or("").to_string();
+                    }
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped weir_source_events_total"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    assert_eq!(seen, "160", "Prometheus sees the events of source pushed");
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }

@@ -39,12 +39,24 @@ pub struct ViewDef {
     pub input: String,
 }
 
+/// A persisted `CREATE SINK`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SinkDef {
+    pub name: String,
+    /// The view or source it reads.
+    pub from: String,
+    /// Options as validated by the connector; secret references (`${env:NAME}`) are kept
+    /// as written and resolved when the sink starts.
+    pub options: BTreeMap<String, String>,
+}
+
 /// One catalog object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CatalogEntry {
     Source(SourceDef),
     View(ViewDef),
+    Sink(SinkDef),
 }
 
 impl CatalogEntry {
@@ -53,6 +65,7 @@ impl CatalogEntry {
         match self {
             CatalogEntry::Source(s) => &s.name,
             CatalogEntry::View(v) => &v.name,
+            CatalogEntry::Sink(k) => &k.name,
         }
     }
 }
@@ -115,12 +128,13 @@ impl Catalog {
         self.entries.iter().find(|e| e.name() == name)
     }
 
-    /// Views reading `name` directly.
+    /// Views and sinks reading `name` directly.
     pub fn dependents(&self, name: &str) -> Vec<String> {
         self.entries
             .iter()
             .filter_map(|e| match e {
                 CatalogEntry::View(v) if v.input == name => Some(v.name.clone()),
+                CatalogEntry::Sink(k) if k.from == name => Some(k.name.clone()),
                 _ => None,
             })
             .collect()
@@ -207,25 +221,41 @@ impl SourceDef {
                 w.delay
             ));
         }
-        let options: Vec<String> = self
-            .options
-            .iter()
-            .map(|(k, v)| {
-                let v = if is_secret_option(k) {
-                    "***"
-                } else {
-                    v.as_str()
-                };
-                format!("{k} = '{}'", v.replace('\'', "''"))
-            })
-            .collect();
         format!(
             "CREATE SOURCE {} (\n    {}\n) WITH ({})",
             quote_ident(&self.name),
             parts.join(",\n    "),
-            options.join(", ")
+            options_sql(&self.options)
         )
     }
+}
+
+impl SinkDef {
+    /// `CREATE SINK …` as it would recreate this sink, secrets masked.
+    pub fn to_sql(&self) -> String {
+        format!(
+            "CREATE SINK {} FROM {} WITH ({})",
+            quote_ident(&self.name),
+            quote_ident(&self.from),
+            options_sql(&self.options)
+        )
+    }
+}
+
+/// `key = 'value', …` with secret options and passwords in URLs masked.
+fn options_sql(options: &BTreeMap<String, String>) -> String {
+    options
+        .iter()
+        .map(|(k, v)| {
+            let v = if is_secret_option(k) {
+                "***".to_string()
+            } else {
+                weir_engine::sink::mask_url(v)
+            };
+            format!("{k} = '{}'", v.replace('\'', "''"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl ViewDef {

@@ -19,13 +19,14 @@ use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use parking_lot::RwLock;
 use weir_engine::checkpoint::CheckpointConfig;
-use weir_engine::pipeline::{Engine, WatermarkDecl};
+use weir_engine::pipeline::{Engine, SinkNode, WatermarkDecl};
+use weir_engine::sink::{SinkRuntime, SinkSpec};
 use weir_engine::source::{SourceRegistry, SourceSpec};
 use weir_engine::state::ViewTable;
 use weir_engine::view::{EmitMode, ViewRuntime};
 
-use crate::catalog::{Catalog, CatalogEntry, SourceDef, ViewDef};
-use crate::dialect::{self, CreateSource, CreateView, ObjectKind, Show, WeirStatement};
+use crate::catalog::{Catalog, CatalogEntry, SinkDef, SourceDef, ViewDef};
+use crate::dialect::{self, CreateSink, CreateSource, CreateView, ObjectKind, Show, WeirStatement};
 use crate::error::{Result, SqlError};
 use crate::functions::{PlanCapture, RelationResolver, WindowFunction};
 use crate::planner::{base_config, plan_view, StreamRelation};
@@ -93,6 +94,8 @@ pub enum Outcome {
 struct Relation {
     stream: StreamRelation,
     view: Option<Arc<ViewRuntime>>,
+    /// A source's event-time column.
+    event_time: Option<String>,
 }
 
 /// Weir's database.
@@ -163,6 +166,7 @@ impl Database {
             let replayed = match &entry {
                 CatalogEntry::Source(def) => db.instantiate_source(def.clone()).map(|_| ()),
                 CatalogEntry::View(def) => db.instantiate_view(def.clone()).await.map(|_| ()),
+                CatalogEntry::Sink(def) => db.instantiate_sink(def.clone()).map(|_| ()),
             };
             if let Err(e) = replayed {
                 tracing::error!(object = entry.name(), error = %e, "cannot restore catalog object; it is kept in the catalog");
@@ -293,6 +297,7 @@ impl Database {
                 let background = session.is_on("background_ddl");
                 self.create_view(c, background).await
             }
+            WeirStatement::CreateSink(c) => self.create_sink(c).await,
             WeirStatement::Drop {
                 kind,
                 names,
@@ -396,6 +401,7 @@ impl Database {
                     updating: false,
                 },
                 view: None,
+                event_time: def.watermark.as_ref().map(|w| w.column.clone()),
             },
         );
         Ok(())
@@ -477,8 +483,98 @@ impl Database {
                     updating,
                 },
                 view: Some(runtime),
+                event_time: None,
             },
         );
+        Ok(def)
+    }
+
+    async fn create_sink(&self, c: CreateSink) -> Result<Outcome> {
+        let mut catalog = self.catalog.lock().await;
+        if catalog.get(&c.name).is_some() {
+            if c.if_not_exists {
+                return Ok(Outcome::Command("CREATE SINK".into()));
+            }
+            return Err(SqlError::DuplicateObject(format!(
+                "an object named \"{}\" already exists",
+                c.name
+            )));
+        }
+        let def = SinkDef {
+            name: c.name,
+            from: c.from,
+            options: c.options,
+        };
+        let def = self.instantiate_sink(def)?;
+        catalog.add(CatalogEntry::Sink(def))?;
+        Ok(Outcome::Command("CREATE SINK".into()))
+    }
+
+    /// Builds and starts a sink; returns its definition with the connector's defaults.
+    fn instantiate_sink(&self, mut def: SinkDef) -> Result<SinkDef> {
+        let relation = self
+            .relations
+            .read()
+            .get(&def.from)
+            .cloned()
+            .ok_or_else(|| {
+                SqlError::UndefinedObject(format!(
+                    "relation \"{}\" does not exist; a sink reads a materialized view or a source",
+                    def.from
+                ))
+            })?;
+        let registry = self.engine.registry();
+        let Some(connector) = def.options.get("connector").cloned() else {
+            return Err(SqlError::InvalidParameter(format!(
+                "CREATE SINK needs WITH (connector = '…'); available sink connectors: {}",
+                registry.sink_names().join(", ")
+            )));
+        };
+        let factory = registry.sink(&connector)?;
+        let schema = relation.stream.schema.clone();
+        let name_of = |i: usize| schema.field(i).name().clone();
+        let (key, updating) = match &relation.view {
+            Some(view) => {
+                let mut key: Vec<String> = view.key_columns().iter().map(|&i| name_of(i)).collect();
+                if view.window().is_some() && schema.index_of("window_start").is_ok() {
+                    key.push("window_start".to_string());
+                }
+                let plan = view.plan();
+                let updating = plan.aggregate.is_some()
+                    && (plan.emit == EmitMode::OnUpdate || view.window().is_none());
+                (key, updating)
+            }
+            None => {
+                let key = schema
+                    .index_of("event_id")
+                    .map(|_| vec!["event_id".to_string()])
+                    .unwrap_or_default();
+                (key, false)
+            }
+        };
+        let mut spec = SinkSpec {
+            name: def.name.clone(),
+            input: def.from.clone(),
+            from_source: relation.view.is_none(),
+            schema,
+            key,
+            event_time: relation.event_time.clone(),
+            updating,
+            options: def.options.clone(),
+        };
+        def.options = factory.validate(&spec)?;
+        let settings = weir_engine::sink::settings_from(&def.options)?;
+        spec.options = def.options.clone();
+        let writer = factory.create(&spec)?;
+        let fingerprint = format!("{}|{:?}", def.from, def.options);
+        let sink = SinkRuntime::new(spec, fingerprint, settings, writer);
+        self.engine.add_sink(
+            &relation.stream.root_source,
+            SinkNode {
+                sink,
+                view: relation.view.is_some().then(|| def.from.clone()),
+            },
+        )?;
         Ok(def)
     }
 
@@ -497,6 +593,7 @@ impl Database {
                 (&entry, kind),
                 (Some(CatalogEntry::Source(_)), ObjectKind::Source)
                     | (Some(CatalogEntry::View(_)), ObjectKind::MaterializedView)
+                    | (Some(CatalogEntry::Sink(_)), ObjectKind::Sink)
             );
             if entry.is_none() {
                 if if_exists {
@@ -515,18 +612,39 @@ impl Database {
             }
             let mut doomed = Vec::new();
             collect_dependents(&catalog, &name, &mut doomed);
+            let sinks: Vec<String> = doomed
+                .iter()
+                .filter(|n| matches!(catalog.get(n), Some(CatalogEntry::Sink(_))))
+                .cloned()
+                .collect();
+            let is_sink = |n: &String| sinks.contains(n);
             if !doomed.is_empty() && !cascade {
+                let list: Vec<String> = doomed
+                    .iter()
+                    .map(|d| {
+                        let what = if is_sink(d) {
+                            "sink"
+                        } else {
+                            "materialized view"
+                        };
+                        format!("{what} {d}")
+                    })
+                    .collect();
                 return Err(SqlError::DependentObjects(format!(
-                    "cannot drop {} {name} because other objects depend on it: materialized view {}; use DROP {} {name} CASCADE to drop them too",
+                    "cannot drop {} {name} because other objects depend on it: {}; use DROP {} {name} CASCADE to drop them too",
                     kind.as_sql().to_lowercase(),
-                    doomed.join(", materialized view "),
+                    list.join(", "),
                     kind.as_sql()
                 )));
             }
             // Deepest dependants first.
-            for view in doomed.iter().rev() {
-                self.remove_view(view);
-                catalog.remove(view)?;
+            for dependent in doomed.iter().rev() {
+                if is_sink(dependent) {
+                    self.engine.drop_sink(dependent);
+                } else {
+                    self.remove_view(dependent);
+                }
+                catalog.remove(dependent)?;
             }
             match kind {
                 ObjectKind::Source => {
@@ -534,6 +652,7 @@ impl Database {
                     self.relations.write().remove(&name);
                 }
                 ObjectKind::MaterializedView => self.remove_view(&name),
+                ObjectKind::Sink => self.engine.drop_sink(&name),
             }
             catalog.remove(&name)?;
         }
@@ -551,16 +670,22 @@ impl Database {
             Show::Sources => "SELECT name, connector, status, events_in, late_events, dead_letters, watermark FROM weir.sources ORDER BY name".to_string(),
             Show::Tables => "SELECT table_schema, table_name, table_type FROM information_schema.tables WHERE table_schema IN ('public', 'weir') ORDER BY 1, 2".to_string(),
             Show::MaterializedViews => "SELECT name, emit, rows, watermark, caught_up, definition FROM weir.views ORDER BY name".to_string(),
-            Show::CreateSource(name) | Show::CreateView(name) => {
+            Show::Sinks => "SELECT name, relation, connector, status, rows_written, backlog, errors, last_error FROM weir.sinks ORDER BY name".to_string(),
+            Show::CreateSource(name) | Show::CreateView(name) | Show::CreateSink(name) => {
                 let catalog = self.catalog.lock().await;
                 let sql = match (catalog.get(name), show) {
                     (Some(CatalogEntry::Source(s)), Show::CreateSource(_)) => s.to_sql(),
                     (Some(CatalogEntry::View(v)), Show::CreateView(_)) => v.to_sql(),
+                    (Some(CatalogEntry::Sink(k)), Show::CreateSink(_)) => k.to_sql(),
                     _ => {
+                        let what = match show {
+                            Show::CreateSource(_) => "source",
+                            Show::CreateSink(_) => "sink",
+                            _ => "materialized view",
+                        };
                         return Err(SqlError::UndefinedObject(format!(
-                            "{} \"{name}\" does not exist",
-                            if matches!(show, Show::CreateSource(_)) { "source" } else { "materialized view" }
-                        )))
+                            "{what} \"{name}\" does not exist"
+                        )));
                     }
                 };
                 let batch = Columns::new()
@@ -623,7 +748,13 @@ impl Database {
                     db.views_batch()
                 })
             }),
-            ("sinks", Arc::new(sinks_batch)),
+            ("sinks", {
+                let weak = weak.clone();
+                Arc::new(move || {
+                    let db = weak.upgrade().ok_or_else(shutting_down)?;
+                    db.sinks_batch()
+                })
+            }),
             ("dead_letters", {
                 let weak = weak.clone();
                 Arc::new(move || {
@@ -774,6 +905,51 @@ impl Database {
             .expect("static schema")
     }
 
+    fn sinks_batch(&self) -> datafusion::error::Result<RecordBatch> {
+        let mut sinks = self.engine.sinks();
+        sinks.sort_by(|a, b| a.1.name().cmp(b.1.name()));
+        let sinks: Vec<Arc<SinkRuntime>> = sinks.into_iter().map(|(_, s)| s).collect();
+        let catalog = self.catalog.try_lock().ok();
+        let definition = |name: &str| {
+            catalog.as_ref().and_then(|c| match c.get(name) {
+                Some(CatalogEntry::Sink(k)) => Some(k.to_sql()),
+                _ => None,
+            })
+        };
+        Columns::new()
+            .text("name", sinks.iter().map(|s| Some(s.name().to_string())))
+            .text("definition", sinks.iter().map(|s| definition(s.name())))
+            .text(
+                "relation",
+                sinks.iter().map(|s| Some(s.spec().input.clone())),
+            )
+            .text(
+                "connector",
+                sinks
+                    .iter()
+                    .map(|s| s.spec().options.get("connector").cloned()),
+            )
+            .text("status", sinks.iter().map(|s| Some(s.stats.status())))
+            .int(
+                "rows_written",
+                sinks.iter().map(|s| count(&s.stats.rows_written)),
+            )
+            .int("backlog", sinks.iter().map(|s| Some(s.backlog() as i64)))
+            .int("errors", sinks.iter().map(|s| count(&s.stats.errors)))
+            .text(
+                "last_error",
+                sinks.iter().map(|s| s.stats.last_error.lock().clone()),
+            )
+            .time_ns(
+                "last_write_at",
+                sinks.iter().map(|s| {
+                    let ms = s.stats.last_write_ms.load(Ordering::Relaxed);
+                    (ms > 0).then(|| ms as i64 * 1_000_000)
+                }),
+            )
+            .finish()
+    }
+
     fn views_batch(&self) -> datafusion::error::Result<RecordBatch> {
         let relations = self.relations.read().clone();
         let catalog = self.catalog.try_lock().ok();
@@ -886,19 +1062,6 @@ impl Database {
 
 fn shutting_down() -> datafusion::error::DataFusionError {
     datafusion::error::DataFusionError::Execution("the database is shutting down".into())
-}
-
-fn sinks_batch() -> datafusion::error::Result<RecordBatch> {
-    let none: [Option<&str>; 0] = [];
-    Columns::new()
-        .text("name", none)
-        .text("relation", none)
-        .text("connector", none)
-        .text("status", none)
-        .int("rows_written", [])
-        .int("errors", [])
-        .text("last_error", none)
-        .finish()
 }
 
 fn collect_dependents(catalog: &Catalog, name: &str, out: &mut Vec<String>) {

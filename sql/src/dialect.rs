@@ -57,11 +57,22 @@ pub struct CreateView {
     pub emit: Option<EmitMode>,
 }
 
+/// `CREATE SINK name FROM relation WITH (…)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateSink {
+    pub name: String,
+    pub if_not_exists: bool,
+    /// The view or source it reads.
+    pub from: String,
+    pub options: BTreeMap<String, String>,
+}
+
 /// What a `DROP` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
     Source,
     MaterializedView,
+    Sink,
 }
 
 impl ObjectKind {
@@ -70,6 +81,7 @@ impl ObjectKind {
         match self {
             ObjectKind::Source => "SOURCE",
             ObjectKind::MaterializedView => "MATERIALIZED VIEW",
+            ObjectKind::Sink => "SINK",
         }
     }
 }
@@ -81,8 +93,10 @@ pub enum Show {
     /// `SHOW TABLES`: every relation.
     Tables,
     MaterializedViews,
+    Sinks,
     CreateSource(String),
     CreateView(String),
+    CreateSink(String),
     /// `SHOW name` of a session variable; `all` for `SHOW ALL`.
     Variable(String),
 }
@@ -93,6 +107,7 @@ pub enum WeirStatement {
     Empty,
     CreateSource(CreateSource),
     CreateView(CreateView),
+    CreateSink(CreateSink),
     Drop {
         kind: ObjectKind,
         names: Vec<String>,
@@ -163,9 +178,12 @@ pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
             p.expect_kw("VIEW")?;
             return p.create_view(&tokens).map(WeirStatement::CreateView);
         }
-        if p.eat_kw("SINK") || p.eat_kw("ALERT") {
+        if p.eat_kw("SINK") {
+            return p.create_sink().map(WeirStatement::CreateSink);
+        }
+        if p.eat_kw("ALERT") {
             return Err(SqlError::FeatureNotSupported(
-                "CREATE SINK and CREATE ALERT are not available in this version of Weir".into(),
+                "CREATE ALERT is not available in this version of Weir".into(),
             ));
         }
         p.pos = save;
@@ -176,6 +194,8 @@ pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
         } else if p.eat_kw("MATERIALIZED") {
             p.expect_kw("VIEW")?;
             Some(ObjectKind::MaterializedView)
+        } else if p.eat_kw("SINK") {
+            Some(ObjectKind::Sink)
         } else {
             None
         };
@@ -183,7 +203,7 @@ pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
             return p.drop(kind);
         }
         return Err(SqlError::FeatureNotSupported(format!(
-            "DROP {} is not supported; Weir has DROP SOURCE and DROP MATERIALIZED VIEW",
+            "DROP {} is not supported; Weir has DROP SOURCE, DROP MATERIALIZED VIEW and DROP SINK",
             p.peek_text()
         )));
     }
@@ -623,6 +643,24 @@ impl Parser {
         })
     }
 
+    fn create_sink(&mut self) -> Result<CreateSink> {
+        let if_not_exists = self.if_not_exists()?;
+        let name = self.object_name("a sink name")?;
+        self.expect_kw("FROM")?;
+        let from = self.object_name("the view or source the sink reads")?;
+        if !self.peek_kw("WITH") {
+            return Err(self.error("expected WITH (connector = '…', …)"));
+        }
+        let options = self.with_options()?;
+        self.end()?;
+        Ok(CreateSink {
+            name,
+            if_not_exists,
+            from,
+            options,
+        })
+    }
+
     fn drop(&mut self, kind: ObjectKind) -> Result<WeirStatement> {
         let mut if_exists = false;
         if self.eat_kw("IF") {
@@ -651,6 +689,10 @@ impl Parser {
             self.end()?;
             return Ok(WeirStatement::Show(Show::Sources));
         }
+        if self.eat_kw("SINKS") {
+            self.end()?;
+            return Ok(WeirStatement::Show(Show::Sinks));
+        }
         if self.eat_kw("TABLES") {
             self.end()?;
             return Ok(WeirStatement::Show(Show::Tables));
@@ -670,6 +712,11 @@ impl Parser {
                 let name = self.object_name("a source name")?;
                 self.end()?;
                 return Ok(WeirStatement::Show(Show::CreateSource(name)));
+            }
+            if self.eat_kw("SINK") {
+                let name = self.object_name("a sink name")?;
+                self.end()?;
+                return Ok(WeirStatement::Show(Show::CreateSink(name)));
             }
             self.eat_kw("MATERIALIZED");
             self.expect_kw("VIEW")?;

@@ -6,10 +6,12 @@
 mod config;
 mod metadata;
 pub mod produce;
+mod sink;
 mod source;
 
 pub use config::{KafkaConfig, OnError, StartPosition};
 pub use metadata::METADATA_COLUMNS;
+pub use sink::KafkaSinkConnector;
 pub use source::KafkaSource;
 
 use std::collections::BTreeMap;

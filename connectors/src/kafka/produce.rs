@@ -118,7 +118,9 @@ pub fn create_topic(
         .create()
         .map_err(|e| kafka_error("creating the admin client", e))?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(15)));
     let results = futures::executor::block_on(admin.create_topics([&new], &options))
         .map_err(|e| kafka_error(&format!("creating topic {topic}"), e))?;
     for r in results {

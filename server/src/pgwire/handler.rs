@@ -22,6 +22,8 @@ use pgwire::types::format::FormatOptions;
 use weir_sql::dialect::{split_statements, WeirStatement};
 use weir_sql::{Database, Outcome, Prepared, Session, SqlError};
 
+use crate::metrics::ServerMetrics;
+
 /// A prepared statement as the extended protocol keeps it.
 #[derive(Debug, Clone)]
 pub struct PgStatement {
@@ -36,8 +38,8 @@ pub struct ConnectionHandlers {
 }
 
 impl ConnectionHandlers {
-    /// Handlers for a new connection to `db`.
-    pub fn new(db: Arc<Database>) -> Self {
+    /// Handlers for a new connection to `db`, counting statements in `metrics`.
+    pub fn new(db: Arc<Database>, metrics: ServerMetrics) -> Self {
         Self {
             inner: {
                 let session = Arc::new(Mutex::new(Session::default()));
@@ -48,6 +50,7 @@ impl ConnectionHandlers {
                     }),
                     db,
                     session,
+                    metrics,
                 })
             },
         }
@@ -77,6 +80,26 @@ struct Handler {
     db: Arc<Database>,
     session: Arc<Mutex<Session>>,
     parser: Arc<StatementParser>,
+    metrics: ServerMetrics,
+}
+
+/// A bounded label for a statement: `query`, `create`, `drop`, `show`, `set`,
+/// `transaction` or `other`.
+pub fn statement_kind(p: &Prepared) -> &'static str {
+    match p {
+        Prepared::Query { .. } => "query",
+        Prepared::Statement(s) => match s {
+            WeirStatement::Query(_) => "query",
+            WeirStatement::CreateSource(_)
+            | WeirStatement::CreateView(_)
+            | WeirStatement::CreateSink(_) => "create",
+            WeirStatement::Drop { .. } => "drop",
+            WeirStatement::Show(_) => "show",
+            WeirStatement::Set { .. } | WeirStatement::Reset(_) => "set",
+            WeirStatement::Begin | WeirStatement::Commit | WeirStatement::Rollback => "transaction",
+            _ => "other",
+        },
+    }
 }
 
 /// Parses and describes statements for the extended protocol.
@@ -122,9 +145,22 @@ impl Handler {
     }
 
     async fn run_one(&self, sql: &str) -> Result<Outcome, SqlError> {
-        let prepared = self.db.prepare(sql).await?;
+        let started = std::time::Instant::now();
+        let prepared = match self.db.prepare(sql).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.metrics
+                    .observe_statement("invalid", false, started.elapsed());
+                return Err(e);
+            }
+        };
         let mut session = self.session.lock().clone();
         let outcome = self.db.execute(&mut session, &prepared, None).await;
+        self.metrics.observe_statement(
+            statement_kind(&prepared),
+            outcome.is_ok(),
+            started.elapsed(),
+        );
         if matches!(
             prepared,
             Prepared::Statement(WeirStatement::Set { .. } | WeirStatement::Reset(_))
@@ -298,12 +334,21 @@ impl ExtendedQueryHandler for Handler {
             *self.session.lock() = session;
         }
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let kind = statement_kind(prepared);
         let response = match outcome {
             Ok(o) => {
-                self.outcome_to_response(o, &portal.result_column_format, options)
-                    .await?
+                let r = self
+                    .outcome_to_response(o, &portal.result_column_format, options)
+                    .await;
+                self.metrics
+                    .observe_statement(kind, r.is_ok(), started.elapsed());
+                r?
             }
-            Err(e) => return Err(user_error(e)),
+            Err(e) => {
+                self.metrics
+                    .observe_statement(kind, false, started.elapsed());
+                return Err(user_error(e));
+            }
         };
         tracing::debug!(
             elapsed_us = started.elapsed().as_micros() as u64,

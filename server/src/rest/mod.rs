@@ -31,9 +31,13 @@ mod openapi;
 /// Most rows one `/series` page returns.
 const MAX_LIMIT: usize = 10_000;
 
-/// The API's routes over `db`.
+/// The API's routes over `db`, with metrics of their own.
 pub fn router(db: Arc<Database>) -> Router {
-    let metrics = ServerMetrics::default();
+    router_with(db, ServerMetrics::default())
+}
+
+/// The API's routes over `db`; `/metrics` includes `metrics` (shared with pgwire).
+pub fn router_with(db: Arc<Database>, metrics: ServerMetrics) -> Router {
     let scrape = {
         let metrics = metrics.clone();
         move |State(db): State<Arc<Database>>| async move {
@@ -53,6 +57,7 @@ pub fn router(db: Arc<Database>) -> Router {
         .route("/series", get(series))
         .route("/alerts", get(alerts))
         .route("/sql", post(sql))
+        .route("/ingest/{source}", post(ingest))
         .route("/metrics", get(scrape))
         .route("/openapi.json", get(|| async { Json(openapi::spec()) }))
         .route(
@@ -121,6 +126,15 @@ async fn ready(State(db): State<Arc<Database>>) -> Response {
     for (name, view) in db.views() {
         if !view.stats.caught_up.load(Ordering::Acquire) {
             reasons.push(json!({ "view": name, "status": "catching up with its source" }));
+        }
+    }
+    for (_, sink) in db.engine().sinks() {
+        if !sink.is_healthy() {
+            reasons.push(json!({
+                "sink": sink.name(),
+                "status": sink.stats.status(),
+                "backlog": sink.backlog(),
+            }));
         }
     }
     if reasons.is_empty() {
@@ -286,6 +300,46 @@ async fn sql(State(db): State<Arc<Database>>, body: String) -> Result<Json<Value
             Ok(Json(json!({ "columns": columns, "rows": rows })))
         }
     }
+}
+
+/// `POST /ingest/{source}`: JSON lines or a JSON array of events for a source declared with
+/// `connector = 'http'`. Answered once the events are durable (fsynced to the source's log).
+async fn ingest(
+    State(db): State<Arc<Database>>,
+    axum::extract::Path(source): axum::extract::Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let info = db
+        .engine()
+        .sources()
+        .into_iter()
+        .find(|s| s.name == source)
+        .ok_or_else(|| ApiError::not_found(format!("source \"{source}\" does not exist")))?;
+    if info.connector != "http" {
+        return Err(ApiError::bad(
+            "source",
+            format!(
+                "source {source} reads from its '{}' connector; POST /ingest takes events for sources with connector = 'http'",
+                info.connector
+            ),
+        ));
+    }
+    let factory = db
+        .engine()
+        .registry()
+        .get(&info.connector)
+        .map_err(ApiError::internal)?;
+    let spec = info.spec.clone();
+    let accepted = tokio::task::spawn_blocking(move || factory.ingest(&spec, &body))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| match e {
+            weir_engine::EngineError::InvalidOption { message, .. } => {
+                ApiError::bad("body", message)
+            }
+            other => ApiError::internal(other),
+        })?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted }))).into_response())
 }
 
 /// The view named by `view=`, or the view whose window is `window=` (a tumbling window is

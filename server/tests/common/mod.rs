@@ -145,7 +145,7 @@ pub fn env_u64(key: &str, default: u64) -> u64 {
 
 /// Opens (or reopens) a database persisted in `dir`, checkpointing every `interval`.
 pub async fn persistent_db(dir: &Path, interval: Duration) -> Arc<Database> {
-    let mut options = DatabaseOptions::persistent(dir, weir_connectors::register_all());
+    let mut options = DatabaseOptions::persistent(dir, weir_connectors::register_all_in(dir));
     options.checkpoint_interval = interval;
     Database::open(options).await.unwrap()
 }

@@ -1,0 +1,200 @@
+//! `connector = 'http'`: events pushed to Weir with `POST /ingest/{source}` (JSON lines or a
+//! JSON array of events), for k6, webhooks and services without Kafka.
+//!
+//! An accepted request is durable before it is answered: its events are appended to the
+//! source's log, `<data dir>/ingest/<source>.jsonl`, and fsynced. The source reads that log
+//! like a followed file, so checkpoints record a byte offset in it and a restart — or a
+//! `kill -9` — loses and repeats nothing. Malformed events become dead letters
+//! (`<source>.jsonl:<line>`), as from any other source.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use weir_engine::error::{EngineError, Result};
+use weir_engine::source::{Source, SourceFactory, SourceSpec};
+
+use crate::file::{FileConfig, FileSource};
+use crate::options::Options;
+
+/// Factory of HTTP push sources; their logs live in `dir`.
+#[derive(Debug)]
+pub struct HttpConnector {
+    dir: PathBuf,
+    /// Open logs, one writer at a time per source.
+    logs: Mutex<HashMap<String, Arc<Mutex<File>>>>,
+}
+
+impl HttpConnector {
+    /// Logs go to `dir` (created when needed).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            logs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn log_path(&self, source: &str) -> PathBuf {
+        let safe: String = source
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '%'
+                }
+            })
+            .collect();
+        self.dir.join(format!("{safe}.jsonl"))
+    }
+
+    fn log(&self, source: &str) -> Result<Arc<Mutex<File>>> {
+        let mut logs = self.logs.lock();
+        if let Some(f) = logs.get(source) {
+            return Ok(f.clone());
+        }
+        let path = self.log_path(source);
+        let file = open_log(&path, false)?;
+        let file = Arc::new(Mutex::new(file));
+        logs.insert(source.to_string(), file.clone());
+        Ok(file)
+    }
+}
+
+fn open_log(path: &Path, truncate: bool) -> Result<File> {
+    let io = |e: std::io::Error| EngineError::Source {
+        source_name: path.display().to_string(),
+        message: e.to_string(),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut o = OpenOptions::new();
+    o.create(true);
+    if truncate {
+        o.write(true).truncate(true);
+    } else {
+        o.append(true);
+    }
+    o.open(path).map_err(io)
+}
+
+fn check_options(options: &BTreeMap<String, String>) -> Result<()> {
+    let mut o = Options::new("http", options);
+    match o.optional("format").as_deref() {
+        None | Some("json") => {}
+        Some(other) => {
+            return Err(EngineError::InvalidOption {
+                option: "format".into(),
+                message: format!("the http connector takes JSON events, not '{other}'"),
+            })
+        }
+    }
+    o.finish()
+}
+
+/// The events of a request body, one JSON text per event: the elements of a JSON array, or
+/// the non-empty lines of JSON lines (kept as sent; a malformed line is a dead letter later).
+pub fn split_events(body: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        let events: Vec<serde_json::Value> =
+            serde_json::from_slice(body).map_err(|e| EngineError::InvalidOption {
+                option: "body".into(),
+                message: format!("not a JSON array of events: {e}"),
+            })?;
+        return Ok(events
+            .iter()
+            .map(|e| serde_json::to_vec(e).unwrap_or_default())
+            .collect());
+    }
+    Ok(body
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| l.iter().any(|b| !b.is_ascii_whitespace()))
+        .map(|l| l.to_vec())
+        .collect())
+}
+
+impl SourceFactory for HttpConnector {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn validate(&self, spec: &SourceSpec) -> Result<BTreeMap<String, String>> {
+        check_options(&spec.options)?;
+        // A new source starts with an empty log (one of a dropped source of the same name
+        // is not replayed).
+        self.logs.lock().remove(&spec.name);
+        open_log(&self.log_path(&spec.name), true)?;
+        Ok(spec.options.clone())
+    }
+
+    fn open(
+        &self,
+        spec: &SourceSpec,
+        position: Option<&serde_json::Value>,
+    ) -> Result<Box<dyn Source>> {
+        check_options(&spec.options)?;
+        let path = self.log_path(&spec.name);
+        open_log(&path, false)?;
+        let config = FileConfig {
+            path,
+            follow: true,
+            chunk_bytes: 4 << 20,
+        };
+        let mut source = FileSource::open(spec, config)?;
+        if let Some(p) = position {
+            let offset = p.get("offset").and_then(|v| v.as_u64()).unwrap_or(0);
+            let line = p.get("line").and_then(|v| v.as_u64()).unwrap_or(1);
+            source.seek(offset, line)?;
+        }
+        Ok(Box::new(source))
+    }
+
+    fn is_bounded(&self, _spec: &SourceSpec) -> bool {
+        false
+    }
+
+    fn ingest(&self, spec: &SourceSpec, body: &[u8]) -> Result<u64> {
+        let events = split_events(body)?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let mut text = Vec::with_capacity(body.len() + events.len());
+        for e in &events {
+            text.extend_from_slice(e);
+            text.push(b'\n');
+        }
+        let log = self.log(&spec.name)?;
+        let mut file = log.lock();
+        let io = |e: std::io::Error| EngineError::Source {
+            source_name: spec.name.clone(),
+            message: format!("writing the ingest log: {e}"),
+        };
+        file.write_all(&text).map_err(io)?;
+        file.sync_data().map_err(io)?;
+        Ok(events.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_split_into_events() {
+        let lines = split_events(b"{\"a\":1}\n\n{\"a\":2}\r\nnot json\n").unwrap();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[2], b"not json");
+        let array = split_events(b" [{\"a\":1}, {\"b\":[1,2]}]").unwrap();
+        assert_eq!(
+            array,
+            vec![b"{\"a\":1}".to_vec(), b"{\"b\":[1,2]}".to_vec()]
+        );
+        assert!(split_events(b"[{\"a\":1}").is_err());
+    }
+}

@@ -1,0 +1,640 @@
+//! Sinks: a view's emitted rows (or a source's events) pushed to an external system.
+//!
+//! A sink is a durable queue between the pipeline that produces its rows and a writer thread
+//! that delivers them. The processor appends rows ([`SinkRuntime::push`]); the writer takes
+//! them from the front, writes them with the connector's [`SinkWriter`] and acknowledges them.
+//! The queue is part of the pipeline's checkpoint: a checkpoint records how many rows were
+//! acknowledged and writes the rows that were not (append-only segments, like a view's
+//! emitted rows). After a crash, the rows not acknowledged at the last checkpoint are written
+//! again and the replay of the source re-emits the rest, so every row reaches the writer at
+//! least once; connectors make that effectively once by writing idempotently (upserts keyed
+//! by the row's key) or by skipping what they find already delivered.
+//!
+//! A writer's error is either transient (the service is down: retried with backoff while the
+//! queue fills, then the pipeline waits) or permanent (wrong table, bad credentials: the sink
+//! stops with the error and the pipeline goes on without it).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{EngineError, Result};
+
+/// Everything a connector needs to know to write a sink.
+#[derive(Debug, Clone)]
+pub struct SinkSpec {
+    /// The sink's name.
+    pub name: String,
+    /// The relation it reads (a view or a source).
+    pub input: String,
+    /// Whether `input` is a source (its events) rather than a view (its rows).
+    pub from_source: bool,
+    /// Schema of the rows it receives.
+    pub schema: SchemaRef,
+    /// Columns that identify a row: a view's group keys and `window_start`, a source's
+    /// `event_id`. Writers upsert on them; empty means rows are appended.
+    pub key: Vec<String>,
+    /// A source's event-time column.
+    pub event_time: Option<String>,
+    /// The view updates rows in place (`EMIT ON UPDATE`, or an aggregate without windows):
+    /// the same key is written again with newer values.
+    pub updating: bool,
+    /// `WITH (…)` options.
+    pub options: BTreeMap<String, String>,
+}
+
+/// Why a write failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SinkError {
+    /// The service is unavailable or slow: retried.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying cannot help (the target does not fit, credentials are refused …).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// Writes rows to one external system. Runs on the sink's own thread (a current-thread
+/// runtime), so its futures need not be `Send`.
+#[async_trait::async_trait(?Send)]
+pub trait SinkWriter: Send {
+    /// Connects (again, after a transient error). `resume` is the position the writer
+    /// reported when the checkpoint the sink restarted from was taken (`Null` otherwise).
+    async fn open(&mut self, resume: &serde_json::Value) -> Result<(), SinkError>;
+
+    /// Writes rows; on `Ok` they are durable in the target.
+    async fn write(&mut self, batches: &[RecordBatch]) -> Result<(), SinkError>;
+
+    /// Where the writer stands after its last successful write (for example Kafka offsets),
+    /// handed back to [`open`](Self::open) after a restart.
+    fn position(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+/// Creates writers of one connector.
+pub trait SinkFactory: Send + Sync {
+    /// The `connector` option value.
+    fn name(&self) -> &'static str;
+
+    /// Checks the options and returns them with defaults filled in (what the catalog keeps).
+    fn validate(&self, spec: &SinkSpec) -> Result<BTreeMap<String, String>>;
+
+    /// A writer for `spec` (not connected yet).
+    fn create(&self, spec: &SinkSpec) -> Result<Box<dyn SinkWriter>>;
+}
+
+/// Queue settings, from the sink's options.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkSettings {
+    /// Rows queued before the pipeline waits for the sink (the source is read no further
+    /// until the target takes rows again).
+    pub buffer_rows: usize,
+    /// Most rows handed to one write.
+    pub batch_rows: usize,
+    /// How often rows of an updating view are re-sent while their window is open.
+    pub update_interval: Duration,
+}
+
+impl Default for SinkSettings {
+    fn default() -> Self {
+        Self {
+            buffer_rows: 1_000_000,
+            batch_rows: 10_000,
+            update_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Counters and status of one sink, for `weir.sinks`.
+#[derive(Debug)]
+pub struct SinkStats {
+    /// `starting`, `running`, `retrying: …`, `error: …` or `stopped`.
+    pub status: Mutex<String>,
+    /// Rows acknowledged by the target.
+    pub rows_written: AtomicU64,
+    /// Failed writes (each retry counts).
+    pub errors: AtomicU64,
+    /// The last error, if any.
+    pub last_error: Mutex<Option<String>>,
+    /// Time of the last acknowledged write (ms since the epoch).
+    pub last_write_ms: AtomicU64,
+}
+
+impl Default for SinkStats {
+    fn default() -> Self {
+        Self {
+            status: Mutex::new("starting".into()),
+            rows_written: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            last_write_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl SinkStats {
+    /// Current status.
+    pub fn status(&self) -> String {
+        self.status.lock().clone()
+    }
+
+    fn set_status(&self, s: impl Into<String>) {
+        *self.status.lock() = s.into();
+    }
+}
+
+/// The sink's queue. Rows are numbered from the sink's creation: `acked` rows have been
+/// written, rows `acked..pushed` wait.
+struct Queue {
+    /// Batches in memory, each with the number of its first row.
+    batches: VecDeque<(u64, RecordBatch)>,
+    pushed: u64,
+    acked: u64,
+    /// The writer's position after the write that acknowledged row `acked`.
+    position: serde_json::Value,
+    in_memory_rows: usize,
+}
+
+/// A running sink.
+pub struct SinkRuntime {
+    spec: SinkSpec,
+    fingerprint: String,
+    settings: SinkSettings,
+    queue: Mutex<Queue>,
+    /// Signalled when rows are pushed or acknowledged.
+    changed: Condvar,
+    /// Set on a permanent error: rows are no longer accepted.
+    failed: AtomicBool,
+    stop: Arc<AtomicBool>,
+    /// The position the sink restarted from, for the writer's first `open`.
+    resume: Mutex<serde_json::Value>,
+    /// The connector's writer until [`start`](Self::start) hands it to its thread.
+    pending_writer: Mutex<Option<Box<dyn SinkWriter>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    last_update_push: Mutex<Option<Instant>>,
+    /// Counters.
+    pub stats: SinkStats,
+}
+
+impl std::fmt::Debug for SinkRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkRuntime")
+            .field("name", &self.spec.name)
+            .finish()
+    }
+}
+
+/// The rows of a sink a checkpoint holds.
+#[derive(Debug, Clone)]
+pub struct SinkSnapshot {
+    pub name: String,
+    pub fingerprint: String,
+    pub pushed: u64,
+    pub acked: u64,
+    pub position: serde_json::Value,
+    /// Rows not acknowledged and not in an earlier checkpoint, from row `new_start`.
+    pub new_rows: Vec<RecordBatch>,
+    pub new_start: u64,
+}
+
+/// A sink's queue read back from a checkpoint.
+#[derive(Debug, Clone)]
+pub struct RestoredSink {
+    pub fingerprint: String,
+    pub pushed: u64,
+    pub acked: u64,
+    pub position: serde_json::Value,
+    /// The rows not acknowledged, from row `acked`.
+    pub rows: Vec<RecordBatch>,
+}
+
+impl SinkRuntime {
+    /// A sink with an empty queue; `writer` starts writing at [`start`](Self::start).
+    pub fn new(
+        spec: SinkSpec,
+        fingerprint: String,
+        settings: SinkSettings,
+        writer: Box<dyn SinkWriter>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            spec,
+            fingerprint,
+            settings,
+            queue: Mutex::new(Queue {
+                batches: VecDeque::new(),
+                pushed: 0,
+                acked: 0,
+                position: serde_json::Value::Null,
+                in_memory_rows: 0,
+            }),
+            changed: Condvar::new(),
+            failed: AtomicBool::new(false),
+            stop: Arc::new(AtomicBool::new(false)),
+            resume: Mutex::new(serde_json::Value::Null),
+            pending_writer: Mutex::new(Some(writer)),
+            writer: Mutex::new(None),
+            last_update_push: Mutex::new(None),
+            stats: SinkStats::default(),
+        })
+    }
+
+    /// The sink's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// What it writes and where.
+    pub fn spec(&self) -> &SinkSpec {
+        &self.spec
+    }
+
+    /// Identifies the definition; a checkpointed queue is only restored into the same one.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Rows waiting to be written (none once the sink stopped on an error).
+    pub fn backlog(&self) -> u64 {
+        if self.is_failed() {
+            return 0;
+        }
+        let q = self.queue.lock();
+        q.pushed - q.acked
+    }
+
+    /// Whether the sink stopped on a permanent error.
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// Whether the target is reachable and the sink keeps up (for `/ready`).
+    pub fn is_healthy(&self) -> bool {
+        let s = self.stats.status.lock();
+        !(s.starts_with("error") || s.starts_with("retrying"))
+    }
+
+    /// Starts the writer thread (once; later calls do nothing).
+    pub fn start(self: &Arc<Self>) -> Result<()> {
+        let Some(writer) = self.pending_writer.lock().take() else {
+            return Ok(());
+        };
+        let me = self.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("weir-sink-{}", self.spec.name))
+            .spawn(move || me.write_loop(writer))
+            .map_err(|e| EngineError::Internal(format!("spawning sink writer: {e}")))?;
+        *self.writer.lock() = Some(handle);
+        Ok(())
+    }
+
+    /// Stops the writer (after the write in progress). Rows still queued stay in the last
+    /// checkpoint.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.changed.notify_all();
+        if let Some(h) = self.writer.lock().take() {
+            let _ = h.join();
+        }
+        if !self.is_failed() {
+            self.stats.set_status("stopped");
+        }
+    }
+
+    /// Appends rows. With a full queue this waits for the writer, unless `stop` is set (a
+    /// pipeline stopping must hand over the batch it processed).
+    pub fn push(&self, batches: &[RecordBatch], stop: &AtomicBool) {
+        if self.is_failed() {
+            return;
+        }
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if rows == 0 {
+            return;
+        }
+        let mut q = self.queue.lock();
+        while q.in_memory_rows >= self.settings.buffer_rows
+            && !stop.load(Ordering::Acquire)
+            && !self.stop.load(Ordering::Acquire)
+            && !self.is_failed()
+        {
+            self.changed.wait_for(&mut q, Duration::from_millis(50));
+        }
+        for b in batches.iter().filter(|b| b.num_rows() > 0) {
+            let start = q.pushed;
+            q.pushed += b.num_rows() as u64;
+            q.in_memory_rows += b.num_rows();
+            q.batches.push_back((start, b.clone()));
+        }
+        drop(q);
+        self.changed.notify_all();
+    }
+
+    /// Whether an updating view's open rows are due to be sent again (and notes that they
+    /// are being sent).
+    pub fn update_due(&self) -> bool {
+        let mut last = self.last_update_push.lock();
+        match *last {
+            Some(t) if t.elapsed() < self.settings.update_interval => false,
+            _ => {
+                *last = Some(Instant::now());
+                true
+            }
+        }
+    }
+
+    /// Captures the queue for a checkpoint: rows from `persisted` (the first row not yet in
+    /// a checkpoint file) on that are not acknowledged. Returns the snapshot and the new
+    /// `persisted`.
+    pub fn checkpoint(&self, persisted: u64) -> (SinkSnapshot, u64) {
+        let q = self.queue.lock();
+        let from = persisted.max(q.acked);
+        let mut new_rows = Vec::new();
+        for (start, b) in q.batches.iter() {
+            let end = start + b.num_rows() as u64;
+            if end <= from {
+                continue;
+            }
+            let skip = from.saturating_sub(*start) as usize;
+            new_rows.push(b.slice(skip, b.num_rows() - skip));
+        }
+        let snapshot = SinkSnapshot {
+            name: self.spec.name.clone(),
+            fingerprint: self.fingerprint.clone(),
+            pushed: q.pushed,
+            acked: q.acked,
+            position: q.position.clone(),
+            new_rows,
+            new_start: from,
+        };
+        (snapshot, q.pushed)
+    }
+
+    /// Restores the queue from a checkpoint; the writer's first `open` gets the position.
+    pub fn restore(&self, restored: &RestoredSink) {
+        let mut q = self.queue.lock();
+        q.batches.clear();
+        q.pushed = restored.acked;
+        q.acked = restored.acked;
+        q.in_memory_rows = 0;
+        for b in &restored.rows {
+            let start = q.pushed;
+            q.pushed += b.num_rows() as u64;
+            q.in_memory_rows += b.num_rows();
+            q.batches.push_back((start, b.clone()));
+        }
+        q.position = restored.position.clone();
+        *self.resume.lock() = restored.position.clone();
+    }
+
+    fn write_loop(self: Arc<Self>, mut writer: Box<dyn SinkWriter>) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.fail(format!("cannot start the sink's runtime: {e}"));
+                return;
+            }
+        };
+        let mut open = false;
+        let mut backoff = Duration::from_millis(100);
+        while !self.stop.load(Ordering::Acquire) {
+            if !open {
+                let resume = self.resume.lock().clone();
+                match runtime.block_on(writer.open(&resume)) {
+                    Ok(()) => {
+                        open = true;
+                        backoff = Duration::from_millis(100);
+                        // The writer's position now matches the rows acknowledged so far.
+                        let position = writer.position();
+                        if !position.is_null() {
+                            self.queue.lock().position = position;
+                        }
+                        self.stats.set_status("running");
+                    }
+                    Err(e) => {
+                        if !self.on_error(e, &mut backoff) {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let Some(chunk) = self.next_chunk() else {
+                continue;
+            };
+            let rows: u64 = chunk.iter().map(|b| b.num_rows() as u64).sum();
+            match runtime.block_on(writer.write(&chunk)) {
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    self.acknowledge(rows, writer.position());
+                    if !self.stats.status.lock().starts_with("running") {
+                        tracing::info!(sink = %self.spec.name, "sink writing again");
+                        self.stats.set_status("running");
+                    }
+                }
+                Err(e) => {
+                    open = false;
+                    if !self.on_error(e, &mut backoff) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records an error; returns whether to go on (after the backoff).
+    fn on_error(&self, e: SinkError, backoff: &mut Duration) -> bool {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        *self.stats.last_error.lock() = Some(e.to_string());
+        match e {
+            SinkError::Permanent(m) => {
+                self.fail(m);
+                false
+            }
+            SinkError::Transient(m) => {
+                tracing::warn!(sink = %self.spec.name, error = %m, retry_in_ms = backoff.as_millis() as u64, "sink write failed; retrying");
+                self.stats.set_status(format!("retrying: {m}"));
+                let until = Instant::now() + *backoff;
+                while Instant::now() < until && !self.stop.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                *backoff = (*backoff * 2).min(Duration::from_secs(5));
+                true
+            }
+        }
+    }
+
+    fn fail(&self, message: String) {
+        tracing::error!(sink = %self.spec.name, error = %message, "sink stopped");
+        self.stats.set_status(format!("error: {message}"));
+        *self.stats.last_error.lock() = Some(message);
+        self.failed.store(true, Ordering::Release);
+        let mut q = self.queue.lock();
+        q.batches.clear();
+        q.in_memory_rows = 0;
+        drop(q);
+        self.changed.notify_all();
+    }
+
+    /// The rows at the front of the queue (up to `batch_rows`), waiting a little for some.
+    fn next_chunk(&self) -> Option<Vec<RecordBatch>> {
+        let mut q = self.queue.lock();
+        if q.batches.is_empty() {
+            self.changed.wait_for(&mut q, Duration::from_millis(50));
+        }
+        let mut out = Vec::new();
+        let mut rows = 0;
+        for (_, b) in q.batches.iter() {
+            if rows > 0 && rows + b.num_rows() > self.settings.batch_rows {
+                break;
+            }
+            rows += b.num_rows();
+            out.push(b.clone());
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    fn acknowledge(&self, rows: u64, position: serde_json::Value) {
+        let mut q = self.queue.lock();
+        let mut left = rows;
+        while left > 0 {
+            let Some((_, b)) = q.batches.pop_front() else {
+                break;
+            };
+            let n = b.num_rows() as u64;
+            q.in_memory_rows -= n as usize;
+            left -= n.min(left);
+        }
+        q.acked += rows;
+        q.position = position;
+        drop(q);
+        self.stats.rows_written.fetch_add(rows, Ordering::Relaxed);
+        self.stats.last_write_ms.store(
+            chrono::Utc::now().timestamp_millis().max(0) as u64,
+            Ordering::Relaxed,
+        );
+        self.changed.notify_all();
+    }
+}
+
+impl Drop for SinkRuntime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// Parses the queue options every sink has: `buffer_rows`, `batch_rows`, `update_interval` (milliseconds or a duration like `'500ms'`, `'2s'`).
+pub fn settings_from(options: &BTreeMap<String, String>) -> Result<SinkSettings> {
+    let mut s = SinkSettings::default();
+    let number = |key: &str| -> Result<Option<usize>> {
+        options
+            .get(key)
+            .map(|v| {
+                v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    EngineError::InvalidOption {
+                        option: key.into(),
+                        message: format!("expected a positive number of rows, got '{v}'"),
+                    }
+                })
+            })
+            .transpose()
+    };
+    if let Some(n) = number("buffer_rows")? {
+        s.buffer_rows = n;
+    }
+    if let Some(n) = number("batch_rows")? {
+        s.batch_rows = n;
+    }
+    if let Some(v) = options.get("update_interval") {
+        s.update_interval = parse_millis(v).ok_or_else(|| EngineError::InvalidOption {
+            option: "update_interval".into(),
+            message: format!("expected a duration like '500ms' or '2s', got '{v}'"),
+        })?;
+    }
+    Ok(s)
+}
+
+fn parse_millis(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let split = v
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(v.len());
+    let (n, unit) = v.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    let ms = match unit.trim() {
+        "" | "ms" => n,
+        "s" | "sec" | "second" | "seconds" => n * 1e3,
+        "m" | "min" | "minute" | "minutes" => n * 60e3,
+        _ => return None,
+    };
+    Some(Duration::from_micros((ms * 1e3) as u64))
+}
+
+/// The options every sink accepts besides its connector's own.
+pub const QUEUE_OPTIONS: &[&str] = &["buffer_rows", "batch_rows", "update_interval"];
+
+/// `url` with the password of its user-info part replaced by `***`
+/// (`postgres://u:secret@h/db` → `postgres://u:***@h/db`); other text unchanged.
+pub fn mask_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    let userinfo = &rest[..at];
+    let Some(colon) = userinfo.find(':') else {
+        return url.to_string();
+    };
+    format!(
+        "{}{}:***{}",
+        &url[..scheme_end + 3],
+        &userinfo[..colon],
+        &rest[at..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_masked() {
+        assert_eq!(
+            mask_url("postgres://weir:s3cret@db:5432/weir"),
+            "postgres://weir:***@db:5432/weir"
+        );
+        assert_eq!(
+            mask_url("redis://:pw@127.0.0.1/0"),
+            "redis://:***@127.0.0.1/0"
+        );
+        assert_eq!(mask_url("redis://127.0.0.1/0"), "redis://127.0.0.1/0");
+        assert_eq!(
+            mask_url("postgres://u@h/db?x=a@b"),
+            "postgres://u@h/db?x=a@b"
+        );
+        assert_eq!(mask_url("agg:{source}"), "agg:{source}");
+    }
+
+    #[test]
+    fn queue_options_are_checked() {
+        let mut o = BTreeMap::new();
+        o.insert("buffer_rows".to_string(), "10".to_string());
+        o.insert("update_interval".to_string(), "250ms".to_string());
+        let s = settings_from(&o).unwrap();
+        assert_eq!(s.buffer_rows, 10);
+        assert_eq!(s.update_interval, Duration::from_millis(250));
+        o.insert("batch_rows".to_string(), "0".to_string());
+        assert!(settings_from(&o).is_err());
+    }
+}
