@@ -176,14 +176,16 @@ pub struct Snapshot {
     pub new_log: Vec<LogRecord>,
 }
 
-/// What a checkpoint cost.
-#[derive(Debug, Clone, Copy)]
+/// What a checkpoint cost, and where sinks' queued rows now are.
+#[derive(Debug, Clone)]
 pub struct WriteReport {
     pub epoch: u64,
     /// Bytes written in this epoch.
     pub bytes: u64,
     /// Bytes of all files the manifest names.
     pub total_bytes: u64,
+    /// Per sink, the files holding its unacknowledged rows.
+    pub sink_files: Vec<(String, Vec<crate::sink::DiskSegment>)>,
 }
 
 /// A view's state read back from a checkpoint.
@@ -476,10 +478,32 @@ impl CheckpointStore {
         self.sizes.retain(|f, _| keep.contains(f));
         self.last = Some(manifest);
         self.collect_garbage(&keep);
+        let sink_files = self
+            .last
+            .as_ref()
+            .map(|m| {
+                m.sinks
+                    .iter()
+                    .map(|k| {
+                        let files = k
+                            .segments
+                            .iter()
+                            .map(|s| crate::sink::DiskSegment {
+                                path: self.dir.join(&s.file),
+                                start: s.start,
+                                rows: s.rows,
+                            })
+                            .collect();
+                        (k.name.clone(), files)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(WriteReport {
             epoch,
             bytes,
             total_bytes: self.sizes.values().sum::<u64>() + text.len() as u64,
+            sink_files,
         })
     }
 
@@ -589,7 +613,7 @@ fn write_batches(path: &Path, batches: &[RecordBatch]) -> Result<u64> {
     Ok(file.metadata().map(|m| m.len()).unwrap_or(0))
 }
 
-fn read_batches(path: &Path) -> Result<Vec<RecordBatch>> {
+pub(crate) fn read_batches(path: &Path) -> Result<Vec<RecordBatch>> {
     let file = File::open(path).map_err(|e| io_error(path, e))?;
     let reader = FileReader::try_new(BufReader::new(file), None)
         .map_err(|e| EngineError::Checkpoint(format!("{}: {e}", path.display())))?;

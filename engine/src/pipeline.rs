@@ -312,6 +312,7 @@ impl Engine {
             let id = entry.next_pipeline;
             entry.next_pipeline += 1;
             let mut draft = Draft::fresh(id, self.checkpoints.as_ref(), &entry.spec.name);
+            node.sink.start()?;
             draft.sinks.push(node);
             return self.launch(entry, draft);
         };
@@ -620,6 +621,11 @@ impl Engine {
         let (tx, rx) = sync_channel::<Message>(8);
         processor.stats.caught_up.store(false, Ordering::Release);
         processor.stop = stop_flag.clone();
+        if processor.checkpointer.is_some() {
+            for s in processor.sinks.read().iter() {
+                s.sink.set_checkpointed();
+            }
+        }
         let reader = {
             let stop_flag = stop_flag.clone();
             let factory = entry.factory.clone();
@@ -996,6 +1002,8 @@ struct Checkpointer {
     /// Dead letters and late events not yet written.
     pending_log: Vec<LogRecord>,
     in_flight: Option<InFlight>,
+    /// Sinks' files of the last checkpoint written, not yet handed to the sinks.
+    sink_files: Option<Vec<(String, Vec<crate::sink::DiskSegment>)>>,
     jobs: Option<std::sync::mpsc::SyncSender<Snapshot>>,
     done: Receiver<Result<WriteReport>>,
     writer: Option<JoinHandle<()>>,
@@ -1037,6 +1045,7 @@ impl Checkpointer {
             sinks_behind: false,
             pending_log: Vec::new(),
             in_flight: None,
+            sink_files: None,
             jobs: Some(jobs),
             done,
             writer: Some(writer),
@@ -1086,6 +1095,7 @@ impl Checkpointer {
                 self.sink_persisted = in_flight.sinks_covered;
                 self.pending_log.drain(..in_flight.logged);
                 stats.record_checkpoint(report.epoch, report.bytes, report.total_bytes, took);
+                self.sink_files = Some(report.sink_files);
                 tracing::debug!(
                     source,
                     epoch = report.epoch,
@@ -1215,6 +1225,11 @@ impl Processor {
             return;
         };
         ck.collect(&self.stats, &self.source, force);
+        let files = ck.sink_files.take();
+        self.hand_sink_files(files);
+        let Some(ck) = self.checkpointer.as_mut() else {
+            return;
+        };
         if self.failed
             || ck.in_flight.is_some()
             || !(ck.dirty || ck.sinks_behind)
@@ -1266,6 +1281,20 @@ impl Processor {
             .store(began.elapsed().as_micros() as u64, Ordering::Relaxed);
         if force {
             ck.collect(&self.stats, &self.source, true);
+            let files = ck.sink_files.take();
+            self.hand_sink_files(files);
+        }
+    }
+
+    /// Tells each sink which files of the checkpoint just written hold its queued rows.
+    fn hand_sink_files(&self, files: Option<Vec<(String, Vec<crate::sink::DiskSegment>)>>) {
+        let Some(files) = files else {
+            return;
+        };
+        for node in self.sinks.read().iter() {
+            if let Some((_, segments)) = files.iter().find(|(n, _)| n == node.sink.name()) {
+                node.sink.spilled(segments.clone());
+            }
         }
     }
 

@@ -90,12 +90,24 @@ pub trait SinkFactory: Send + Sync {
     fn create(&self, spec: &SinkSpec) -> Result<Box<dyn SinkWriter>>;
 }
 
+/// What a sink does when `buffer_rows` rows wait for its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFull {
+    /// The pipeline waits for the sink: the source is read no further until the target
+    /// takes rows again.
+    Block,
+    /// The pipeline goes on. Queued rows are in the checkpoint files in the data dir anyway;
+    /// beyond the bound, memory keeps only the rows not checkpointed yet and the writer reads
+    /// the others back from those files. Needs a data dir (without one, it blocks).
+    Spill,
+}
+
 /// Queue settings, from the sink's options.
 #[derive(Debug, Clone, Copy)]
 pub struct SinkSettings {
-    /// Rows queued before the pipeline waits for the sink (the source is read no further
-    /// until the target takes rows again).
+    /// Rows held in memory for the target before `on_full` applies.
     pub buffer_rows: usize,
+    pub on_full: OnFull,
     /// Most rows handed to one write.
     pub batch_rows: usize,
     /// How often rows of an updating view are re-sent while their window is open.
@@ -106,6 +118,7 @@ impl Default for SinkSettings {
     fn default() -> Self {
         Self {
             buffer_rows: 1_000_000,
+            on_full: OnFull::Block,
             batch_rows: 10_000,
             update_interval: Duration::from_secs(1),
         }
@@ -160,6 +173,16 @@ struct Queue {
     /// The writer's position after the write that acknowledged row `acked`.
     position: serde_json::Value,
     in_memory_rows: usize,
+    /// Checkpoint files holding queued rows (`OnFull::Spill`), as of the last checkpoint.
+    on_disk: Vec<DiskSegment>,
+}
+
+/// A checkpoint file of queued rows: rows `start..start + rows`.
+#[derive(Debug, Clone)]
+pub struct DiskSegment {
+    pub path: std::path::PathBuf,
+    pub start: u64,
+    pub rows: u64,
 }
 
 /// A running sink.
@@ -172,6 +195,8 @@ pub struct SinkRuntime {
     changed: Condvar,
     /// Set on a permanent error: rows are no longer accepted.
     failed: AtomicBool,
+    /// Whether the sink's pipeline checkpoints (a spilling sink can then let rows go).
+    checkpointed: AtomicBool,
     stop: Arc<AtomicBool>,
     /// The position the sink restarted from, for the writer's first `open`.
     resume: Mutex<serde_json::Value>,
@@ -233,9 +258,11 @@ impl SinkRuntime {
                 acked: 0,
                 position: serde_json::Value::Null,
                 in_memory_rows: 0,
+                on_disk: Vec::new(),
             }),
             changed: Condvar::new(),
             failed: AtomicBool::new(false),
+            checkpointed: AtomicBool::new(false),
             stop: Arc::new(AtomicBool::new(false)),
             resume: Mutex::new(serde_json::Value::Null),
             pending_writer: Mutex::new(Some(writer)),
@@ -318,18 +345,30 @@ impl SinkRuntime {
             return;
         }
         let mut q = self.queue.lock();
-        while q.in_memory_rows >= self.settings.buffer_rows
+        // A spilling sink never waits: each checkpoint takes the rows out of memory.
+        let spills =
+            self.settings.on_full == OnFull::Spill && self.checkpointed.load(Ordering::Acquire);
+        while !spills
+            && q.in_memory_rows >= self.settings.buffer_rows
             && !stop.load(Ordering::Acquire)
             && !self.stop.load(Ordering::Acquire)
             && !self.is_failed()
         {
             self.changed.wait_for(&mut q, Duration::from_millis(50));
         }
+        // Queued in slices of at most `batch_rows` (zero-copy), the unit of writes and of
+        // what a spilling sink lets go of.
+        let step = self.settings.batch_rows.max(1);
         for b in batches.iter().filter(|b| b.num_rows() > 0) {
-            let start = q.pushed;
-            q.pushed += b.num_rows() as u64;
-            q.in_memory_rows += b.num_rows();
-            q.batches.push_back((start, b.clone()));
+            let mut offset = 0;
+            while offset < b.num_rows() {
+                let n = step.min(b.num_rows() - offset);
+                let start = q.pushed;
+                q.pushed += n as u64;
+                q.in_memory_rows += n;
+                q.batches.push_back((start, b.slice(offset, n)));
+                offset += n;
+            }
         }
         drop(q);
         self.changed.notify_all();
@@ -346,6 +385,43 @@ impl SinkRuntime {
                 true
             }
         }
+    }
+
+    /// Notes that the sink's pipeline writes checkpoints, which hold its queue.
+    pub fn set_checkpointed(&self) {
+        self.checkpointed.store(true, Ordering::Release);
+    }
+
+    /// Rows held in memory.
+    pub fn buffered(&self) -> u64 {
+        self.queue.lock().in_memory_rows as u64
+    }
+
+    /// Notes which checkpoint files hold queued rows (after a checkpoint is written). A
+    /// spilling sink over its bound lets go of the rows that are in them; the writer reads
+    /// them back from the files.
+    pub fn spilled(&self, segments: Vec<DiskSegment>) {
+        if self.settings.on_full != OnFull::Spill {
+            return;
+        }
+        let mut q = self.queue.lock();
+        let on_disk_end = segments.iter().map(|s| s.start + s.rows).max().unwrap_or(0);
+        q.on_disk = segments;
+        if q.in_memory_rows <= self.settings.buffer_rows {
+            return;
+        }
+        // Keep the next write's rows and everything not on disk.
+        let keep_until = q.acked + self.settings.batch_rows as u64;
+        let mut freed = 0;
+        q.batches.retain(|(start, b)| {
+            let end = start + b.num_rows() as u64;
+            let evict = *start >= keep_until && end <= on_disk_end;
+            if evict {
+                freed += b.num_rows();
+            }
+            !evict
+        });
+        q.in_memory_rows -= freed;
     }
 
     /// Captures the queue for a checkpoint: rows from `persisted` (the first row not yet in
@@ -405,6 +481,7 @@ impl SinkRuntime {
         };
         let mut open = false;
         let mut backoff = Duration::from_millis(100);
+        let mut files = SegmentCache::default();
         while !self.stop.load(Ordering::Acquire) {
             if !open {
                 let resume = self.resume.lock().clone();
@@ -427,7 +504,7 @@ impl SinkRuntime {
                     }
                 }
             }
-            let Some(chunk) = self.next_chunk() else {
+            let Some(chunk) = self.next_chunk(&mut files) else {
                 continue;
             };
             let rows: u64 = chunk.iter().map(|b| b.num_rows() as u64).sum();
@@ -484,19 +561,43 @@ impl SinkRuntime {
         self.changed.notify_all();
     }
 
-    /// The rows at the front of the queue (up to `batch_rows`), waiting a little for some.
-    fn next_chunk(&self) -> Option<Vec<RecordBatch>> {
+    /// The rows after the last acknowledged one (up to `batch_rows`), from memory or, for
+    /// rows a spilling sink let go of, from the checkpoint files; waits a little for some.
+    fn next_chunk(&self, files: &mut SegmentCache) -> Option<Vec<RecordBatch>> {
         let mut q = self.queue.lock();
-        if q.batches.is_empty() {
+        if q.batches.is_empty() && q.acked == q.pushed {
             self.changed.wait_for(&mut q, Duration::from_millis(50));
+        }
+        let acked = q.acked;
+        let in_memory = q.batches.front().is_some_and(|(start, _)| *start <= acked);
+        if !in_memory && acked < q.pushed {
+            // Spilled: read from the file that holds row `acked`, up to the first row still
+            // in memory.
+            let segment = q
+                .on_disk
+                .iter()
+                .find(|s| s.start <= acked && acked < s.start + s.rows)
+                .cloned()?;
+            let limit = q
+                .batches
+                .front()
+                .map(|(start, _)| *start)
+                .unwrap_or(u64::MAX)
+                .min(segment.start + segment.rows)
+                .min(acked + self.settings.batch_rows as u64);
+            drop(q);
+            return files.rows(&segment, acked, limit);
         }
         let mut out = Vec::new();
         let mut rows = 0;
-        for (_, b) in q.batches.iter() {
-            if rows > 0 && rows + b.num_rows() > self.settings.batch_rows {
+        let mut next = acked;
+        for (start, b) in q.batches.iter() {
+            // Contiguous rows only: the next gap was spilled.
+            if *start != next || (rows > 0 && rows + b.num_rows() > self.settings.batch_rows) {
                 break;
             }
             rows += b.num_rows();
+            next += b.num_rows() as u64;
             out.push(b.clone());
         }
         (!out.is_empty()).then_some(out)
@@ -504,16 +605,16 @@ impl SinkRuntime {
 
     fn acknowledge(&self, rows: u64, position: serde_json::Value) {
         let mut q = self.queue.lock();
-        let mut left = rows;
-        while left > 0 {
-            let Some((_, b)) = q.batches.pop_front() else {
+        let acked = q.acked + rows;
+        while let Some((start, b)) = q.batches.front() {
+            if start + b.num_rows() as u64 > acked {
                 break;
-            };
-            let n = b.num_rows() as u64;
-            q.in_memory_rows -= n as usize;
-            left -= n.min(left);
+            }
+            let n = b.num_rows();
+            q.batches.pop_front();
+            q.in_memory_rows -= n;
         }
-        q.acked += rows;
+        q.acked = acked;
         q.position = position;
         drop(q);
         self.stats.rows_written.fetch_add(rows, Ordering::Relaxed);
@@ -525,13 +626,58 @@ impl SinkRuntime {
     }
 }
 
+/// The last checkpoint file the writer read spilled rows from.
+#[derive(Default)]
+struct SegmentCache {
+    path: Option<std::path::PathBuf>,
+    /// Its batches, each with the number of its first row.
+    batches: Vec<(u64, RecordBatch)>,
+}
+
+impl SegmentCache {
+    /// Rows `from..until` of `segment`.
+    fn rows(&mut self, segment: &DiskSegment, from: u64, until: u64) -> Option<Vec<RecordBatch>> {
+        if self.path.as_ref() != Some(&segment.path) {
+            let batches = match crate::checkpoint::read_batches(&segment.path) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(file = %segment.path.display(), error = %e, "cannot read spilled sink rows yet");
+                    return None;
+                }
+            };
+            let mut start = segment.start;
+            self.batches = batches
+                .into_iter()
+                .map(|b| {
+                    let s = start;
+                    start += b.num_rows() as u64;
+                    (s, b)
+                })
+                .collect();
+            self.path = Some(segment.path.clone());
+        }
+        let mut out = Vec::new();
+        for (start, b) in &self.batches {
+            let end = start + b.num_rows() as u64;
+            if end <= from || *start >= until {
+                continue;
+            }
+            let lo = from.saturating_sub(*start) as usize;
+            let hi = (until.min(end) - start) as usize;
+            out.push(b.slice(lo, hi - lo));
+        }
+        (!out.is_empty()).then_some(out)
+    }
+}
+
 impl Drop for SinkRuntime {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
     }
 }
 
-/// Parses the queue options every sink has: `buffer_rows`, `batch_rows`, `update_interval` (milliseconds or a duration like `'500ms'`, `'2s'`).
+/// Parses the queue options every sink has: `buffer_rows`, `on_full` (`block` | `spill`),
+/// `batch_rows`, `update_interval` (milliseconds or a duration like `'500ms'`, `'2s'`).
 pub fn settings_from(options: &BTreeMap<String, String>) -> Result<SinkSettings> {
     let mut s = SinkSettings::default();
     let number = |key: &str| -> Result<Option<usize>> {
@@ -552,6 +698,18 @@ pub fn settings_from(options: &BTreeMap<String, String>) -> Result<SinkSettings>
     }
     if let Some(n) = number("batch_rows")? {
         s.batch_rows = n;
+    }
+    if let Some(v) = options.get("on_full") {
+        s.on_full = match v.to_lowercase().as_str() {
+            "block" => OnFull::Block,
+            "spill" => OnFull::Spill,
+            _ => {
+                return Err(EngineError::InvalidOption {
+                    option: "on_full".into(),
+                    message: format!("expected 'block' or 'spill', got '{v}'"),
+                })
+            }
+        };
     }
     if let Some(v) = options.get("update_interval") {
         s.update_interval = parse_millis(v).ok_or_else(|| EngineError::InvalidOption {
@@ -579,7 +737,7 @@ fn parse_millis(v: &str) -> Option<Duration> {
 }
 
 /// The options every sink accepts besides its connector's own.
-pub const QUEUE_OPTIONS: &[&str] = &["buffer_rows", "batch_rows", "update_interval"];
+pub const QUEUE_OPTIONS: &[&str] = &["buffer_rows", "on_full", "batch_rows", "update_interval"];
 
 /// `url` with the password of its user-info part replaced by `***`
 /// (`postgres://u:secret@h/db` → `postgres://u:***@h/db`); other text unchanged.

@@ -21,6 +21,9 @@ use common::process::{int, wait_for, Weir};
 
 const PG: &str = "host=127.0.0.1 port=5432 user=postgres";
 
+/// One test at a time: the main scenario restarts PostgreSQL.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn unique(prefix: &str) -> String {
     unique_topic(prefix).replace('-', "_")
 }
@@ -65,18 +68,23 @@ struct Redis {
 
 impl Redis {
     fn start(dir: &Path) -> Self {
+        let mut r = Self::stopped(dir);
+        r.spawn();
+        r
+    }
+
+    /// Chooses a port and a directory; nothing listens until [`spawn`](Self::spawn).
+    fn stopped(dir: &Path) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut r = Self {
+        Self {
             port,
             dir: dir.to_path_buf(),
             child: None,
-        };
-        r.spawn();
-        r
+        }
     }
 
     fn spawn(&mut self) {
@@ -241,39 +249,59 @@ fn json_row(v: &serde_json::Value) -> Row {
     }
 }
 
-/// The last message per key of `topic`, read committed.
+/// The last message per key of `topic` (all partitions), read committed.
 fn kafka_last(brokers: &str, topic: &str) -> BTreeMap<String, serde_json::Value> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", unique_topic("check"))
         .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let (_, high) = consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
         .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
+    let mut list = rdkafka::TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in metadata.topics()[0].partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+            .unwrap();
+        if high > low {
+            list.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(low))
+                .unwrap();
+            ends.insert(p.id(), high);
+        }
+    }
+    consumer.assign(&list).unwrap();
     let mut last = BTreeMap::new();
-    let mut offset = -1;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while offset + 1 < high && Instant::now() < deadline {
+    // Past the high watermark, read on until nothing comes for a second: tansu reports the
+    // first offset of the last batch as the end.
+    let mut quiet_since = Instant::now();
+    loop {
         if let Some(m) = consumer.poll(Duration::from_millis(200)) {
             let m = m.unwrap();
-            offset = m.offset();
             let key = String::from_utf8_lossy(m.key().unwrap()).into_owned();
             let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
             last.insert(key, value);
-        } else if offset >= 0 && consumer.position().is_ok() {
-            // Past the last data message: the rest are transaction markers.
-            let pos = consumer.position().unwrap();
-            if let Some(rdkafka::Offset::Offset(p)) = pos.elements().first().map(|e| e.offset()) {
-                if p >= high {
-                    break;
-                }
-            }
+            quiet_since = Instant::now();
         }
+        let position = consumer.position().unwrap();
+        let done = quiet_since.elapsed() > Duration::from_secs(1)
+            && ends.iter().all(|(&p, &high)| {
+                matches!(
+                    position.find_partition(topic, p).map(|e| e.offset()),
+                    Some(rdkafka::Offset::Offset(o)) if o >= high
+                )
+            });
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reading {topic}: {position:?} of {ends:?}"
+        );
     }
     last
 }
@@ -290,6 +318,7 @@ fn scenario() -> (u64, u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sinks_hold_the_view_after_kill_and_outages() {
+    let _serial = SERIAL.lock().await;
     let (events, kills, redis_down) = scenario();
     println!("{events} events, {kills} kill -9, Redis down {redis_down} s, one PostgreSQL restart");
     let dir = tempfile::tempdir().unwrap();
@@ -323,7 +352,8 @@ async fn sinks_hold_the_view_after_kill_and_outages() {
                      sources = '300', error_rate = '0.05', disorder_ms = '1000'"
                 )
             ),
-            common::kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')"),
+            // 10-second windows: one closes every 2.5 s of the run.
+            common::kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '10 seconds')"),
             redis.url(),
         ))
         .await
@@ -419,17 +449,18 @@ async fn sinks_hold_the_view_after_kill_and_outages() {
     .await;
     let sinks = client
         .query(
-            "SELECT name, rows_written, errors FROM weir.sinks ORDER BY name",
+            "SELECT name, rows_written, errors, coalesce(last_error, '') FROM weir.sinks ORDER BY name",
             &[],
         )
         .await
         .unwrap();
     for r in &sinks {
         println!(
-            "sink {}: {} rows written, {} errors",
+            "sink {}: {} rows written, {} errors (last: {})",
             r.get::<_, String>(0),
             r.get::<_, i64>(1),
-            r.get::<_, i64>(2)
+            r.get::<_, i64>(2),
+            r.get::<_, String>(3)
         );
     }
 
@@ -569,6 +600,7 @@ async fn sinks_hold_the_view_after_kill_and_outages() {
 /// in-process crash (librdkafka's mock cluster, which has transactions).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_ddl_errors_and_exactly_once_kafka() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let db_name = unique("weir_sinkddl");
     let pg = fresh_database(&db_name).await;
@@ -689,4 +721,66 @@ async fn sink_ddl_errors_and_exactly_once_kafka() {
         .is_empty());
     drop(db);
     drop_database(&db_name).await;
+}
+
+/// `on_full = 'spill'`: with the target down the pipeline reads on, the queue lives in the
+/// checkpoint files rather than in memory, and the sink delivers all of it once the target
+/// is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spilling_sink_lets_the_pipeline_go_on_and_catches_up() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let redis_dir = dir.path().join("redis");
+    std::fs::create_dir_all(&redis_dir).unwrap();
+    let mut redis = Redis::stopped(&redis_dir);
+    let events = 20_000u64;
+    common::write_events(&dir.path().join("events.jsonl"), events, 8, 0, 0);
+    let db = common::persistent_db(&dir.path().join("data"), Duration::from_millis(100)).await;
+    common::exec(
+        &db,
+        &common::create_source(&dir.path().join("events.jsonl")),
+    )
+    .await;
+    common::exec(
+        &db,
+        &format!(
+            "CREATE SINK raw FROM events WITH (connector = 'redis', url = '{}', \
+             key = 'ev:{{event_id}}', buffer_rows = '1000', batch_rows = '500', on_full = 'spill')",
+            redis.url()
+        ),
+    )
+    .await;
+    // Nothing listens: the sink retries, the pipeline reads the whole file anyway.
+    common::wait_caught_up(&db, "events").await;
+    common::kafka::wait_for_text(
+        &db,
+        "SELECT status FROM weir.sinks",
+        |t| t.starts_with("retrying"),
+        Duration::from_secs(30),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let backlog = common::kafka::int(&db, "SELECT backlog FROM weir.sinks").await;
+    let buffered = common::kafka::int(&db, "SELECT buffered FROM weir.sinks").await;
+    println!("target down: backlog {backlog}, in memory {buffered}");
+    assert_eq!(backlog, events as i64, "every event waits for the target");
+    assert!(
+        buffered <= 1_000 + 500,
+        "{buffered} rows in memory with buffer_rows 1000"
+    );
+
+    redis.spawn();
+    common::kafka::wait_for_int(
+        &db,
+        "SELECT CAST(backlog = 0 AS BIGINT) FROM weir.sinks",
+        1,
+        Duration::from_secs(60),
+    )
+    .await;
+    let mut conn = redis.connection();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("ev:*").query(&mut conn).unwrap();
+    assert_eq!(keys.len() as u64, events, "one key per event");
+    let value: String = redis::cmd("GET").arg(&keys[0]).query(&mut conn).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&value).unwrap();
+    assert!(v["attributes"]["metric"].is_number(), "{value}");
 }

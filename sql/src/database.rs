@@ -935,6 +935,7 @@ impl Database {
                 sinks.iter().map(|s| count(&s.stats.rows_written)),
             )
             .int("backlog", sinks.iter().map(|s| Some(s.backlog() as i64)))
+            .int("buffered", sinks.iter().map(|s| Some(s.buffered() as i64)))
             .int("errors", sinks.iter().map(|s| count(&s.stats.errors)))
             .text(
                 "last_error",

@@ -2,13 +2,13 @@
 //! group keys and `window_start`, a source's `event_id`), so a compacted topic keeps each
 //! window's latest row.
 //!
-//! `delivery = 'exactly_once'` (the default) writes each batch in one Kafka transaction
-//! (`transactional.id = weir-sink-<name>`; a restarted Weir fences and aborts its
-//! predecessor's open transaction). After a restart the sink reads what it committed since
-//! the checkpoint it restarts from (`read_committed`; the whole topic when it has no
-//! checkpoint yet) and skips rows the replay would send again, so a `read_committed`
-//! consumer sees every row once. `'at_least_once'` needs no
-//! transactions; a replay may send a row again (with the same key and value).
+//! After a restart the sink reads what it wrote since the checkpoint it restarts from (the
+//! whole topic when it has no checkpoint yet) and skips the rows the replay sends again,
+//! so each row is in the topic once. `delivery = 'exactly_once'` also writes each batch in
+//! one Kafka transaction (`transactional.id = weir-sink-<name>`; a restarted Weir fences and
+//! aborts its predecessor's open transaction), so `read_committed` consumers never see part
+//! of a batch. The default, `'at_least_once'`, needs no transactions (tansu has none): a
+//! consumer may see a batch cut short by a crash before the replay completes it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -60,8 +60,8 @@ impl SinkConfig {
             }
         }
         let exactly_once = match o.optional("delivery").as_deref() {
-            None | Some("exactly_once") => true,
-            Some("at_least_once") => false,
+            Some("exactly_once") => true,
+            None | Some("at_least_once") => false,
             Some(other) => {
                 return Err(EngineError::InvalidOption {
                     option: "delivery".into(),
@@ -104,7 +104,7 @@ impl SinkFactory for KafkaSinkConnector {
         let mut options = spec.options.clone();
         options
             .entry("delivery".into())
-            .or_insert_with(|| "exactly_once".into());
+            .or_insert_with(|| "at_least_once".into());
         options
             .entry("format".into())
             .or_insert_with(|| "json".into());
@@ -120,6 +120,7 @@ impl SinkFactory for KafkaSinkConnector {
             .collect();
         Ok(Box::new(KafkaWriter {
             name: spec.name.clone(),
+            transactions: config.exactly_once,
             config,
             key,
             producer: None,
@@ -169,6 +170,21 @@ struct KafkaWriter {
     /// Messages committed after the restored checkpoint, not yet matched by a replayed row:
     /// `None` until read.
     delivered: Option<HashMap<(Option<String>, String), usize>>,
+    /// Writes go in transactions.
+    transactions: bool,
+}
+
+/// The error for `delivery = 'exactly_once'` on a broker without transactions.
+fn no_transactions(e: &KafkaError) -> SinkError {
+    SinkError::Permanent(format!(
+        "kafka: the broker does not support transactions ({e}); use delivery = 'at_least_once'"
+    ))
+}
+
+/// Whether a Kafka error says the broker lacks the transactions API.
+fn unsupported(e: &KafkaError) -> bool {
+    let text = e.to_string();
+    text.contains("not supported") || text.contains("UnsupportedVersion")
 }
 
 fn transient(what: &str, e: impl std::fmt::Display) -> SinkError {
@@ -243,24 +259,29 @@ impl KafkaWriter {
         }
         consumer.assign(&list).map_err(|e| transient("assign", e))?;
         let deadline = Instant::now() + Duration::from_secs(60);
+        // Past the high watermark, read on until the topic is quiet for half a second: some
+        // brokers (tansu) report the first offset of the last batch as the end.
+        let mut quiet_since = Instant::now();
         loop {
             if let Some(m) = consumer.poll(Duration::from_millis(100)) {
                 let m = m.map_err(|e| transient("reading the topic", e))?;
                 let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
                 let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
                 *found.entry((key, value)).or_insert(0) += 1;
+                quiet_since = Instant::now();
             }
-            let done = consumer
-                .position()
-                .map(|pos| {
-                    ends.iter().all(|(&p, &end)| {
-                        matches!(
-                            pos.find_partition(&self.config.topic, p).map(|e| e.offset()),
-                            Some(Offset::Offset(o)) if o >= end
-                        )
+            let done = quiet_since.elapsed() > Duration::from_millis(500)
+                && consumer
+                    .position()
+                    .map(|pos| {
+                        ends.iter().all(|(&p, &end)| {
+                            matches!(
+                                pos.find_partition(&self.config.topic, p).map(|e| e.offset()),
+                                Some(Offset::Offset(o)) if o >= end
+                            )
+                        })
                     })
-                })
-                .unwrap_or(false);
+                    .unwrap_or(false);
             if done {
                 return Ok(found);
             }
@@ -313,17 +334,20 @@ impl SinkWriter for KafkaWriter {
             .set("message.timeout.ms", "30000")
             .set("linger.ms", "5")
             .set("enable.idempotence", "true");
-        if self.config.exactly_once {
+        if self.transactions {
             config.set("transactional.id", format!("weir-sink-{}", self.name));
         }
         let producer: SinkProducer = config
             .create_with_context(Deliveries::default())
             .map_err(|e| transient("producer", e))?;
         self.ensure_topic(&producer)?;
-        if self.config.exactly_once {
-            producer
-                .init_transactions(Duration::from_secs(30))
-                .map_err(|e| transient("initializing transactions", e))?;
+        if self.transactions {
+            if let Err(e) = producer.init_transactions(Duration::from_secs(30)) {
+                if unsupported(&e) {
+                    return Err(no_transactions(&e));
+                }
+                return Err(transient("initializing transactions", e));
+            }
         }
         if self.delivered.is_none() {
             let restored: BTreeMap<i32, i64> = resume
@@ -343,11 +367,7 @@ impl SinkWriter for KafkaWriter {
                 (restored.clone(), restored)
             };
             self.position = position;
-            let delivered = if self.config.exactly_once {
-                self.read_delivered(&from)?
-            } else {
-                HashMap::new()
-            };
+            let delivered = self.read_delivered(&from)?;
             if !delivered.is_empty() {
                 tracing::info!(sink = %self.name, messages = delivered.values().sum::<usize>(), "messages committed after the checkpoint will not be sent again");
             }
@@ -383,7 +403,7 @@ impl SinkWriter for KafkaWriter {
             .ok_or_else(|| SinkError::Transient("kafka: not connected".into()))?;
         producer.context().offsets.lock().clear();
         *producer.context().failed.lock() = None;
-        if self.config.exactly_once {
+        if self.transactions {
             producer
                 .begin_transaction()
                 .map_err(|e| transient("beginning a transaction", e))?;
@@ -405,11 +425,17 @@ impl SinkWriter for KafkaWriter {
                     }
                 }
             }
-            if self.config.exactly_once {
+            if self.transactions {
                 // Commit flushes, and fails if any message was not delivered.
                 producer
                     .commit_transaction(Duration::from_secs(30))
-                    .map_err(|e| transient("committing", e))?;
+                    .map_err(|e| {
+                        if unsupported(&e) {
+                            no_transactions(&e)
+                        } else {
+                            transient("committing", e)
+                        }
+                    })?;
             } else {
                 producer
                     .flush(Duration::from_secs(30))
@@ -421,7 +447,7 @@ impl SinkWriter for KafkaWriter {
             }
         })();
         if let Err(e) = sent {
-            if self.config.exactly_once {
+            if self.transactions {
                 let _ = producer.abort_transaction(Duration::from_secs(10));
             }
             self.producer = None;

@@ -217,13 +217,21 @@ impl SinkWriter for RedisWriter {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(10)));
-        let mut connection = client
-            .get_multiplexed_async_connection_with_config(&config)
+        let connect = async {
+            let mut connection = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+            Ok::<_, redis::RedisError>(connection)
+        };
+        let connection = tokio::time::timeout(Duration::from_secs(5), connect)
             .await
-            .map_err(|e| error(&self.sink, &self.config.url, e))?;
-        let _: String = redis::cmd("PING")
-            .query_async(&mut connection)
-            .await
+            .map_err(|_| {
+                SinkError::Transient(format!(
+                    "redis {}: no answer within 5 s",
+                    mask_url(&self.config.url)
+                ))
+            })?
             .map_err(|e| error(&self.sink, &self.config.url, e))?;
         self.connection = Some(connection);
         Ok(())

@@ -88,6 +88,17 @@ pub fn spec() -> Value {
                 "requestBody": { "content": { "text/plain": { "schema": { "type": "string" } } } },
                 "responses": { "200": { "description": "Rows or a command tag" }, "400": error("The statement failed; the body has the SQLSTATE") }
             }},
+            "/ingest/{source}": { "post": {
+                "summary": "Push events to a source declared with connector = 'http'",
+                "description": "JSON lines, or a JSON array of events. Answered once they are durable (fsynced to the source's log). Malformed lines become dead letters.",
+                "parameters": [{ "name": "source", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "requestBody": { "content": { "application/x-ndjson": { "schema": { "type": "string" } }, "application/json": { "schema": { "type": "array", "items": { "type": "object" } } } } },
+                "responses": {
+                    "202": { "description": "{accepted: n}" },
+                    "400": error("Not a JSON array, or not an http source"),
+                    "404": error("No such source")
+                }
+            }},
             "/health": { "get": { "summary": "The process is alive", "responses": { "200": { "description": "{status: ok}" } } } },
             "/ready": { "get": {
                 "summary": "Sources reachable and views caught up",
