@@ -29,6 +29,9 @@ sleep 5
 echo "== demo at $DEMO_RATE events/s: $(curl -s "$BASE/sql" -d 'SELECT events_in FROM weir.sources')"
 status=0
 k6 run -q -e BASE="$BASE" -e RATE="$KPI_RATE" -e DURATION="$DURATION" loadtests/k6/kpi.js || status=1
+# The same requests as Weir timed them (handler only, no queueing for a core or a socket):
+echo "== server-side /kpi latency (weir_http_request_duration_seconds, cumulative counts):"
+curl -s "$BASE/metrics" | grep 'weir_http_request_duration_seconds_\(bucket\|count\){route="/kpi"' || true
 k6 run -q -e BASE="$BASE" -e RATE=500 -e DURATION="$DURATION" loadtests/k6/series.js || status=1
 curl -sf "$BASE/sql" -d "CREATE SOURCE pushed (event_id TEXT, source TEXT, \"timestamp\" TIMESTAMPTZ,
     attributes STRUCT<user_id TEXT, metric DOUBLE PRECISION, status TEXT>,

@@ -26,8 +26,26 @@ command -v g++ >/dev/null 2>&1 || need_apt g++ g++
 command -v make >/dev/null 2>&1 || need_apt make make
 pkg-config --exists openssl 2>/dev/null || need_apt "OpenSSL headers" libssl-dev
 pkg-config --exists zlib 2>/dev/null || need_apt "zlib headers" zlib1g-dev
-# promtool checks the /metrics exposition.
+# promtool checks the /metrics exposition; a Prometheus server scrapes a live Weir.
 command -v promtool >/dev/null 2>&1 || need_apt promtool prometheus
+command -v prometheus >/dev/null 2>&1 || need_apt prometheus prometheus
+# The sink tests start Redis servers of their own and need PostgreSQL on 127.0.0.1:5432
+# (user postgres, trust), which they restart once.
+command -v redis-server >/dev/null 2>&1 || need_apt redis-server redis-server
+command -v redis-cli >/dev/null 2>&1 || need_apt redis-cli redis-tools
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    command -v pg_ctlcluster >/dev/null 2>&1 || need_apt "PostgreSQL" postgresql
+    version="$(ls /etc/postgresql | sort -V | tail -1)"
+    if [ ! -f "/etc/postgresql/$version/main/.weir-trust" ]; then
+        # Loopback connections as postgres without a password, as on the project's machines.
+        sed -i 's/^\(host\s\+all\s\+all\s\+127.0.0.1\/32\s\+\)\S\+/\1trust/' \
+            "/etc/postgresql/$version/main/pg_hba.conf"
+        touch "/etc/postgresql/$version/main/.weir-trust"
+    fi
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start
+    for _ in $(seq 1 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+    pg_isready -h 127.0.0.1 -p 5432 || { echo "error: PostgreSQL did not start" >&2; exit 1; }
+fi
 
 # A Kafka-compatible broker for the end-to-end tests (tansu, cached outside the clone).
 # shellcheck source=scripts/kafka-broker.sh

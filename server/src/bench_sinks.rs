@@ -40,6 +40,8 @@ pub struct SinkBench {
     /// Events/s until every sink had written everything.
     pub end_to_end: f64,
     pub sinks: Vec<SinkResult>,
+    /// A Redis sink alone writing every event as a key (`FROM events`): Redis keys/s.
+    pub redis_keys: SinkResult,
 }
 
 /// Defines the session (with `sinks`, if any) over an empty followed file, stops, writes the
@@ -126,12 +128,21 @@ pub async fn run(dir: &Path, events: u64, targets: &Targets) -> Result<SinkBench
         brokers = targets.brokers,
     );
     let (with, end_to_end, sinks) = run_once(dir, events, &sinks).await?;
+    let keys = format!(
+        "CREATE SINK events_hot FROM events WITH (connector = 'redis', url = '{}', key = 'bench:ev:{{event_id}}', ttl = '10 minutes');",
+        targets.redis
+    );
+    let (_, _, mut redis) = run_once(dir, events, &keys).await?;
+    let redis_keys = redis
+        .pop()
+        .ok_or_else(|| ServerError::Config("the Redis run reported no sink".into()))?;
     Ok(SinkBench {
         events,
         without,
         with,
         end_to_end,
         sinks,
+        redis_keys,
     })
 }
 

@@ -356,6 +356,31 @@ fn floats(a: &ArrayRef) -> Vec<Option<f64>> {
 }
 
 fn texts(a: &ArrayRef) -> Vec<Option<String>> {
+    // Strings directly; other types through their JSON form.
+    match a.data_type() {
+        DataType::Utf8 => {
+            return a
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect()
+        }
+        DataType::LargeUtf8 => {
+            return a
+                .as_string::<i64>()
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect()
+        }
+        DataType::Utf8View => {
+            return a
+                .as_string_view()
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect()
+        }
+        _ => {}
+    }
     (0..a.len())
         .map(|i| match cell_json(a, i) {
             serde_json::Value::Null => None,
