@@ -896,10 +896,12 @@ fn seed_sink(nodes: &[ViewNode], node: &SinkNode) -> Result<()> {
     else {
         return Ok(());
     };
-    let go_on = AtomicBool::new(false);
-    node.sink.push(&view.view.emitted(), &go_on);
+    // Never waits for room: the engine is locked while a sink is added, and the target may
+    // be down. The queue may exceed its bound by the view's rows once.
+    let no_wait = AtomicBool::new(true);
+    node.sink.push(&view.view.emitted(), &no_wait);
     if node.sink.spec().updating {
-        node.sink.push(&view.view.open_rows_snapshot()?, &go_on);
+        node.sink.push(&view.view.open_rows_snapshot()?, &no_wait);
     }
     Ok(())
 }
