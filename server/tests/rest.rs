@@ -322,6 +322,20 @@ async fn kpi_series_errors_and_readiness() {
     server.await.unwrap().unwrap();
 }
 
+/// Waits until the view `pushed_counts` counts `want` events in all.
+async fn wait_total(addr: SocketAddr, want: i64) {
+    let total = "SELECT CAST(sum(n) AS BIGINT) AS n FROM pushed_counts";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = sql(addr, total).await;
+        if body["rows"][0]["n"].as_i64() == Some(want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{body} != {want}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Events pushed with `POST /ingest/{source}` are durable: after a restart the view holds
 /// each once. A Prometheus server scraping Weir sees the series.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,20 +370,7 @@ async fn ingest_over_http_and_a_prometheus_scrape() {
     assert_eq!(status, 400, "{reply}");
     assert_eq!(reply["parameter"], "body");
     assert_eq!(http(addr, "POST", "/ingest/nope", "{}").await.0, 404);
-    let total = "SELECT CAST(sum(n) AS BIGINT) AS n FROM pushed_counts";
-    let count = |body: &Value| body["rows"][0]["n"].as_i64().unwrap_or(0);
-    let wait_total = |want: i64| async move {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let body = sql(addr, total).await;
-            if count(&body) == want {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{body} != {want}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    wait_total(150).await;
+    wait_total(addr, 150).await;
     let dead = sql(
         addr,
         "SELECT dead_letters FROM weir.sources WHERE name = 'pushed'",
@@ -381,21 +382,10 @@ async fn ingest_over_http_and_a_prometheus_scrape() {
 
     // Restarted: nothing replayed twice, and more events still go in.
     let (addr, stop, server) = start(dir.path()).await;
-    let wait_total = |want: i64| async move {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let body = sql(addr, total).await;
-            if count(&body) == want {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{body} != {want}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    wait_total(150).await;
+    wait_total(addr, 150).await;
     let more = event_lines(&generator_at_rate(5, 0, 100), 10, 0).join("\n");
     assert_eq!(http(addr, "POST", "/ingest/pushed", &more).await.0, 202);
-    wait_total(160).await;
+    wait_total(addr, 160).await;
 
     // Prometheus (Debian's package) scraping /metrics every second.
     let prom_port = std::net::TcpListener::bind("127.0.0.1:0")

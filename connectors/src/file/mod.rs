@@ -40,13 +40,7 @@ impl SourceFactory for FileConnector {
         position: Option<&serde_json::Value>,
     ) -> Result<Box<dyn Source>> {
         let config = FileConfig::from_options(&spec.options)?;
-        let mut source = FileSource::open(spec, config)?;
-        if let Some(p) = position {
-            let offset = p.get("offset").and_then(|v| v.as_u64()).unwrap_or(0);
-            let line = p.get("line").and_then(|v| v.as_u64()).unwrap_or(1);
-            source.seek(offset, line)?;
-        }
-        Ok(Box::new(source))
+        Ok(Box::new(FileSource::open_at(spec, config, position)?))
     }
 
     fn is_bounded(&self, spec: &SourceSpec) -> bool {

@@ -50,6 +50,22 @@ impl FileSource {
         })
     }
 
+    /// Opens the file and continues at `position` (a checkpointed `{offset, line}`), or at
+    /// its start.
+    pub fn open_at(
+        spec: &SourceSpec,
+        config: FileConfig,
+        position: Option<&serde_json::Value>,
+    ) -> Result<Self> {
+        let mut source = Self::open(spec, config)?;
+        if let Some(p) = position {
+            let offset = p.get("offset").and_then(|v| v.as_u64()).unwrap_or(0);
+            let line = p.get("line").and_then(|v| v.as_u64()).unwrap_or(1);
+            source.seek(offset, line)?;
+        }
+        Ok(source)
+    }
+
     /// Continues at byte `offset`, which starts line `line` (a checkpointed position). A
     /// file now shorter than `offset` was truncated or replaced: it is read from its start.
     pub fn seek(&mut self, offset: u64, line: u64) -> Result<()> {
