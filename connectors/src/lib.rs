@@ -19,6 +19,8 @@ pub mod kafka;
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "webhook")]
+pub mod webhook;
 
 use weir_engine::source::SourceRegistry;
 
@@ -49,5 +51,7 @@ pub fn register_all_in(data_dir: &std::path::Path) -> SourceRegistry {
     registry.register_sink(std::sync::Arc::new(crate::redis::RedisSinkConnector));
     #[cfg(feature = "postgres")]
     registry.register_sink(std::sync::Arc::new(postgres::PostgresSinkConnector));
+    #[cfg(feature = "webhook")]
+    registry.register_sink(std::sync::Arc::new(webhook::WebhookSinkConnector));
     registry
 }

@@ -81,6 +81,9 @@ pub struct ViewManifest {
     pub closed_before: i64,
     /// Open windows' state, if any window is open.
     pub state: Option<String>,
+    /// Files of other state (`OVER` windows, alerts), one batch each.
+    #[serde(default)]
+    pub extra: Vec<String>,
     /// Emitted rows, oldest first.
     pub segments: Vec<Segment>,
 }
@@ -160,6 +163,8 @@ pub struct ViewSnapshot {
     pub closed_before: i64,
     /// Open buckets (see `IncrementalAggregate::export`).
     pub buckets: Vec<RecordBatch>,
+    /// Other state (`OVER` windows, an alert rule's alerts), one file per batch.
+    pub extra: Vec<RecordBatch>,
     /// Rows emitted since the previous checkpoint.
     pub new_rows: Vec<RecordBatch>,
 }
@@ -193,6 +198,7 @@ pub struct WriteReport {
 pub struct RestoredView {
     pub meta: ViewManifest,
     pub buckets: Vec<RecordBatch>,
+    pub extra: Vec<RecordBatch>,
     pub rows: Vec<RecordBatch>,
 }
 
@@ -295,11 +301,20 @@ impl CheckpointStore {
             for s in &v.segments {
                 rows.extend(read_batches(&self.dir.join(&s.file))?);
             }
+            let mut extra = Vec::new();
+            for f in &v.extra {
+                let batches = read_batches(&self.dir.join(f))?;
+                extra.push(match batches.len() {
+                    1 => batches.into_iter().next().expect("one"),
+                    _ => concat_or_empty(&batches, f)?,
+                });
+            }
             views.insert(
                 v.name.clone(),
                 RestoredView {
                     meta: v.clone(),
                     buckets,
+                    extra,
                     rows,
                 },
             );
@@ -378,6 +393,14 @@ impl CheckpointStore {
                 self.sizes.insert(f.clone(), n);
                 Some(f)
             };
+            let mut extra = Vec::with_capacity(v.extra.len());
+            for (i, b) in v.extra.iter().enumerate() {
+                let f = format!("extra-{stem}-{epoch}-{i}.arrow");
+                let n = write_batches(&self.dir.join(&f), std::slice::from_ref(b))?;
+                bytes += n;
+                self.sizes.insert(f.clone(), n);
+                extra.push(f);
+            }
             // Segments carry over only into the same definition.
             let mut segments: Vec<Segment> = self
                 .last
@@ -404,6 +427,7 @@ impl CheckpointStore {
                 dropped_rows: v.dropped_rows,
                 closed_before: v.closed_before,
                 state,
+                extra,
                 segments,
             });
         }
@@ -525,12 +549,24 @@ fn referenced(m: &Manifest) -> BTreeSet<String> {
     let mut files: BTreeSet<String> = m.logs.iter().cloned().collect();
     for v in &m.views {
         files.extend(v.state.iter().cloned());
+        files.extend(v.extra.iter().cloned());
         files.extend(v.segments.iter().map(|s| s.file.clone()));
     }
     for k in &m.sinks {
         files.extend(k.segments.iter().map(|s| s.file.clone()));
     }
     files
+}
+
+/// The batches of one state file as one batch (an empty file: an error naming it).
+fn concat_or_empty(batches: &[RecordBatch], file: &str) -> Result<RecordBatch> {
+    let first = batches
+        .first()
+        .ok_or_else(|| EngineError::Checkpoint(format!("{file} holds no batch")))?;
+    Ok(datafusion::arrow::compute::concat_batches(
+        &first.schema(),
+        batches,
+    )?)
 }
 
 /// `rows` without their first `skip` rows.
@@ -651,6 +687,7 @@ mod tests {
                 dropped_rows: 0,
                 closed_before: 7,
                 buckets: state,
+                extra: Vec::new(),
                 new_rows,
             }],
             new_log: vec![LogRecord::DeadLetter {

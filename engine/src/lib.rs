@@ -12,10 +12,12 @@
 //! [`view::ViewPlan`]s and `weir-connectors` implements [`source::Source`].
 
 pub mod aggregate;
+pub mod alert;
 pub mod checkpoint;
 pub mod decode;
 pub mod error;
 pub mod feed;
+pub mod over;
 pub mod pipeline;
 pub mod sink;
 pub mod source;

@@ -37,6 +37,9 @@ use crate::system::{DeadLetterRow, LateEventRow, SourceStats, SystemLog};
 use crate::view::ViewRuntime;
 use crate::watermark::WatermarkTracker;
 
+/// How often an alert rule over an `EMIT ON UPDATE` view sees the view's open windows.
+const ALERT_UPDATE_INTERVAL: Duration = Duration::from_millis(500);
+
 /// `WATERMARK FOR column AS column - delay`.
 #[derive(Debug, Clone, Copy)]
 pub struct WatermarkDecl {
@@ -1504,6 +1507,26 @@ impl Processor {
             if s.sink.update_due() || force {
                 s.sink.push(&view.open_rows_snapshot()?, &self.stop);
             }
+        }
+        // Alert rules over updating views see the open windows too: they can fire
+        // mid-window.
+        let nodes = self.views.read().clone();
+        for node in nodes.iter().filter(|n| n.view.is_alert()) {
+            let Some(parent) = node
+                .parent
+                .as_deref()
+                .and_then(|p| nodes.iter().find(|n| n.view.name() == p))
+            else {
+                continue;
+            };
+            if !parent.view.updating() || !(force || node.view.updates_due(ALERT_UPDATE_INTERVAL))
+            {
+                continue;
+            }
+            let open = parent.view.open_rows_snapshot()?;
+            let wm = node.view.stats.watermark.load(Ordering::Relaxed);
+            let emitted = node.view.process(open, wm)?;
+            self.push_to_sinks(Some(node.view.name()), &emitted);
         }
         Ok(())
     }

@@ -45,6 +45,9 @@ pub struct SinkSpec {
     /// The view updates rows in place (`EMIT ON UPDATE`, or an aggregate without windows):
     /// the same key is written again with newer values.
     pub updating: bool,
+    /// Each key is written once and never changes (alert messages): after a restart a
+    /// row whose key the target already holds is skipped, whatever its other columns.
+    pub once_per_key: bool,
     /// `WITH (…)` options.
     pub options: BTreeMap<String, String>,
 }

@@ -15,6 +15,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use parking_lot::{Mutex, RwLock};
 
 use crate::aggregate::{AggregateSpec, IncrementalAggregate};
+use crate::alert::{AlertRecord, AlertSpec, AlertStage};
+use crate::over::{OverSpec, OverState};
 use crate::checkpoint::{RestoredView, ViewSnapshot};
 use crate::error::Result;
 use crate::feed::Feed;
@@ -49,6 +51,11 @@ pub struct FedPlan {
 }
 
 impl FedPlan {
+    /// The schema of the rows the plan produces.
+    pub fn feed_output_schema(&self) -> SchemaRef {
+        self.plan.schema()
+    }
+
     fn run(&self, task: &Arc<TaskContext>, input: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
         self.feed.run(&self.plan, task, input)
     }
@@ -63,8 +70,12 @@ pub struct ViewPlan {
     pub input: FedPlan,
     /// The aggregation, if any.
     pub aggregate: Option<AggregateSpec>,
-    /// The plan above the aggregation, reading the aggregate's output.
+    /// Streaming `OVER` windows between the input plan and `post` (never with `aggregate`).
+    pub over: Option<OverSpec>,
+    /// The plan above the aggregation (or the `OVER` windows), reading their output.
     pub post: Option<FedPlan>,
+    /// An alert rule: the query's rows become alert messages (the view's rows).
+    pub alert: Option<AlertSpec>,
     /// The view's output schema.
     pub output_schema: SchemaRef,
     /// Emit mode (unwindowed aggregates are always `OnUpdate`).
@@ -93,6 +104,10 @@ pub struct ViewStats {
 
 struct Inner {
     aggregate: Option<IncrementalAggregate>,
+    over: Option<OverState>,
+    alert: Option<AlertStage>,
+    /// When open rows of an updating input were last fed to this alert rule.
+    last_update: Option<std::time::Instant>,
     /// Bumped on every change of open state, to cache snapshots.
     version: u64,
     snapshot: Option<(u64, Vec<RecordBatch>)>,
@@ -126,9 +141,13 @@ impl ViewRuntime {
         let store = RowStore::new(plan.output_schema.clone(), plan.key_columns.clone());
         let stats = ViewStats::default();
         stats.watermark.store(i64::MIN, Ordering::Relaxed);
+        let (over, alert) = fresh_stages(&plan)?;
         Ok(Arc::new(Self {
             inner: Mutex::new(Inner {
                 aggregate,
+                over,
+                alert,
+                last_update: None,
                 version: 0,
                 snapshot: None,
             }),
@@ -162,6 +181,7 @@ impl ViewRuntime {
             .clone()
             .map(IncrementalAggregate::new)
             .transpose()?;
+        (inner.over, inner.alert) = fresh_stages(&self.plan)?;
         inner.version += 1;
         inner.snapshot = None;
         *self.store.write() = RowStore::new(
@@ -189,8 +209,16 @@ impl ViewRuntime {
             Some(agg) => (agg.export()?, agg.closed_before()),
             None => (Vec::new(), i64::MIN),
         };
+        let mut extra = match inner.over.as_ref() {
+            Some(over) => over.export()?,
+            None => Vec::new(),
+        };
+        if let Some(alert) = inner.alert.as_ref() {
+            extra.push(alert.export()?);
+        }
         let store = self.store.read();
         let snapshot = ViewSnapshot {
+            extra,
             name: self.plan.name.clone(),
             fingerprint: self.plan.fingerprint.clone(),
             rows_in: self.stats.rows_in.load(Ordering::Relaxed),
@@ -213,6 +241,14 @@ impl ViewRuntime {
                 restored.meta.closed_before,
                 restored.meta.dropped_rows,
             )?;
+        }
+        let mut extra = restored.extra.as_slice();
+        if let Some(over) = inner.over.as_mut() {
+            over.import(extra)?;
+            extra = extra.get(2..).unwrap_or_default();
+        }
+        if let (Some(alert), Some(state)) = (inner.alert.as_mut(), extra.first()) {
+            alert.import(state)?;
         }
         inner.version += 1;
         drop(inner);
@@ -244,13 +280,28 @@ impl ViewRuntime {
         let rows: usize = input.iter().map(|b| b.num_rows()).sum();
         self.stats.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
         self.stats.watermark.store(wm, Ordering::Relaxed);
+        let resolve_input = match &self.plan.alert {
+            Some(a) if a.resolve.is_some() => input.clone(),
+            _ => Vec::new(),
+        };
         let pre = if rows > 0 {
             self.plan.input.run(&self.plan.task, input)?
         } else {
             vec![]
         };
-        let mut inner = self.inner.lock();
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
         let emitted = match inner.aggregate.as_mut() {
+            None if inner.over.is_some() => {
+                let over = inner.over.as_mut().expect("over");
+                let windowed = pre
+                    .iter()
+                    .filter(|b| b.num_rows() > 0)
+                    .map(|b| over.process(b))
+                    .collect::<Result<Vec<_>>>()?;
+                inner.version += 1;
+                self.post(windowed)?
+            }
             None => pre,
             Some(agg) => {
                 for b in &pre {
@@ -266,7 +317,11 @@ impl ViewRuntime {
                 self.post(closed)?
             }
         };
-        drop(inner);
+        let emitted = match inner.alert.as_mut() {
+            Some(alert) => alert.apply(&emitted, &resolve_input)?,
+            None => emitted,
+        };
+        drop(guard);
         if !emitted.is_empty() {
             self.store.write().append(&emitted)?;
         }
@@ -282,6 +337,38 @@ impl ViewRuntime {
             None => Ok(batches),
             Some(post) => post.run(&self.plan.task, batches),
         }
+    }
+
+    /// For an alert rule over an updating view: whether its open rows are due again (at
+    /// most every `interval`); marks them fed.
+    pub fn updates_due(&self, interval: std::time::Duration) -> bool {
+        let mut inner = self.inner.lock();
+        let due = inner.last_update.is_none_or(|t| t.elapsed() >= interval);
+        if due {
+            inner.last_update = Some(std::time::Instant::now());
+        }
+        due
+    }
+
+    /// An alert rule's settings and every alert it raised, oldest first.
+    pub fn alerts(&self) -> Option<(AlertSpec, Vec<AlertRecord>, usize)> {
+        let inner = self.inner.lock();
+        inner
+            .alert
+            .as_ref()
+            .map(|a| (a.spec().clone(), a.alerts().to_vec(), a.firing()))
+    }
+
+    /// Whether this view is an alert rule.
+    pub fn is_alert(&self) -> bool {
+        self.plan.alert.is_some()
+    }
+
+    /// Whether this view's rows change in place (an `EMIT ON UPDATE` or unwindowed
+    /// aggregate).
+    pub fn updating(&self) -> bool {
+        self.plan.aggregate.is_some()
+            && (self.plan.emit == EmitMode::OnUpdate || self.is_unwindowed_aggregate())
     }
 
     /// The watermark of this view's output stream, for views defined over it: future output
@@ -376,27 +463,31 @@ impl ViewRuntime {
         Ok(closed + open)
     }
 
-    /// Live groups in open windows.
+    /// Live groups in open windows (keys of `OVER` windows).
     pub fn groups(&self) -> usize {
-        self.inner
-            .lock()
-            .aggregate
-            .as_ref()
-            .map(|a| a.groups())
-            .unwrap_or(0)
+        let inner = self.inner.lock();
+        let over = inner.over.as_ref().map(|o| o.keys()).unwrap_or(0);
+        inner.aggregate.as_ref().map(|a| a.groups()).unwrap_or(0) + over
     }
 
     /// Approximate bytes of state (open accumulators plus emitted rows).
     pub fn state_bytes(&self) -> usize {
-        let open = self
-            .inner
-            .lock()
-            .aggregate
-            .as_ref()
-            .map(|a| a.state_bytes())
-            .unwrap_or(0);
+        let open = {
+            let inner = self.inner.lock();
+            inner.aggregate.as_ref().map(|a| a.state_bytes()).unwrap_or(0)
+                + inner.over.as_ref().map(|o| o.bytes()).unwrap_or(0)
+        };
         open + self.store.read().bytes()
     }
+}
+
+/// Empty `OVER` state and alert stage for `plan`.
+fn fresh_stages(plan: &ViewPlan) -> Result<(Option<OverState>, Option<AlertStage>)> {
+    let over = match &plan.over {
+        Some(spec) => Some(OverState::new(spec.clone(), &plan.input.feed_output_schema())?),
+        None => None,
+    };
+    Ok((over, plan.alert.clone().map(AlertStage::new)))
 }
 
 /// `batch` under the view's schema when it fits (checkpoint files store every field

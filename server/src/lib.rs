@@ -2,6 +2,7 @@
 //! PostgreSQL wire protocol front end. Business logic lives in `weir-sql` and `weir-engine`.
 
 pub mod bench;
+pub mod bench_alerts;
 pub mod bench_checkpoint;
 pub mod bench_kafka;
 pub mod bench_sinks;

@@ -161,6 +161,25 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Detection-to-alert latency: paced events through Kafka, the seed's outlier rule,
+    /// alerts published to Kafka; prints latency quantiles.
+    BenchAlerts {
+        /// Events per second (paced to wall time).
+        #[arg(long, default_value_t = 50_000)]
+        rate: u64,
+        /// Seconds of events.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Fraction of events that are outliers.
+        #[arg(long, default_value_t = 0.001)]
+        outlier_rate: f64,
+        /// Kafka bootstrap servers.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// Directory for the data dir (default: the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Apply Weir's PostgreSQL schema (migrations/) to a database, as a postgres sink does
     /// when it is created.
     Migrate {
@@ -361,6 +380,38 @@ fn main() -> anyhow::Result<()> {
                 "restart to serving:   {:.3} s ({} groups restored)",
                 r.restore.as_secs_f64(),
                 r.restored_groups
+            );
+            Ok(())
+        }
+        Some(Command::BenchAlerts {
+            rate,
+            seconds,
+            outlier_rate,
+            brokers,
+            dir,
+        }) => {
+            init_logging("text", "warn");
+            let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("weir-bench-alerts"));
+            std::fs::create_dir_all(&dir)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let r = runtime.block_on(weir_server::bench_alerts::run(
+                &dir,
+                &brokers,
+                rate,
+                seconds,
+                outlier_rate,
+            ))?;
+            println!(
+                "events:        {} at {:.0} events/s (target {rate})",
+                r.events, r.produced_rate
+            );
+            println!("alerts:        {}", r.latencies_ms.len());
+            println!(
+                "event time to alert published: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+                r.quantile(0.5),
+                r.quantile(0.9),
+                r.quantile(0.99),
+                r.latencies_ms.last().copied().unwrap_or(0)
             );
             Ok(())
         }

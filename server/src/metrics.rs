@@ -209,6 +209,32 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
         "1 while the sink writes, 0 while it retries or has stopped on an error.",
         &["sink", "connector"],
     );
+    let alerts = counter(
+        "weir_alerts_total",
+        "Alerts an alert rule has raised (repeats within the cooldown not included).",
+        &["alert", "severity"],
+    );
+    let alert_repeats = counter(
+        "weir_alert_repeats_total",
+        "Firings within the cooldown, counted on an earlier alert instead of sent.",
+        &["alert", "severity"],
+    );
+    let alerts_firing = gauge(
+        "weir_alerts_firing",
+        "Keys whose threshold alert is firing and not resolved yet.",
+        &["alert", "severity"],
+    );
+    for (name, v) in db.views() {
+        let Some((spec, records, firing)) = v.alerts() else {
+            continue;
+        };
+        let l = [name.as_str(), spec.severity.as_str()];
+        alerts.with_label_values(&l).inc_by(records.len() as u64);
+        alert_repeats
+            .with_label_values(&l)
+            .inc_by(records.iter().map(|r| r.repeats).sum());
+        alerts_firing.with_label_values(&l).set(firing as i64);
+    }
     for (_, sink) in db.engine().sinks() {
         let connector = sink
             .spec()
@@ -276,7 +302,16 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
             .with_label_values(&l)
             .inc_by(v.stats.rows_in.load(Ordering::Relaxed));
     }
-    for c in [&events, &late, &dead, &rows_in, &sink_rows, &sink_errors] {
+    for c in [
+        &events,
+        &late,
+        &dead,
+        &rows_in,
+        &sink_rows,
+        &sink_errors,
+        &alerts,
+        &alert_repeats,
+    ] {
         engine.register(Box::new(c.clone())).expect("unique metric");
     }
     for g in [
@@ -289,6 +324,7 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
         &state_bytes,
         &sink_backlog,
         &sink_up,
+        &alerts_firing,
     ] {
         engine.register(Box::new(g.clone())).expect("unique metric");
     }

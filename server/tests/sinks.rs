@@ -251,59 +251,10 @@ fn json_row(v: &serde_json::Value) -> Row {
 
 /// The last message per key of `topic` (all partitions), read committed.
 fn kafka_last(brokers: &str, topic: &str) -> BTreeMap<String, serde_json::Value> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique_topic("check"))
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let mut list = rdkafka::TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
-    for p in metadata.topics()[0].partitions() {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-            .unwrap();
-        if high > low {
-            list.add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(low))
-                .unwrap();
-            ends.insert(p.id(), high);
-        }
-    }
-    consumer.assign(&list).unwrap();
-    let mut last = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    // Past the high watermark, read on until nothing comes for a second: tansu reports the
-    // first offset of the last batch as the end.
-    let mut quiet_since = Instant::now();
-    loop {
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m.unwrap();
-            let key = String::from_utf8_lossy(m.key().unwrap()).into_owned();
-            let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-            last.insert(key, value);
-            quiet_since = Instant::now();
-        }
-        let position = consumer.position().unwrap();
-        let done = quiet_since.elapsed() > Duration::from_secs(1)
-            && ends.iter().all(|(&p, &high)| {
-                matches!(
-                    position.find_partition(topic, p).map(|e| e.offset()),
-                    Some(rdkafka::Offset::Offset(o)) if o >= high
-                )
-            });
-        if done {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "reading {topic}: {position:?} of {ends:?}"
-        );
-    }
-    last
+    common::kafka::read_topic(brokers, topic)
+        .into_iter()
+        .map(|(k, v)| (k.unwrap(), v))
+        .collect()
 }
 
 /// Scale of the run (`loadtests/sinks_faults.sh` runs it long): events (4000/s of wall and

@@ -50,6 +50,30 @@ pub struct SinkDef {
     pub options: BTreeMap<String, String>,
 }
 
+/// A persisted `CREATE ALERT`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertDef {
+    pub name: String,
+    /// The rule's query as written.
+    pub query: String,
+    /// `severity`, `key`, `cooldown`, `time`, with defaults filled in.
+    pub options: BTreeMap<String, String>,
+    /// The relation it reads.
+    pub input: String,
+}
+
+impl AlertDef {
+    /// `CREATE ALERT …` as written (options normalized).
+    pub fn to_sql(&self) -> String {
+        format!(
+            "CREATE ALERT {} WITH ({}) AS {}",
+            quote_ident(&self.name),
+            options_sql(&self.options),
+            self.query
+        )
+    }
+}
+
 /// One catalog object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -57,6 +81,7 @@ pub enum CatalogEntry {
     Source(SourceDef),
     View(ViewDef),
     Sink(SinkDef),
+    Alert(AlertDef),
 }
 
 impl CatalogEntry {
@@ -66,6 +91,7 @@ impl CatalogEntry {
             CatalogEntry::Source(s) => &s.name,
             CatalogEntry::View(v) => &v.name,
             CatalogEntry::Sink(k) => &k.name,
+            CatalogEntry::Alert(a) => &a.name,
         }
     }
 }
@@ -134,6 +160,7 @@ impl Catalog {
             .iter()
             .filter_map(|e| match e {
                 CatalogEntry::View(v) if v.input == name => Some(v.name.clone()),
+                CatalogEntry::Alert(a) if a.input == name => Some(a.name.clone()),
                 CatalogEntry::Sink(k) if k.from == name => Some(k.name.clone()),
                 _ => None,
             })

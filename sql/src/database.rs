@@ -19,17 +19,21 @@ use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use parking_lot::RwLock;
 use weir_engine::checkpoint::CheckpointConfig;
+use weir_engine::alert::{AlertRecord, AlertSpec};
 use weir_engine::pipeline::{Engine, SinkNode, WatermarkDecl};
 use weir_engine::sink::{SinkRuntime, SinkSpec};
 use weir_engine::source::{SourceRegistry, SourceSpec};
 use weir_engine::state::ViewTable;
 use weir_engine::view::{EmitMode, ViewRuntime};
 
-use crate::catalog::{Catalog, CatalogEntry, SinkDef, SourceDef, ViewDef};
-use crate::dialect::{self, CreateSink, CreateSource, CreateView, ObjectKind, Show, WeirStatement};
+use crate::catalog::{AlertDef, Catalog, CatalogEntry, SinkDef, SourceDef, ViewDef};
+use crate::dialect::{
+    self, CreateAlert, CreateSink, CreateSource, CreateView, ObjectKind, Show, WeirStatement,
+    ALL_ALERTS,
+};
 use crate::error::{Result, SqlError};
 use crate::functions::{PlanCapture, RelationResolver, WindowFunction};
-use crate::planner::{base_config, plan_view, StreamRelation};
+use crate::planner::{base_config, plan_stream, plan_view, StreamRelation};
 use crate::session::Session;
 use crate::system::{count, Columns, SystemTable};
 
@@ -126,6 +130,7 @@ impl Database {
         .map_err(|e| SqlError::Internal(format!("pg_catalog: {e}")))?;
         crate::pg::register_functions(&ctx);
         crate::percentile::register(&ctx);
+        crate::ewm::register(&ctx);
         let catalog = Catalog::open(options.data_dir.as_deref())?;
         let engine = match &options.data_dir {
             None => Engine::new(options.registry),
@@ -162,11 +167,16 @@ impl Database {
         }
         db.register_window_functions();
         // Replay definitions in creation order.
-        for entry in catalog.entries().to_vec() {
-            let replayed = match &entry {
+        let entries = catalog.entries().to_vec();
+        for (i, entry) in entries.iter().enumerate() {
+            let replayed = match entry {
                 CatalogEntry::Source(def) => db.instantiate_source(def.clone()).map(|_| ()),
                 CatalogEntry::View(def) => db.instantiate_view(def.clone()).await.map(|_| ()),
                 CatalogEntry::Sink(def) => db.instantiate_sink(def.clone()).map(|_| ()),
+                CatalogEntry::Alert(def) => db
+                    .instantiate_alert(def.clone(), &alert_sinks(&entries[..i]))
+                    .await
+                    .map(|_| ()),
             };
             if let Err(e) = replayed {
                 tracing::error!(object = entry.name(), error = %e, "cannot restore catalog object; it is kept in the catalog");
@@ -298,6 +308,10 @@ impl Database {
                 self.create_view(c, background).await
             }
             WeirStatement::CreateSink(c) => self.create_sink(c).await,
+            WeirStatement::CreateAlert(c) => {
+                let background = session.is_on("background_ddl");
+                self.create_alert(c, background).await
+            }
             WeirStatement::Drop {
                 kind,
                 names,
@@ -489,6 +503,115 @@ impl Database {
         Ok(def)
     }
 
+    async fn create_alert(&self, c: CreateAlert, background: bool) -> Result<Outcome> {
+        let mut catalog = self.catalog.lock().await;
+        if catalog.get(&c.name).is_some() {
+            if c.if_not_exists {
+                return Ok(Outcome::Command("CREATE ALERT".into()));
+            }
+            return Err(self.exists_error(&c.name));
+        }
+        let def = AlertDef {
+            name: c.name.clone(),
+            query: c.query,
+            options: c.options,
+            input: String::new(),
+        };
+        let sinks = alert_sinks(catalog.entries());
+        let def = self.instantiate_alert(def, &sinks).await?;
+        catalog.add(CatalogEntry::Alert(def.clone()))?;
+        drop(catalog);
+        let root = self
+            .relations
+            .read()
+            .get(&def.name)
+            .map(|r| r.stream.root_source.clone())
+            .filter(|_| !background);
+        if let Some(root) = root {
+            let engine = self.engine.clone();
+            let timeout = self.backfill_timeout;
+            let _ = tokio::task::spawn_blocking(move || engine.wait_caught_up(&root, timeout)).await;
+        }
+        Ok(Outcome::Command("CREATE ALERT".into()))
+    }
+
+    /// Plans and starts an alert rule and the `FROM weir.alerts` sinks given; returns its
+    /// definition with the input and the options' defaults filled in.
+    async fn instantiate_alert(&self, mut def: AlertDef, sinks: &[SinkDef]) -> Result<AlertDef> {
+        let streams: BTreeMap<String, StreamRelation> = self
+            .relations
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.stream.clone()))
+            .collect();
+        let mut planned = plan_stream(&def.name, &def.query, None, &streams, true).await?;
+        let input_schema = streams
+            .get(&planned.input)
+            .map(|r| r.schema.clone())
+            .ok_or_else(|| SqlError::Internal("alert input".into()))?;
+        let (spec, options) = crate::alerts::alert_spec(&def.name, &def.options, &planned.plan, &input_schema)?;
+        planned.plan.fingerprint = format!(
+            "alert|{options:?}|{}|{:?}",
+            def.query, planned.plan.output_schema
+        );
+        planned.plan.alert = Some(spec);
+        planned.plan.output_schema = weir_engine::alert::message_schema();
+        planned.plan.key_columns = vec![3];
+        def.input = planned.input.clone();
+        def.options = options;
+        let schema = planned.plan.output_schema.clone();
+        let runtime = ViewRuntime::new(planned.plan)?;
+        let table = Arc::new(ViewTable::new(runtime.clone(), def.to_sql()));
+        self.ctx.register_table(def.name.as_str(), table)?;
+        let parent = (planned.input != planned.root_source).then_some(planned.input.as_str());
+        if let Err(e) = self
+            .engine
+            .add_view(&planned.root_source, parent, runtime.clone())
+        {
+            let _ = self.ctx.deregister_table(def.name.as_str());
+            return Err(e.into());
+        }
+        self.relations.write().insert(
+            def.name.clone(),
+            Relation {
+                stream: StreamRelation {
+                    schema,
+                    root_source: planned.root_source.clone(),
+                    updating: false,
+                },
+                view: Some(runtime),
+                event_time: None,
+            },
+        );
+        for sink in sinks {
+            if let Err(e) = self.start_sink(sink, &alert_sink_name(&sink.name, &def.name), &def.name) {
+                tracing::error!(sink = %sink.name, alert = %def.name, error = %e, "cannot start the sink for this alert rule");
+            }
+        }
+        Ok(def)
+    }
+
+    /// Names of the alert rules.
+    fn alert_names(&self) -> Vec<String> {
+        self.relations
+            .read()
+            .iter()
+            .filter(|(_, r)| r.view.as_ref().is_some_and(|v| v.is_alert()))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Stops the engine sinks that deliver alert rule `alert`'s alerts for `FROM weir.alerts`
+    /// sinks.
+    fn drop_alert_sinks(&self, alert: &str) {
+        let suffix = format!("@{alert}");
+        for (_, sink) in self.engine.sinks() {
+            if sink.name().ends_with(&suffix) {
+                self.engine.drop_sink(sink.name());
+            }
+        }
+    }
+
     async fn create_sink(&self, c: CreateSink) -> Result<Outcome> {
         let mut catalog = self.catalog.lock().await;
         if catalog.get(&c.name).is_some() {
@@ -510,19 +633,30 @@ impl Database {
         Ok(Outcome::Command("CREATE SINK".into()))
     }
 
-    /// Builds and starts a sink; returns its definition with the connector's defaults.
+    /// Builds and starts a sink; returns its definition with the connector's defaults. A
+    /// sink `FROM weir.alerts` gets one writer per alert rule, named `sink@rule`.
     fn instantiate_sink(&self, mut def: SinkDef) -> Result<SinkDef> {
-        let relation = self
-            .relations
-            .read()
-            .get(&def.from)
-            .cloned()
-            .ok_or_else(|| {
-                SqlError::UndefinedObject(format!(
-                    "relation \"{}\" does not exist; a sink reads a materialized view or a source",
-                    def.from
-                ))
-            })?;
+        if def.from != ALL_ALERTS {
+            def.options = self.start_sink(&def, &def.name.clone(), &def.from.clone())?;
+            return Ok(def);
+        }
+        let (factory, spec) = self.sink_spec(&def, &def.name, None)?;
+        def.options = factory.validate(&spec)?;
+        weir_engine::sink::settings_from(&def.options)?;
+        for alert in self.alert_names() {
+            self.start_sink(&def, &alert_sink_name(&def.name, &alert), &alert)?;
+        }
+        Ok(def)
+    }
+
+    /// What a sink named `name` on `relation` (`None`: the alert message schema) is given,
+    /// and its connector.
+    fn sink_spec(
+        &self,
+        def: &SinkDef,
+        name: &str,
+        relation: Option<&str>,
+    ) -> Result<(Arc<dyn weir_engine::sink::SinkFactory>, SinkSpec)> {
         let registry = self.engine.registry();
         let Some(connector) = def.options.get("connector").cloned() else {
             return Err(SqlError::InvalidParameter(format!(
@@ -531,51 +665,92 @@ impl Database {
             )));
         };
         let factory = registry.sink(&connector)?;
+        let alert_key = || vec!["alert_id".to_string(), "status".to_string()];
+        let Some(relation_name) = relation else {
+            let spec = SinkSpec {
+                name: name.to_string(),
+                input: ALL_ALERTS.to_string(),
+                from_source: false,
+                schema: weir_engine::alert::message_schema(),
+                key: alert_key(),
+                event_time: None,
+                updating: false,
+                once_per_key: true,
+                options: def.options.clone(),
+            };
+            return Ok((factory, spec));
+        };
+        let relation = self
+            .relations
+            .read()
+            .get(relation_name)
+            .cloned()
+            .ok_or_else(|| {
+                SqlError::UndefinedObject(format!(
+                    "relation \"{relation_name}\" does not exist; a sink reads a materialized view, a source, an alert rule or weir.alerts"
+                ))
+            })?;
         let schema = relation.stream.schema.clone();
         let name_of = |i: usize| schema.field(i).name().clone();
-        let (key, updating) = match &relation.view {
+        let (key, updating, once_per_key) = match &relation.view {
+            Some(view) if view.is_alert() => (alert_key(), false, true),
             Some(view) => {
                 let mut key: Vec<String> = view.key_columns().iter().map(|&i| name_of(i)).collect();
                 if view.window().is_some() && schema.index_of("window_start").is_ok() {
                     key.push("window_start".to_string());
                 }
-                let plan = view.plan();
-                let updating = plan.aggregate.is_some()
-                    && (plan.emit == EmitMode::OnUpdate || view.window().is_none());
-                (key, updating)
+                (key, view.updating(), false)
             }
             None => {
                 let key = schema
                     .index_of("event_id")
                     .map(|_| vec!["event_id".to_string()])
                     .unwrap_or_default();
-                (key, false)
+                (key, false, false)
             }
         };
-        let mut spec = SinkSpec {
-            name: def.name.clone(),
-            input: def.from.clone(),
+        let spec = SinkSpec {
+            name: name.to_string(),
+            input: relation_name.to_string(),
             from_source: relation.view.is_none(),
             schema,
             key,
             event_time: relation.event_time.clone(),
             updating,
+            once_per_key,
             options: def.options.clone(),
         };
-        def.options = factory.validate(&spec)?;
-        let settings = weir_engine::sink::settings_from(&def.options)?;
-        spec.options = def.options.clone();
+        Ok((factory, spec))
+    }
+
+    /// Starts engine sink `name` of `def` on `relation`; returns the validated options.
+    fn start_sink(
+        &self,
+        def: &SinkDef,
+        name: &str,
+        relation: &str,
+    ) -> Result<BTreeMap<String, String>> {
+        let (factory, mut spec) = self.sink_spec(def, name, Some(relation))?;
+        let options = factory.validate(&spec)?;
+        let settings = weir_engine::sink::settings_from(&options)?;
+        spec.options = options.clone();
         let writer = factory.create(&spec)?;
-        let fingerprint = format!("{}|{:?}", def.from, def.options);
+        let fingerprint = format!("{relation}|{options:?}");
+        let root = self
+            .relations
+            .read()
+            .get(relation)
+            .map(|r| (r.stream.root_source.clone(), r.view.is_some()))
+            .ok_or_else(|| SqlError::UndefinedObject(format!("relation \"{relation}\" does not exist")))?;
         let sink = SinkRuntime::new(spec, fingerprint, settings, writer);
         self.engine.add_sink(
-            &relation.stream.root_source,
+            &root.0,
             SinkNode {
                 sink,
-                view: relation.view.is_some().then(|| def.from.clone()),
+                view: root.1.then(|| relation.to_string()),
             },
         )?;
-        Ok(def)
+        Ok(options)
     }
 
     async fn drop(
@@ -594,6 +769,7 @@ impl Database {
                 (Some(CatalogEntry::Source(_)), ObjectKind::Source)
                     | (Some(CatalogEntry::View(_)), ObjectKind::MaterializedView)
                     | (Some(CatalogEntry::Sink(_)), ObjectKind::Sink)
+                    | (Some(CatalogEntry::Alert(_)), ObjectKind::Alert)
             );
             if entry.is_none() {
                 if if_exists {
@@ -622,10 +798,10 @@ impl Database {
                 let list: Vec<String> = doomed
                     .iter()
                     .map(|d| {
-                        let what = if is_sink(d) {
-                            "sink"
-                        } else {
-                            "materialized view"
+                        let what = match catalog.get(d) {
+                            Some(CatalogEntry::Sink(_)) => "sink",
+                            Some(CatalogEntry::Alert(_)) => "alert",
+                            _ => "materialized view",
                         };
                         format!("{what} {d}")
                     })
@@ -642,6 +818,7 @@ impl Database {
                 if is_sink(dependent) {
                     self.engine.drop_sink(dependent);
                 } else {
+                    self.drop_alert_sinks(dependent);
                     self.remove_view(dependent);
                 }
                 catalog.remove(dependent)?;
@@ -652,7 +829,21 @@ impl Database {
                     self.relations.write().remove(&name);
                 }
                 ObjectKind::MaterializedView => self.remove_view(&name),
-                ObjectKind::Sink => self.engine.drop_sink(&name),
+                ObjectKind::Alert => {
+                    self.drop_alert_sinks(&name);
+                    self.remove_view(&name);
+                }
+                ObjectKind::Sink => match &entry {
+                    Some(CatalogEntry::Sink(k)) if k.from == ALL_ALERTS => {
+                        let prefix = format!("{name}@");
+                        for (_, sink) in self.engine.sinks() {
+                            if sink.name().starts_with(&prefix) {
+                                self.engine.drop_sink(sink.name());
+                            }
+                        }
+                    }
+                    _ => self.engine.drop_sink(&name),
+                },
             }
             catalog.remove(&name)?;
         }
@@ -671,16 +862,22 @@ impl Database {
             Show::Tables => "SELECT table_schema, table_name, table_type FROM information_schema.tables WHERE table_schema IN ('public', 'weir') ORDER BY 1, 2".to_string(),
             Show::MaterializedViews => "SELECT name, emit, rows, watermark, caught_up, definition FROM weir.views ORDER BY name".to_string(),
             Show::Sinks => "SELECT name, relation, connector, status, rows_written, backlog, errors, last_error FROM weir.sinks ORDER BY name".to_string(),
-            Show::CreateSource(name) | Show::CreateView(name) | Show::CreateSink(name) => {
+            Show::Alerts => "SELECT name, severity, key, cooldown, relation, alerts, firing, repeats FROM weir.alert_rules ORDER BY name".to_string(),
+            Show::CreateSource(name)
+            | Show::CreateView(name)
+            | Show::CreateSink(name)
+            | Show::CreateAlert(name) => {
                 let catalog = self.catalog.lock().await;
                 let sql = match (catalog.get(name), show) {
                     (Some(CatalogEntry::Source(s)), Show::CreateSource(_)) => s.to_sql(),
                     (Some(CatalogEntry::View(v)), Show::CreateView(_)) => v.to_sql(),
                     (Some(CatalogEntry::Sink(k)), Show::CreateSink(_)) => k.to_sql(),
+                    (Some(CatalogEntry::Alert(a)), Show::CreateAlert(_)) => a.to_sql(),
                     _ => {
                         let what = match show {
                             Show::CreateSource(_) => "source",
                             Show::CreateSink(_) => "sink",
+                            Show::CreateAlert(_) => "alert",
                             _ => "materialized view",
                         };
                         return Err(SqlError::UndefinedObject(format!(
@@ -753,6 +950,20 @@ impl Database {
                 Arc::new(move || {
                     let db = weak.upgrade().ok_or_else(shutting_down)?;
                     db.sinks_batch()
+                })
+            }),
+            ("alerts", {
+                let weak = weak.clone();
+                Arc::new(move || {
+                    let db = weak.upgrade().ok_or_else(shutting_down)?;
+                    db.alerts_batch()
+                })
+            }),
+            ("alert_rules", {
+                let weak = weak.clone();
+                Arc::new(move || {
+                    let db = weak.upgrade().ok_or_else(shutting_down)?;
+                    db.alert_rules_batch()
                 })
             }),
             ("dead_letters", {
@@ -911,10 +1122,14 @@ impl Database {
         let sinks: Vec<Arc<SinkRuntime>> = sinks.into_iter().map(|(_, s)| s).collect();
         let catalog = self.catalog.try_lock().ok();
         let definition = |name: &str| {
-            catalog.as_ref().and_then(|c| match c.get(name) {
-                Some(CatalogEntry::Sink(k)) => Some(k.to_sql()),
-                _ => None,
-            })
+            let def = |n: &str| {
+                catalog.as_ref().and_then(|c| match c.get(n) {
+                    Some(CatalogEntry::Sink(k)) => Some(k.to_sql()),
+                    _ => None,
+                })
+            };
+            // A `FROM weir.alerts` sink's writer for one rule is `sink@rule`.
+            def(name).or_else(|| name.split_once('@').and_then(|(n, _)| def(n)))
         };
         Columns::new()
             .text("name", sinks.iter().map(|s| Some(s.name().to_string())))
@@ -954,13 +1169,16 @@ impl Database {
     fn views_batch(&self) -> datafusion::error::Result<RecordBatch> {
         let relations = self.relations.read().clone();
         let catalog = self.catalog.try_lock().ok();
+        // Alert rules are listed in weir.alert_rules.
         let views: Vec<(String, Arc<ViewRuntime>)> = relations
             .into_iter()
             .filter_map(|(n, r)| r.view.map(|v| (n, v)))
+            .filter(|(_, v)| !v.is_alert())
             .collect();
         let definition = |name: &str| {
             catalog.as_ref().and_then(|c| match c.get(name) {
                 Some(CatalogEntry::View(v)) => Some(v.to_sql()),
+                Some(CatalogEntry::Alert(a)) => Some(a.to_sql()),
                 _ => None,
             })
         };
@@ -1005,6 +1223,83 @@ impl Database {
                 "dropped_rows",
                 views.iter().map(|(_, v)| count(&v.stats.dropped_rows)),
             )
+            .finish()
+    }
+
+    /// Every alert rule's runtime, by name.
+    fn alert_views(&self) -> Vec<(String, Arc<ViewRuntime>)> {
+        self.views().into_iter().filter(|(_, v)| v.is_alert()).collect()
+    }
+
+    /// Every alert of every rule, with its rule's settings.
+    pub fn alert_records(&self) -> Vec<(AlertSpec, AlertRecord)> {
+        let mut rows = Vec::new();
+        for (_, view) in self.alert_views() {
+            if let Some((spec, records, _)) = view.alerts() {
+                rows.extend(records.into_iter().map(|r| (spec.clone(), r)));
+            }
+        }
+        rows
+    }
+
+    fn alerts_batch(&self) -> datafusion::error::Result<RecordBatch> {
+        let rows: Vec<(AlertSpec, bool, AlertRecord)> = self
+            .alert_records()
+            .into_iter()
+            .map(|(s, r)| {
+                let threshold = s.resolve.is_some();
+                (s, threshold, r)
+            })
+            .collect();
+        Columns::new()
+            .text("alert_id", rows.iter().map(|(_, _, r)| Some(r.alert_id.clone())))
+            .text("name", rows.iter().map(|(s, _, _)| Some(s.name.clone())))
+            .text("severity", rows.iter().map(|(s, _, _)| Some(s.severity.clone())))
+            .text("key", rows.iter().map(|(_, _, r)| Some(r.key.clone())))
+            .text(
+                "status",
+                rows.iter().map(|(_, _, r)| {
+                    Some(if r.resolved_at.is_some() { "resolved" } else { "firing" })
+                }),
+            )
+            .time_ns("event_time", rows.iter().map(|(_, _, r)| Some(r.event_time)))
+            .time_ns("detected_at", rows.iter().map(|(_, _, r)| Some(r.detected_at)))
+            .time_ns("resolved_at", rows.iter().map(|(_, _, r)| r.resolved_at))
+            .int("repeats", rows.iter().map(|(_, _, r)| Some(r.repeats as i64)))
+            .time_ns(
+                "last_event_time",
+                rows.iter().map(|(_, _, r)| Some(r.last_event_time)),
+            )
+            .text("payload", rows.iter().map(|(_, _, r)| Some(r.payload.clone())))
+            .bool("threshold", rows.iter().map(|(_, t, _)| Some(*t)))
+            .finish()
+    }
+
+    fn alert_rules_batch(&self) -> datafusion::error::Result<RecordBatch> {
+        let catalog = self.catalog.try_lock().ok();
+        let mut rows = Vec::new();
+        for (name, view) in self.alert_views() {
+            let Some((spec, records, firing)) = view.alerts() else {
+                continue;
+            };
+            let def = catalog.as_ref().and_then(|c| match c.get(&name) {
+                Some(CatalogEntry::Alert(a)) => Some(a.clone()),
+                _ => None,
+            });
+            let repeats: u64 = records.iter().map(|r| r.repeats).sum();
+            rows.push((name, spec, def, records.len(), firing, repeats));
+        }
+        let opt = |d: &Option<AlertDef>, k: &str| d.as_ref().and_then(|d| d.options.get(k).cloned());
+        Columns::new()
+            .text("name", rows.iter().map(|r| Some(r.0.clone())))
+            .text("severity", rows.iter().map(|r| Some(r.1.severity.clone())))
+            .text("key", rows.iter().map(|r| opt(&r.2, "key")))
+            .text("cooldown", rows.iter().map(|r| opt(&r.2, "cooldown")))
+            .text("relation", rows.iter().map(|r| r.2.as_ref().map(|d| d.input.clone())))
+            .int("alerts", rows.iter().map(|r| Some(r.3 as i64)))
+            .int("firing", rows.iter().map(|r| Some(r.4 as i64)))
+            .int("repeats", rows.iter().map(|r| Some(r.5 as i64)))
+            .text("definition", rows.iter().map(|r| r.2.as_ref().map(|d| d.to_sql())))
             .finish()
     }
 
@@ -1063,6 +1358,22 @@ impl Database {
 
 fn shutting_down() -> datafusion::error::DataFusionError {
     datafusion::error::DataFusionError::Execution("the database is shutting down".into())
+}
+
+/// The `FROM weir.alerts` sinks among `entries`.
+fn alert_sinks(entries: &[CatalogEntry]) -> Vec<SinkDef> {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            CatalogEntry::Sink(k) if k.from == ALL_ALERTS => Some(k.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The engine sink delivering rule `alert`'s alerts for sink `sink` (`FROM weir.alerts`).
+fn alert_sink_name(sink: &str, alert: &str) -> String {
+    format!("{sink}@{alert}")
 }
 
 fn collect_dependents(catalog: &Catalog, name: &str, out: &mut Vec<String>) {

@@ -67,12 +67,27 @@ pub struct CreateSink {
     pub options: BTreeMap<String, String>,
 }
 
+/// `CREATE ALERT name WITH (…) AS query`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateAlert {
+    pub name: String,
+    pub if_not_exists: bool,
+    /// `severity`, `key`, `cooldown`, `time`.
+    pub options: BTreeMap<String, String>,
+    /// The rule's query, as written.
+    pub query: String,
+}
+
+/// The relation name of every rule's alerts, as a sink's `FROM`.
+pub const ALL_ALERTS: &str = "weir.alerts";
+
 /// What a `DROP` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
     Source,
     MaterializedView,
     Sink,
+    Alert,
 }
 
 impl ObjectKind {
@@ -82,6 +97,7 @@ impl ObjectKind {
             ObjectKind::Source => "SOURCE",
             ObjectKind::MaterializedView => "MATERIALIZED VIEW",
             ObjectKind::Sink => "SINK",
+            ObjectKind::Alert => "ALERT",
         }
     }
 }
@@ -94,9 +110,11 @@ pub enum Show {
     Tables,
     MaterializedViews,
     Sinks,
+    Alerts,
     CreateSource(String),
     CreateView(String),
     CreateSink(String),
+    CreateAlert(String),
     /// `SHOW name` of a session variable; `all` for `SHOW ALL`.
     Variable(String),
 }
@@ -108,6 +126,7 @@ pub enum WeirStatement {
     CreateSource(CreateSource),
     CreateView(CreateView),
     CreateSink(CreateSink),
+    CreateAlert(CreateAlert),
     Drop {
         kind: ObjectKind,
         names: Vec<String>,
@@ -182,9 +201,7 @@ pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
             return p.create_sink().map(WeirStatement::CreateSink);
         }
         if p.eat_kw("ALERT") {
-            return Err(SqlError::FeatureNotSupported(
-                "CREATE ALERT is not available in this version of Weir".into(),
-            ));
+            return p.create_alert(&tokens).map(WeirStatement::CreateAlert);
         }
         p.pos = save;
     }
@@ -196,6 +213,8 @@ pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
             Some(ObjectKind::MaterializedView)
         } else if p.eat_kw("SINK") {
             Some(ObjectKind::Sink)
+        } else if p.eat_kw("ALERT") {
+            Some(ObjectKind::Alert)
         } else {
             None
         };
@@ -203,7 +222,7 @@ pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
             return p.drop(kind);
         }
         return Err(SqlError::FeatureNotSupported(format!(
-            "DROP {} is not supported; Weir has DROP SOURCE, DROP MATERIALIZED VIEW and DROP SINK",
+            "DROP {} is not supported; Weir has DROP SOURCE, DROP MATERIALIZED VIEW, DROP SINK and DROP ALERT",
             p.peek_text()
         )));
     }
@@ -643,11 +662,44 @@ impl Parser {
         })
     }
 
+    fn create_alert(&mut self, all_tokens: &[Token]) -> Result<CreateAlert> {
+        let if_not_exists = self.if_not_exists()?;
+        let name = self.object_name("an alert name")?;
+        let options = self.with_options()?;
+        self.expect_kw("AS")?;
+        let as_index = nth_significant(all_tokens, self.pos - 1);
+        let query: String = all_tokens[as_index + 1..]
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<String>()
+            .trim()
+            .to_string();
+        if query.is_empty() {
+            return Err(SqlError::Syntax(
+                "expected the rule's query after AS: CREATE ALERT name WITH (severity = '…', key = '…', cooldown = '…') AS SELECT …".into(),
+            ));
+        }
+        Ok(CreateAlert {
+            name,
+            if_not_exists,
+            options,
+            query,
+        })
+    }
+
     fn create_sink(&mut self) -> Result<CreateSink> {
         let if_not_exists = self.if_not_exists()?;
         let name = self.object_name("a sink name")?;
         self.expect_kw("FROM")?;
+        // `weir.alerts`, every alert rule's alerts, keeps its schema.
+        let qualified_alerts = matches!(self.peek(), Some(Token::Word(w)) if w.value.eq_ignore_ascii_case("weir"))
+            && matches!(self.tokens.get(self.pos + 1), Some(Token::Period));
         let from = self.object_name("the view or source the sink reads")?;
+        let from = if qualified_alerts && from == "alerts" {
+            ALL_ALERTS.to_string()
+        } else {
+            from
+        };
         if !self.peek_kw("WITH") {
             return Err(self.error("expected WITH (connector = '…', …)"));
         }
@@ -693,6 +745,10 @@ impl Parser {
             self.end()?;
             return Ok(WeirStatement::Show(Show::Sinks));
         }
+        if self.eat_kw("ALERTS") {
+            self.end()?;
+            return Ok(WeirStatement::Show(Show::Alerts));
+        }
         if self.eat_kw("TABLES") {
             self.end()?;
             return Ok(WeirStatement::Show(Show::Tables));
@@ -717,6 +773,11 @@ impl Parser {
                 let name = self.object_name("a sink name")?;
                 self.end()?;
                 return Ok(WeirStatement::Show(Show::CreateSink(name)));
+            }
+            if self.eat_kw("ALERT") {
+                let name = self.object_name("an alert name")?;
+                self.end()?;
+                return Ok(WeirStatement::Show(Show::CreateAlert(name)));
             }
             self.eat_kw("MATERIALIZED");
             self.expect_kw("VIEW")?;

@@ -5,10 +5,12 @@
 //! pipeline; [`database::Database`] ties catalog, engine and the serving DataFusion context
 //! together for the wire protocol and tests.
 
+pub mod alerts;
 pub mod catalog;
 pub mod database;
 pub mod dialect;
 pub mod error;
+pub mod ewm;
 pub mod functions;
 pub mod information_schema;
 pub mod percentile;

@@ -13,12 +13,22 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{WindowFrameBound, WindowFrameUnits};
+use datafusion::physical_expr::expressions::Literal;
+use datafusion::physical_expr::window::{
+    PlainAggregateWindowExpr, SlidingAggregateWindowExpr, WindowExpr,
+};
 use datafusion::physical_plan::aggregates::{aggregate_expressions, AggregateExec, AggregateMode};
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use parking_lot::Mutex;
 use weir_engine::aggregate::{AggregateSpec, WindowBinding};
 use weir_engine::feed::Feed;
+use weir_engine::over::{Bound, Frame, OverFunction, OverKind, OverSpec, Units};
 use weir_engine::view::{EmitMode, FedPlan, ViewPlan};
 
 use crate::dialect::{parse_statement, WeirStatement};
@@ -80,6 +90,7 @@ fn streaming_context() -> SessionContext {
         .build();
     let ctx = SessionContext::new_with_state(state);
     crate::percentile::register(&ctx);
+    crate::ewm::register(&ctx);
     ctx
 }
 
@@ -89,6 +100,18 @@ pub async fn plan_view(
     query: &str,
     emit: Option<EmitMode>,
     relations: &BTreeMap<String, StreamRelation>,
+) -> Result<PlannedView> {
+    plan_stream(name, query, emit, relations, false).await
+}
+
+/// Plans `query` like a view; `over_updating` lets it read an `EMIT ON UPDATE` view (alert
+/// rules see every version of its open rows).
+pub async fn plan_stream(
+    name: &str,
+    query: &str,
+    emit: Option<EmitMode>,
+    relations: &BTreeMap<String, StreamRelation>,
+    over_updating: bool,
 ) -> Result<PlannedView> {
     let WeirStatement::Query(sql) = parse_statement(query)? else {
         return Err(SqlError::Syntax(
@@ -162,13 +185,57 @@ pub async fn plan_view(
         }
         Ok(TreeNodeRecursion::Continue)
     })?;
-    if relation.updating {
+    if relation.updating && !over_updating {
         return Err(SqlError::FeatureNotSupported(format!(
             "{input} is an EMIT ON UPDATE aggregate whose rows change in place; define views over an EMIT ON WINDOW CLOSE view instead"
         )));
     }
 
     let output_schema = physical.schema();
+    let mut windows: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+    physical.apply(|p| {
+        if p.downcast_ref::<BoundedWindowAggExec>().is_some()
+            || p.downcast_ref::<WindowAggExec>().is_some()
+        {
+            windows.push(p.clone());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    if !windows.is_empty() {
+        if !aggregates.is_empty() {
+            return Err(SqlError::FeatureNotSupported(
+                "a materialized view may use OVER windows or GROUP BY, not both: aggregate in a view and use OVER in a view over it".into(),
+            ));
+        }
+        let [window] = windows.as_slice() else {
+            return Err(SqlError::FeatureNotSupported(
+                "every OVER window of a materialized view must have the same PARTITION BY and ORDER BY".into(),
+            ));
+        };
+        let (over, input_plan) = over_spec(window)?;
+        let post = replace_with_feed(&physical, window)?;
+        let plan = ViewPlan {
+            name: name.to_string(),
+            input: FedPlan {
+                feed,
+                plan: input_plan,
+            },
+            aggregate: None,
+            over: Some(over),
+            post,
+            alert: None,
+            output_schema,
+            emit: EmitMode::OnWindowClose,
+            key_columns: vec![],
+            task,
+            fingerprint: String::new(),
+        };
+        return Ok(PlannedView {
+            plan,
+            input,
+            root_source: relation.root_source.clone(),
+        });
+    }
     let (top, bottom) = match aggregates.as_slice() {
         [] => {
             let plan = ViewPlan {
@@ -178,7 +245,9 @@ pub async fn plan_view(
                     plan: physical,
                 },
                 aggregate: None,
+                over: None,
                 post: None,
+                alert: None,
                 output_schema,
                 emit: EmitMode::OnWindowClose,
                 key_columns: vec![],
@@ -256,25 +325,7 @@ pub async fn plan_view(
         output_schema: top.schema(),
         window,
     };
-    let post = if Arc::ptr_eq(&top, &physical) {
-        None
-    } else {
-        let post_feed = Feed::new(top.schema());
-        let replaced = physical
-            .clone()
-            .transform_up(|p| {
-                if Arc::ptr_eq(&p, &top) {
-                    Ok(Transformed::yes(post_feed.exec()))
-                } else {
-                    Ok(Transformed::no(p))
-                }
-            })?
-            .data;
-        Some(FedPlan {
-            feed: post_feed,
-            plan: replaced,
-        })
-    };
+    let post = replace_with_feed(&physical, &top)?;
     let key_columns = group_names
         .iter()
         .filter(|n| *n != "window_start" && *n != "window_end")
@@ -287,7 +338,9 @@ pub async fn plan_view(
             plan: bottom_exec.input().clone(),
         },
         aggregate: Some(spec),
+        over: None,
         post,
+        alert: None,
         output_schema,
         emit,
         key_columns,
@@ -299,6 +352,222 @@ pub async fn plan_view(
         input,
         root_source: relation.root_source.clone(),
     })
+}
+
+/// The part of `physical` above `node`, reading a feed of `node`'s output (`None` when
+/// `node` is the root).
+fn replace_with_feed(
+    physical: &Arc<dyn ExecutionPlan>,
+    node: &Arc<dyn ExecutionPlan>,
+) -> Result<Option<FedPlan>> {
+    if Arc::ptr_eq(node, physical) {
+        return Ok(None);
+    }
+    let feed = Feed::new(node.schema());
+    let replaced = physical
+        .clone()
+        .transform_up(|p| {
+            if Arc::ptr_eq(&p, node) {
+                Ok(Transformed::yes(feed.exec()))
+            } else {
+                Ok(Transformed::no(p))
+            }
+        })?
+        .data;
+    Ok(Some(FedPlan {
+        feed,
+        plan: replaced,
+    }))
+}
+
+const OVER_FUNCTIONS: &str =
+    "count, sum, avg, min, max, stddev, stddev_pop, var, var_pop, ewma, ewm_zscore";
+
+/// The engine's streaming form of a DataFusion window operator, and the plan below it
+/// (without the sort DataFusion puts there: events are taken in arrival order).
+fn over_spec(window: &Arc<dyn ExecutionPlan>) -> Result<(OverSpec, Arc<dyn ExecutionPlan>)> {
+    let exprs: &[Arc<dyn WindowExpr>] = match window.downcast_ref::<BoundedWindowAggExec>() {
+        Some(w) => w.window_expr(),
+        None => window
+            .downcast_ref::<WindowAggExec>()
+            .map(|w| w.window_expr())
+            .unwrap_or_default(),
+    };
+    let mut input = window.children()[0].clone();
+    while input.downcast_ref::<SortExec>().is_some() {
+        input = input.children()[0].clone();
+    }
+    let unsupported = |m: String| SqlError::FeatureNotSupported(m);
+    let first = exprs
+        .first()
+        .ok_or_else(|| SqlError::Internal("a window operator without functions".into()))?;
+    let describe = |e: &Arc<dyn WindowExpr>| {
+        (
+            e.partition_by().iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            e.order_by().iter().map(|o| o.to_string()).collect::<Vec<_>>(),
+        )
+    };
+    let order = match first.order_by() {
+        [o] if !o.options.descending => o.expr.clone(),
+        [] => {
+            return Err(unsupported(
+                "a streaming OVER window needs ORDER BY <event time>: a window over all rows of a partition would wait for the end of the stream".into(),
+            ))
+        }
+        _ => {
+            return Err(unsupported(
+                "a streaming OVER window is ordered by one event-time column, ascending".into(),
+            ))
+        }
+    };
+    let input_schema = input.schema();
+    let order_type = order.data_type(&input_schema)?;
+    if !matches!(order_type, DataType::Timestamp(_, _)) {
+        return Err(unsupported(format!(
+            "OVER (… ORDER BY …) orders by event time: a timestamp column, not {order_type}"
+        )));
+    }
+    let mut functions = Vec::with_capacity(exprs.len());
+    for e in exprs {
+        if describe(e) != describe(first) {
+            return Err(unsupported(
+                "every OVER window of a materialized view must have the same PARTITION BY and ORDER BY".into(),
+            ));
+        }
+        let aggregate = e
+            .as_any()
+            .downcast_ref::<PlainAggregateWindowExpr>()
+            .map(|a| a.get_aggregate_expr())
+            .or_else(|| {
+                e.as_any()
+                    .downcast_ref::<SlidingAggregateWindowExpr>()
+                    .map(|a| a.get_aggregate_expr())
+            });
+        let Some(aggregate) = aggregate else {
+            return Err(unsupported(format!(
+                "{} is not available in streaming OVER windows; these are: {OVER_FUNCTIONS}",
+                e.name()
+            )));
+        };
+        let fname = aggregate.fun().name().to_string();
+        let Some(kind) = OverKind::from_name(&fname) else {
+            return Err(unsupported(format!(
+                "{fname}(…) OVER (…) is not available in streaming views; these are: {OVER_FUNCTIONS}"
+            )));
+        };
+        if aggregate.is_distinct() {
+            return Err(unsupported(format!(
+                "{fname}(DISTINCT …) OVER (…) is not supported"
+            )));
+        }
+        let args = e.expressions();
+        let (arg, half_life_ns) = match kind {
+            OverKind::Ewma | OverKind::EwmZscore => {
+                let half_life = args
+                    .get(1)
+                    .and_then(|a| a.downcast_ref::<Literal>().map(|l| l.value().clone()));
+                let ns = half_life.as_ref().and_then(interval_value_ns).filter(|ns| *ns > 0);
+                let Some(ns) = ns else {
+                    return Err(SqlError::InvalidParameter(format!(
+                        "{fname}(x, half_life): the half-life must be a positive fixed interval such as INTERVAL '5 minutes'"
+                    )));
+                };
+                (args.first().cloned(), ns)
+            }
+            _ => (args.first().cloned(), 0),
+        };
+        let frame = e.get_window_frame();
+        let units = match frame.units {
+            WindowFrameUnits::Rows => Units::Rows,
+            WindowFrameUnits::Range => Units::Range,
+            WindowFrameUnits::Groups => {
+                return Err(unsupported(
+                    "GROUPS frames are not supported in streaming OVER windows; use ROWS or RANGE"
+                        .into(),
+                ))
+            }
+        };
+        let start = frame_bound(&frame.start_bound, units, true)?;
+        let end = frame_bound(&frame.end_bound, units, false)?;
+        match (start, end) {
+            (_, Bound::Unbounded) => {}
+            (Bound::Preceding(a), Bound::Preceding(b)) if a < b => {
+                return Err(SqlError::InvalidParameter(
+                    "the frame starts after it ends: the start must precede the end".into(),
+                ))
+            }
+            _ => {}
+        }
+        functions.push(OverFunction {
+            kind,
+            arg,
+            frame: Frame { units, start, end },
+            half_life_ns,
+        });
+    }
+    Ok((
+        OverSpec {
+            partition_by: first.partition_by().to_vec(),
+            order_by: order,
+            functions,
+            output_schema: window.schema(),
+        },
+        input,
+    ))
+}
+
+/// One end of a frame as rows or nanoseconds before the current event.
+fn frame_bound(bound: &WindowFrameBound, units: Units, start: bool) -> Result<Bound> {
+    let offset = |v: &ScalarValue| -> Result<Option<i64>> {
+        if v.is_null() {
+            return Ok(None);
+        }
+        let n = match units {
+            Units::Rows => match v.cast_to(&DataType::Int64) {
+                Ok(ScalarValue::Int64(Some(n))) => Some(n),
+                _ => None,
+            },
+            Units::Range => interval_value_ns(v),
+        };
+        n.map(Some).ok_or_else(|| {
+            SqlError::InvalidParameter(format!(
+                "frame offset {v}: RANGE offsets are fixed intervals such as INTERVAL '5 minutes', ROWS offsets are row counts"
+            ))
+        })
+    };
+    match bound {
+        WindowFrameBound::CurrentRow => Ok(Bound::Preceding(0)),
+        WindowFrameBound::Preceding(v) => Ok(match offset(v)? {
+            None => Bound::Unbounded,
+            Some(n) => Bound::Preceding(n),
+        }),
+        WindowFrameBound::Following(v) => match offset(v)? {
+            Some(0) => Ok(Bound::Preceding(0)),
+            _ if start => Err(SqlError::FeatureNotSupported(
+                "a streaming frame cannot start after the current event".into(),
+            )),
+            _ => Err(SqlError::FeatureNotSupported(
+                "FOLLOWING would wait for events that have not arrived: end a streaming frame at CURRENT ROW or before (… AND INTERVAL '1 millisecond' PRECEDING scores each event against the ones before it)".into(),
+            )),
+        },
+    }
+}
+
+/// A fixed interval (or a plain number of nanoseconds) as nanoseconds.
+fn interval_value_ns(v: &ScalarValue) -> Option<i64> {
+    match v {
+        ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
+            Some(i.days as i64 * 86_400_000_000_000 + i.nanoseconds)
+        }
+        ScalarValue::IntervalDayTime(Some(i)) => {
+            Some(i.days as i64 * 86_400_000_000_000 + i.milliseconds as i64 * 1_000_000)
+        }
+        ScalarValue::DurationNanosecond(Some(n)) => Some(*n),
+        ScalarValue::DurationMicrosecond(Some(n)) => Some(n * 1_000),
+        ScalarValue::DurationMillisecond(Some(n)) => Some(n * 1_000_000),
+        ScalarValue::DurationSecond(Some(n)) => Some(n * 1_000_000_000),
+        _ => None,
+    }
 }
 
 fn is_query(plan: &LogicalPlan) -> bool {

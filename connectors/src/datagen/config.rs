@@ -16,7 +16,7 @@ pub struct DatagenConfig {
     pub sources: u32,
     /// Fraction of events with status `error`.
     pub error_rate: f64,
-    /// Fraction of events whose metric is multiplied by 20.
+    /// Fraction of events whose metric is multiplied by 20 (at least 500).
     pub outlier_rate: f64,
     /// Random seed.
     pub seed: u64,
@@ -28,6 +28,16 @@ pub struct DatagenConfig {
     pub disorder_ms: u64,
     /// Release event *i* no earlier than wall time `start + i/rate` (default true).
     pub realtime: bool,
+    /// Error bursts: the period, in ns of event time counted from `start`, whose first
+    /// `burst_length_ns` is a burst (no bursts when absent).
+    pub burst_every_ns: Option<u64>,
+    /// Length of each burst, in ns (default 30 s).
+    pub burst_length_ns: u64,
+    /// Fraction of events with status `error` of the affected sources during a burst
+    /// (default 0.5).
+    pub burst_error_rate: f64,
+    /// The sources a burst affects: `src-0000` up to `src-<burst_sources - 1>` (default 1).
+    pub burst_sources: u32,
 }
 
 impl DatagenConfig {
@@ -65,7 +75,45 @@ impl DatagenConfig {
         };
         let disorder_ms = o.parse("disorder_ms", "milliseconds")?.unwrap_or(0u64);
         let realtime = o.flag("realtime")?.unwrap_or(true);
+        let burst_every = o.duration("burst_every")?;
+        let burst_length = o.duration("burst_length")?;
+        let burst_error_rate = o.parse::<f64>("burst_error_rate", "a fraction between 0 and 1")?;
+        let burst_sources = o.parse::<u32>("burst_sources", "a positive integer")?;
         o.finish()?;
+        if burst_every.is_none() {
+            let given = [
+                ("burst_length", burst_length.is_some()),
+                ("burst_error_rate", burst_error_rate.is_some()),
+                ("burst_sources", burst_sources.is_some()),
+            ];
+            if let Some((key, _)) = given.iter().find(|(_, set)| *set) {
+                return Err(bad(key, "needs burst_every (the period of the error bursts)"));
+            }
+        }
+        let burst_every_ns = burst_every.map(|d| nanos("burst_every", d)).transpose()?;
+        if burst_every_ns == Some(0) {
+            return Err(bad("burst_every", "must be positive"));
+        }
+        let burst_length_ns = nanos(
+            "burst_length",
+            burst_length.unwrap_or(std::time::Duration::from_secs(30)),
+        )?;
+        if let Some(every) = burst_every_ns {
+            if burst_length_ns == 0 {
+                return Err(bad("burst_length", "must be positive"));
+            }
+            if burst_length_ns > every {
+                return Err(bad("burst_length", "must not be longer than burst_every"));
+            }
+        }
+        let burst_error_rate = fraction(burst_error_rate, "burst_error_rate", 0.5)?;
+        let burst_sources = burst_sources.unwrap_or(1);
+        if burst_sources == 0 || burst_sources > sources {
+            return Err(bad(
+                "burst_sources",
+                &format!("must be between 1 and sources ({sources}), got {burst_sources}"),
+            ));
+        }
         Ok(Self {
             rate,
             sources,
@@ -76,6 +124,10 @@ impl DatagenConfig {
             start_ns,
             disorder_ms,
             realtime,
+            burst_every_ns,
+            burst_length_ns,
+            burst_error_rate,
+            burst_sources,
         })
     }
 
@@ -91,6 +143,11 @@ fn bad(option: &str, message: &str) -> EngineError {
         option: option.into(),
         message: message.into(),
     }
+}
+
+/// A duration in ns, refused when it does not fit in 64 bits.
+fn nanos(key: &str, d: std::time::Duration) -> Result<u64> {
+    u64::try_from(d.as_nanos()).map_err(|_| bad(key, "too long"))
 }
 
 fn fraction(v: Option<f64>, key: &str, default: f64) -> Result<f64> {

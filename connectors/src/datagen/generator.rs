@@ -47,6 +47,30 @@ impl EventGenerator {
         format!("src-{:04}", base % self.config.sources as u64)
     }
 
+    /// Whether event `i` falls in an error burst: its nominal time, counted from `start`, is
+    /// in the first `burst_length` of a `burst_every` period (whatever its source).
+    pub fn in_burst(&self, i: u64) -> bool {
+        let c = &self.config;
+        match c.burst_every_ns {
+            None => false,
+            Some(every) => {
+                let offset = i as u128 * 1_000_000_000u128 / c.rate as u128;
+                let length = c.burst_length_ns as u128;
+                offset % (every as u128) < length
+            }
+        }
+    }
+
+    /// The probability that event `i`, of source number `source`, has status `error`.
+    fn error_rate_of(&self, i: u64, source: u32) -> f64 {
+        let c = &self.config;
+        if source < c.burst_sources && self.in_burst(i) {
+            c.burst_error_rate
+        } else {
+            c.error_rate
+        }
+    }
+
     /// Whether event `i` is replaced by a malformed message when a fraction `rate` of
     /// messages is malformed (deterministic in the seed and `i`).
     pub fn is_malformed(&self, i: u64, rate: f64) -> bool {
@@ -95,9 +119,10 @@ impl EventGenerator {
             * (2.0 * std::f64::consts::PI * unit(h[3])).cos();
         let mut metric = (50.0 + 15.0 * z).max(0.0);
         if unit(h[4]) < c.outlier_rate {
-            metric *= 20.0;
+            // At least 25 × 20: an outlier always stands far out of the N(50, 15) baseline.
+            metric = metric.max(25.0) * 20.0;
         }
-        let status = if unit(mix(base ^ 6)) < c.error_rate {
+        let status = if unit(mix(base ^ 6)) < self.error_rate_of(i, source) {
             "error"
         } else {
             "ok"
@@ -184,5 +209,102 @@ mod tests {
         let text = String::from_utf8(buf).unwrap();
         let errors = text.matches("\"status\":\"error\"").count();
         assert!((1700..2300).contains(&errors), "{errors}");
+    }
+
+    #[test]
+    fn error_bursts_hit_the_first_sources_at_the_start_of_each_period() {
+        let g = EventGenerator::new(config(&[
+            ("sources", "4"),
+            ("error_rate", "0.01"),
+            ("burst_every", "10 seconds"),
+            ("burst_length", "2 seconds"),
+            ("burst_error_rate", "0.5"),
+        ]));
+        // (events, errors), indexed by [affected source][in a burst].
+        let mut counts = [[(0u32, 0u32); 2]; 2];
+        let mut buf = Vec::new();
+        for i in 0..200_000u64 {
+            buf.clear();
+            g.write_event(i, &mut buf);
+            // At 1000 events per second, event i is i ms after the start.
+            let burst = i % 10_000 < 2_000;
+            assert_eq!(g.in_burst(i), burst, "event {i}");
+            let affected = g.source_of(i) == "src-0000";
+            let error = std::str::from_utf8(&buf)
+                .unwrap()
+                .contains("\"status\":\"error\"");
+            let c = &mut counts[affected as usize][burst as usize];
+            c.0 += 1;
+            c.1 += error as u32;
+        }
+        let rate = |(n, e): (u32, u32)| {
+            assert!(n > 1000, "{n} events");
+            e as f64 / n as f64
+        };
+        let in_burst = rate(counts[1][1]);
+        assert!((0.45..0.55).contains(&in_burst), "burst: {in_burst}");
+        let outside = rate(counts[1][0]);
+        assert!((0.005..0.02).contains(&outside), "outside: {outside}");
+        for (what, c) in [("burst", counts[0][1]), ("outside", counts[0][0])] {
+            let other = rate(c);
+            assert!((0.005..0.02).contains(&other), "other sources, {what}: {other}");
+        }
+    }
+
+    #[test]
+    fn without_burst_every_nothing_changes() {
+        let plain = EventGenerator::new(config(&[("error_rate", "0.05")]));
+        assert_eq!(plain.config().burst_every_ns, None);
+        assert!(!plain.in_burst(0));
+        // A burst at the plain error rate draws the same events.
+        let same = EventGenerator::new(config(&[
+            ("error_rate", "0.05"),
+            ("burst_every", "1 minute"),
+            ("burst_error_rate", "0.05"),
+        ]));
+        assert_eq!(same.config().burst_length_ns, 30_000_000_000);
+        assert_eq!(same.config().burst_sources, 1);
+        // Bursts change only the events of the affected source inside a burst.
+        let bursty = EventGenerator::new(config(&[
+            ("error_rate", "0.05"),
+            ("burst_every", "20 seconds"),
+            ("burst_length", "5 seconds"),
+            ("burst_error_rate", "0.9"),
+        ]));
+        let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+        let mut changed = 0;
+        // The first minute, at 1000 events per second.
+        for i in 0..60_000u64 {
+            a.clear();
+            b.clear();
+            c.clear();
+            plain.write_event(i, &mut a);
+            same.write_event(i, &mut b);
+            bursty.write_event(i, &mut c);
+            assert_eq!(a, b, "event {i}");
+            if bursty.in_burst(i) && bursty.source_of(i) == "src-0000" {
+                changed += (a != c) as u32;
+            } else {
+                assert_eq!(a, c, "event {i}");
+            }
+        }
+        assert!(changed > 500, "{changed}");
+        // Burst options without burst_every are refused, as are bursts longer than periods.
+        for extra in [
+            &[("burst_length", "1 minute")][..],
+            &[("burst_error_rate", "0.3")][..],
+            &[("burst_every", "1 minute"), ("burst_length", "2 minutes")][..],
+            &[("burst_every", "1 minute"), ("burst_sources", "11")][..],
+            &[("burst_every", "soon")][..],
+        ] {
+            let mut o: BTreeMap<String, String> = [("start", "2026-11-27T10:00:00Z")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            for (k, v) in extra {
+                o.insert(k.to_string(), v.to_string());
+            }
+            assert!(DatagenConfig::from_options(&o).is_err(), "{extra:?}");
+        }
     }
 }

@@ -123,6 +123,7 @@ impl SinkFactory for KafkaSinkConnector {
             transactions: config.exactly_once,
             config,
             key,
+            once_per_key: spec.once_per_key,
             producer: None,
             position: BTreeMap::new(),
             delivered: None,
@@ -164,6 +165,8 @@ struct KafkaWriter {
     config: SinkConfig,
     /// Columns of the message key.
     key: Vec<usize>,
+    /// Each key is sent once (alert messages): replayed rows are matched by key alone.
+    once_per_key: bool,
     producer: Option<SinkProducer>,
     /// Next offset per partition after the last committed write.
     position: BTreeMap<i32, i64>,
@@ -192,6 +195,16 @@ fn transient(what: &str, e: impl std::fmt::Display) -> SinkError {
 }
 
 impl KafkaWriter {
+    /// What identifies a delivered message: key and value, or the key alone for
+    /// `once_per_key` (a replayed alert carries another `detected_at`).
+    fn dedup_key(&self, m: &(Option<String>, String)) -> (Option<String>, String) {
+        if self.once_per_key {
+            (m.0.clone(), String::new())
+        } else {
+            m.clone()
+        }
+    }
+
     fn message(&self, batch: &RecordBatch, row: usize) -> (Option<String>, String) {
         let key = (!self.key.is_empty())
             .then(|| Value::Object(row_object(batch, row, &self.key)).to_string());
@@ -267,7 +280,7 @@ impl KafkaWriter {
                 let m = m.map_err(|e| transient("reading the topic", e))?;
                 let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
                 let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
-                *found.entry((key, value)).or_insert(0) += 1;
+                *found.entry(self.dedup_key(&(key, value))).or_insert(0) += 1;
                 quiet_since = Instant::now();
             }
             let done = quiet_since.elapsed() > Duration::from_millis(500)
@@ -382,11 +395,12 @@ impl SinkWriter for KafkaWriter {
         for b in batches {
             for row in 0..b.num_rows() {
                 let m = self.message(b, row);
+                let seen = self.dedup_key(&m);
                 if let Some(d) = self.delivered.as_mut() {
-                    if let Some(n) = d.get_mut(&m) {
+                    if let Some(n) = d.get_mut(&seen) {
                         *n -= 1;
                         if *n == 0 {
-                            d.remove(&m);
+                            d.remove(&seen);
                         }
                         continue;
                     }

@@ -92,7 +92,8 @@ pub fn statement_kind(p: &Prepared) -> &'static str {
             WeirStatement::Query(_) => "query",
             WeirStatement::CreateSource(_)
             | WeirStatement::CreateView(_)
-            | WeirStatement::CreateSink(_) => "create",
+            | WeirStatement::CreateSink(_)
+            | WeirStatement::CreateAlert(_) => "create",
             WeirStatement::Drop { .. } => "drop",
             WeirStatement::Show(_) => "show",
             WeirStatement::Set { .. } | WeirStatement::Reset(_) => "set",

@@ -249,19 +249,82 @@ async fn series(
     })))
 }
 
-/// `GET /alerts?since=…`: alerts fired since a time. Anomaly rules are not built yet, so the
-/// list is empty; the shape is `[{alert_id, name, severity, key, event_time, detected_at,
-/// status, repeats, payload}]`.
-async fn alerts(Query(params): Params) -> Result<Json<Value>, ApiError> {
-    if let Some(since) = params.get("since") {
-        parse_time("since", since)?;
-    }
+/// `GET /alerts?since=…[&name=…&severity=…&limit=…]`: alerts whose event time is at or
+/// after `since`, oldest first (the newest `limit`, default 1000), as
+/// `[{alert_id, name, severity, key, status, event_time, detected_at, resolved_at, repeats,
+/// last_event_time, payload}]`.
+async fn alerts(
+    State(db): State<Arc<Database>>,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
     for key in params.keys() {
-        if !matches!(key.as_str(), "since" | "name" | "severity") {
+        if !matches!(key.as_str(), "since" | "name" | "severity" | "limit") {
             return Err(ApiError::bad(key, format!("unknown parameter '{key}'")));
         }
     }
-    Ok(Json(json!([])))
+    let since = params
+        .get("since")
+        .map(|v| parse_time("since", v))
+        .transpose()?
+        .unwrap_or(i64::MIN);
+    let limit = match params.get("limit") {
+        None => 1_000,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad(
+                    "limit",
+                    format!("limit must be a number from 1 to {MAX_LIMIT}"),
+                ))
+            }
+        },
+    };
+    if let Some(name) = params.get("name") {
+        if !db.alert_records().iter().any(|(s, _)| &s.name == name)
+            && db.view(name).is_none_or(|v| !v.is_alert())
+        {
+            return Err(ApiError {
+                status: StatusCode::NOT_FOUND,
+                body: json!({ "error": format!("no alert rule named '{name}'"), "parameter": "name" }),
+            });
+        }
+    }
+    let mut rows: Vec<_> = db
+        .alert_records()
+        .into_iter()
+        .filter(|(spec, r)| {
+            r.event_time >= since
+                && params.get("name").is_none_or(|n| n == &spec.name)
+                && params
+                    .get("severity")
+                    .is_none_or(|s| s.eq_ignore_ascii_case(&spec.severity))
+        })
+        .collect();
+    rows.sort_by(|a, b| (a.1.event_time, &a.1.alert_id).cmp(&(b.1.event_time, &b.1.alert_id)));
+    let skip = rows.len().saturating_sub(limit);
+    let time = |ns: i64| {
+        chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(ns)
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    };
+    let out: Vec<Value> = rows[skip..]
+        .iter()
+        .map(|(spec, r)| {
+            json!({
+                "alert_id": r.alert_id,
+                "name": spec.name,
+                "severity": spec.severity,
+                "key": r.key,
+                "status": if r.resolved_at.is_some() { "resolved" } else { "firing" },
+                "event_time": time(r.event_time),
+                "detected_at": time(r.detected_at),
+                "resolved_at": r.resolved_at.map(time),
+                "repeats": r.repeats,
+                "last_event_time": time(r.last_event_time),
+                "payload": serde_json::from_str::<Value>(&r.payload).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(out)))
 }
 
 /// `POST /sql`: one or more statements (the body, or `{"sql": "…"}`); the last statement's

@@ -74,13 +74,14 @@ pub fn spec() -> Value {
             }},
             "/alerts": { "get": {
                 "summary": "Alerts since a time",
-                "description": "Empty until anomaly rules exist. Items: {alert_id, name, severity, key, event_time, detected_at, status, repeats, payload}.",
+                "description": "Alerts of every rule (CREATE ALERT) whose event time is at or after `since`, oldest first, the newest `limit`. Items: {alert_id, name, severity, key, status, event_time, detected_at, resolved_at, repeats, last_event_time, payload}.",
                 "parameters": [
-                    query("since", "RFC 3339 or epoch ms.", false),
-                    query("name", "Alert name.", false),
-                    query("severity", "Severity.", false)
+                    query("since", "RFC 3339 or epoch ms: the earliest event time.", false),
+                    query("name", "Alert rule name.", false),
+                    query("severity", "Severity (case-insensitive).", false),
+                    query("limit", "At most this many (1 to 10000, default 1000), the newest.", false)
                 ],
-                "responses": { "200": { "description": "A JSON array" }, "400": error("A bad parameter") }
+                "responses": { "200": { "description": "A JSON array" }, "400": error("A bad parameter"), "404": error("No alert rule of that name") }
             }},
             "/sql": { "post": {
                 "summary": "Run statements",

@@ -1,6 +1,7 @@
 //! Shared test helpers: generated event files and an independent reference computation.
 #![allow(dead_code)]
 
+pub mod alerts;
 pub mod kafka;
 pub mod process;
 

@@ -1,0 +1,502 @@
+//! Alerts: the rows a rule's query selects become alerts, deduplicated per key over an
+//! event-time cooldown.
+//!
+//! An alert rule is a view whose query rows go through an [`AlertStage`] instead of being
+//! stored: per key, the first row starts an alert (a `firing` message); a row within
+//! `cooldown` of the last alert sent for that key is counted on that alert (`repeats`)
+//! instead. For a threshold rule (one without `OVER`) a row of the rule's input for a key
+//! whose alert is firing, later than the last row that held, and that the rule did not
+//! select means the condition cleared: the alert gets a `resolved` message.
+//!
+//! Every decision depends on event times and the order of a key's rows only, so a replay
+//! after a crash from the same checkpoint makes the same decisions and produces the same
+//! messages with the same `alert_id`s. The messages are the view's emitted rows: they are
+//! checkpointed, served and handed to sinks like any view's rows.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+    UInt64Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::json::LineDelimitedWriter;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use crate::aggregate::timestamps_ns;
+use crate::error::{EngineError, Result};
+
+/// Where the input rows that can clear a threshold alert keep their key and time.
+#[derive(Debug, Clone)]
+pub struct ResolveSpec {
+    /// Key columns in the rule's input rows.
+    pub key_columns: Vec<usize>,
+    /// The event-time column in the rule's input rows.
+    pub time_column: usize,
+}
+
+/// A rule's alerting settings, from `CREATE ALERT … WITH (…)`.
+#[derive(Debug, Clone)]
+pub struct AlertSpec {
+    pub name: String,
+    pub severity: String,
+    /// Key columns in the query's rows (empty: one key for the whole rule).
+    pub key_columns: Vec<usize>,
+    /// The event-time column in the query's rows.
+    pub time_column: usize,
+    pub cooldown_ns: i64,
+    /// The query's own schema (the payload's columns).
+    pub query_schema: SchemaRef,
+    /// Threshold rules: how to see the condition clear.
+    pub resolve: Option<ResolveSpec>,
+}
+
+/// The schema of alert messages (an alert rule's rows).
+pub fn message_schema() -> SchemaRef {
+    let ts = DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into()));
+    Arc::new(Schema::new(vec![
+        Field::new("alert_id", DataType::Utf8, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("severity", DataType::Utf8, false),
+        Field::new("key", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("event_time", ts.clone(), false),
+        Field::new("detected_at", ts, false),
+        Field::new("payload", DataType::Utf8, false),
+    ]))
+}
+
+/// One alert as `weir.alerts` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRecord {
+    pub alert_id: String,
+    pub key: String,
+    /// Event time of the row that started it.
+    pub event_time: i64,
+    /// Wall time (ns) it was detected.
+    pub detected_at: i64,
+    /// Rows within the cooldown counted on this alert.
+    pub repeats: u64,
+    /// Event time of the last row counted.
+    pub last_event_time: i64,
+    /// Event time the condition cleared (threshold rules).
+    pub resolved_at: Option<i64>,
+    pub payload: String,
+}
+
+#[derive(Debug, Clone)]
+struct KeyAlert {
+    /// The key's latest alert (index into `alerts`).
+    alert: usize,
+    last_sent: i64,
+    last_hold: i64,
+    firing: bool,
+}
+
+/// The per-key state of an alert rule and every alert it raised.
+#[derive(Debug)]
+pub struct AlertStage {
+    spec: AlertSpec,
+    keys: HashMap<String, KeyAlert>,
+    alerts: Vec<AlertRecord>,
+}
+
+enum Event {
+    Hold(usize, usize),
+    Clear,
+}
+
+impl AlertStage {
+    /// No alerts yet.
+    pub fn new(spec: AlertSpec) -> Self {
+        Self {
+            spec,
+            keys: HashMap::new(),
+            alerts: Vec::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn spec(&self) -> &AlertSpec {
+        &self.spec
+    }
+
+    /// Every alert raised, oldest first.
+    pub fn alerts(&self) -> &[AlertRecord] {
+        &self.alerts
+    }
+
+    /// Alerts currently firing.
+    pub fn firing(&self) -> usize {
+        self.keys.values().filter(|k| k.firing).count()
+    }
+
+    /// Decides on the query's `rows` (and, for threshold rules, the `input` rows they were
+    /// selected from) and returns the messages to publish.
+    pub fn apply(&mut self, rows: &[RecordBatch], input: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+        let mut events: Vec<(i64, String, Event)> = Vec::new();
+        let mut held: HashSet<(String, i64)> = HashSet::new();
+        let mut held_keys: HashSet<String> = HashSet::new();
+        for (b, batch) in rows.iter().enumerate() {
+            let keys = key_strings(batch, &self.spec.key_columns)?;
+            let times = timestamps_ns(batch.column(self.spec.time_column))?;
+            for (r, key) in keys.into_iter().enumerate() {
+                if times.is_null(r) {
+                    continue;
+                }
+                let t = times.value(r);
+                if self.spec.resolve.is_some() {
+                    held.insert((key.clone(), t));
+                    held_keys.insert(key.clone());
+                }
+                events.push((t, key, Event::Hold(b, r)));
+            }
+        }
+        if let Some(resolve) = &self.spec.resolve {
+            for batch in input {
+                let keys = key_strings(batch, &resolve.key_columns)?;
+                let times = timestamps_ns(batch.column(resolve.time_column))?;
+                for (r, key) in keys.into_iter().enumerate() {
+                    let watched =
+                        held_keys.contains(&key) || self.keys.get(&key).is_some_and(|k| k.firing);
+                    if times.is_null(r) || !watched {
+                        continue;
+                    }
+                    let t = times.value(r);
+                    if !held.contains(&(key.clone(), t)) {
+                        events.push((t, key, Event::Clear));
+                    }
+                }
+            }
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        events.sort_by_key(|(t, _, _)| *t);
+        let payloads: Vec<Vec<String>> = rows.iter().map(payloads).collect::<Result<_>>()?;
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+        let mut out = Messages::default();
+        for (t, key, event) in events {
+            match event {
+                Event::Hold(b, r) => self.hold(t, key, &payloads[b][r], now, &mut out),
+                Event::Clear => self.clear(t, &key, now, &mut out),
+            }
+        }
+        out.finish(&self.spec)
+    }
+
+    fn hold(&mut self, t: i64, key: String, payload: &str, now: i64, out: &mut Messages) {
+        if let Some(k) = self.keys.get_mut(&key) {
+            if t == k.last_hold {
+                // The same row again (an updating view's open window): nothing new.
+                return;
+            }
+            if t.saturating_sub(k.last_sent) < self.spec.cooldown_ns {
+                let alert = &mut self.alerts[k.alert];
+                alert.repeats += 1;
+                alert.last_event_time = alert.last_event_time.max(t);
+                k.last_hold = k.last_hold.max(t);
+                return;
+            }
+        }
+        let alert_id = alert_id(&self.spec.name, &key, t);
+        let record = AlertRecord {
+            alert_id,
+            key: key.clone(),
+            event_time: t,
+            detected_at: now,
+            repeats: 0,
+            last_event_time: t,
+            resolved_at: None,
+            payload: payload.to_string(),
+        };
+        out.push(&record, "firing", t, now);
+        self.alerts.push(record);
+        self.keys.insert(
+            key,
+            KeyAlert {
+                alert: self.alerts.len() - 1,
+                last_sent: t,
+                last_hold: t,
+                firing: self.spec.resolve.is_some(),
+            },
+        );
+    }
+
+    fn clear(&mut self, t: i64, key: &str, now: i64, out: &mut Messages) {
+        let Some(k) = self.keys.get_mut(key) else {
+            return;
+        };
+        if !k.firing || t <= k.last_hold {
+            return;
+        }
+        k.firing = false;
+        let alert = &mut self.alerts[k.alert];
+        alert.resolved_at = Some(t);
+        out.push(alert, "resolved", t, now);
+    }
+
+    /// The state as one batch (one row per alert; `current` marks each key's latest).
+    pub fn export(&self) -> Result<RecordBatch> {
+        let current: HashMap<usize, &KeyAlert> = self.keys.values().map(|k| (k.alert, k)).collect();
+        let a = &self.alerts;
+        let col_i64 = |f: &dyn Fn(usize) -> Option<i64>| -> ArrayRef {
+            Arc::new(Int64Array::from((0..a.len()).map(f).collect::<Vec<_>>()))
+        };
+        Ok(RecordBatch::try_from_iter(vec![
+            ("alert_id", Arc::new(StringArray::from_iter_values(a.iter().map(|x| &x.alert_id))) as ArrayRef),
+            ("key", Arc::new(StringArray::from_iter_values(a.iter().map(|x| &x.key))) as ArrayRef),
+            ("event_time", col_i64(&|i| Some(a[i].event_time))),
+            ("detected_at", col_i64(&|i| Some(a[i].detected_at))),
+            ("repeats", Arc::new(UInt64Array::from_iter_values(a.iter().map(|x| x.repeats))) as ArrayRef),
+            ("last_event_time", col_i64(&|i| Some(a[i].last_event_time))),
+            ("resolved_at", col_i64(&|i| a[i].resolved_at)),
+            ("payload", Arc::new(StringArray::from_iter_values(a.iter().map(|x| &x.payload))) as ArrayRef),
+            ("current", Arc::new(BooleanArray::from((0..a.len()).map(|i| current.contains_key(&i)).collect::<Vec<_>>())) as ArrayRef),
+            ("last_sent", col_i64(&|i| current.get(&i).map(|k| k.last_sent))),
+            ("last_hold", col_i64(&|i| current.get(&i).map(|k| k.last_hold))),
+            ("firing", Arc::new(BooleanArray::from((0..a.len()).map(|i| current.get(&i).map(|k| k.firing)).collect::<Vec<_>>())) as ArrayRef),
+        ])?)
+    }
+
+    /// Replaces the state with an exported one.
+    pub fn import(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.keys.clear();
+        self.alerts.clear();
+        let s = |name: &str| -> Result<StringArray> {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+                .ok_or_else(|| EngineError::Checkpoint(format!("alert state lacks {name}")))
+        };
+        let i = |name: &str| -> Result<Int64Array> {
+            let c = batch
+                .column_by_name(name)
+                .ok_or_else(|| EngineError::Checkpoint(format!("alert state lacks {name}")))?;
+            let c = datafusion::arrow::compute::cast(c, &DataType::Int64)?;
+            crate::over::typed::<Int64Array>(&c)
+        };
+        let b = |name: &str| -> Result<BooleanArray> {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<BooleanArray>().cloned())
+                .ok_or_else(|| EngineError::Checkpoint(format!("alert state lacks {name}")))
+        };
+        let (ids, keys, payload) = (s("alert_id")?, s("key")?, s("payload")?);
+        let (event_time, detected_at, repeats) = (i("event_time")?, i("detected_at")?, i("repeats")?);
+        let (last_event, resolved_at) = (i("last_event_time")?, i("resolved_at")?);
+        let (current, last_sent, last_hold, firing) =
+            (b("current")?, i("last_sent")?, i("last_hold")?, b("firing")?);
+        for r in 0..batch.num_rows() {
+            self.alerts.push(AlertRecord {
+                alert_id: ids.value(r).to_string(),
+                key: keys.value(r).to_string(),
+                event_time: event_time.value(r),
+                detected_at: detected_at.value(r),
+                repeats: repeats.value(r) as u64,
+                last_event_time: last_event.value(r),
+                resolved_at: resolved_at.is_valid(r).then(|| resolved_at.value(r)),
+                payload: payload.value(r).to_string(),
+            });
+            if current.value(r) {
+                self.keys.insert(
+                    keys.value(r).to_string(),
+                    KeyAlert {
+                        alert: r,
+                        last_sent: last_sent.value(r),
+                        last_hold: last_hold.value(r),
+                        firing: firing.is_valid(r) && firing.value(r),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Messages being built for one batch.
+#[derive(Default)]
+struct Messages {
+    ids: Vec<String>,
+    keys: Vec<String>,
+    status: Vec<&'static str>,
+    times: Vec<i64>,
+    detected: Vec<i64>,
+    payloads: Vec<String>,
+}
+
+impl Messages {
+    fn push(&mut self, alert: &AlertRecord, status: &'static str, t: i64, now: i64) {
+        self.ids.push(alert.alert_id.clone());
+        self.keys.push(alert.key.clone());
+        self.status.push(status);
+        self.times.push(t);
+        self.detected.push(now);
+        self.payloads.push(alert.payload.clone());
+    }
+
+    fn finish(self, spec: &AlertSpec) -> Result<Vec<RecordBatch>> {
+        if self.ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = self.ids.len();
+        let tz = Some::<Arc<str>>("+00:00".into());
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(self.ids)),
+            Arc::new(StringArray::from(vec![spec.name.as_str(); n])),
+            Arc::new(StringArray::from(vec![spec.severity.as_str(); n])),
+            Arc::new(StringArray::from(self.keys)),
+            Arc::new(StringArray::from(self.status)),
+            Arc::new(TimestampNanosecondArray::from(self.times).with_timezone_opt(tz.clone())),
+            Arc::new(TimestampNanosecondArray::from(self.detected).with_timezone_opt(tz)),
+            Arc::new(StringArray::from(self.payloads)),
+        ];
+        Ok(vec![RecordBatch::try_new(message_schema(), columns)?])
+    }
+}
+
+/// Each row's key: the key columns' values, joined by `,` (empty for no key columns).
+fn key_strings(batch: &RecordBatch, columns: &[usize]) -> Result<Vec<String>> {
+    let options = FormatOptions::default().with_null("NULL");
+    let formatters = columns
+        .iter()
+        .map(|&c| ArrayFormatter::try_new(batch.column(c).as_ref(), &options))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok((0..batch.num_rows())
+        .map(|r| {
+            formatters
+                .iter()
+                .map(|f| f.value(r).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect())
+}
+
+/// Each row as a JSON object.
+fn payloads(batch: &RecordBatch) -> Result<Vec<String>> {
+    let mut buf = Vec::new();
+    {
+        let mut writer = LineDelimitedWriter::new(&mut buf);
+        writer.write(batch)?;
+        writer.finish()?;
+    }
+    let text = String::from_utf8(buf).map_err(|e| EngineError::Internal(e.to_string()))?;
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    if lines.len() != batch.num_rows() {
+        return Err(EngineError::Internal("alert payloads: row count".into()));
+    }
+    Ok(lines)
+}
+
+/// A stable id for the alert of rule `name` on `key` starting at event time `t`: 128-bit
+/// FNV-1a, hex.
+pub fn alert_id(name: &str, key: &str, t: i64) -> String {
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    let prime: u128 = 0x0000000001000000000000000000013B;
+    let time = t.to_le_bytes();
+    let parts: [&[u8]; 5] = [name.as_bytes(), &[0], key.as_bytes(), &[0], &time];
+    for part in parts {
+        for b in part {
+            h ^= *b as u128;
+            h = h.wrapping_mul(prime);
+        }
+    }
+    format!("{h:032x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(resolve: bool) -> AlertSpec {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("t", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
+        ]));
+        AlertSpec {
+            name: "r".into(),
+            severity: "warning".into(),
+            key_columns: vec![0],
+            time_column: 1,
+            cooldown_ns: 10,
+            query_schema: schema,
+            resolve: resolve.then_some(ResolveSpec {
+                key_columns: vec![0],
+                time_column: 1,
+            }),
+        }
+    }
+
+    fn rows(rows: &[(&str, i64)]) -> RecordBatch {
+        let s = spec(false).query_schema;
+        RecordBatch::try_new(
+            s,
+            vec![
+                Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
+                Arc::new(TimestampNanosecondArray::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn statuses(out: &[RecordBatch]) -> Vec<(String, String, i64)> {
+        let mut v = Vec::new();
+        for b in out {
+            let key = b.column(3).as_any().downcast_ref::<StringArray>().unwrap();
+            let st = b.column(4).as_any().downcast_ref::<StringArray>().unwrap();
+            let t = b.column(5).as_any().downcast_ref::<TimestampNanosecondArray>().unwrap();
+            for r in 0..b.num_rows() {
+                v.push((key.value(r).to_string(), st.value(r).to_string(), t.value(r)));
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn cooldown_counts_repeats_per_key_in_event_time() {
+        let mut stage = AlertStage::new(spec(false));
+        let out = stage
+            .apply(&[rows(&[("a", 0), ("b", 1), ("a", 5), ("a", 9), ("a", 10), ("b", 30)])], &[])
+            .unwrap();
+        assert_eq!(
+            statuses(&out),
+            vec![
+                ("a".into(), "firing".into(), 0),
+                ("b".into(), "firing".into(), 1),
+                ("a".into(), "firing".into(), 10),
+                ("b".into(), "firing".into(), 30),
+            ]
+        );
+        let a0 = &stage.alerts()[0];
+        assert_eq!((a0.repeats, a0.last_event_time), (2, 9));
+        assert_eq!(a0.alert_id, alert_id("r", "a", 0));
+        // A replay from exported state decides the same.
+        let saved = stage.export().unwrap();
+        let mut again = AlertStage::new(spec(false));
+        again.import(&saved).unwrap();
+        assert_eq!(again.alerts(), stage.alerts());
+        let next = [rows(&[("a", 15)])];
+        assert!(stage.apply(&next, &[]).unwrap().is_empty());
+        assert!(again.apply(&next, &[]).unwrap().is_empty());
+        assert_eq!(again.alerts(), stage.alerts());
+    }
+
+    #[test]
+    fn a_threshold_alert_resolves_once_when_its_key_clears() {
+        let mut stage = AlertStage::new(spec(true));
+        let input = rows(&[("a", 0), ("b", 0)]);
+        let out = stage.apply(&[rows(&[("a", 0)])], &[input]).unwrap();
+        assert_eq!(statuses(&out), vec![("a".into(), "firing".into(), 0)]);
+        assert_eq!(stage.firing(), 1);
+        // The next window of `a` does not hold: resolved; later clear rows change nothing.
+        let out = stage.apply(&[], &[rows(&[("a", 60), ("b", 60)])]).unwrap();
+        assert_eq!(statuses(&out), vec![("a".into(), "resolved".into(), 60)]);
+        assert!(stage.apply(&[], &[rows(&[("a", 120)])]).unwrap().is_empty());
+        assert_eq!(stage.alerts()[0].resolved_at, Some(60));
+        assert_eq!(stage.firing(), 0);
+    }
+}

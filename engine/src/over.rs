@@ -1,0 +1,834 @@
+//! Streaming `OVER` windows: per-key sliding aggregates over event time, computed
+//! incrementally as events arrive.
+//!
+//! `avg(x) OVER (PARTITION BY k ORDER BY t RANGE BETWEEN INTERVAL '5 minutes' PRECEDING AND
+//! INTERVAL '1 millisecond' PRECEDING)` scores every event against the events of its key that
+//! came before it, without waiting for anything: the frame of an event ends at or before the
+//! event itself, so everything it needs has already arrived.
+//!
+//! Frames are **exact**. Each key keeps the `(time, argument values)` of the events its
+//! frames may still need, in arrival order, and each function a `[lo, hi)` range over them
+//! with running count, sum and sum of squares (`min`/`max`: a monotonic queue). An event
+//! enters and leaves each frame once, so the cost per event is constant on average; memory
+//! is the events inside the widest bounded frame (16 bytes per event and argument, plus the
+//! key). `UNBOUNDED PRECEDING` frames keep running totals only. `ewma`/`ewm_zscore` keep three
+//! numbers per key and no events.
+//!
+//! Events are taken in arrival order per key. When a key's events arrive in event-time
+//! order (one Kafka partition per key, or an ordered file) the result equals the batch
+//! query's. An event older than its key's newest is treated as if it happened at the newest
+//! time: it is scored against that frame and enters the baseline there. Late events (below
+//! the watermark) never get here.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BinaryArray, Float64Array, Float64Builder, Int64Array, StringArray,
+    UInt64Array,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::timestamps_ns;
+use crate::error::{EngineError, Result};
+
+/// The aggregate an `OVER` column computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverKind {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    VarSamp,
+    VarPop,
+    StddevSamp,
+    StddevPop,
+    /// Exponentially weighted moving average of the events before this one.
+    Ewma,
+    /// `(x - ewma) / ewm stddev`, both over the events before this one.
+    EwmZscore,
+}
+
+impl OverKind {
+    /// The kind for a DataFusion aggregate name, if Weir streams it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "count" => OverKind::Count,
+            "sum" => OverKind::Sum,
+            "avg" | "mean" => OverKind::Avg,
+            "min" => OverKind::Min,
+            "max" => OverKind::Max,
+            "var" | "var_samp" | "variance" => OverKind::VarSamp,
+            "var_pop" => OverKind::VarPop,
+            "stddev" | "stddev_samp" => OverKind::StddevSamp,
+            "stddev_pop" => OverKind::StddevPop,
+            "ewma" => OverKind::Ewma,
+            "ewm_zscore" => OverKind::EwmZscore,
+            _ => return None,
+        })
+    }
+
+    fn is_ewm(self) -> bool {
+        matches!(self, OverKind::Ewma | OverKind::EwmZscore)
+    }
+}
+
+/// One end of a frame. Offsets are nanoseconds (RANGE) or rows (ROWS) before the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    Unbounded,
+    Preceding(i64),
+}
+
+/// `ROWS` or `RANGE` over the event-time order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Units {
+    Rows,
+    Range,
+}
+
+/// A frame `BETWEEN start AND end` (`CURRENT ROW` is `Preceding(0)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    pub units: Units,
+    pub start: Bound,
+    pub end: Bound,
+}
+
+/// One `f(arg) OVER (…)` column.
+#[derive(Debug, Clone)]
+pub struct OverFunction {
+    pub kind: OverKind,
+    /// The argument; `None` counts rows.
+    pub arg: Option<Arc<dyn PhysicalExpr>>,
+    pub frame: Frame,
+    /// `ewma`/`ewm_zscore`: the half-life in event time (ns).
+    pub half_life_ns: i64,
+}
+
+/// The streaming window stage of a view: input rows in, the same rows plus one column per
+/// function out (the schema DataFusion's window operator has).
+#[derive(Debug, Clone)]
+pub struct OverSpec {
+    pub partition_by: Vec<Arc<dyn PhysicalExpr>>,
+    /// The event-time expression of `ORDER BY`.
+    pub order_by: Arc<dyn PhysicalExpr>,
+    pub functions: Vec<OverFunction>,
+    pub output_schema: SchemaRef,
+}
+
+/// Running aggregates of one function over one key's frame `[lo, hi)` (sequence numbers).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct FnState {
+    lo: u64,
+    hi: u64,
+    n: u64,
+    sum: u64,
+    sumsq: u64,
+    /// ewm: mean, variance (f64 bits), time of the last event, events seen.
+    ew_mean: u64,
+    ew_var: u64,
+    ew_t: i64,
+    ew_n: u64,
+    #[serde(skip)]
+    mono: VecDeque<u64>,
+}
+
+fn f(bits: u64) -> f64 {
+    f64::from_bits(bits)
+}
+
+#[derive(Debug, Clone)]
+struct KeyState {
+    /// Sequence number of `times[0]`.
+    base: u64,
+    times: VecDeque<i64>,
+    /// Per argument slot, parallel to `times`.
+    values: Vec<VecDeque<Option<f64>>>,
+    last_t: i64,
+    fns: Vec<FnState>,
+}
+
+impl KeyState {
+    fn new(slots: usize, fns: usize) -> Self {
+        Self {
+            base: 0,
+            times: VecDeque::new(),
+            values: vec![VecDeque::new(); slots],
+            last_t: i64::MIN,
+            fns: vec![FnState::default(); fns],
+        }
+    }
+
+    fn end(&self) -> u64 {
+        self.base + self.times.len() as u64
+    }
+
+    fn time(&self, seq: u64) -> i64 {
+        self.times[(seq - self.base) as usize]
+    }
+
+    fn value(&self, slot: usize, seq: u64) -> Option<f64> {
+        self.values[slot][(seq - self.base) as usize]
+    }
+}
+
+/// The incremental state of an [`OverSpec`].
+pub struct OverState {
+    spec: OverSpec,
+    /// Argument slot of each function (functions with the same argument share one).
+    slot_of: Vec<usize>,
+    slot_exprs: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    converter: RowConverter,
+    index: HashMap<Vec<u8>, usize>,
+    keys: Vec<(Vec<u8>, KeyState)>,
+}
+
+impl std::fmt::Debug for OverState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OverState")
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+impl OverState {
+    /// Empty state for `spec` over input rows of `input_schema`.
+    pub fn new(spec: OverSpec, input_schema: &Schema) -> Result<Self> {
+        let fields = spec
+            .partition_by
+            .iter()
+            .map(|e| Ok(SortField::new(e.data_type(input_schema)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let converter = RowConverter::new(fields)?;
+        let mut slot_exprs: Vec<Option<Arc<dyn PhysicalExpr>>> = Vec::new();
+        let mut slot_of = Vec::new();
+        for func in &spec.functions {
+            let name = func.arg.as_ref().map(|a| a.to_string());
+            let found = slot_exprs
+                .iter()
+                .position(|s| s.as_ref().map(|a| a.to_string()) == name);
+            let slot = match found {
+                Some(s) => s,
+                None => {
+                    slot_exprs.push(func.arg.clone());
+                    slot_exprs.len() - 1
+                }
+            };
+            slot_of.push(slot);
+        }
+        Ok(Self {
+            spec,
+            slot_of,
+            slot_exprs,
+            converter,
+            index: HashMap::new(),
+            keys: Vec::new(),
+        })
+    }
+
+    /// Number of keys.
+    pub fn keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Events retained for frames.
+    pub fn retained(&self) -> usize {
+        self.keys.iter().map(|(_, k)| k.times.len()).sum()
+    }
+
+    /// Approximate bytes.
+    pub fn bytes(&self) -> usize {
+        self.keys
+            .iter()
+            .map(|(key, k)| {
+                key.len() + k.times.len() * (8 + 16 * k.values.len()) + k.fns.len() * 96
+            })
+            .sum()
+    }
+
+    /// Scores the rows of `batch`, in order, and returns it with the window columns added.
+    pub fn process(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let n = batch.num_rows();
+        let partition: Vec<ArrayRef> = self
+            .spec
+            .partition_by
+            .iter()
+            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
+            .collect::<datafusion::error::Result<_>>()?;
+        // Without PARTITION BY every row has the same (empty) key.
+        let rows = (!partition.is_empty())
+            .then(|| self.converter.convert_columns(&partition))
+            .transpose()?;
+        let times = self.spec.order_by.evaluate(batch)?.into_array(n)?;
+        let times = timestamps_ns(&times)?;
+        let args: Vec<Option<Float64Array>> = self
+            .slot_exprs
+            .iter()
+            .map(|e| match e {
+                None => Ok(None),
+                Some(e) => {
+                    let a = e.evaluate(batch)?.into_array(n)?;
+                    let a = cast(&a, &DataType::Float64)?;
+                    Ok(Some(
+                        a.as_any()
+                            .downcast_ref::<Float64Array>()
+                            .cloned()
+                            .ok_or_else(|| EngineError::Internal("cast to f64".into()))?,
+                    ))
+                }
+            })
+            .collect::<Result<_>>()?;
+        let funcs = self.spec.functions.len();
+        let mut out: Vec<Float64Builder> = (0..funcs).map(|_| Float64Builder::with_capacity(n)).collect();
+        let slots = self.slot_exprs.len();
+        for i in 0..n {
+            let key: &[u8] = match &rows {
+                Some(rows) => rows.row(i).data(),
+                None => &[],
+            };
+            let k = match self.index.get(key) {
+                Some(&k) => k,
+                None => {
+                    self.keys.push((key.to_vec(), KeyState::new(slots, funcs)));
+                    self.index.insert(key.to_vec(), self.keys.len() - 1);
+                    self.keys.len() - 1
+                }
+            };
+            let ks = &mut self.keys[k].1;
+            if times.is_null(i) {
+                for b in &mut out {
+                    b.append_null();
+                }
+                continue;
+            }
+            let t = times.value(i).max(ks.last_t);
+            ks.last_t = t;
+            let values: Vec<Option<f64>> = args
+                .iter()
+                .map(|a| match a {
+                    None => Some(1.0),
+                    Some(a) => a.is_valid(i).then(|| a.value(i)),
+                })
+                .collect();
+            // The event joins the retained events first; frames ending at CURRENT ROW
+            // include it, frames ending before it do not reach it.
+            ks.times.push_back(t);
+            for (s, v) in values.iter().enumerate() {
+                ks.values[s].push_back(*v);
+            }
+            let cur = ks.end() - 1;
+            for (j, func) in self.spec.functions.iter().enumerate() {
+                let slot = self.slot_of[j];
+                let value = if func.kind.is_ewm() {
+                    ewm_step(&mut ks.fns[j], func, t, values[slot])
+                } else {
+                    advance(ks, j, slot, func, t, cur);
+                    evaluate(ks, j, slot, func.kind)
+                };
+                out[j].append_option(value);
+            }
+            evict(ks, &self.spec.functions);
+        }
+        let mut columns = batch.columns().to_vec();
+        let schema = &self.spec.output_schema;
+        for (j, mut b) in out.into_iter().enumerate() {
+            let field = schema.field(batch.num_columns() + j);
+            let array: ArrayRef = Arc::new(b.finish());
+            columns.push(cast(&array, field.data_type())?);
+        }
+        Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    }
+
+    /// The state as two batches: keys (with each function's running aggregates) and the
+    /// retained events, key by key.
+    pub fn export(&self) -> Result<Vec<RecordBatch>> {
+        let mut key_bytes = Vec::new();
+        let mut last_t = Vec::new();
+        let mut base = Vec::new();
+        let mut len = Vec::new();
+        let mut fns = Vec::new();
+        let mut times = Vec::new();
+        let slots = self.slot_exprs.len();
+        let mut values: Vec<Vec<Option<f64>>> = vec![Vec::new(); slots];
+        for (key, ks) in &self.keys {
+            key_bytes.push(key.as_slice());
+            last_t.push(ks.last_t);
+            base.push(ks.base);
+            len.push(ks.times.len() as u64);
+            fns.push(serde_json::to_string(&ks.fns).map_err(|e| EngineError::Internal(e.to_string()))?);
+            times.extend(ks.times.iter().copied());
+            for (s, v) in ks.values.iter().enumerate() {
+                values[s].extend(v.iter().copied());
+            }
+        }
+        let keys = RecordBatch::try_from_iter(vec![
+            ("key", Arc::new(BinaryArray::from(key_bytes)) as ArrayRef),
+            ("last_t", Arc::new(Int64Array::from(last_t)) as ArrayRef),
+            ("base", Arc::new(UInt64Array::from(base)) as ArrayRef),
+            ("len", Arc::new(UInt64Array::from(len)) as ArrayRef),
+            ("fns", Arc::new(StringArray::from(fns)) as ArrayRef),
+        ])?;
+        let mut fields = vec![Field::new("t", DataType::Int64, false)];
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(times))];
+        for (s, v) in values.into_iter().enumerate() {
+            fields.push(Field::new(format!("v{s}"), DataType::Float64, true));
+            columns.push(Arc::new(Float64Array::from(v)));
+        }
+        let events = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        Ok(vec![keys, events])
+    }
+
+    /// Replaces the state with an exported one.
+    pub fn import(&mut self, batches: &[RecordBatch]) -> Result<()> {
+        self.index.clear();
+        self.keys.clear();
+        let (Some(keys), Some(events)) = (batches.first(), batches.get(1)) else {
+            return Err(EngineError::Checkpoint("OVER state is incomplete".into()));
+        };
+        let col = |b: &RecordBatch, name: &str| -> Result<ArrayRef> {
+            b.column_by_name(name)
+                .cloned()
+                .ok_or_else(|| EngineError::Checkpoint(format!("OVER state lacks {name}")))
+        };
+        let key_col = col(keys, "key")?;
+        let key_col = key_col
+            .as_any()
+            .downcast_ref::<BinaryArray>()
+            .ok_or_else(|| EngineError::Checkpoint("OVER keys".into()))?;
+        let last_t = as_i64(&col(keys, "last_t")?)?;
+        let base = cast(&col(keys, "base")?, &DataType::UInt64)?;
+        let base = typed::<UInt64Array>(&base)?;
+        let len = cast(&col(keys, "len")?, &DataType::UInt64)?;
+        let len = typed::<UInt64Array>(&len)?;
+        let fns = col(keys, "fns")?;
+        let fns = fns
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| EngineError::Checkpoint("OVER functions".into()))?;
+        let times = as_i64(&col(events, "t")?)?;
+        let slots = self.slot_exprs.len();
+        let values: Vec<Float64Array> = (0..slots)
+            .map(|s| {
+                let a = cast(&col(events, &format!("v{s}"))?, &DataType::Float64)?;
+                typed::<Float64Array>(&a)
+            })
+            .collect::<Result<_>>()?;
+        let mut offset = 0usize;
+        for r in 0..keys.num_rows() {
+            let mut ks = KeyState::new(slots, self.spec.functions.len());
+            ks.base = base.value(r);
+            ks.last_t = last_t.value(r);
+            ks.fns = serde_json::from_str(fns.value(r))
+                .map_err(|e| EngineError::Checkpoint(format!("OVER functions: {e}")))?;
+            let n = len.value(r) as usize;
+            for i in offset..offset + n {
+                ks.times.push_back(times.value(i));
+                for (s, v) in values.iter().enumerate() {
+                    ks.values[s].push_back(v.is_valid(i).then(|| v.value(i)));
+                }
+            }
+            offset += n;
+            // Monotonic queues are rebuilt from the retained events of each frame.
+            for (j, func) in self.spec.functions.iter().enumerate() {
+                if matches!(func.kind, OverKind::Min | OverKind::Max) {
+                    let slot = self.slot_of[j];
+                    let from = ks.fns[j].lo.max(ks.base);
+                    for seq in from..ks.fns[j].hi {
+                        push_mono(&mut ks, j, slot, func.kind, seq);
+                    }
+                }
+            }
+            let key = key_col.value(r).to_vec();
+            self.index.insert(key.clone(), self.keys.len());
+            self.keys.push((key, ks));
+        }
+        Ok(())
+    }
+}
+
+fn as_i64(a: &ArrayRef) -> Result<Int64Array> {
+    typed(&cast(a, &DataType::Int64)?)
+}
+
+/// `a` as its concrete array type (a checkpoint file of the wrong shape is an error).
+pub(crate) fn typed<T: Array + Clone + 'static>(a: &ArrayRef) -> Result<T> {
+    a.as_any()
+        .downcast_ref::<T>()
+        .cloned()
+        .ok_or_else(|| EngineError::Checkpoint(format!("unexpected column type {}", a.data_type())))
+}
+
+/// Moves function `j`'s frame to the one of the event `cur` at time `t`.
+fn advance(ks: &mut KeyState, j: usize, slot: usize, func: &OverFunction, t: i64, cur: u64) {
+    let frame = func.frame;
+    let end = ks.end();
+    let hi_target = match (frame.units, frame.end) {
+        (_, Bound::Unbounded) => end,
+        (Units::Rows, Bound::Preceding(k)) => (cur + 1).saturating_sub(k as u64),
+        (Units::Range, Bound::Preceding(d)) => {
+            let limit = t.saturating_sub(d);
+            let mut hi = ks.fns[j].hi.max(ks.base);
+            while hi < end && ks.time(hi) <= limit {
+                hi += 1;
+            }
+            hi
+        }
+    };
+    let hi_target = hi_target.max(ks.fns[j].hi);
+    let mut seq = ks.fns[j].hi;
+    while seq < hi_target {
+        add(ks, j, slot, func.kind, seq);
+        seq += 1;
+    }
+    ks.fns[j].hi = hi_target;
+    let lo_target = match (frame.units, frame.start) {
+        (_, Bound::Unbounded) => ks.fns[j].lo,
+        (Units::Rows, Bound::Preceding(k)) => cur.saturating_sub(k as u64),
+        (Units::Range, Bound::Preceding(d)) => {
+            let limit = t.saturating_sub(d);
+            let mut lo = ks.fns[j].lo.max(ks.base);
+            while lo < hi_target && ks.time(lo) < limit {
+                lo += 1;
+            }
+            lo
+        }
+    };
+    let lo_target = lo_target.clamp(ks.fns[j].lo, hi_target);
+    let mut seq = ks.fns[j].lo;
+    while seq < lo_target {
+        remove(ks, j, slot, func.kind, seq);
+        seq += 1;
+    }
+    ks.fns[j].lo = lo_target;
+    if matches!(func.kind, OverKind::Min | OverKind::Max) {
+        let fs = &mut ks.fns[j];
+        while fs.mono.front().is_some_and(|&s| s < fs.lo) {
+            fs.mono.pop_front();
+        }
+    }
+}
+
+fn add(ks: &mut KeyState, j: usize, slot: usize, kind: OverKind, seq: u64) {
+    let Some(v) = ks.value(slot, seq) else {
+        return;
+    };
+    let fs = &mut ks.fns[j];
+    fs.n += 1;
+    fs.sum = (f(fs.sum) + v).to_bits();
+    fs.sumsq = (f(fs.sumsq) + v * v).to_bits();
+    if matches!(kind, OverKind::Min | OverKind::Max) {
+        push_mono(ks, j, slot, kind, seq);
+    }
+}
+
+fn push_mono(ks: &mut KeyState, j: usize, slot: usize, kind: OverKind, seq: u64) {
+    let Some(v) = ks.value(slot, seq) else {
+        return;
+    };
+    loop {
+        let Some(&back) = ks.fns[j].mono.back() else {
+            break;
+        };
+        let b = ks.value(slot, back).unwrap_or(f64::NAN);
+        let dominated = match kind {
+            OverKind::Min => b >= v,
+            _ => b <= v,
+        };
+        if !dominated {
+            break;
+        }
+        ks.fns[j].mono.pop_back();
+    }
+    ks.fns[j].mono.push_back(seq);
+}
+
+fn remove(ks: &mut KeyState, j: usize, slot: usize, _kind: OverKind, seq: u64) {
+    if seq < ks.base {
+        return;
+    }
+    let Some(v) = ks.value(slot, seq) else {
+        return;
+    };
+    let fs = &mut ks.fns[j];
+    fs.n -= 1;
+    if fs.n == 0 {
+        // An empty frame starts from exact zeros again: no drift carries over.
+        fs.sum = 0f64.to_bits();
+        fs.sumsq = 0f64.to_bits();
+    } else {
+        fs.sum = (f(fs.sum) - v).to_bits();
+        fs.sumsq = (f(fs.sumsq) - v * v).to_bits();
+    }
+}
+
+fn evaluate(ks: &KeyState, j: usize, slot: usize, kind: OverKind) -> Option<f64> {
+    let fs = &ks.fns[j];
+    let n = fs.n as f64;
+    let (sum, sumsq) = (f(fs.sum), f(fs.sumsq));
+    let var = |ddof: f64| -> Option<f64> {
+        (n > ddof).then(|| ((sumsq - sum * sum / n) / (n - ddof)).max(0.0))
+    };
+    match kind {
+        OverKind::Count => Some(n),
+        OverKind::Sum => (fs.n > 0).then_some(sum),
+        OverKind::Avg => (fs.n > 0).then(|| sum / n),
+        OverKind::VarSamp => var(1.0),
+        OverKind::VarPop => var(0.0),
+        OverKind::StddevSamp => var(1.0).map(f64::sqrt),
+        OverKind::StddevPop => var(0.0).map(f64::sqrt),
+        OverKind::Min | OverKind::Max => fs.mono.front().and_then(|&s| ks.value(slot, s)),
+        OverKind::Ewma | OverKind::EwmZscore => None,
+    }
+}
+
+/// Scores `x` against the exponentially weighted baseline of the events before it, then
+/// folds it in (weights halve every `half_life_ns` of event time).
+fn ewm_step(fs: &mut FnState, func: &OverFunction, t: i64, x: Option<f64>) -> Option<f64> {
+    let x = x?;
+    let (mean, var) = (f(fs.ew_mean), f(fs.ew_var));
+    let score = match (fs.ew_n, func.kind) {
+        (0, _) => None,
+        (_, OverKind::Ewma) => Some(mean),
+        (n, _) => (n >= 2 && var > 0.0).then(|| (x - mean) / var.sqrt()),
+    };
+    if fs.ew_n == 0 {
+        fs.ew_mean = x.to_bits();
+        fs.ew_var = 0f64.to_bits();
+    } else {
+        let dt = (t - fs.ew_t).max(0) as f64;
+        let keep = 0.5f64.powf(dt / func.half_life_ns.max(1) as f64);
+        // With dt = 0 the new event still counts: at least a small weight.
+        let alpha = (1.0 - keep).max(1e-3);
+        let diff = x - mean;
+        let incr = alpha * diff;
+        fs.ew_mean = (mean + incr).to_bits();
+        fs.ew_var = ((1.0 - alpha) * (var + diff * incr)).to_bits();
+    }
+    fs.ew_t = t;
+    fs.ew_n += 1;
+    score
+}
+
+/// Drops events no frame can reach any more.
+fn evict(ks: &mut KeyState, functions: &[OverFunction]) {
+    let mut keep_from = ks.end();
+    for (j, func) in functions.iter().enumerate() {
+        if func.kind.is_ewm() {
+            continue;
+        }
+        let fs = &ks.fns[j];
+        let need = match (func.frame.start, func.kind) {
+            (Bound::Unbounded, OverKind::Min | OverKind::Max) => {
+                fs.mono.front().copied().unwrap_or(fs.hi)
+            }
+            (Bound::Unbounded, _) => fs.hi,
+            _ => fs.lo,
+        };
+        keep_from = keep_from.min(need);
+    }
+    while ks.base < keep_from {
+        ks.times.pop_front();
+        for v in &mut ks.values {
+            v.pop_front();
+        }
+        ks.base += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::TimeUnit;
+    use datafusion::physical_expr::expressions::Column;
+
+    fn spec(functions: Vec<(OverKind, Frame)>) -> (OverSpec, Schema) {
+        let input = Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("t", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
+            Field::new("x", DataType::Float64, true),
+        ]);
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for (i, _) in functions.iter().enumerate() {
+            fields.push(Field::new(format!("w{i}"), DataType::Float64, true));
+        }
+        let x: Arc<dyn PhysicalExpr> = Arc::new(Column::new("x", 2));
+        let spec = OverSpec {
+            partition_by: vec![Arc::new(Column::new("k", 0))],
+            order_by: Arc::new(Column::new("t", 1)),
+            functions: functions
+                .into_iter()
+                .map(|(kind, frame)| OverFunction {
+                    kind,
+                    arg: Some(x.clone()),
+                    frame,
+                    half_life_ns: 10,
+                })
+                .collect(),
+            output_schema: Arc::new(Schema::new(fields)),
+        };
+        (spec, input)
+    }
+
+    fn batch(schema: &Schema, rows: &[(&str, i64, Option<f64>)]) -> RecordBatch {
+        use datafusion::arrow::array::TimestampNanosecondArray;
+        RecordBatch::try_new(
+            Arc::new(schema.clone()),
+            vec![
+                Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
+                Arc::new(TimestampNanosecondArray::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(Float64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn column(b: &RecordBatch, i: usize) -> Vec<Option<f64>> {
+        let a = b.column(i).as_any().downcast_ref::<Float64Array>().unwrap();
+        (0..a.len()).map(|r| a.is_valid(r).then(|| a.value(r))).collect()
+    }
+
+    const RANGE_BEFORE: Frame = Frame {
+        units: Units::Range,
+        start: Bound::Preceding(10),
+        end: Bound::Preceding(1),
+    };
+
+    /// The frame computed by brute force over every earlier row of the key.
+    fn brute(rows: &[(&str, i64, Option<f64>)], i: usize, frame: Frame) -> Vec<f64> {
+        let (k, t, _) = rows[i];
+        let same: Vec<(usize, &(&str, i64, Option<f64>))> =
+            rows.iter().enumerate().filter(|(_, r)| r.0 == k).collect();
+        let pos = same.iter().position(|(j, _)| *j == i).unwrap() as i64;
+        same.iter()
+            .enumerate()
+            .filter(|(p, (_, r))| {
+                let p = *p as i64;
+                let within_start = match (frame.units, frame.start) {
+                    (_, Bound::Unbounded) => true,
+                    (Units::Rows, Bound::Preceding(n)) => p >= pos - n,
+                    (Units::Range, Bound::Preceding(d)) => r.1 >= t - d,
+                };
+                let within_end = match (frame.units, frame.end) {
+                    (_, Bound::Unbounded) => true,
+                    (Units::Rows, Bound::Preceding(n)) => p <= pos - n,
+                    (Units::Range, Bound::Preceding(d)) => r.1 <= t - d && p <= pos,
+                };
+                within_start && within_end
+            })
+            .filter_map(|(_, (_, r))| r.2)
+            .collect()
+    }
+
+    #[test]
+    fn sliding_frames_match_brute_force_across_batches() {
+        let frames = [
+            RANGE_BEFORE,
+            Frame {
+                units: Units::Rows,
+                start: Bound::Preceding(3),
+                end: Bound::Preceding(0),
+            },
+            Frame {
+                units: Units::Range,
+                start: Bound::Unbounded,
+                end: Bound::Preceding(0),
+            },
+        ];
+        let kinds = [
+            OverKind::Count,
+            OverKind::Sum,
+            OverKind::Avg,
+            OverKind::Min,
+            OverKind::Max,
+            OverKind::StddevSamp,
+        ];
+        let mut rows = Vec::new();
+        for i in 0..200i64 {
+            let key = if i % 3 == 0 { "a" } else { "b" };
+            let x = if i % 7 == 0 { None } else { Some(((i * 37) % 23) as f64) };
+            rows.push((key, i * 2 + (i % 2), x));
+        }
+        for frame in frames {
+            let functions: Vec<(OverKind, Frame)> = kinds.iter().map(|k| (*k, frame)).collect();
+            let (spec, input) = spec(functions);
+            let mut state = OverState::new(spec.clone(), &input).unwrap();
+            let mut got: Vec<Vec<Option<f64>>> = vec![Vec::new(); kinds.len()];
+            for (c, chunk) in rows.chunks(17).enumerate() {
+                // A checkpoint round trip halfway must not change anything.
+                if c == 5 {
+                    let exported = state.export().unwrap();
+                    state = OverState::new(spec.clone(), &input).unwrap();
+                    state.import(&exported).unwrap();
+                }
+                let out = state.process(&batch(&input, chunk)).unwrap();
+                for (j, g) in got.iter_mut().enumerate() {
+                    g.extend(column(&out, 3 + j));
+                }
+            }
+            for i in 0..rows.len() {
+                let vals = brute(&rows, i, frame);
+                let n = vals.len() as f64;
+                let sum: f64 = vals.iter().sum();
+                let expect = [
+                    Some(n),
+                    (n > 0.0).then_some(sum),
+                    (n > 0.0).then(|| sum / n),
+                    vals.iter().copied().reduce(f64::min),
+                    vals.iter().copied().reduce(f64::max),
+                    (n > 1.0).then(|| {
+                        let m = sum / n;
+                        (vals.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (n - 1.0)).sqrt()
+                    }),
+                ];
+                for (j, e) in expect.iter().enumerate() {
+                    let g = got[j][i];
+                    match (e, g) {
+                        (Some(e), Some(g)) => {
+                            assert!((e - g).abs() < 1e-6, "{frame:?} {:?} row {i}: {e} vs {g}", kinds[j])
+                        }
+                        (None, None) => {}
+                        _ => panic!("{frame:?} {:?} row {i}: {e:?} vs {g:?}", kinds[j]),
+                    }
+                }
+            }
+            assert!(state.retained() < 200 || frame.start == Bound::Unbounded);
+        }
+    }
+
+    #[test]
+    fn bounded_frames_forget_old_events() {
+        let (spec, input) = spec(vec![(OverKind::Avg, RANGE_BEFORE)]);
+        let mut state = OverState::new(spec, &input).unwrap();
+        let rows: Vec<(&str, i64, Option<f64>)> =
+            (0..1000).map(|i| ("a", i as i64, Some(1.0))).collect();
+        state.process(&batch(&input, &rows)).unwrap();
+        assert!(state.retained() <= 12, "{}", state.retained());
+    }
+
+    #[test]
+    fn ewm_zscore_flags_a_jump_against_the_earlier_baseline() {
+        let frame = RANGE_BEFORE;
+        let (spec, input) = spec(vec![(OverKind::Ewma, frame), (OverKind::EwmZscore, frame)]);
+        let mut state = OverState::new(spec, &input).unwrap();
+        let mut rows: Vec<(&str, i64, Option<f64>)> = (0..100)
+            .map(|i| ("a", i as i64, Some(10.0 + (i % 5) as f64 * 0.1)))
+            .collect();
+        rows.push(("a", 100, Some(50.0)));
+        let out = state.process(&batch(&input, &rows)).unwrap();
+        let mean = column(&out, 3);
+        let z = column(&out, 4);
+        assert_eq!(mean[0], None);
+        assert!((mean[100].unwrap() - 10.2).abs() < 0.2, "{:?}", mean[100]);
+        assert!(z[100].unwrap() > 10.0, "{:?}", z[100]);
+        assert!(z[50].unwrap().abs() < 3.0, "{:?}", z[50]);
+    }
+}

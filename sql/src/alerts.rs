@@ -1,0 +1,150 @@
+//! `CREATE ALERT name WITH (severity, key, cooldown, time) AS query`: the options of an
+//! alert rule, checked against its planned query.
+
+use std::collections::BTreeMap;
+
+use datafusion::arrow::datatypes::{DataType, Schema};
+use weir_engine::alert::{AlertSpec, ResolveSpec};
+use weir_engine::view::{EmitMode, ViewPlan};
+
+use crate::dialect::parse_interval_ns;
+use crate::error::{Result, SqlError};
+
+const OPTIONS: [&str; 4] = ["severity", "key", "cooldown", "time"];
+
+/// The engine's alert settings for rule `name` over `plan` (reading rows of
+/// `input_schema`), and the options with defaults filled in (what the catalog keeps).
+pub fn alert_spec(
+    name: &str,
+    options: &BTreeMap<String, String>,
+    plan: &ViewPlan,
+    input_schema: &Schema,
+) -> Result<(AlertSpec, BTreeMap<String, String>)> {
+    if let Some(unknown) = options.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
+        return Err(SqlError::InvalidParameter(format!(
+            "unknown alert option \"{unknown}\"; alerts take {}",
+            OPTIONS.join(", ")
+        )));
+    }
+    if plan.aggregate.is_some() && plan.emit == EmitMode::OnUpdate {
+        return Err(SqlError::FeatureNotSupported(
+            "an alert rule that aggregates must group by window_start of TUMBLE(…) or HOP(…), so each window is judged once when it closes; to judge open windows, alert on an EMIT ON UPDATE view".into(),
+        ));
+    }
+    let schema = plan.output_schema.clone();
+    let columns = || {
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut normalized = BTreeMap::new();
+    let severity = options
+        .get("severity")
+        .map(|s| s.trim().to_lowercase())
+        .unwrap_or_else(|| "warning".into());
+    if severity.is_empty() {
+        return Err(SqlError::InvalidParameter(
+            "severity must not be empty (for example 'critical', 'warning' or 'info')".into(),
+        ));
+    }
+    normalized.insert("severity".to_string(), severity.clone());
+    let key_names: Vec<String> = options
+        .get("key")
+        .map(|k| {
+            k.split(',')
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut key_columns = Vec::new();
+    for k in &key_names {
+        let i = schema.index_of(k).map_err(|_| {
+            SqlError::UndefinedColumn(format!(
+                "alert key \"{k}\" is not a column of the rule's query; its columns are {}",
+                columns()
+            ))
+        })?;
+        key_columns.push(i);
+    }
+    normalized.insert("key".to_string(), key_names.join(", "));
+    let cooldown_text = options
+        .get("cooldown")
+        .cloned()
+        .unwrap_or_else(|| "1 minute".into());
+    let cooldown_ns = parse_interval_ns(&cooldown_text).map_err(|e| {
+        SqlError::InvalidParameter(format!(
+            "cooldown: {e}; write an interval such as '5 minutes' (or '0 seconds' to alert on every row)"
+        ))
+    })?;
+    if cooldown_ns < 0 {
+        return Err(SqlError::InvalidParameter(
+            "cooldown must not be negative".into(),
+        ));
+    }
+    normalized.insert("cooldown".to_string(), cooldown_text);
+    let is_time = |t: &DataType| matches!(t, DataType::Timestamp(_, _));
+    let time_column = match options.get("time") {
+        Some(t) => {
+            let i = schema.index_of(t.trim()).map_err(|_| {
+                SqlError::UndefinedColumn(format!(
+                    "alert time column \"{t}\" is not a column of the rule's query; its columns are {}",
+                    columns()
+                ))
+            })?;
+            if !is_time(schema.field(i).data_type()) {
+                return Err(SqlError::DatatypeMismatch(format!(
+                    "alert time column \"{t}\" is {}, not a timestamp",
+                    schema.field(i).data_type()
+                )));
+            }
+            i
+        }
+        None => schema
+            .fields()
+            .iter()
+            .position(|f| is_time(f.data_type()))
+            .ok_or_else(|| {
+                SqlError::InvalidParameter(format!(
+                    "alert {name}: the rule's query must select an event time (the source's event-time column, or window_start) so cooldowns and alert ids follow event time; its columns are {}",
+                    columns()
+                ))
+            })?,
+    };
+    normalized.insert("time".to_string(), schema.field(time_column).name().clone());
+    // A threshold rule (no OVER, no aggregation) sees its condition clear on input rows of
+    // the same key and time column that it does not select.
+    let resolve = if plan.over.is_none() && plan.aggregate.is_none() {
+        let time_name = schema.field(time_column).name();
+        let keys: Option<Vec<usize>> = key_names
+            .iter()
+            .map(|k| input_schema.index_of(k).ok())
+            .collect();
+        match (keys, input_schema.index_of(time_name)) {
+            (Some(key_columns), Ok(time_column))
+                if is_time(input_schema.field(time_column).data_type()) =>
+            {
+                Some(ResolveSpec {
+                    key_columns,
+                    time_column,
+                })
+            }
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let spec = AlertSpec {
+        name: name.to_string(),
+        severity,
+        key_columns,
+        time_column,
+        cooldown_ns,
+        query_schema: schema.clone(),
+        resolve,
+    };
+    Ok((spec, normalized))
+}
