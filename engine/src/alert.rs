@@ -50,6 +50,9 @@ pub struct AlertSpec {
     pub query_schema: SchemaRef,
     /// Threshold rules: how to see the condition clear.
     pub resolve: Option<ResolveSpec>,
+    /// The input updates rows in place (an `EMIT ON UPDATE` view): the same (key, time)
+    /// is seen again and again, and counts once.
+    pub updating_input: bool,
 }
 
 /// The schema of alert messages (an alert rule's rows).
@@ -92,6 +95,8 @@ struct KeyAlert {
     last_sent: i64,
     last_hold: i64,
     firing: bool,
+    /// Updating inputs: the times that held since the alert started.
+    held: Vec<i64>,
 }
 
 /// The per-key state of an alert rule and every alert it raised.
@@ -134,7 +139,11 @@ impl AlertStage {
 
     /// Decides on the query's `rows` (and, for threshold rules, the `input` rows they were
     /// selected from) and returns the messages to publish.
-    pub fn apply(&mut self, rows: &[RecordBatch], input: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+    pub fn apply(
+        &mut self,
+        rows: &[RecordBatch],
+        input: &[RecordBatch],
+    ) -> Result<Vec<RecordBatch>> {
         let mut events: Vec<(i64, String, Event)> = Vec::new();
         let mut held: HashSet<(String, i64)> = HashSet::new();
         let mut held_keys: HashSet<String> = HashSet::new();
@@ -188,7 +197,7 @@ impl AlertStage {
 
     fn hold(&mut self, t: i64, key: String, payload: &str, now: i64, out: &mut Messages) {
         if let Some(k) = self.keys.get_mut(&key) {
-            if t == k.last_hold {
+            if self.spec.updating_input && k.held.contains(&t) {
                 // The same row again (an updating view's open window): nothing new.
                 return;
             }
@@ -197,6 +206,9 @@ impl AlertStage {
                 alert.repeats += 1;
                 alert.last_event_time = alert.last_event_time.max(t);
                 k.last_hold = k.last_hold.max(t);
+                if self.spec.updating_input {
+                    k.held.push(t);
+                }
                 return;
             }
         }
@@ -220,6 +232,11 @@ impl AlertStage {
                 last_sent: t,
                 last_hold: t,
                 firing: self.spec.resolve.is_some(),
+                held: if self.spec.updating_input {
+                    vec![t]
+                } else {
+                    Vec::new()
+                },
             },
         );
     }
@@ -245,18 +262,66 @@ impl AlertStage {
             Arc::new(Int64Array::from((0..a.len()).map(f).collect::<Vec<_>>()))
         };
         Ok(RecordBatch::try_from_iter(vec![
-            ("alert_id", Arc::new(StringArray::from_iter_values(a.iter().map(|x| &x.alert_id))) as ArrayRef),
-            ("key", Arc::new(StringArray::from_iter_values(a.iter().map(|x| &x.key))) as ArrayRef),
+            (
+                "alert_id",
+                Arc::new(StringArray::from_iter_values(a.iter().map(|x| &x.alert_id))) as ArrayRef,
+            ),
+            (
+                "key",
+                Arc::new(StringArray::from_iter_values(a.iter().map(|x| &x.key))) as ArrayRef,
+            ),
             ("event_time", col_i64(&|i| Some(a[i].event_time))),
             ("detected_at", col_i64(&|i| Some(a[i].detected_at))),
-            ("repeats", Arc::new(UInt64Array::from_iter_values(a.iter().map(|x| x.repeats))) as ArrayRef),
+            (
+                "repeats",
+                Arc::new(UInt64Array::from_iter_values(a.iter().map(|x| x.repeats))) as ArrayRef,
+            ),
             ("last_event_time", col_i64(&|i| Some(a[i].last_event_time))),
             ("resolved_at", col_i64(&|i| a[i].resolved_at)),
-            ("payload", Arc::new(StringArray::from_iter_values(a.iter().map(|x| &x.payload))) as ArrayRef),
-            ("current", Arc::new(BooleanArray::from((0..a.len()).map(|i| current.contains_key(&i)).collect::<Vec<_>>())) as ArrayRef),
-            ("last_sent", col_i64(&|i| current.get(&i).map(|k| k.last_sent))),
-            ("last_hold", col_i64(&|i| current.get(&i).map(|k| k.last_hold))),
-            ("firing", Arc::new(BooleanArray::from((0..a.len()).map(|i| current.get(&i).map(|k| k.firing)).collect::<Vec<_>>())) as ArrayRef),
+            (
+                "payload",
+                Arc::new(StringArray::from_iter_values(a.iter().map(|x| &x.payload))) as ArrayRef,
+            ),
+            (
+                "current",
+                Arc::new(BooleanArray::from(
+                    (0..a.len())
+                        .map(|i| current.contains_key(&i))
+                        .collect::<Vec<_>>(),
+                )) as ArrayRef,
+            ),
+            (
+                "last_sent",
+                col_i64(&|i| current.get(&i).map(|k| k.last_sent)),
+            ),
+            (
+                "last_hold",
+                col_i64(&|i| current.get(&i).map(|k| k.last_hold)),
+            ),
+            (
+                "firing",
+                Arc::new(BooleanArray::from(
+                    (0..a.len())
+                        .map(|i| current.get(&i).map(|k| k.firing))
+                        .collect::<Vec<_>>(),
+                )) as ArrayRef,
+            ),
+            (
+                "held",
+                Arc::new(StringArray::from(
+                    (0..a.len())
+                        .map(|i| {
+                            current.get(&i).map(|k| {
+                                k.held
+                                    .iter()
+                                    .map(i64::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            })
+                        })
+                        .collect::<Vec<_>>(),
+                )) as ArrayRef,
+            ),
         ])?)
     }
 
@@ -284,10 +349,16 @@ impl AlertStage {
                 .ok_or_else(|| EngineError::Checkpoint(format!("alert state lacks {name}")))
         };
         let (ids, keys, payload) = (s("alert_id")?, s("key")?, s("payload")?);
-        let (event_time, detected_at, repeats) = (i("event_time")?, i("detected_at")?, i("repeats")?);
+        let (event_time, detected_at, repeats) =
+            (i("event_time")?, i("detected_at")?, i("repeats")?);
         let (last_event, resolved_at) = (i("last_event_time")?, i("resolved_at")?);
-        let (current, last_sent, last_hold, firing) =
-            (b("current")?, i("last_sent")?, i("last_hold")?, b("firing")?);
+        let (current, last_sent, last_hold, firing) = (
+            b("current")?,
+            i("last_sent")?,
+            i("last_hold")?,
+            b("firing")?,
+        );
+        let held = s("held")?;
         for r in 0..batch.num_rows() {
             self.alerts.push(AlertRecord {
                 alert_id: ids.value(r).to_string(),
@@ -307,6 +378,11 @@ impl AlertStage {
                         last_sent: last_sent.value(r),
                         last_hold: last_hold.value(r),
                         firing: firing.is_valid(r) && firing.value(r),
+                        held: held
+                            .value(r)
+                            .split(',')
+                            .filter_map(|t| t.parse().ok())
+                            .collect(),
                     },
                 );
             }
@@ -426,6 +502,7 @@ mod tests {
                 key_columns: vec![0],
                 time_column: 1,
             }),
+            updating_input: false,
         }
     }
 
@@ -434,7 +511,9 @@ mod tests {
         RecordBatch::try_new(
             s,
             vec![
-                Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                )),
                 Arc::new(TimestampNanosecondArray::from(
                     rows.iter().map(|r| r.1).collect::<Vec<_>>(),
                 )),
@@ -448,9 +527,17 @@ mod tests {
         for b in out {
             let key = b.column(3).as_any().downcast_ref::<StringArray>().unwrap();
             let st = b.column(4).as_any().downcast_ref::<StringArray>().unwrap();
-            let t = b.column(5).as_any().downcast_ref::<TimestampNanosecondArray>().unwrap();
+            let t = b
+                .column(5)
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+                .unwrap();
             for r in 0..b.num_rows() {
-                v.push((key.value(r).to_string(), st.value(r).to_string(), t.value(r)));
+                v.push((
+                    key.value(r).to_string(),
+                    st.value(r).to_string(),
+                    t.value(r),
+                ));
             }
         }
         v
@@ -460,7 +547,17 @@ mod tests {
     fn cooldown_counts_repeats_per_key_in_event_time() {
         let mut stage = AlertStage::new(spec(false));
         let out = stage
-            .apply(&[rows(&[("a", 0), ("b", 1), ("a", 5), ("a", 9), ("a", 10), ("b", 30)])], &[])
+            .apply(
+                &[rows(&[
+                    ("a", 0),
+                    ("b", 1),
+                    ("a", 5),
+                    ("a", 9),
+                    ("a", 10),
+                    ("b", 30),
+                ])],
+                &[],
+            )
             .unwrap();
         assert_eq!(
             statuses(&out),
@@ -498,5 +595,49 @@ mod tests {
         assert!(stage.apply(&[], &[rows(&[("a", 120)])]).unwrap().is_empty());
         assert_eq!(stage.alerts()[0].resolved_at, Some(60));
         assert_eq!(stage.firing(), 0);
+    }
+}
+
+#[cfg(test)]
+mod updating {
+    use super::*;
+
+    #[test]
+    fn an_updating_input_counts_each_window_once() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("t", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
+        ]));
+        let mut stage = AlertStage::new(AlertSpec {
+            name: "r".into(),
+            severity: "warning".into(),
+            key_columns: vec![0],
+            time_column: 1,
+            cooldown_ns: 1_000,
+            query_schema: schema.clone(),
+            resolve: None,
+            updating_input: true,
+        });
+        let rows = |ts: &[i64]| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(vec!["a"; ts.len()])),
+                    Arc::new(TimestampNanosecondArray::from(ts.to_vec())),
+                ],
+            )
+            .unwrap()
+        };
+        // Two open windows seen again and again: one alert, one repeat.
+        for _ in 0..5 {
+            stage.apply(&[rows(&[0, 60])], &[]).unwrap();
+        }
+        assert_eq!(stage.alerts().len(), 1);
+        assert_eq!(stage.alerts()[0].repeats, 1);
+        let saved = stage.export().unwrap();
+        let mut again = AlertStage::new(stage.spec().clone());
+        again.import(&saved).unwrap();
+        again.apply(&[rows(&[0, 60])], &[]).unwrap();
+        assert_eq!(again.alerts()[0].repeats, 1);
     }
 }

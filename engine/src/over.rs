@@ -286,7 +286,9 @@ impl OverState {
             })
             .collect::<Result<_>>()?;
         let funcs = self.spec.functions.len();
-        let mut out: Vec<Float64Builder> = (0..funcs).map(|_| Float64Builder::with_capacity(n)).collect();
+        let mut out: Vec<Float64Builder> = (0..funcs)
+            .map(|_| Float64Builder::with_capacity(n))
+            .collect();
         let slots = self.slot_exprs.len();
         for i in 0..n {
             let key: &[u8] = match &rows {
@@ -362,7 +364,9 @@ impl OverState {
             last_t.push(ks.last_t);
             base.push(ks.base);
             len.push(ks.times.len() as u64);
-            fns.push(serde_json::to_string(&ks.fns).map_err(|e| EngineError::Internal(e.to_string()))?);
+            fns.push(
+                serde_json::to_string(&ks.fns).map_err(|e| EngineError::Internal(e.to_string()))?,
+            );
             times.extend(ks.times.iter().copied());
             for (s, v) in ks.values.iter().enumerate() {
                 values[s].extend(v.iter().copied());
@@ -681,11 +685,15 @@ mod tests {
         RecordBatch::try_new(
             Arc::new(schema.clone()),
             vec![
-                Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                )),
                 Arc::new(TimestampNanosecondArray::from(
                     rows.iter().map(|r| r.1).collect::<Vec<_>>(),
                 )),
-                Arc::new(Float64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+                Arc::new(Float64Array::from(
+                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                )),
             ],
         )
         .unwrap()
@@ -693,7 +701,9 @@ mod tests {
 
     fn column(b: &RecordBatch, i: usize) -> Vec<Option<f64>> {
         let a = b.column(i).as_any().downcast_ref::<Float64Array>().unwrap();
-        (0..a.len()).map(|r| a.is_valid(r).then(|| a.value(r))).collect()
+        (0..a.len())
+            .map(|r| a.is_valid(r).then(|| a.value(r)))
+            .collect()
     }
 
     const RANGE_BEFORE: Frame = Frame {
@@ -754,7 +764,11 @@ mod tests {
         let mut rows = Vec::new();
         for i in 0..200i64 {
             let key = if i % 3 == 0 { "a" } else { "b" };
-            let x = if i % 7 == 0 { None } else { Some(((i * 37) % 23) as f64) };
+            let x = if i % 7 == 0 {
+                None
+            } else {
+                Some(((i * 37) % 23) as f64)
+            };
             rows.push((key, i * 2 + (i % 2), x));
         }
         for frame in frames {
@@ -793,7 +807,11 @@ mod tests {
                     let g = got[j][i];
                     match (e, g) {
                         (Some(e), Some(g)) => {
-                            assert!((e - g).abs() < 1e-6, "{frame:?} {:?} row {i}: {e} vs {g}", kinds[j])
+                            assert!(
+                                (e - g).abs() < 1e-6,
+                                "{frame:?} {:?} row {i}: {e} vs {g}",
+                                kinds[j]
+                            )
                         }
                         (None, None) => {}
                         _ => panic!("{frame:?} {:?} row {i}: {e:?} vs {g:?}", kinds[j]),

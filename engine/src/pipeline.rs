@@ -1519,8 +1519,7 @@ impl Processor {
             else {
                 continue;
             };
-            if !parent.view.updating() || !(force || node.view.updates_due(ALERT_UPDATE_INTERVAL))
-            {
+            if !parent.view.updating() || !(force || node.view.updates_due(ALERT_UPDATE_INTERVAL)) {
                 continue;
             }
             let open = parent.view.open_rows_snapshot()?;

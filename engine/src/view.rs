@@ -16,10 +16,10 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::aggregate::{AggregateSpec, IncrementalAggregate};
 use crate::alert::{AlertRecord, AlertSpec, AlertStage};
-use crate::over::{OverSpec, OverState};
 use crate::checkpoint::{RestoredView, ViewSnapshot};
 use crate::error::Result;
 use crate::feed::Feed;
+use crate::over::{OverSpec, OverState};
 use crate::state::RowStore;
 
 /// When a view's rows become visible.
@@ -474,7 +474,11 @@ impl ViewRuntime {
     pub fn state_bytes(&self) -> usize {
         let open = {
             let inner = self.inner.lock();
-            inner.aggregate.as_ref().map(|a| a.state_bytes()).unwrap_or(0)
+            inner
+                .aggregate
+                .as_ref()
+                .map(|a| a.state_bytes())
+                .unwrap_or(0)
                 + inner.over.as_ref().map(|o| o.bytes()).unwrap_or(0)
         };
         open + self.store.read().bytes()
@@ -484,7 +488,10 @@ impl ViewRuntime {
 /// Empty `OVER` state and alert stage for `plan`.
 fn fresh_stages(plan: &ViewPlan) -> Result<(Option<OverState>, Option<AlertStage>)> {
     let over = match &plan.over {
-        Some(spec) => Some(OverState::new(spec.clone(), &plan.input.feed_output_schema())?),
+        Some(spec) => Some(OverState::new(
+            spec.clone(),
+            &plan.input.feed_output_schema(),
+        )?),
         None => None,
     };
     Ok((over, plan.alert.clone().map(AlertStage::new)))

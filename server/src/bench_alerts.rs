@@ -87,7 +87,8 @@ pub async fn run(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let generator = EventGenerator::new(DatagenConfig::from_options(&options).map_err(config_error)?);
+    let generator =
+        EventGenerator::new(DatagenConfig::from_options(&options).map_err(config_error)?);
     let wait = (start - chrono::Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(wait).await;
     let produce_options = ProduceOptions {
@@ -109,13 +110,17 @@ pub async fn run(
     // Until the sink has delivered everything.
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let done = db.engine().wait_caught_up("events", Duration::from_millis(100))
+        let done = db
+            .engine()
+            .wait_caught_up("events", Duration::from_millis(100))
             && db.engine().sinks().iter().all(|(_, s)| s.backlog() == 0);
         if done {
             break;
         }
         if Instant::now() > deadline {
-            return Err(config_error("the alert sink did not drain within 5 minutes"));
+            return Err(config_error(
+                "the alert sink did not drain within 5 minutes",
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -52,8 +52,12 @@ async fn alerts_equal_the_batch_rules_after_the_same_cooldown_across_a_restart()
 
     {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all((lines[half..].join("\n") + "\n").as_bytes()).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all((lines[half..].join("\n") + "\n").as_bytes())
+            .unwrap();
     }
     let db = persistent_db(&data, Duration::from_millis(100)).await;
     wait_caught_up(&db, "events").await;
@@ -64,18 +68,32 @@ async fn alerts_equal_the_batch_rules_after_the_same_cooldown_across_a_restart()
     }
 
     // Outliers: per-event rule, exact frame, scored against the events before each one.
-    let outliers = batch_rows(dir.path(), &lines, &weir_server::demo::outlier_query("events")).await;
+    let outliers = batch_rows(
+        dir.path(),
+        &lines,
+        &weir_server::demo::outlier_query("events"),
+    )
+    .await;
     let held: Vec<(String, i64)> = outliers.iter().map(|(k, t, _)| (k.clone(), *t)).collect();
     let want = expected(&held, None, OUTLIER_COOLDOWN);
     let got = weir_alerts(&db, "metric_outlier").await;
-    assert_eq!(got.len(), want.len(), "outlier alerts: weir {} vs batch {}", got.len(), want.len());
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "outlier alerts: weir {} vs batch {}",
+        got.len(),
+        want.len()
+    );
     assert_eq!(got, want);
 
     // Every injected outlier (metric ×20) is counted: fired or a repeat within the cooldown.
     let injected = injected_outliers(&lines);
     assert!(injected.len() > 100, "{} outliers injected", injected.len());
     for o in &injected {
-        assert!(held.contains(o), "injected outlier {o:?} not selected by the rule");
+        assert!(
+            held.contains(o),
+            "injected outlier {o:?} not selected by the rule"
+        );
     }
     let counted: i64 = want.values().map(|(r, _)| r + 1).sum();
     assert!(counted as usize >= injected.len());
@@ -117,9 +135,12 @@ async fn alert_ddl_and_rest() {
             }
         }
     };
-    let (state, msg) = err("CREATE ALERT a WITH (key = 'nope') AS SELECT source, \"timestamp\" FROM events").await;
+    let (state, msg) =
+        err("CREATE ALERT a WITH (key = 'nope') AS SELECT source, \"timestamp\" FROM events").await;
     assert_eq!(state, "42703", "{msg}");
-    let (state, msg) = err("CREATE ALERT a WITH (colour = 'red') AS SELECT source, \"timestamp\" FROM events").await;
+    let (state, msg) =
+        err("CREATE ALERT a WITH (colour = 'red') AS SELECT source, \"timestamp\" FROM events")
+            .await;
     assert_eq!(state, "22023", "{msg}");
     let (state, msg) = err("CREATE ALERT a AS SELECT source FROM events").await;
     assert_eq!(state, "22023", "{msg}");
@@ -151,13 +172,31 @@ async fn alert_ddl_and_rest() {
         .query("SELECT count(*) FROM baseline WHERE m IS NULL")
         .await
         .unwrap();
-    let nulls = rows[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
+    let nulls = rows[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0);
     assert_eq!(nulls, 4, "the first event of each source has no baseline");
     let rows = db.query("SELECT max(n) FROM baseline").await.unwrap();
-    let max = rows[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
+    let max = rows[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0);
     assert_eq!(max, 10);
-    let rows = db.query("SELECT count(*) FROM weir.alerts WHERE name = 'jump'").await.unwrap();
-    let jumps = rows[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
+    let rows = db
+        .query("SELECT count(*) FROM weir.alerts WHERE name = 'jump'")
+        .await
+        .unwrap();
+    let jumps = rows[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0);
     assert!(jumps > 5, "{jumps} ewm outliers");
 
     // SHOW ALERTS, SHOW CREATE ALERT, REST /alerts, DROP ALERT.

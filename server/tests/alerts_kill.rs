@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::alerts::*;
 use common::kafka::{kafka_source, produce_events, read_topic};
-use rdkafka::mocking::MockCluster;
 use common::process::{int, Weir};
 use common::{event_lines, kpi_query};
+use rdkafka::mocking::MockCluster;
 use tokio_postgres::Client;
 
 /// Events (200/s of event time), `kill -9`s.
@@ -28,7 +28,11 @@ fn scenario() -> (u64, u64) {
 async fn wait_events(weir: &Weir, client: &Client, want: i64, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
-        let n = int(client, "SELECT events_in FROM weir.sources WHERE name = 'events'").await;
+        let n = int(
+            client,
+            "SELECT events_in FROM weir.sources WHERE name = 'events'",
+        )
+        .await;
         if n >= want {
             return;
         }
@@ -80,7 +84,13 @@ async fn alerts_are_published_once_across_kill_9() {
         produced += count;
         let client = weir.connect().await;
         if kill_at.contains(&c) {
-            wait_events(&weir, &client, (produced - count / 2) as i64, Duration::from_secs(120)).await;
+            wait_events(
+                &weir,
+                &client,
+                (produced - count / 2) as i64,
+                Duration::from_secs(120),
+            )
+            .await;
             println!(
                 "kill -9 after {} of {produced} events",
                 int(&client, "SELECT events_in FROM weir.sources").await
@@ -95,27 +105,53 @@ async fn alerts_are_published_once_across_kill_9() {
     // Until the sinks have delivered everything.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let backlog = int(&client, "SELECT coalesce(sum(backlog), 0)::BIGINT FROM weir.sinks").await;
-        let sinks = int(&client, "SELECT count(*) FROM weir.sinks WHERE status = 'running'").await;
+        let backlog = int(
+            &client,
+            "SELECT coalesce(sum(backlog), 0)::BIGINT FROM weir.sinks",
+        )
+        .await;
+        let sinks = int(
+            &client,
+            "SELECT count(*) FROM weir.sinks WHERE status = 'running'",
+        )
+        .await;
         if backlog == 0 && sinks == 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "sinks did not drain: {}", weir.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "sinks did not drain: {}",
+            weir.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // The reference over the same events.
     let lines = event_lines(&g, events, 0);
-    let outliers = batch_rows(dir.path(), &lines, &weir_server::demo::outlier_query("events")).await;
+    let outliers = batch_rows(
+        dir.path(),
+        &lines,
+        &weir_server::demo::outlier_query("events"),
+    )
+    .await;
     let held: Vec<(String, i64)> = outliers.iter().map(|(k, t, _)| (k.clone(), *t)).collect();
     let want_outliers = expected(&held, None, OUTLIER_COOLDOWN);
+    // Every injected outlier is selected by the rule: fired, or counted as a repeat.
+    let injected = injected_outliers(&lines);
+    assert!(
+        injected.iter().all(|o| held.contains(o)),
+        "an injected outlier was missed"
+    );
     // Windows close on the watermark (2 s behind the newest event): the last one is open.
     let windows = batch_rows(dir.path(), &lines, ERROR_RATE_WINDOWS_SQL).await;
     let want_errors = expected_error_alerts(&windows, open_from(&lines));
     assert!(!want_errors.is_empty() && want_outliers.len() > 10);
 
     // weir.alerts.
-    for (name, want) in [("metric_outlier", &want_outliers), ("high_error_rate", &want_errors)] {
+    for (name, want) in [
+        ("metric_outlier", &want_outliers),
+        ("high_error_rate", &want_errors),
+    ] {
         let rows = client
             .query(
                 &format!(
@@ -146,23 +182,43 @@ async fn alerts_are_published_once_across_kill_9() {
     let mut firing: BTreeMap<String, BTreeSet<(String, i64)>> = BTreeMap::new();
     let mut resolved: BTreeMap<String, BTreeSet<(String, i64)>> = BTreeMap::new();
     for (key, value) in &messages {
-        let id = (value["alert_id"].as_str().unwrap().to_string(), value["status"].as_str().unwrap().to_string());
-        assert!(seen.insert(id.clone()), "{id:?} published twice (key {key:?})");
+        let id = (
+            value["alert_id"].as_str().unwrap().to_string(),
+            value["status"].as_str().unwrap().to_string(),
+        );
+        assert!(
+            seen.insert(id.clone()),
+            "{id:?} published twice (key {key:?})"
+        );
         let name = value["name"].as_str().unwrap().to_string();
-        let at = (value["key"].as_str().unwrap().to_string(), time_ns(&value["event_time"]));
+        let at = (
+            value["key"].as_str().unwrap().to_string(),
+            time_ns(&value["event_time"]),
+        );
         match id.1.as_str() {
             "firing" => firing.entry(name).or_default().insert(at),
             _ => resolved.entry(name).or_default().insert(at),
         };
     }
-    for (name, want) in [("metric_outlier", &want_outliers), ("high_error_rate", &want_errors)] {
+    for (name, want) in [
+        ("metric_outlier", &want_outliers),
+        ("high_error_rate", &want_errors),
+    ] {
         let want_firing: BTreeSet<(String, i64)> = want.keys().cloned().collect();
-        assert_eq!(firing.get(name).cloned().unwrap_or_default(), want_firing, "firing messages of {name}");
+        assert_eq!(
+            firing.get(name).cloned().unwrap_or_default(),
+            want_firing,
+            "firing messages of {name}"
+        );
         let want_resolved: BTreeSet<(String, i64)> = want
             .iter()
             .filter_map(|((k, _), (_, r))| r.map(|r| (k.clone(), r)))
             .collect();
-        assert_eq!(resolved.get(name).cloned().unwrap_or_default(), want_resolved, "resolved messages of {name}");
+        assert_eq!(
+            resolved.get(name).cloned().unwrap_or_default(),
+            want_resolved,
+            "resolved messages of {name}"
+        );
     }
     println!(
         "{} events, {kills} kills: {} outlier alerts, {} error-rate alerts, {} messages",

@@ -13,12 +13,13 @@ use crate::error::{Result, SqlError};
 const OPTIONS: [&str; 4] = ["severity", "key", "cooldown", "time"];
 
 /// The engine's alert settings for rule `name` over `plan` (reading rows of
-/// `input_schema`), and the options with defaults filled in (what the catalog keeps).
+/// `input_schema`, updated in place when `input_updating`), and the options with defaults filled in (what the catalog keeps).
 pub fn alert_spec(
     name: &str,
     options: &BTreeMap<String, String>,
     plan: &ViewPlan,
     input_schema: &Schema,
+    input_updating: bool,
 ) -> Result<(AlertSpec, BTreeMap<String, String>)> {
     if let Some(unknown) = options.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
         return Err(SqlError::InvalidParameter(format!(
@@ -145,6 +146,7 @@ pub fn alert_spec(
         cooldown_ns,
         query_schema: schema.clone(),
         resolve,
+        updating_input: input_updating,
     };
     Ok((spec, normalized))
 }

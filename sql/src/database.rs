@@ -18,8 +18,8 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use parking_lot::RwLock;
-use weir_engine::checkpoint::CheckpointConfig;
 use weir_engine::alert::{AlertRecord, AlertSpec};
+use weir_engine::checkpoint::CheckpointConfig;
 use weir_engine::pipeline::{Engine, SinkNode, WatermarkDecl};
 use weir_engine::sink::{SinkRuntime, SinkSpec};
 use weir_engine::source::{SourceRegistry, SourceSpec};
@@ -438,37 +438,46 @@ impl Database {
         let def = self.instantiate_view(def).await?;
         catalog.add(CatalogEntry::View(def.clone()))?;
         drop(catalog);
-        // Like RisingWave, CREATE MATERIALIZED VIEW returns once the view has caught up with
-        // the data its source already has, so the next SELECT sees all of it (unless
-        // `SET background_ddl = on`).
-        let root = self
-            .relations
-            .read()
-            .get(&def.name)
-            .map(|r| r.stream.root_source.clone())
-            .filter(|_| !background);
-        if let Some(root) = root {
-            let engine = self.engine.clone();
-            let timeout = self.backfill_timeout;
-            let caught_up =
-                tokio::task::spawn_blocking(move || engine.wait_caught_up(&root, timeout))
-                    .await
-                    .unwrap_or(false);
-            if !caught_up {
-                tracing::warn!(view = %def.name, "view created; its source has not caught up yet (see weir.sources)");
-            }
+        if !background {
+            self.wait_backfill(&def.name).await;
         }
         Ok(Outcome::Command("CREATE MATERIALIZED VIEW".into()))
     }
 
-    /// Plans and starts a view; returns its definition with the input filled in.
-    async fn instantiate_view(&self, mut def: ViewDef) -> Result<ViewDef> {
-        let streams: BTreeMap<String, StreamRelation> = self
+    /// Like RisingWave, CREATE MATERIALIZED VIEW (and CREATE ALERT) returns once the new
+    /// relation has caught up with the data its source already has, so the next SELECT sees
+    /// all of it (unless `SET background_ddl = on`).
+    async fn wait_backfill(&self, name: &str) {
+        let root = self
             .relations
+            .read()
+            .get(name)
+            .map(|r| r.stream.root_source.clone());
+        let Some(root) = root else {
+            return;
+        };
+        let engine = self.engine.clone();
+        let timeout = self.backfill_timeout;
+        let caught_up = tokio::task::spawn_blocking(move || engine.wait_caught_up(&root, timeout))
+            .await
+            .unwrap_or(false);
+        if !caught_up {
+            tracing::warn!(relation = %name, "created; its source has not caught up yet (see weir.sources)");
+        }
+    }
+
+    /// Every relation a view can read, as the planner sees it.
+    fn streams(&self) -> BTreeMap<String, StreamRelation> {
+        self.relations
             .read()
             .iter()
             .map(|(k, v)| (k.clone(), v.stream.clone()))
-            .collect();
+            .collect()
+    }
+
+    /// Plans and starts a view; returns its definition with the input filled in.
+    async fn instantiate_view(&self, mut def: ViewDef) -> Result<ViewDef> {
+        let streams = self.streams();
         let mut planned = plan_view(&def.name, &def.query, def.emit, &streams).await?;
         planned.plan.fingerprint = format!(
             "{:?}|{}|{:?}",
@@ -476,31 +485,43 @@ impl Database {
         );
         def.input = planned.input.clone();
         let updating = planned.plan.emit == EmitMode::OnUpdate && planned.plan.aggregate.is_some();
+        self.start_view(&def.name, &def.to_sql(), planned, updating)?;
+        Ok(def)
+    }
+
+    /// Serves and starts a planned view (or alert rule) `name` defined by `sql`.
+    fn start_view(
+        &self,
+        name: &str,
+        sql: &str,
+        planned: crate::planner::PlannedView,
+        updating: bool,
+    ) -> Result<()> {
         let schema = planned.plan.output_schema.clone();
         let runtime = ViewRuntime::new(planned.plan)?;
-        let table = Arc::new(ViewTable::new(runtime.clone(), def.to_sql()));
-        self.ctx.register_table(def.name.as_str(), table)?;
+        let table = Arc::new(ViewTable::new(runtime.clone(), sql.to_string()));
+        self.ctx.register_table(name, table)?;
         let parent = (planned.input != planned.root_source).then_some(planned.input.as_str());
         if let Err(e) = self
             .engine
             .add_view(&planned.root_source, parent, runtime.clone())
         {
-            let _ = self.ctx.deregister_table(def.name.as_str());
+            let _ = self.ctx.deregister_table(name);
             return Err(e.into());
         }
         self.relations.write().insert(
-            def.name.clone(),
+            name.to_string(),
             Relation {
                 stream: StreamRelation {
                     schema,
-                    root_source: planned.root_source.clone(),
+                    root_source: planned.root_source,
                     updating,
                 },
                 view: Some(runtime),
                 event_time: None,
             },
         );
-        Ok(def)
+        Ok(())
     }
 
     async fn create_alert(&self, c: CreateAlert, background: bool) -> Result<Outcome> {
@@ -521,16 +542,8 @@ impl Database {
         let def = self.instantiate_alert(def, &sinks).await?;
         catalog.add(CatalogEntry::Alert(def.clone()))?;
         drop(catalog);
-        let root = self
-            .relations
-            .read()
-            .get(&def.name)
-            .map(|r| r.stream.root_source.clone())
-            .filter(|_| !background);
-        if let Some(root) = root {
-            let engine = self.engine.clone();
-            let timeout = self.backfill_timeout;
-            let _ = tokio::task::spawn_blocking(move || engine.wait_caught_up(&root, timeout)).await;
+        if !background {
+            self.wait_backfill(&def.name).await;
         }
         Ok(Outcome::Command("CREATE ALERT".into()))
     }
@@ -538,18 +551,18 @@ impl Database {
     /// Plans and starts an alert rule and the `FROM weir.alerts` sinks given; returns its
     /// definition with the input and the options' defaults filled in.
     async fn instantiate_alert(&self, mut def: AlertDef, sinks: &[SinkDef]) -> Result<AlertDef> {
-        let streams: BTreeMap<String, StreamRelation> = self
-            .relations
-            .read()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.stream.clone()))
-            .collect();
+        let streams = self.streams();
         let mut planned = plan_stream(&def.name, &def.query, None, &streams, true).await?;
-        let input_schema = streams
+        let input = streams
             .get(&planned.input)
-            .map(|r| r.schema.clone())
             .ok_or_else(|| SqlError::Internal("alert input".into()))?;
-        let (spec, options) = crate::alerts::alert_spec(&def.name, &def.options, &planned.plan, &input_schema)?;
+        let (spec, options) = crate::alerts::alert_spec(
+            &def.name,
+            &def.options,
+            &planned.plan,
+            &input.schema,
+            input.updating,
+        )?;
         planned.plan.fingerprint = format!(
             "alert|{options:?}|{}|{:?}",
             def.query, planned.plan.output_schema
@@ -559,32 +572,11 @@ impl Database {
         planned.plan.key_columns = vec![3];
         def.input = planned.input.clone();
         def.options = options;
-        let schema = planned.plan.output_schema.clone();
-        let runtime = ViewRuntime::new(planned.plan)?;
-        let table = Arc::new(ViewTable::new(runtime.clone(), def.to_sql()));
-        self.ctx.register_table(def.name.as_str(), table)?;
-        let parent = (planned.input != planned.root_source).then_some(planned.input.as_str());
-        if let Err(e) = self
-            .engine
-            .add_view(&planned.root_source, parent, runtime.clone())
-        {
-            let _ = self.ctx.deregister_table(def.name.as_str());
-            return Err(e.into());
-        }
-        self.relations.write().insert(
-            def.name.clone(),
-            Relation {
-                stream: StreamRelation {
-                    schema,
-                    root_source: planned.root_source.clone(),
-                    updating: false,
-                },
-                view: Some(runtime),
-                event_time: None,
-            },
-        );
+        self.start_view(&def.name, &def.to_sql(), planned, false)?;
         for sink in sinks {
-            if let Err(e) = self.start_sink(sink, &alert_sink_name(&sink.name, &def.name), &def.name) {
+            if let Err(e) =
+                self.start_sink(sink, &alert_sink_name(&sink.name, &def.name), &def.name)
+            {
                 tracing::error!(sink = %sink.name, alert = %def.name, error = %e, "cannot start the sink for this alert rule");
             }
         }
@@ -741,7 +733,9 @@ impl Database {
             .read()
             .get(relation)
             .map(|r| (r.stream.root_source.clone(), r.view.is_some()))
-            .ok_or_else(|| SqlError::UndefinedObject(format!("relation \"{relation}\" does not exist")))?;
+            .ok_or_else(|| {
+                SqlError::UndefinedObject(format!("relation \"{relation}\" does not exist"))
+            })?;
         let sink = SinkRuntime::new(spec, fingerprint, settings, writer);
         self.engine.add_sink(
             &root.0,
@@ -1228,7 +1222,10 @@ impl Database {
 
     /// Every alert rule's runtime, by name.
     fn alert_views(&self) -> Vec<(String, Arc<ViewRuntime>)> {
-        self.views().into_iter().filter(|(_, v)| v.is_alert()).collect()
+        self.views()
+            .into_iter()
+            .filter(|(_, v)| v.is_alert())
+            .collect()
     }
 
     /// Every alert of every rule, with its rule's settings.
@@ -1252,25 +1249,47 @@ impl Database {
             })
             .collect();
         Columns::new()
-            .text("alert_id", rows.iter().map(|(_, _, r)| Some(r.alert_id.clone())))
+            .text(
+                "alert_id",
+                rows.iter().map(|(_, _, r)| Some(r.alert_id.clone())),
+            )
             .text("name", rows.iter().map(|(s, _, _)| Some(s.name.clone())))
-            .text("severity", rows.iter().map(|(s, _, _)| Some(s.severity.clone())))
+            .text(
+                "severity",
+                rows.iter().map(|(s, _, _)| Some(s.severity.clone())),
+            )
             .text("key", rows.iter().map(|(_, _, r)| Some(r.key.clone())))
             .text(
                 "status",
                 rows.iter().map(|(_, _, r)| {
-                    Some(if r.resolved_at.is_some() { "resolved" } else { "firing" })
+                    Some(if r.resolved_at.is_some() {
+                        "resolved"
+                    } else {
+                        "firing"
+                    })
                 }),
             )
-            .time_ns("event_time", rows.iter().map(|(_, _, r)| Some(r.event_time)))
-            .time_ns("detected_at", rows.iter().map(|(_, _, r)| Some(r.detected_at)))
+            .time_ns(
+                "event_time",
+                rows.iter().map(|(_, _, r)| Some(r.event_time)),
+            )
+            .time_ns(
+                "detected_at",
+                rows.iter().map(|(_, _, r)| Some(r.detected_at)),
+            )
             .time_ns("resolved_at", rows.iter().map(|(_, _, r)| r.resolved_at))
-            .int("repeats", rows.iter().map(|(_, _, r)| Some(r.repeats as i64)))
+            .int(
+                "repeats",
+                rows.iter().map(|(_, _, r)| Some(r.repeats as i64)),
+            )
             .time_ns(
                 "last_event_time",
                 rows.iter().map(|(_, _, r)| Some(r.last_event_time)),
             )
-            .text("payload", rows.iter().map(|(_, _, r)| Some(r.payload.clone())))
+            .text(
+                "payload",
+                rows.iter().map(|(_, _, r)| Some(r.payload.clone())),
+            )
             .bool("threshold", rows.iter().map(|(_, t, _)| Some(*t)))
             .finish()
     }
@@ -1289,17 +1308,24 @@ impl Database {
             let repeats: u64 = records.iter().map(|r| r.repeats).sum();
             rows.push((name, spec, def, records.len(), firing, repeats));
         }
-        let opt = |d: &Option<AlertDef>, k: &str| d.as_ref().and_then(|d| d.options.get(k).cloned());
+        let opt =
+            |d: &Option<AlertDef>, k: &str| d.as_ref().and_then(|d| d.options.get(k).cloned());
         Columns::new()
             .text("name", rows.iter().map(|r| Some(r.0.clone())))
             .text("severity", rows.iter().map(|r| Some(r.1.severity.clone())))
             .text("key", rows.iter().map(|r| opt(&r.2, "key")))
             .text("cooldown", rows.iter().map(|r| opt(&r.2, "cooldown")))
-            .text("relation", rows.iter().map(|r| r.2.as_ref().map(|d| d.input.clone())))
+            .text(
+                "relation",
+                rows.iter().map(|r| r.2.as_ref().map(|d| d.input.clone())),
+            )
             .int("alerts", rows.iter().map(|r| Some(r.3 as i64)))
             .int("firing", rows.iter().map(|r| Some(r.4 as i64)))
             .int("repeats", rows.iter().map(|r| Some(r.5 as i64)))
-            .text("definition", rows.iter().map(|r| r.2.as_ref().map(|d| d.to_sql())))
+            .text(
+                "definition",
+                rows.iter().map(|r| r.2.as_ref().map(|d| d.to_sql())),
+            )
             .finish()
     }
 

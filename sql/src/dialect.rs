@@ -645,12 +645,7 @@ impl Parser {
                 "EMIT must end the statement: EMIT ON WINDOW CLOSE or EMIT ON UPDATE".into(),
             ));
         }
-        let query: String = body
-            .iter()
-            .map(|t| t.to_string())
-            .collect::<String>()
-            .trim()
-            .to_string();
+        let query = text_of(&body);
         if query.is_empty() {
             return Err(SqlError::Syntax("expected a query after AS".into()));
         }
@@ -667,13 +662,7 @@ impl Parser {
         let name = self.object_name("an alert name")?;
         let options = self.with_options()?;
         self.expect_kw("AS")?;
-        let as_index = nth_significant(all_tokens, self.pos - 1);
-        let query: String = all_tokens[as_index + 1..]
-            .iter()
-            .map(|t| t.to_string())
-            .collect::<String>()
-            .trim()
-            .to_string();
+        let query = text_of(&all_tokens[nth_significant(all_tokens, self.pos - 1) + 1..]);
         if query.is_empty() {
             return Err(SqlError::Syntax(
                 "expected the rule's query after AS: CREATE ALERT name WITH (severity = '…', key = '…', cooldown = '…') AS SELECT …".into(),
@@ -846,6 +835,16 @@ fn unquote(s: &str) -> String {
 }
 
 /// Index in `all` (whitespace included) of the `n`-th significant token.
+/// Tokens back to text, as written, trimmed.
+fn text_of(tokens: &[Token]) -> String {
+    tokens
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
 fn nth_significant(all: &[Token], n: usize) -> usize {
     all.iter()
         .enumerate()

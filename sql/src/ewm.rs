@@ -14,7 +14,9 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{not_impl_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
-use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
+};
 
 /// Registers both functions in `ctx`.
 pub fn register(ctx: &datafusion::prelude::SessionContext) {
@@ -50,7 +52,11 @@ impl AggregateUDFImpl for Ewm {
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
         if !args[0].is_numeric() && args[0] != DataType::Null {
-            return plan_err!("{}(x, half_life) needs a numeric x, got {}", self.name, args[0]);
+            return plan_err!(
+                "{}(x, half_life) needs a numeric x, got {}",
+                self.name,
+                args[0]
+            );
         }
         if !matches!(args[1], DataType::Interval(_) | DataType::Null) {
             return plan_err!(

@@ -9,12 +9,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::ScalarValue;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::arrow::datatypes::DataType;
-use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{WindowFrameBound, WindowFrameUnits};
 use datafusion::physical_expr::expressions::Literal;
 use datafusion::physical_expr::window::{
@@ -214,22 +214,9 @@ pub async fn plan_stream(
         };
         let (over, input_plan) = over_spec(window)?;
         let post = replace_with_feed(&physical, window)?;
-        let plan = ViewPlan {
-            name: name.to_string(),
-            input: FedPlan {
-                feed,
-                plan: input_plan,
-            },
-            aggregate: None,
-            over: Some(over),
-            post,
-            alert: None,
-            output_schema,
-            emit: EmitMode::OnWindowClose,
-            key_columns: vec![],
-            task,
-            fingerprint: String::new(),
-        };
+        let mut plan = row_plan(name, feed, input_plan, output_schema, task);
+        plan.over = Some(over);
+        plan.post = post;
         return Ok(PlannedView {
             plan,
             input,
@@ -238,22 +225,7 @@ pub async fn plan_stream(
     }
     let (top, bottom) = match aggregates.as_slice() {
         [] => {
-            let plan = ViewPlan {
-                name: name.to_string(),
-                input: FedPlan {
-                    feed,
-                    plan: physical,
-                },
-                aggregate: None,
-                over: None,
-                post: None,
-                alert: None,
-                output_schema,
-                emit: EmitMode::OnWindowClose,
-                key_columns: vec![],
-                task,
-                fingerprint: String::new(),
-            };
+            let plan = row_plan(name, feed, physical, output_schema, task);
             return Ok(PlannedView {
                 plan,
                 input,
@@ -354,6 +326,29 @@ pub async fn plan_stream(
     })
 }
 
+/// A view without aggregation: `plan` over `feed` produces its rows.
+fn row_plan(
+    name: &str,
+    feed: Feed,
+    plan: Arc<dyn ExecutionPlan>,
+    output_schema: SchemaRef,
+    task: Arc<datafusion::execution::TaskContext>,
+) -> ViewPlan {
+    ViewPlan {
+        name: name.to_string(),
+        input: FedPlan { feed, plan },
+        aggregate: None,
+        over: None,
+        post: None,
+        alert: None,
+        output_schema,
+        emit: EmitMode::OnWindowClose,
+        key_columns: vec![],
+        task,
+        fingerprint: String::new(),
+    }
+}
+
 /// The part of `physical` above `node`, reading a feed of `node`'s output (`None` when
 /// `node` is the root).
 fn replace_with_feed(
@@ -403,8 +398,14 @@ fn over_spec(window: &Arc<dyn ExecutionPlan>) -> Result<(OverSpec, Arc<dyn Execu
         .ok_or_else(|| SqlError::Internal("a window operator without functions".into()))?;
     let describe = |e: &Arc<dyn WindowExpr>| {
         (
-            e.partition_by().iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-            e.order_by().iter().map(|o| o.to_string()).collect::<Vec<_>>(),
+            e.partition_by()
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>(),
+            e.order_by()
+                .iter()
+                .map(|o| o.to_string())
+                .collect::<Vec<_>>(),
         )
     };
     let order = match first.order_by() {
@@ -466,7 +467,10 @@ fn over_spec(window: &Arc<dyn ExecutionPlan>) -> Result<(OverSpec, Arc<dyn Execu
                 let half_life = args
                     .get(1)
                     .and_then(|a| a.downcast_ref::<Literal>().map(|l| l.value().clone()));
-                let ns = half_life.as_ref().and_then(interval_value_ns).filter(|ns| *ns > 0);
+                let ns = half_life
+                    .as_ref()
+                    .and_then(interval_value_ns)
+                    .filter(|ns| *ns > 0);
                 let Some(ns) = ns else {
                     return Err(SqlError::InvalidParameter(format!(
                         "{fname}(x, half_life): the half-life must be a positive fixed interval such as INTERVAL '5 minutes'"
@@ -477,16 +481,15 @@ fn over_spec(window: &Arc<dyn ExecutionPlan>) -> Result<(OverSpec, Arc<dyn Execu
             _ => (args.first().cloned(), 0),
         };
         let frame = e.get_window_frame();
-        let units = match frame.units {
-            WindowFrameUnits::Rows => Units::Rows,
-            WindowFrameUnits::Range => Units::Range,
-            WindowFrameUnits::Groups => {
-                return Err(unsupported(
+        let units =
+            match frame.units {
+                WindowFrameUnits::Rows => Units::Rows,
+                WindowFrameUnits::Range => Units::Range,
+                WindowFrameUnits::Groups => return Err(unsupported(
                     "GROUPS frames are not supported in streaming OVER windows; use ROWS or RANGE"
                         .into(),
-                ))
-            }
-        };
+                )),
+            };
         let start = frame_bound(&frame.start_bound, units, true)?;
         let end = frame_bound(&frame.end_bound, units, false)?;
         match (start, end) {

@@ -87,7 +87,10 @@ impl DatagenConfig {
                 ("burst_sources", burst_sources.is_some()),
             ];
             if let Some((key, _)) = given.iter().find(|(_, set)| *set) {
-                return Err(bad(key, "needs burst_every (the period of the error bursts)"));
+                return Err(bad(
+                    key,
+                    "needs burst_every (the period of the error bursts)",
+                ));
             }
         }
         let burst_every_ns = burst_every.map(|d| nanos("burst_every", d)).transpose()?;

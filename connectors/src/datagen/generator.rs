@@ -247,7 +247,10 @@ mod tests {
         assert!((0.005..0.02).contains(&outside), "outside: {outside}");
         for (what, c) in [("burst", counts[0][1]), ("outside", counts[0][0])] {
             let other = rate(c);
-            assert!((0.005..0.02).contains(&other), "other sources, {what}: {other}");
+            assert!(
+                (0.005..0.02).contains(&other),
+                "other sources, {what}: {other}"
+            );
         }
     }
 

@@ -305,9 +305,10 @@ impl WebhookWriter {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| SinkError::Permanent(format!("webhook {url}: {e}")))?;
         let exchange = async {
-            let response = target.client.request(request).await.map_err(|e| {
-                SinkError::Transient(format!("webhook {url}: {}", error_chain(&e)))
-            })?;
+            let response =
+                target.client.request(request).await.map_err(|e| {
+                    SinkError::Transient(format!("webhook {url}: {}", error_chain(&e)))
+                })?;
             let status = response.status();
             // The body is read (up to a bound) so that the connection can be reused.
             let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
@@ -617,7 +618,10 @@ mod tests {
         assert_eq!(received.len(), 1);
         let r = &received[0];
         assert!(r.head.starts_with("POST /hooks/kpi HTTP/1.1"), "{}", r.head);
-        assert_eq!(r.header("content-type").as_deref(), Some("application/json"));
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/json")
+        );
         assert_eq!(r.header("x-team").as_deref(), Some("ops"));
         assert_eq!(r.header("authorization").as_deref(), Some("Bearer abc"));
         assert_eq!(r.header("idempotency-key").map(|k| k.len()), Some(16));
@@ -668,7 +672,10 @@ mod tests {
         let server = serve(429).await;
         let url = format!("http://{}/", server.addr);
         let spec = spec(&[("url", url.as_str())]);
-        assert!(matches!(write(&spec).await, Err(SinkError::Transient(_))), "429");
+        assert!(
+            matches!(write(&spec).await, Err(SinkError::Transient(_))),
+            "429"
+        );
         server.status.store(400, Ordering::SeqCst);
         match write(&spec).await {
             Err(SinkError::Permanent(m)) => {
@@ -731,11 +738,17 @@ mod tests {
             &[("url", "http://127.0.0.1/"), ("timeout", "soon")][..],
             &[("url", "http://127.0.0.1/"), ("batch", "maybe")][..],
             &[("url", "http://127.0.0.1/"), ("headers", "no colon")][..],
-            &[("url", "http://127.0.0.1/"), ("headers", "Content-Length: 3")][..],
+            &[
+                ("url", "http://127.0.0.1/"),
+                ("headers", "Content-Length: 3"),
+            ][..],
             &[("url", "http://127.0.0.1/"), ("on_full", "sometimes")][..],
             &[("url", "http://127.0.0.1/"), ("colour", "blue")][..],
         ] {
-            assert!(WebhookSinkConnector.validate(&spec(bad)).is_err(), "{bad:?}");
+            assert!(
+                WebhookSinkConnector.validate(&spec(bad)).is_err(),
+                "{bad:?}"
+            );
         }
         // A secret reference is checked when the sink connects.
         assert!(WebhookSinkConnector

@@ -197,18 +197,7 @@ async fn series(
         .map(|v| parse_time("to", v))
         .transpose()?
         .unwrap_or(i64::MAX);
-    let limit = match params.get("limit") {
-        None => 1_000,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad(
-                    "limit",
-                    format!("limit must be a number from 1 to {MAX_LIMIT}"),
-                ))
-            }
-        },
-    };
+    let limit = parse_limit(&params)?;
     let cursor = params.get("cursor").map(|c| parse_cursor(c)).transpose()?;
     let closed = flag(&params, "closed")?;
     let filters = key_filters(
@@ -267,18 +256,7 @@ async fn alerts(
         .map(|v| parse_time("since", v))
         .transpose()?
         .unwrap_or(i64::MIN);
-    let limit = match params.get("limit") {
-        None => 1_000,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad(
-                    "limit",
-                    format!("limit must be a number from 1 to {MAX_LIMIT}"),
-                ))
-            }
-        },
-    };
+    let limit = parse_limit(&params)?;
     if let Some(name) = params.get("name") {
         if !db.alert_records().iter().any(|(s, _)| &s.name == name)
             && db.view(name).is_none_or(|v| !v.is_alert())
@@ -489,6 +467,20 @@ fn parse_time(parameter: &str, v: &str) -> Result<i64, ApiError> {
                 format!("'{v}' is not an RFC 3339 time or epoch milliseconds"),
             )
         })
+}
+
+/// `limit=`: 1 to [`MAX_LIMIT`], default 1000.
+fn parse_limit(params: &BTreeMap<String, String>) -> Result<usize, ApiError> {
+    match params.get("limit") {
+        None => Ok(1_000),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad(
+                "limit",
+                format!("limit must be a number from 1 to {MAX_LIMIT}"),
+            )),
+        },
+    }
 }
 
 fn parse_cursor(c: &str) -> Result<(i64, usize), ApiError> {

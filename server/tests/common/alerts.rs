@@ -37,7 +37,11 @@ pub fn generator(rate: u64) -> EventGenerator {
 }
 
 /// (key, event time ns) of every row `sql` selects in a batch over the events.
-pub async fn batch_rows(dir: &std::path::Path, lines: &[String], sql: &str) -> Vec<(String, i64, f64)> {
+pub async fn batch_rows(
+    dir: &std::path::Path,
+    lines: &[String],
+    sql: &str,
+) -> Vec<(String, i64, f64)> {
     let path = dir.join("batch.json");
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     let ctx = SessionContext::new();
@@ -60,7 +64,11 @@ pub fn triples(batches: &[RecordBatch]) -> Vec<(String, i64, f64)> {
     for b in batches {
         let keys = cast(b.column(0), &DataType::Utf8).unwrap();
         let keys = keys.as_any().downcast_ref::<StringArray>().unwrap();
-        let times = cast(b.column(1), &DataType::Timestamp(TimeUnit::Nanosecond, None)).unwrap();
+        let times = cast(
+            b.column(1),
+            &DataType::Timestamp(TimeUnit::Nanosecond, None),
+        )
+        .unwrap();
         let times = cast(&times, &DataType::Int64).unwrap();
         let times = times.as_any().downcast_ref::<Int64Array>().unwrap();
         let values = cast(b.column(2), &DataType::Float64).unwrap();
@@ -79,10 +87,15 @@ pub type Alerts = BTreeMap<(String, i64), (i64, Option<i64>)>;
 /// for a threshold rule, `all` are every input row (key, time): a later row of a firing
 /// key that is not selected resolves it.
 pub fn expected(held: &[(String, i64)], all: Option<&[(String, i64)]>, cooldown: i64) -> Alerts {
-    let mut rows: Vec<(String, i64, bool)> = held.iter().map(|(k, t)| (k.clone(), *t, true)).collect();
+    let mut rows: Vec<(String, i64, bool)> =
+        held.iter().map(|(k, t)| (k.clone(), *t, true)).collect();
     if let Some(all) = all {
         let holding: std::collections::HashSet<&(String, i64)> = held.iter().collect();
-        rows.extend(all.iter().filter(|r| !holding.contains(r)).map(|(k, t)| (k.clone(), *t, false)));
+        rows.extend(
+            all.iter()
+                .filter(|r| !holding.contains(r))
+                .map(|(k, t)| (k.clone(), *t, false)),
+        );
     }
     rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     let mut out = Alerts::new();
@@ -119,34 +132,46 @@ pub async fn weir_alerts(db: &weir_sql::Database, name: &str) -> Alerts {
     let mut out = Alerts::new();
     for b in &batches {
         let keys = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
-        let t = cast(b.column(1), &DataType::Timestamp(TimeUnit::Nanosecond, None)).unwrap();
+        let t = cast(
+            b.column(1),
+            &DataType::Timestamp(TimeUnit::Nanosecond, None),
+        )
+        .unwrap();
         let t = cast(&t, &DataType::Int64).unwrap();
         let t = t.as_any().downcast_ref::<Int64Array>().unwrap();
         let repeats = b.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
-        let resolved =
-            cast(b.column(3), &DataType::Timestamp(TimeUnit::Nanosecond, None)).unwrap();
+        let resolved = cast(
+            b.column(3),
+            &DataType::Timestamp(TimeUnit::Nanosecond, None),
+        )
+        .unwrap();
         let resolved = cast(&resolved, &DataType::Int64).unwrap();
         let resolved = resolved.as_any().downcast_ref::<Int64Array>().unwrap();
         for r in 0..b.num_rows() {
             out.insert(
                 (keys.value(r).to_string(), t.value(r)),
-                (repeats.value(r), resolved.is_valid(r).then(|| resolved.value(r))),
+                (
+                    repeats.value(r),
+                    resolved.is_valid(r).then(|| resolved.value(r)),
+                ),
             );
         }
     }
     out
 }
 
-
 /// Every 1-minute window's error rate, per source, over the events.
-pub const ERROR_RATE_WINDOWS_SQL: &str = "SELECT source, date_bin(INTERVAL '1 minute', \"timestamp\") AS ws, \
+pub const ERROR_RATE_WINDOWS_SQL: &str =
+    "SELECT source, date_bin(INTERVAL '1 minute', \"timestamp\") AS ws, \
      avg(CASE WHEN attributes['status'] <> 'ok' THEN 1.0 ELSE 0.0 END) FROM events GROUP BY 1, 2";
 
 /// The error-rate rule's expected alerts from every window's rate (windows starting at or
 /// after `closed_before` are still open and left out).
 pub fn expected_error_alerts(windows: &[(String, i64, f64)], closed_before: i64) -> Alerts {
-    let windows: Vec<&(String, i64, f64)> =
-        windows.iter().filter(|(_, t, _)| *t < closed_before).collect();
+    let windows: Vec<&(String, i64, f64)> = windows
+        .iter()
+        .filter(|(_, t, _)| *t < closed_before)
+        .collect();
     let all: Vec<(String, i64)> = windows.iter().map(|(k, t, _)| (k.clone(), *t)).collect();
     let hot: Vec<(String, i64)> = windows
         .iter()
@@ -163,7 +188,12 @@ pub fn injected_outliers(lines: &[String]) -> Vec<(String, i64)> {
         .filter_map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).ok()?;
             let m = v["attributes"]["metric"].as_f64()?;
-            (m > 400.0).then(|| (v["source"].as_str().unwrap().to_string(), time_ns(&v["timestamp"])))
+            (m > 400.0).then(|| {
+                (
+                    v["source"].as_str().unwrap().to_string(),
+                    time_ns(&v["timestamp"]),
+                )
+            })
         })
         .collect()
 }
