@@ -536,10 +536,7 @@ fn push_mono(ks: &mut KeyState, j: usize, slot: usize, kind: OverKind, seq: u64)
     let Some(v) = ks.value(slot, seq) else {
         return;
     };
-    loop {
-        let Some(&back) = ks.fns[j].mono.back() else {
-            break;
-        };
+    while let Some(&back) = ks.fns[j].mono.back() {
         let b = ks.value(slot, back).unwrap_or(f64::NAN);
         let dominated = match kind {
             OverKind::Min => b >= v,
@@ -712,10 +709,13 @@ mod tests {
         end: Bound::Preceding(1),
     };
 
+    /// (key, time, value).
+    type Row<'a> = (&'a str, i64, Option<f64>);
+
     /// The frame computed by brute force over every earlier row of the key.
-    fn brute(rows: &[(&str, i64, Option<f64>)], i: usize, frame: Frame) -> Vec<f64> {
+    fn brute(rows: &[Row<'_>], i: usize, frame: Frame) -> Vec<f64> {
         let (k, t, _) = rows[i];
-        let same: Vec<(usize, &(&str, i64, Option<f64>))> =
+        let same: Vec<(usize, &Row<'_>)> =
             rows.iter().enumerate().filter(|(_, r)| r.0 == k).collect();
         let pos = same.iter().position(|(j, _)| *j == i).unwrap() as i64;
         same.iter()
@@ -788,6 +788,7 @@ mod tests {
                     g.extend(column(&out, 3 + j));
                 }
             }
+            #[allow(clippy::needless_range_loop)] // i indexes rows and every column of got
             for i in 0..rows.len() {
                 let vals = brute(&rows, i, frame);
                 let n = vals.len() as f64;
