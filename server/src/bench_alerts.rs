@@ -23,9 +23,25 @@ pub struct AlertBench {
     pub produced_rate: f64,
     /// Latencies of the alerts, sorted (ms).
     pub latencies_ms: Vec<i64>,
+    /// The pipeline's batch processing times: cumulative counts per bucket bound (µs) and
+    /// the sum (µs).
+    pub batches: (Vec<(u64, u64)>, u64),
 }
 
 impl AlertBench {
+    /// Batches processed, their mean time (ms), and the smallest bucket bound (ms) that 99%
+    /// of them stayed within.
+    pub fn batch_summary(&self) -> (u64, f64, f64) {
+        let (buckets, sum_us) = &self.batches;
+        let total = buckets.last().map(|b| b.1).unwrap_or(0);
+        let p99 = buckets
+            .iter()
+            .find(|(_, n)| *n as f64 >= 0.99 * total as f64)
+            .map(|(bound, _)| *bound as f64 / 1000.0)
+            .unwrap_or(0.0);
+        (total, *sum_us as f64 / 1000.0 / total.max(1) as f64, p99)
+    }
+
     /// The `q` quantile of the latencies (ms).
     pub fn quantile(&self, q: f64) -> i64 {
         let n = self.latencies_ms.len();
@@ -40,14 +56,31 @@ fn config_error(e: impl std::fmt::Display) -> ServerError {
     ServerError::Config(e.to_string())
 }
 
-/// Runs `seconds` of `rate` events/s through a rule in `dir` against `brokers`.
-pub async fn run(
-    dir: &std::path::Path,
-    brokers: &str,
-    rate: u64,
-    seconds: u64,
-    outlier_rate: f64,
-) -> Result<AlertBench> {
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct AlertBenchOptions {
+    /// Kafka bootstrap servers; `mock` is librdkafka's mock cluster in this process.
+    pub brokers: String,
+    /// Events per second, paced to wall time.
+    pub rate: u64,
+    pub seconds: u64,
+    pub outlier_rate: f64,
+    /// The source's `kafka.fetch.wait.max.ms` (how long the broker may hold a fetch).
+    pub fetch_wait_ms: u64,
+}
+
+/// Runs `options.seconds` of `options.rate` events/s through a rule in `dir`.
+pub async fn run(dir: &std::path::Path, options: &AlertBenchOptions) -> Result<AlertBench> {
+    let mock = match options.brokers.as_str() {
+        "mock" => Some(rdkafka::mocking::MockCluster::new(1).map_err(config_error)?),
+        _ => None,
+    };
+    let brokers = match &mock {
+        Some(cluster) => cluster.bootstrap_servers(),
+        None => options.brokers.clone(),
+    };
+    let brokers = brokers.as_str();
+    let (rate, seconds, outlier_rate) = (options.rate, options.seconds, options.outlier_rate);
     let stamp = chrono::Utc::now().timestamp_millis();
     let input = format!("bench-alerts-in-{stamp}");
     let output = format!("bench-alerts-out-{stamp}");
@@ -58,8 +91,13 @@ pub async fn run(
         weir_connectors::register_all_in(&data),
     ))
     .await?;
-    weir_connectors::kafka::produce::create_topic(brokers, &input, 4, &Default::default())
-        .map_err(config_error)?;
+    match &mock {
+        Some(cluster) => cluster.create_topic(&input, 4, 1).map_err(config_error)?,
+        None => {
+            weir_connectors::kafka::produce::create_topic(brokers, &input, 4, &Default::default())
+                .map_err(config_error)?
+        }
+    }
     db.run(
         &mut Session::default(),
         &format!(
@@ -67,7 +105,11 @@ pub async fn run(
              CREATE SINK alerts_out FROM weir.alerts WITH (connector = 'kafka', brokers = '{brokers}', topic = '{output}');",
             crate::demo::seed_source(
                 "events",
-                &format!("connector = 'kafka', brokers = '{brokers}', topic = '{input}', format = 'json'")
+                &format!(
+                    "connector = 'kafka', brokers = '{brokers}', topic = '{input}', format = 'json', \
+                     kafka.fetch.wait.max.ms = '{}'",
+                    options.fetch_wait_ms
+                )
             ),
             crate::demo::outlier_alert("metric_outlier", "events", "0 seconds"),
         ),
@@ -78,7 +120,7 @@ pub async fn run(
     // Event i is due at start + i / rate: its event time is when it is produced.
     let count = rate * seconds;
     let start = chrono::Utc::now() + chrono::Duration::milliseconds(200);
-    let options = [
+    let generator_options = [
         ("rate", rate.to_string()),
         ("sources", "20".to_string()),
         ("outlier_rate", outlier_rate.to_string()),
@@ -88,7 +130,7 @@ pub async fn run(
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let generator =
-        EventGenerator::new(DatagenConfig::from_options(&options).map_err(config_error)?);
+        EventGenerator::new(DatagenConfig::from_options(&generator_options).map_err(config_error)?);
     let wait = (start - chrono::Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(wait).await;
     let produce_options = ProduceOptions {
@@ -124,13 +166,20 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let batches = db
+        .engine()
+        .source_stats("events")
+        .map(|s| s.batch_latency.cumulative())
+        .unwrap_or_default();
     db.shutdown();
     let mut latencies_ms = read_latencies(brokers, &output)?;
     latencies_ms.sort_unstable();
+    drop(mock);
     Ok(AlertBench {
         events: report.delivered,
         produced_rate,
         latencies_ms,
+        batches,
     })
 }
 

@@ -173,9 +173,12 @@ enum Command {
         /// Fraction of events that are outliers.
         #[arg(long, default_value_t = 0.001)]
         outlier_rate: f64,
-        /// Kafka bootstrap servers.
+        /// Kafka bootstrap servers; `mock` runs librdkafka's mock cluster in-process.
         #[arg(long, default_value = "127.0.0.1:9092")]
         brokers: String,
+        /// The source's kafka.fetch.wait.max.ms.
+        #[arg(long, default_value_t = 50)]
+        fetch_wait_ms: u64,
         /// Directory for the data dir (default: the system temp dir).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -388,19 +391,21 @@ fn main() -> anyhow::Result<()> {
             seconds,
             outlier_rate,
             brokers,
+            fetch_wait_ms,
             dir,
         }) => {
             init_logging("text", "warn");
             let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("weir-bench-alerts"));
             std::fs::create_dir_all(&dir)?;
             let runtime = tokio::runtime::Runtime::new()?;
-            let r = runtime.block_on(weir_server::bench_alerts::run(
-                &dir,
-                &brokers,
+            let options = weir_server::bench_alerts::AlertBenchOptions {
+                brokers,
                 rate,
                 seconds,
                 outlier_rate,
-            ))?;
+                fetch_wait_ms,
+            };
+            let r = runtime.block_on(weir_server::bench_alerts::run(&dir, &options))?;
             println!(
                 "events:        {} at {:.0} events/s (target {rate})",
                 r.events, r.produced_rate
@@ -412,6 +417,10 @@ fn main() -> anyhow::Result<()> {
                 r.quantile(0.9),
                 r.quantile(0.99),
                 r.latencies_ms.last().copied().unwrap_or(0)
+            );
+            let (batches, mean, p99) = r.batch_summary();
+            println!(
+                "pipeline:      {batches} batches, {mean:.1} ms each on average, 99% within {p99} ms"
             );
             Ok(())
         }
