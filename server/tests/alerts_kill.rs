@@ -80,25 +80,45 @@ async fn alerts_are_published_once_across_kill_9() {
     let mut produced = 0;
     for c in 0..chunks {
         let count = CHUNK.min(events - produced);
-        produce_events(&brokers, &input, &g, produced, count, 0.0, None);
-        produced += count;
         let client = weir.connect().await;
         if kill_at.contains(&c) {
+            // Paced, so that weir is killed while it reads and alerts.
+            let producer = {
+                let (brokers, input, g) = (brokers.clone(), input.clone(), g.clone());
+                std::thread::spawn(move || {
+                    let options = weir_connectors::kafka::produce::ProduceOptions {
+                        brokers,
+                        topic: input,
+                        count,
+                        first: produced,
+                        rate: Some(20_000),
+                        partitions: None,
+                        malformed_rate: 0.0,
+                        properties: Default::default(),
+                    };
+                    weir_connectors::kafka::produce::produce(&g, &options).unwrap()
+                })
+            };
             wait_events(
                 &weir,
                 &client,
-                (produced - count / 2) as i64,
+                (produced + count / 2) as i64,
                 Duration::from_secs(120),
             )
             .await;
             println!(
-                "kill -9 after {} of {produced} events",
-                int(&client, "SELECT events_in FROM weir.sources").await
+                "kill -9 after {} of {} events",
+                int(&client, "SELECT events_in FROM weir.sources").await,
+                produced + count
             );
             weir.kill_and_restart();
+            assert_eq!(producer.join().unwrap().delivered, count);
         } else {
-            wait_events(&weir, &client, produced as i64, Duration::from_secs(120)).await;
+            produce_events(&brokers, &input, &g, produced, count, 0.0, None);
         }
+        produced += count;
+        let client = weir.connect().await;
+        wait_events(&weir, &client, produced as i64, Duration::from_secs(120)).await;
     }
     let client = weir.connect().await;
     wait_events(&weir, &client, events as i64, Duration::from_secs(300)).await;
