@@ -200,9 +200,24 @@ async fn alert_ddl_and_rest() {
     assert!(jumps > 5, "{jumps} ewm outliers");
 
     // SHOW ALERTS, SHOW CREATE ALERT, REST /alerts, DROP ALERT.
-    let mut session = weir_sql::Session::default();
-    let out = db.run(&mut session, "SHOW ALERTS").await.unwrap();
-    assert!(matches!(out.last(), Some(weir_sql::Outcome::Rows(_))));
+    for (sql, want) in [
+        ("SHOW ALERTS", "jump"),
+        (
+            "SHOW CREATE ALERT jump",
+            "CREATE ALERT jump WITH (cooldown = '0 seconds'",
+        ),
+    ] {
+        let mut session = weir_sql::Session::default();
+        let Some(weir_sql::Outcome::Rows(df)) = db.run(&mut session, sql).await.unwrap().pop()
+        else {
+            panic!("{sql} returned no rows");
+        };
+        let text =
+            datafusion::arrow::util::pretty::pretty_format_batches(&df.collect().await.unwrap())
+                .unwrap()
+                .to_string();
+        assert!(text.contains(want), "{sql}:\n{text}");
+    }
     let app = weir_server::rest::router(db.clone());
     let (status, body) = get(app.clone(), "/alerts?name=jump&since=2026-11-27T10:00:00Z").await;
     assert_eq!(status, 200, "{body}");
