@@ -21,8 +21,11 @@ pub struct AlertBench {
     pub events: u64,
     /// Events/s the producer achieved.
     pub produced_rate: f64,
-    /// Latencies of the alerts, sorted (ms).
+    /// Latencies of the alerts from their events' event time, sorted (ms).
     pub latencies_ms: Vec<i64>,
+    /// Latencies from their events' Kafka produce timestamps, sorted (ms), for the events
+    /// the input topic still held at the end (a mock broker keeps 5 MB per partition).
+    pub from_produce_ms: Vec<i64>,
     /// The pipeline's batch processing times: cumulative counts per bucket bound (µs) and
     /// the sum (µs).
     pub batches: (Vec<(u64, u64)>, u64),
@@ -42,13 +45,13 @@ impl AlertBench {
         (total, *sum_us as f64 / 1000.0 / total.max(1) as f64, p99)
     }
 
-    /// The `q` quantile of the latencies (ms).
-    pub fn quantile(&self, q: f64) -> i64 {
-        let n = self.latencies_ms.len();
+    /// The `q` quantile of sorted latencies (ms).
+    pub fn quantile(sorted: &[i64], q: f64) -> i64 {
+        let n = sorted.len();
         if n == 0 {
             return 0;
         }
-        self.latencies_ms[((n - 1) as f64 * q).round() as usize]
+        sorted[((n - 1) as f64 * q).round() as usize]
     }
 }
 
@@ -172,19 +175,21 @@ pub async fn run(dir: &std::path::Path, options: &AlertBenchOptions) -> Result<A
         .map(|s| s.batch_latency.cumulative())
         .unwrap_or_default();
     db.shutdown();
-    let mut latencies_ms = read_latencies(brokers, &output)?;
+    let (mut latencies_ms, mut from_produce_ms) = read_latencies(brokers, &input, &output)?;
     latencies_ms.sort_unstable();
+    from_produce_ms.sort_unstable();
     drop(mock);
     Ok(AlertBench {
         events: report.delivered,
         produced_rate,
         latencies_ms,
+        from_produce_ms,
         batches,
     })
 }
 
-/// Every alert message's Kafka timestamp minus its event time (ms).
-fn read_latencies(brokers: &str, topic: &str) -> Result<Vec<i64>> {
+/// Calls `f(kafka timestamp ms, payload)` for every message of `topic` (until quiet).
+fn read_topic(brokers: &str, topic: &str, mut f: impl FnMut(i64, &[u8])) -> Result<()> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("{topic}-reader"))
@@ -200,7 +205,6 @@ fn read_latencies(brokers: &str, topic: &str) -> Result<Vec<i64>> {
             .map_err(config_error)?;
     }
     consumer.assign(&list).map_err(config_error)?;
-    let mut out = Vec::new();
     let mut quiet = Instant::now();
     while quiet.elapsed() < Duration::from_secs(3) {
         let Some(m) = consumer.poll(Duration::from_millis(200)) else {
@@ -208,18 +212,47 @@ fn read_latencies(brokers: &str, topic: &str) -> Result<Vec<i64>> {
         };
         let m = m.map_err(config_error)?;
         quiet = Instant::now();
-        let Some(produced_ms) = m.timestamp().to_millis() else {
-            continue;
-        };
-        let value: serde_json::Value =
-            serde_json::from_slice(m.payload().unwrap_or_default()).map_err(config_error)?;
-        let event_ms = value["event_time"]
-            .as_str()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.timestamp_millis());
-        if let Some(event_ms) = event_ms {
-            out.push(produced_ms - event_ms);
+        if let Some(ts) = m.timestamp().to_millis() {
+            f(ts, m.payload().unwrap_or_default());
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+fn time_ms(v: &serde_json::Value) -> Option<i64> {
+    v.as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp_millis())
+}
+
+/// Per alert: its Kafka timestamp minus the event time of the event that fired it, and
+/// minus that event's own Kafka timestamp where the input topic still holds it (ms).
+fn read_latencies(brokers: &str, input: &str, output: &str) -> Result<(Vec<i64>, Vec<i64>)> {
+    let mut alerts = Vec::new();
+    read_topic(brokers, output, |ts, payload| {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) {
+            if let (Some(key), Some(event)) = (v["key"].as_str(), time_ms(&v["event_time"])) {
+                alerts.push((key.to_string(), event, ts));
+            }
+        }
+    })?;
+    let wanted: std::collections::HashSet<(String, i64)> =
+        alerts.iter().map(|(k, e, _)| (k.clone(), *e)).collect();
+    let mut produced = std::collections::HashMap::new();
+    read_topic(brokers, input, |ts, payload| {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) {
+            if let (Some(source), Some(event)) = (v["source"].as_str(), time_ms(&v["timestamp"])) {
+                let k = (source.to_string(), event);
+                if wanted.contains(&k) {
+                    produced.insert(k, ts);
+                }
+            }
+        }
+    })?;
+    let from_event = alerts.iter().map(|(_, e, ts)| ts - e).collect();
+    let from_produce = alerts
+        .iter()
+        .filter_map(|(k, e, ts)| produced.get(&(k.clone(), *e)).map(|p| ts - p))
+        .collect();
+    Ok((from_event, from_produce))
 }

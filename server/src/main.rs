@@ -411,13 +411,20 @@ fn main() -> anyhow::Result<()> {
                 r.events, r.produced_rate
             );
             println!("alerts:        {}", r.latencies_ms.len());
-            println!(
-                "event time to alert published: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
-                r.quantile(0.5),
-                r.quantile(0.9),
-                r.quantile(0.99),
-                r.latencies_ms.last().copied().unwrap_or(0)
-            );
+            let q = weir_server::bench_alerts::AlertBench::quantile;
+            for (what, l) in [
+                ("event time", &r.latencies_ms),
+                ("event produced", &r.from_produce_ms),
+            ] {
+                println!(
+                    "{what} to alert published: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms ({} alerts)",
+                    q(l, 0.5),
+                    q(l, 0.9),
+                    q(l, 0.99),
+                    l.last().copied().unwrap_or(0),
+                    l.len()
+                );
+            }
             let (batches, mean, p99) = r.batch_summary();
             println!(
                 "pipeline:      {batches} batches, {mean:.1} ms each on average, 99% within {p99} ms"
