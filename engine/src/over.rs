@@ -290,6 +290,7 @@ impl OverState {
             .map(|_| Float64Builder::with_capacity(n))
             .collect();
         let slots = self.slot_exprs.len();
+        let mut values: Vec<Option<f64>> = Vec::with_capacity(args.len());
         for i in 0..n {
             let key: &[u8] = match &rows {
                 Some(rows) => rows.row(i).data(),
@@ -312,13 +313,11 @@ impl OverState {
             }
             let t = times.value(i).max(ks.last_t);
             ks.last_t = t;
-            let values: Vec<Option<f64>> = args
-                .iter()
-                .map(|a| match a {
-                    None => Some(1.0),
-                    Some(a) => a.is_valid(i).then(|| a.value(i)),
-                })
-                .collect();
+            values.clear();
+            values.extend(args.iter().map(|a| match a {
+                None => Some(1.0),
+                Some(a) => a.is_valid(i).then(|| a.value(i)),
+            }));
             // The event joins the retained events first; frames ending at CURRENT ROW
             // include it, frames ending before it do not reach it.
             ks.times.push_back(t);

@@ -1510,22 +1510,27 @@ impl Processor {
         }
         // Alert rules over updating views see the open windows too: they can fire
         // mid-window.
-        let nodes = self.views.read().clone();
-        for node in nodes.iter().filter(|n| n.view.is_alert()) {
-            let Some(parent) = node
-                .parent
-                .as_deref()
-                .and_then(|p| nodes.iter().find(|n| n.view.name() == p))
-            else {
-                continue;
-            };
-            if !parent.view.updating() || !(force || node.view.updates_due(ALERT_UPDATE_INTERVAL)) {
+        let rules: Vec<(Arc<ViewRuntime>, Arc<ViewRuntime>)> = {
+            let nodes = self.views.read();
+            nodes
+                .iter()
+                .filter(|n| n.view.is_alert())
+                .filter_map(|n| {
+                    let parent = nodes
+                        .iter()
+                        .find(|p| Some(p.view.name()) == n.parent.as_deref())?;
+                    Some((n.view.clone(), parent.view.clone()))
+                })
+                .collect()
+        };
+        for (rule, parent) in rules {
+            if !parent.updating() || !(force || rule.updates_due(ALERT_UPDATE_INTERVAL)) {
                 continue;
             }
-            let open = parent.view.open_rows_snapshot()?;
-            let wm = node.view.stats.watermark.load(Ordering::Relaxed);
-            let emitted = node.view.process(open, wm)?;
-            self.push_to_sinks(Some(node.view.name()), &emitted);
+            let open = parent.open_rows_snapshot()?;
+            let wm = rule.stats.watermark.load(Ordering::Relaxed);
+            let emitted = rule.process(open, wm)?;
+            self.push_to_sinks(Some(rule.name()), &emitted);
         }
         Ok(())
     }

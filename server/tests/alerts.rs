@@ -68,14 +68,7 @@ async fn alerts_equal_the_batch_rules_after_the_same_cooldown_across_a_restart()
     }
 
     // Outliers: per-event rule, exact frame, scored against the events before each one.
-    let outliers = batch_rows(
-        dir.path(),
-        &lines,
-        &weir_server::demo::outlier_query("events"),
-    )
-    .await;
-    let held: Vec<(String, i64)> = outliers.iter().map(|(k, t, _)| (k.clone(), *t)).collect();
-    let want = expected(&held, None, OUTLIER_COOLDOWN);
+    let (held, want) = expected_outliers(dir.path(), &lines).await;
     let got = weir_alerts(&db, "metric_outlier").await;
     assert_eq!(
         got.len(),

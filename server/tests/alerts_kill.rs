@@ -148,14 +148,7 @@ async fn alerts_are_published_once_across_kill_9() {
 
     // The reference over the same events.
     let lines = event_lines(&g, events, 0);
-    let outliers = batch_rows(
-        dir.path(),
-        &lines,
-        &weir_server::demo::outlier_query("events"),
-    )
-    .await;
-    let held: Vec<(String, i64)> = outliers.iter().map(|(k, t, _)| (k.clone(), *t)).collect();
-    let want_outliers = expected(&held, None, OUTLIER_COOLDOWN);
+    let (held, want_outliers) = expected_outliers(dir.path(), &lines).await;
     // Every injected outlier is selected by the rule: fired, or counted as a repeat.
     let injected = injected_outliers(&lines);
     assert!(

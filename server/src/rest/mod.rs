@@ -258,9 +258,7 @@ async fn alerts(
         .unwrap_or(i64::MIN);
     let limit = parse_limit(&params)?;
     if let Some(name) = params.get("name") {
-        if !db.alert_records().iter().any(|(s, _)| &s.name == name)
-            && db.view(name).is_none_or(|v| !v.is_alert())
-        {
+        if db.view(name).is_none_or(|v| !v.is_alert()) {
             return Err(ApiError {
                 status: StatusCode::NOT_FOUND,
                 body: json!({ "error": format!("no alert rule named '{name}'"), "parameter": "name" }),

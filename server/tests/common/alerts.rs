@@ -217,3 +217,15 @@ pub fn open_from(lines: &[String]) -> i64 {
     let watermark = newest - 2_000_000_000;
     (watermark - MINUTE).div_euclid(MINUTE) * MINUTE + MINUTE
 }
+
+/// The outlier rule's reference: (source, event time) of every event the batch query
+/// selects, and the alerts they raise with the outlier cooldown.
+pub async fn expected_outliers(
+    dir: &std::path::Path,
+    lines: &[String],
+) -> (Vec<(String, i64)>, Alerts) {
+    let rows = batch_rows(dir, lines, &weir_server::demo::outlier_query("events")).await;
+    let held: Vec<(String, i64)> = rows.into_iter().map(|(k, t, _)| (k, t)).collect();
+    let alerts = expected(&held, None, OUTLIER_COOLDOWN);
+    (held, alerts)
+}
