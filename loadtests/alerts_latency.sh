@@ -2,7 +2,9 @@
 # Detection-to-alert latency at a steady rate: `weir bench-alerts` against the test broker
 # (tansu from scripts/kafka-broker.sh), or `mock` (librdkafka's mock cluster in-process).
 # Prints p50/p90/p99/max from event time to the alert published, and the pipeline's own
-# time per micro-batch. WEIR_PROFILE=release uses a release build (45+ minutes cold).
+# time per micro-batch, for both OVER modes: emit = 'on_watermark' (the default, exact:
+# alerts wait for the 2 s watermark) and 'on_arrival'. WEIR_PROFILE=release uses a release
+# build (45+ minutes cold).
 #
 #   loadtests/alerts_latency.sh [RATE] [SECONDS] [BROKERS: tansu|mock] [FETCH_WAIT_MS]
 set -euo pipefail
@@ -23,5 +25,7 @@ if [ "$brokers" = tansu ]; then
     start_test_broker
     brokers="$WEIR_TEST_KAFKA"
 fi
-"$weir" bench-alerts --brokers "$brokers" --rate "${1:-50000}" --seconds "${2:-30}" \
-    --fetch-wait-ms "${4:-50}"
+for emit in on_watermark on_arrival; do
+    "$weir" bench-alerts --brokers "$brokers" --rate "${1:-50000}" --seconds "${2:-30}" \
+        --fetch-wait-ms "${4:-50}" --emit "$emit"
+done

@@ -26,13 +26,39 @@ use weir_engine::source::SourceRegistry;
 
 /// Every connector compiled in; `http` sources keep their logs in a directory of the
 /// system's temp dir (see [`register_all_in`]).
+/// File sources read any path: for tools (benchmarks) and tests, not for a server that
+/// takes SQL from others (that uses [`register_all_with`]).
 pub fn register_all() -> SourceRegistry {
-    register_all_in(&std::env::temp_dir().join(format!("weir-{}", std::process::id())))
+    register_all_with(
+        &std::env::temp_dir().join(format!("weir-{}", std::process::id())),
+        vec![std::path::PathBuf::from("/")],
+    )
 }
 
-/// Every connector compiled in, `http` sources logging under `data_dir/ingest`.
+/// The directories file sources may read unless configured: the data dir, `./import` and
+/// the system's temporary directory.
+pub fn default_file_dirs(data_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    vec![
+        data_dir.to_path_buf(),
+        std::path::PathBuf::from("import"),
+        std::env::temp_dir(),
+    ]
+}
+
+/// Every connector compiled in, `http` sources logging under `data_dir/ingest`, file
+/// sources reading under [`default_file_dirs`].
 pub fn register_all_in(data_dir: &std::path::Path) -> SourceRegistry {
+    register_all_with(data_dir, default_file_dirs(data_dir))
+}
+
+/// Like [`register_all_in`], file sources reading only under `file_dirs`.
+pub fn register_all_with(
+    data_dir: &std::path::Path,
+    file_dirs: Vec<std::path::PathBuf>,
+) -> SourceRegistry {
     let mut registry = SourceRegistry::default();
+    #[cfg(not(feature = "file"))]
+    let _ = file_dirs;
     #[cfg(feature = "http")]
     registry.register(std::sync::Arc::new(http::HttpConnector::new(
         data_dir.join("ingest"),
@@ -40,7 +66,7 @@ pub fn register_all_in(data_dir: &std::path::Path) -> SourceRegistry {
     #[cfg(not(feature = "http"))]
     let _ = data_dir;
     #[cfg(feature = "file")]
-    registry.register(std::sync::Arc::new(file::FileConnector));
+    registry.register(std::sync::Arc::new(file::FileConnector::new(file_dirs)));
     #[cfg(feature = "datagen")]
     registry.register(std::sync::Arc::new(datagen::DatagenConnector));
     #[cfg(feature = "kafka")]

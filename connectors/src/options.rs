@@ -55,6 +55,25 @@ impl Options {
         }
     }
 
+    /// Like [`parse`](Self::parse), and the value must lie in `min..=max` (sizes and rates
+    /// that would exhaust memory are refused when the object is created, not when it runs).
+    pub fn parse_in<T: FromStr + PartialOrd + std::fmt::Display>(
+        &mut self,
+        key: &str,
+        what: &str,
+        min: T,
+        max: T,
+    ) -> Result<Option<T>> {
+        let value = self.parse::<T>(key, &format!("{what} between {min} and {max}"))?;
+        match value {
+            Some(v) if v < min || v > max => Err(EngineError::InvalidOption {
+                option: key.into(),
+                message: format!("expected {what} between {min} and {max}, got {v}"),
+            }),
+            v => Ok(v),
+        }
+    }
+
     /// A boolean option (`true`/`false`).
     pub fn flag(&mut self, key: &str) -> Result<Option<bool>> {
         self.parse(key, "'true' or 'false'")
@@ -70,7 +89,7 @@ impl Options {
                 .ok_or_else(|| EngineError::InvalidOption {
                     option: key.into(),
                     message: format!(
-                        "expected a duration such as '10 seconds' or '500ms', got '{v}'"
+                        "expected a duration such as '10 seconds' or '500ms' (at most 100 years), got '{v}'"
                     ),
                 }),
         }
@@ -104,7 +123,12 @@ impl Options {
     }
 }
 
+/// The longest duration any option accepts: beyond it, event-time arithmetic in
+/// nanoseconds would overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// Parses `'10 seconds'`, `'10s'`, `'500 ms'`, `'2 minutes'`, `'1h'`; a bare number is seconds.
+/// `None` for anything else, and for more than [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let t = text.trim().to_lowercase();
     let split = t
@@ -120,7 +144,8 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         _ => return None,
     };
     let secs = value * scale;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    let d = Duration::try_from_secs_f64(secs).ok()?;
+    (d <= MAX_DURATION).then_some(d)
 }
 
 /// Resolves a secret reference: `${env:NAME}` is the environment variable `NAME`,
@@ -165,6 +190,13 @@ mod tests {
         assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
         assert_eq!(parse_duration("ten seconds"), None);
         assert_eq!(parse_duration("5 fortnights"), None);
+        // Huge values are refused, not a panic (hostile-test finding 11).
+        assert_eq!(parse_duration("99999999999999999999s"), None);
+        assert_eq!(parse_duration("1e400"), None);
+        assert_eq!(
+            parse_duration("101 hours"),
+            Some(Duration::from_secs(363_600))
+        );
     }
 
     #[test]

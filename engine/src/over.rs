@@ -1,33 +1,38 @@
 //! Streaming `OVER` windows: per-key sliding aggregates over event time, computed
-//! incrementally as events arrive.
+//! incrementally.
 //!
 //! `avg(x) OVER (PARTITION BY k ORDER BY t RANGE BETWEEN INTERVAL '5 minutes' PRECEDING AND
-//! INTERVAL '1 millisecond' PRECEDING)` scores every event against the events of its key that
-//! came before it, without waiting for anything: the frame of an event ends at or before the
-//! event itself, so everything it needs has already arrived.
+//! INTERVAL '1 millisecond' PRECEDING)` scores every event against the events of its key in
+//! its frame.
+//!
+//! **Order.** By default ([`OverOrder::EventTime`]) rows wait in a pending buffer until the
+//! watermark passes them and are then scored in event-time order (peers — rows of one key
+//! with equal times — enter the frame together, as SQL's RANGE frames define; in ROWS
+//! frames they keep their arrival order). No later row can sort before a released one (it
+//! would be late), so the result equals the same query run as a batch, whatever the arrival
+//! order within the watermark delay; the cost is latency of one watermark delay. With
+//! [`OverOrder::Arrival`] (`WITH (emit = 'on_arrival')`) a row is scored as it arrives
+//! against the rows of its key that arrived before it; an event older than its key's newest
+//! is treated as if it happened at the newest time. That equals the batch query only when a
+//! key's events arrive in event-time order.
 //!
 //! Frames are **exact**. Each key keeps the `(time, argument values)` of the events its
-//! frames may still need, in arrival order, and each function a `[lo, hi)` range over them
+//! frames may still need, in scoring order, and each function a `[lo, hi)` range over them
 //! with running count, sum and sum of squares (`min`/`max`: a monotonic queue). An event
 //! enters and leaves each frame once, so the cost per event is constant on average; memory
 //! is the events inside the widest bounded frame (16 bytes per event and argument, plus the
-//! key). `UNBOUNDED PRECEDING` frames keep running totals only. `ewma`/`ewm_zscore` keep three
-//! numbers per key and no events.
-//!
-//! Events are taken in arrival order per key. When a key's events arrive in event-time
-//! order (one Kafka partition per key, or an ordered file) the result equals the batch
-//! query's. An event older than its key's newest is treated as if it happened at the newest
-//! time: it is scored against that frame and enters the baseline there. Late events (below
-//! the watermark) never get here.
+//! key) plus, in event-time order, the rows not yet passed by the watermark. `UNBOUNDED
+//! PRECEDING` frames keep running totals only. `ewma`/`ewm_zscore` keep three numbers per
+//! key and no events. Late events (below the watermark) never get here.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BinaryArray, Float64Array, Float64Builder, Int64Array, StringArray,
-    UInt64Array,
+    Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, Float64Builder, Int64Array,
+    StringArray, UInt32Array, UInt64Array,
 };
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -112,6 +117,35 @@ pub struct OverFunction {
     pub half_life_ns: i64,
 }
 
+/// When a row is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OverOrder {
+    /// Once the watermark passes it, in event-time order: equals the batch query.
+    #[default]
+    EventTime,
+    /// As it arrives, against the rows of its key that arrived before it.
+    Arrival,
+}
+
+impl OverOrder {
+    /// The `emit` option's value for this order.
+    pub fn as_option(self) -> &'static str {
+        match self {
+            OverOrder::EventTime => "on_watermark",
+            OverOrder::Arrival => "on_arrival",
+        }
+    }
+
+    /// The order an `emit` option's value names.
+    pub fn from_option(value: &str) -> Option<Self> {
+        match value.trim().to_lowercase().as_str() {
+            "on_watermark" => Some(OverOrder::EventTime),
+            "on_arrival" => Some(OverOrder::Arrival),
+            _ => None,
+        }
+    }
+}
+
 /// The streaming window stage of a view: input rows in, the same rows plus one column per
 /// function out (the schema DataFusion's window operator has).
 #[derive(Debug, Clone)]
@@ -121,6 +155,8 @@ pub struct OverSpec {
     pub order_by: Arc<dyn PhysicalExpr>,
     pub functions: Vec<OverFunction>,
     pub output_schema: SchemaRef,
+    /// When rows are scored.
+    pub order: OverOrder,
 }
 
 /// Running aggregates of one function over one key's frame `[lo, hi)` (sequence numbers).
@@ -179,6 +215,9 @@ impl KeyState {
     }
 }
 
+/// How many checkpoint batches [`OverState::export`] writes.
+pub const OVER_STATE_BATCHES: usize = 3;
+
 /// The incremental state of an [`OverSpec`].
 pub struct OverState {
     spec: OverSpec,
@@ -188,6 +227,11 @@ pub struct OverState {
     converter: RowConverter,
     index: HashMap<Vec<u8>, usize>,
     keys: Vec<(Vec<u8>, KeyState)>,
+    input_schema: SchemaRef,
+    /// Event-time order: rows the watermark has not passed yet, in arrival order.
+    pending: Vec<RecordBatch>,
+    /// The smallest event time in `pending` (`i64::MAX` when empty).
+    pending_min: i64,
 }
 
 impl std::fmt::Debug for OverState {
@@ -230,6 +274,9 @@ impl OverState {
             converter,
             index: HashMap::new(),
             keys: Vec::new(),
+            input_schema: Arc::new(input_schema.clone()),
+            pending: Vec::new(),
+            pending_min: i64::MAX,
         })
     }
 
@@ -243,6 +290,11 @@ impl OverState {
         self.keys.iter().map(|(_, k)| k.times.len()).sum()
     }
 
+    /// Rows waiting for the watermark (event-time order).
+    pub fn pending(&self) -> usize {
+        self.pending.iter().map(|b| b.num_rows()).sum()
+    }
+
     /// Approximate bytes.
     pub fn bytes(&self) -> usize {
         self.keys
@@ -250,11 +302,103 @@ impl OverState {
             .map(|(key, k)| {
                 key.len() + k.times.len() * (8 + 16 * k.values.len()) + k.fns.len() * 96
             })
-            .sum()
+            .sum::<usize>()
+            + self
+                .pending
+                .iter()
+                .map(|b| b.get_array_memory_size())
+                .sum::<usize>()
+    }
+
+    /// Takes the rows of `input` and returns the rows scored now, with the window columns
+    /// added: every row of `input` as it arrived ([`OverOrder::Arrival`]), or every row the
+    /// watermark `wm` has passed, in event-time order ([`OverOrder::EventTime`]).
+    pub fn process(&mut self, input: &[RecordBatch], wm: i64) -> Result<Vec<RecordBatch>> {
+        let input = input.iter().filter(|b| b.num_rows() > 0);
+        if self.spec.order == OverOrder::Arrival {
+            return input.map(|b| self.score(b, false)).collect();
+        }
+        for b in input {
+            let times = self.spec.order_by.evaluate(b)?.into_array(b.num_rows())?;
+            let times = timestamps_ns(&times)?;
+            // Rows without an event time are scored at once (their windows are null).
+            let min = (0..times.len())
+                .map(|i| {
+                    if times.is_null(i) {
+                        i64::MIN
+                    } else {
+                        times.value(i)
+                    }
+                })
+                .min()
+                .unwrap_or(i64::MAX);
+            self.pending_min = self.pending_min.min(min);
+            self.pending.push(b.clone());
+        }
+        match self.release(wm)? {
+            Some(ready) => Ok(vec![self.score(&ready, true)?]),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Removes the pending rows below `wm` (all of them at `i64::MAX`, the end of a bounded
+    /// input) and returns them sorted by (event time, key), stable: a key's peers are
+    /// adjacent and keep their arrival order.
+    fn release(&mut self, wm: i64) -> Result<Option<RecordBatch>> {
+        if self.pending.is_empty() || (self.pending_min >= wm && wm != i64::MAX) {
+            return Ok(None);
+        }
+        let all = concat_batches(&self.input_schema, &self.pending)?;
+        self.pending.clear();
+        self.pending_min = i64::MAX;
+        let n = all.num_rows();
+        let times = self.spec.order_by.evaluate(&all)?.into_array(n)?;
+        let times = timestamps_ns(&times)?;
+        let time = |i: usize| {
+            if times.is_null(i) {
+                i64::MIN
+            } else {
+                times.value(i)
+            }
+        };
+        let ready_at = |i: usize| wm == i64::MAX || time(i) < wm;
+        let partition: Vec<ArrayRef> = self
+            .spec
+            .partition_by
+            .iter()
+            .map(|e| e.evaluate(&all).and_then(|v| v.into_array(n)))
+            .collect::<datafusion::error::Result<_>>()?;
+        let keys = (!partition.is_empty())
+            .then(|| self.converter.convert_columns(&partition))
+            .transpose()?;
+        let mut ready: Vec<u32> = (0..n as u32).filter(|&i| ready_at(i as usize)).collect();
+        ready.sort_by(|&a, &b| {
+            let (a, b) = (a as usize, b as usize);
+            time(a).cmp(&time(b)).then_with(|| match &keys {
+                Some(k) => k.row(a).cmp(&k.row(b)),
+                None => std::cmp::Ordering::Equal,
+            })
+        });
+        if ready.len() < n {
+            let keep = BooleanArray::from((0..n).map(|i| !ready_at(i)).collect::<Vec<_>>());
+            let rest = filter_record_batch(&all, &keep)?;
+            self.pending_min = (0..n)
+                .filter(|&i| !ready_at(i))
+                .map(time)
+                .min()
+                .unwrap_or(i64::MAX);
+            self.pending.push(rest);
+        }
+        if ready.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(take_record_batch(&all, &UInt32Array::from(ready))?))
     }
 
     /// Scores the rows of `batch`, in order, and returns it with the window columns added.
-    pub fn process(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
+    /// With `peers`, adjacent rows of one key with equal times enter the frames together
+    /// (the caller sorted them by time and key).
+    fn score(&mut self, batch: &RecordBatch, peers: bool) -> Result<RecordBatch> {
         let n = batch.num_rows();
         let partition: Vec<ArrayRef> = self
             .spec
@@ -285,17 +429,24 @@ impl OverState {
                 }
             })
             .collect::<Result<_>>()?;
+        let value = |slot: usize, i: usize| match &args[slot] {
+            None => Some(1.0),
+            Some(a) => a.is_valid(i).then(|| a.value(i)),
+        };
+        let key_of = |i: usize| -> &[u8] {
+            match &rows {
+                Some(rows) => rows.row(i).data(),
+                None => &[],
+            }
+        };
         let funcs = self.spec.functions.len();
         let mut out: Vec<Float64Builder> = (0..funcs)
             .map(|_| Float64Builder::with_capacity(n))
             .collect();
         let slots = self.slot_exprs.len();
-        let mut values: Vec<Option<f64>> = Vec::with_capacity(args.len());
-        for i in 0..n {
-            let key: &[u8] = match &rows {
-                Some(rows) => rows.row(i).data(),
-                None => &[],
-            };
+        let mut i = 0;
+        while i < n {
+            let key = key_of(i);
             let k = match self.index.get(key) {
                 Some(&k) => k,
                 None => {
@@ -309,33 +460,47 @@ impl OverState {
                 for b in &mut out {
                     b.append_null();
                 }
+                i += 1;
                 continue;
+            }
+            // The run of rows scored together: this row and, with `peers`, the following
+            // rows of the same key and time.
+            let mut end = i + 1;
+            if peers {
+                while end < n
+                    && times.is_valid(end)
+                    && times.value(end) == times.value(i)
+                    && key_of(end) == key
+                {
+                    end += 1;
+                }
             }
             let t = times.value(i).max(ks.last_t);
             ks.last_t = t;
-            values.clear();
-            values.extend(args.iter().map(|a| match a {
-                None => Some(1.0),
-                Some(a) => a.is_valid(i).then(|| a.value(i)),
-            }));
-            // The event joins the retained events first; frames ending at CURRENT ROW
-            // include it, frames ending before it do not reach it.
-            ks.times.push_back(t);
-            for (s, v) in values.iter().enumerate() {
-                ks.values[s].push_back(*v);
+            // The run joins the retained events first; frames ending at CURRENT ROW
+            // include it (RANGE: all of it), frames ending before it do not reach it.
+            let first = ks.end();
+            for r in i..end {
+                ks.times.push_back(t);
+                for s in 0..slots {
+                    ks.values[s].push_back(value(s, r));
+                }
             }
-            let cur = ks.end() - 1;
-            for (j, func) in self.spec.functions.iter().enumerate() {
-                let slot = self.slot_of[j];
-                let value = if func.kind.is_ewm() {
-                    ewm_step(&mut ks.fns[j], func, t, values[slot])
-                } else {
-                    advance(ks, j, slot, func, t, cur);
-                    evaluate(ks, j, slot, func.kind)
-                };
-                out[j].append_option(value);
+            for r in i..end {
+                let cur = first + (r - i) as u64;
+                for (j, func) in self.spec.functions.iter().enumerate() {
+                    let slot = self.slot_of[j];
+                    let result = if func.kind.is_ewm() {
+                        ewm_step(&mut ks.fns[j], func, t, value(slot, r))
+                    } else {
+                        advance(ks, j, slot, func, t, cur);
+                        evaluate(ks, j, slot, func.kind)
+                    };
+                    out[j].append_option(result);
+                }
             }
             evict(ks, &self.spec.functions);
+            i = end;
         }
         let mut columns = batch.columns().to_vec();
         let schema = &self.spec.output_schema;
@@ -347,8 +512,8 @@ impl OverState {
         Ok(RecordBatch::try_new(schema.clone(), columns)?)
     }
 
-    /// The state as two batches: keys (with each function's running aggregates) and the
-    /// retained events, key by key.
+    /// The state as three batches: keys (with each function's running aggregates), the
+    /// retained events, key by key, and the rows waiting for the watermark.
     pub fn export(&self) -> Result<Vec<RecordBatch>> {
         let mut key_bytes = Vec::new();
         let mut last_t = Vec::new();
@@ -385,16 +550,29 @@ impl OverState {
             columns.push(Arc::new(Float64Array::from(v)));
         }
         let events = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-        Ok(vec![keys, events])
+        let pending = concat_batches(&self.input_schema, &self.pending)?;
+        Ok(vec![keys, events, pending])
     }
 
     /// Replaces the state with an exported one.
     pub fn import(&mut self, batches: &[RecordBatch]) -> Result<()> {
         self.index.clear();
         self.keys.clear();
-        let (Some(keys), Some(events)) = (batches.first(), batches.get(1)) else {
+        self.pending.clear();
+        self.pending_min = i64::MAX;
+        let (Some(keys), Some(events), Some(pending)) =
+            (batches.first(), batches.get(1), batches.get(2))
+        else {
             return Err(EngineError::Checkpoint("OVER state is incomplete".into()));
         };
+        if pending.num_rows() > 0 {
+            // Checkpoint files store every field nullable: back under the input's schema.
+            let pending =
+                RecordBatch::try_new(self.input_schema.clone(), pending.columns().to_vec())
+                    .map_err(|e| EngineError::Checkpoint(format!("OVER pending rows: {e}")))?;
+            let restored = self.process(&[pending], i64::MIN)?;
+            debug_assert!(restored.is_empty());
+        }
         let col = |b: &RecordBatch, name: &str| -> Result<ArrayRef> {
             b.column_by_name(name)
                 .cloned()
@@ -649,6 +827,10 @@ mod tests {
     use datafusion::physical_expr::expressions::Column;
 
     fn spec(functions: Vec<(OverKind, Frame)>) -> (OverSpec, Schema) {
+        spec_in(functions, OverOrder::Arrival)
+    }
+
+    fn spec_in(functions: Vec<(OverKind, Frame)>, order: OverOrder) -> (OverSpec, Schema) {
         let input = Schema::new(vec![
             Field::new("k", DataType::Utf8, false),
             Field::new("t", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
@@ -672,6 +854,7 @@ mod tests {
                 })
                 .collect(),
             output_schema: Arc::new(Schema::new(fields)),
+            order,
         };
         (spec, input)
     }
@@ -693,6 +876,13 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    /// Scores `b` in arrival order.
+    fn arrive(state: &mut OverState, b: RecordBatch) -> RecordBatch {
+        let mut out = state.process(&[b], i64::MIN).unwrap();
+        assert_eq!(out.len(), 1);
+        out.remove(0)
     }
 
     fn column(b: &RecordBatch, i: usize) -> Vec<Option<f64>> {
@@ -782,7 +972,7 @@ mod tests {
                     state = OverState::new(spec.clone(), &input).unwrap();
                     state.import(&exported).unwrap();
                 }
-                let out = state.process(&batch(&input, chunk)).unwrap();
+                let out = arrive(&mut state, batch(&input, chunk));
                 for (j, g) in got.iter_mut().enumerate() {
                     g.extend(column(&out, 3 + j));
                 }
@@ -822,13 +1012,212 @@ mod tests {
         }
     }
 
+    /// Out-of-order input within the watermark delay, scored once the watermark passes:
+    /// every function and frame kind equals the frame computed by brute force over each
+    /// key's rows in event-time order (peers in arrival order), across a checkpoint round
+    /// trip with rows still pending; ewm equals the in-order run.
+    #[test]
+    fn event_time_order_equals_the_batch_frames_for_any_arrival_order() {
+        const DELAY: i64 = 40;
+        // Pairs of rows share key and time (peers); times grow by 5 per pair.
+        let mut rows: Vec<(String, i64, Option<f64>)> = (0..300i64)
+            .map(|i| {
+                let key = format!("k{}", (i / 2) % 3);
+                let x = (i % 7 != 0).then(|| ((i * 37) % 101) as f64 + i as f64 / 1000.0);
+                (key, (i / 2) * 5, x)
+            })
+            .collect();
+        // Arrival order: event time plus a jitter below the watermark delay.
+        let mut seed = 42u64;
+        let mut jitter = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) % DELAY as u64) as i64
+        };
+        let mut arrival: Vec<(i64, usize)> =
+            (0..rows.len()).map(|i| (rows[i].1 + jitter(), i)).collect();
+        arrival.sort();
+        let arrived: Vec<(String, i64, Option<f64>)> =
+            arrival.iter().map(|&(_, i)| rows[i].clone()).collect();
+        assert!(
+            arrived.windows(2).any(|w| w[0].1 > w[1].1),
+            "the input is out of order"
+        );
+        // The reference order: per key by time, peers in arrival order.
+        let mut ordered = arrived.clone();
+        ordered.sort_by(|a, b| a.1.cmp(&b.1));
+        rows.clone_from(&ordered);
+
+        let frames = [
+            RANGE_BEFORE,
+            Frame {
+                units: Units::Range,
+                start: Bound::Preceding(30),
+                end: Bound::Preceding(0),
+            },
+            Frame {
+                units: Units::Rows,
+                start: Bound::Preceding(3),
+                end: Bound::Preceding(0),
+            },
+            Frame {
+                units: Units::Rows,
+                start: Bound::Preceding(4),
+                end: Bound::Preceding(1),
+            },
+            Frame {
+                units: Units::Range,
+                start: Bound::Unbounded,
+                end: Bound::Preceding(0),
+            },
+        ];
+        let kinds = [
+            OverKind::Count,
+            OverKind::Sum,
+            OverKind::Avg,
+            OverKind::Min,
+            OverKind::Max,
+            OverKind::VarSamp,
+            OverKind::VarPop,
+            OverKind::StddevSamp,
+            OverKind::StddevPop,
+            OverKind::Ewma,
+            OverKind::EwmZscore,
+        ];
+        for frame in frames {
+            let functions: Vec<(OverKind, Frame)> = kinds.iter().map(|k| (*k, frame)).collect();
+            let (spec, input) = spec_in(functions.clone(), OverOrder::EventTime);
+            let mut state = OverState::new(spec.clone(), &input).unwrap();
+            let mut out = Vec::new();
+            let mut max_t = i64::MIN;
+            for (c, chunk) in arrived.chunks(13).enumerate() {
+                if c == 7 {
+                    assert!(state.pending() > 0, "rows wait for the watermark");
+                    let exported = state.export().unwrap();
+                    state = OverState::new(spec.clone(), &input).unwrap();
+                    state.import(&exported).unwrap();
+                }
+                let chunk: Vec<(&str, i64, Option<f64>)> =
+                    chunk.iter().map(|r| (r.0.as_str(), r.1, r.2)).collect();
+                max_t = max_t.max(chunk.iter().map(|r| r.1).max().unwrap());
+                out.extend(
+                    state
+                        .process(&[batch(&input, &chunk)], max_t - DELAY)
+                        .unwrap(),
+                );
+            }
+            out.extend(state.process(&[], i64::MAX).unwrap());
+            assert_eq!(state.pending(), 0);
+            // Every row once, in event-time order.
+            let got: Vec<RecordBatch> = out;
+            let total: usize = got.iter().map(|b| b.num_rows()).sum();
+            assert_eq!(total, rows.len());
+            let mut scored: Vec<(String, i64, Option<f64>, Vec<Option<f64>>)> = Vec::new();
+            for b in &got {
+                let k = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+                let t = timestamps_ns(b.column(1)).unwrap();
+                let x = column(b, 2);
+                let cols: Vec<Vec<Option<f64>>> =
+                    (0..kinds.len()).map(|j| column(b, 3 + j)).collect();
+                for r in 0..b.num_rows() {
+                    scored.push((
+                        k.value(r).to_string(),
+                        t.value(r),
+                        x[r],
+                        cols.iter().map(|c| c[r]).collect(),
+                    ));
+                }
+            }
+            assert!(
+                scored.windows(2).all(|w| w[0].1 <= w[1].1),
+                "{frame:?}: released in event-time order"
+            );
+            // The in-order reference for ewm: arrival order over the sorted rows.
+            let (ewm_spec, _) = spec_in(functions.clone(), OverOrder::Arrival);
+            let mut in_order = OverState::new(ewm_spec, &input).unwrap();
+            let sorted: Vec<(&str, i64, Option<f64>)> =
+                rows.iter().map(|r| (r.0.as_str(), r.1, r.2)).collect();
+            let reference = arrive(&mut in_order, batch(&input, &sorted));
+            let ewm: Vec<Vec<Option<f64>>> = (9..11).map(|j| column(&reference, 3 + j)).collect();
+            for (k, t, x, values) in &scored {
+                let i = rows
+                    .iter()
+                    .position(|r| {
+                        &r.0 == k && r.1 == *t && r.2.map(f64::to_bits) == x.map(f64::to_bits)
+                    })
+                    .unwrap();
+                let vals = brute_peers(&rows, i, frame);
+                let n = vals.len() as f64;
+                let sum: f64 = vals.iter().sum();
+                let var = |ddof: f64| {
+                    (n > ddof).then(|| {
+                        let m = sum / n;
+                        vals.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (n - ddof)
+                    })
+                };
+                let expect = [
+                    Some(n),
+                    (n > 0.0).then_some(sum),
+                    (n > 0.0).then(|| sum / n),
+                    vals.iter().copied().reduce(f64::min),
+                    vals.iter().copied().reduce(f64::max),
+                    var(1.0),
+                    var(0.0),
+                    var(1.0).map(f64::sqrt),
+                    var(0.0).map(f64::sqrt),
+                    ewm[0][i],
+                    ewm[1][i],
+                ];
+                for (j, e) in expect.iter().enumerate() {
+                    match (e, values[j]) {
+                        (Some(e), Some(g)) => assert!(
+                            (e - g).abs() < 1e-6 * e.abs().max(1.0),
+                            "{frame:?} {:?} {k}@{t}: {e} vs {g}",
+                            kinds[j]
+                        ),
+                        (None, None) => {}
+                        (e, g) => panic!("{frame:?} {:?} {k}@{t}: {e:?} vs {g:?}", kinds[j]),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The frame of row `i` of `rows` (sorted by time; peers in their order) as SQL defines
+    /// it: RANGE frames include every peer of the row, ROWS frames count positions.
+    fn brute_peers(rows: &[(String, i64, Option<f64>)], i: usize, frame: Frame) -> Vec<f64> {
+        let (k, t) = (&rows[i].0, rows[i].1);
+        let same: Vec<(usize, &(String, i64, Option<f64>))> =
+            rows.iter().enumerate().filter(|(_, r)| &r.0 == k).collect();
+        let pos = same.iter().position(|(j, _)| *j == i).unwrap() as i64;
+        same.iter()
+            .enumerate()
+            .filter(|(p, (_, r))| {
+                let p = *p as i64;
+                let within_start = match (frame.units, frame.start) {
+                    (_, Bound::Unbounded) => true,
+                    (Units::Rows, Bound::Preceding(n)) => p >= pos - n,
+                    (Units::Range, Bound::Preceding(d)) => r.1 >= t - d,
+                };
+                let within_end = match (frame.units, frame.end) {
+                    (_, Bound::Unbounded) => true,
+                    (Units::Rows, Bound::Preceding(n)) => p <= pos - n,
+                    (Units::Range, Bound::Preceding(d)) => r.1 <= t - d,
+                };
+                within_start && within_end
+            })
+            .filter_map(|(_, (_, r))| r.2)
+            .collect()
+    }
+
     #[test]
     fn bounded_frames_forget_old_events() {
         let (spec, input) = spec(vec![(OverKind::Avg, RANGE_BEFORE)]);
         let mut state = OverState::new(spec, &input).unwrap();
         let rows: Vec<(&str, i64, Option<f64>)> =
             (0..1000).map(|i| ("a", i as i64, Some(1.0))).collect();
-        state.process(&batch(&input, &rows)).unwrap();
+        arrive(&mut state, batch(&input, &rows));
         assert!(state.retained() <= 12, "{}", state.retained());
     }
 
@@ -841,7 +1230,7 @@ mod tests {
             .map(|i| ("a", i as i64, Some(10.0 + (i % 5) as f64 * 0.1)))
             .collect();
         rows.push(("a", 100, Some(50.0)));
-        let out = state.process(&batch(&input, &rows)).unwrap();
+        let out = arrive(&mut state, batch(&input, &rows));
         let mean = column(&out, 3);
         let z = column(&out, 4);
         assert_eq!(mean[0], None);

@@ -33,7 +33,7 @@ use crate::checkpoint::{
 use crate::error::{EngineError, Result};
 use crate::sink::{RestoredSink, SinkRuntime};
 use crate::source::{Poll, SourceBatch, SourceFactory, SourceRegistry, SourceSpec, SourceStatus};
-use crate::system::{DeadLetterRow, LateEventRow, SourceStats, SystemLog};
+use crate::system::{bounded_raw, DeadLetterRow, LateEventRow, SourceStats, SystemLog};
 use crate::view::ViewRuntime;
 use crate::watermark::WatermarkTracker;
 
@@ -47,6 +47,9 @@ pub struct WatermarkDecl {
     pub column: usize,
     /// Declared delay in nanoseconds.
     pub delay_ns: i64,
+    /// Events dated more than this far (ns) past the wall clock are dead letters instead of
+    /// moving the watermark (`max_future`; `None`: no guard).
+    pub max_future_ns: Option<i64>,
 }
 
 /// A view attached to a pipeline.
@@ -1112,6 +1115,7 @@ impl Checkpointer {
             Ok(Err(e)) => {
                 tracing::error!(source, error = %e, "checkpoint failed; retrying at the next interval");
                 stats.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
+                *stats.checkpoint_error.lock() = Some(e.to_string());
                 self.dirty = true;
             }
             Err(()) => {
@@ -1310,9 +1314,12 @@ impl Processor {
         self.stats.caught_up.store(true, Ordering::Release);
     }
 
-    fn record_dead_letters(&mut self, rows: Vec<DeadLetterRow>) {
+    fn record_dead_letters(&mut self, mut rows: Vec<DeadLetterRow>) {
         if !self.primary.load(Ordering::Acquire) {
             return;
+        }
+        for r in &mut rows {
+            r.raw = bounded_raw(std::mem::take(&mut r.raw));
         }
         if let Some(ck) = self.checkpointer.as_mut() {
             ck.pending_log
@@ -1326,9 +1333,12 @@ impl Processor {
         self.system.add_dead_letters(rows);
     }
 
-    fn record_late_events(&mut self, rows: Vec<LateEventRow>) {
+    fn record_late_events(&mut self, mut rows: Vec<LateEventRow>) {
         if !self.primary.load(Ordering::Acquire) {
             return;
+        }
+        for r in &mut rows {
+            r.raw = r.raw.take().map(bounded_raw);
         }
         if let Some(ck) = self.checkpointer.as_mut() {
             ck.pending_log.extend(rows.iter().map(|r| LogRecord::Late {
@@ -1376,17 +1386,28 @@ impl Processor {
         if b.holding_splits.is_some() {
             self.tracker.set_holding(b.holding_splits.clone());
         }
-        let late = self.tracker.observe(times.iter(), b.origins.splits());
+        // One event dated far in the future would move the watermark past every valid
+        // event that follows: such events are dead letters and never observed.
+        let limit = decl
+            .max_future_ns
+            .map(|f| (now.timestamp_nanos_opt().unwrap_or(i64::MAX)).saturating_add(f));
+        let future = |i: usize| limit.is_some_and(|l| times.is_valid(i) && times.value(i) > l);
+        let observed = (0..n).map(|i| {
+            (!future(i))
+                .then(|| times.is_valid(i).then(|| times.value(i)))
+                .flatten()
+        });
+        let late = self.tracker.observe(observed, b.origins.splits());
         let mut keep = Vec::with_capacity(n);
         let mut dead = Vec::new();
         let mut late_rows = Vec::new();
         for (i, missed) in late.iter().enumerate() {
-            if times.is_null(i) {
+            if times.is_null(i) || future(i) {
                 dead.push(i);
             } else if let Some(wm) = missed {
                 late_rows.push((i, *wm));
             }
-            keep.push(times.is_valid(i) && missed.is_none());
+            keep.push(times.is_valid(i) && missed.is_none() && !future(i));
         }
         if !dead.is_empty() {
             self.stats
@@ -1399,18 +1420,30 @@ impl Processor {
                     source: self.source.clone(),
                     location: b.origins.location(&self.source, i),
                     raw: b.origins.raw(i).unwrap_or_default(),
-                    error: format!("event time column \"{column}\" is null or missing"),
+                    error: if times.is_null(i) {
+                        format!("event time column \"{column}\" is null or missing")
+                    } else {
+                        format!(
+                            "event time {} of column \"{column}\" is more than max_future ({} s) ahead of the clock; it would make every later event late",
+                            chrono::DateTime::from_timestamp_nanos(times.value(i)).to_rfc3339(),
+                            decl.max_future_ns.unwrap_or(0) / 1_000_000_000
+                        )
+                    },
                     received_at: now,
                 })
                 .collect();
             self.record_dead_letters(rows);
         }
-        // Source sinks get every event with an event time, late ones included.
+        // Source sinks get every event with an event time, late ones included (dead
+        // letters are not events).
         if dead.is_empty() {
             self.push_to_sinks(None, std::slice::from_ref(&b.batch));
         } else if self.has_sinks(None) {
-            let valid =
-                BooleanArray::from((0..n).map(|i| Some(times.is_valid(i))).collect::<Vec<_>>());
+            let valid = BooleanArray::from(
+                (0..n)
+                    .map(|i| Some(times.is_valid(i) && !future(i)))
+                    .collect::<Vec<_>>(),
+            );
             self.push_to_sinks(None, &[filter_record_batch(&b.batch, &valid)?]);
         }
         if !late_rows.is_empty() {

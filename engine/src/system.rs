@@ -11,7 +11,34 @@ use crate::source::SplitProgress;
 use std::time::Duration;
 
 /// Most rows kept per system log; older rows are dropped (and counted) beyond this.
-pub const SYSTEM_LOG_CAPACITY: usize = 1_000_000;
+pub const SYSTEM_LOG_CAPACITY: usize = 100_000;
+
+/// Most bytes of a message's raw text kept in `weir.dead_letters` and `weir.late_events`
+/// (and their checkpoints): with [`SYSTEM_LOG_CAPACITY`] rows, at most about 100 MB.
+pub const MAX_RAW_BYTES: usize = 1024;
+
+/// `raw` cut to [`MAX_RAW_BYTES`] (at a character boundary), with its full length and an
+/// FNV-1a 64 hash of it appended, so a 50 MB garbage line costs 1 KiB and can still be
+/// told apart and found in the source.
+pub fn bounded_raw(raw: String) -> String {
+    if raw.len() <= MAX_RAW_BYTES {
+        return raw;
+    }
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for b in raw.as_bytes() {
+        hash ^= *b as u64;
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    let mut cut = MAX_RAW_BYTES;
+    while !raw.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}… [truncated: {} bytes in all, fnv1a64 {hash:016x}]",
+        &raw[..cut],
+        raw.len()
+    )
+}
 
 /// Upper bounds (µs) of [`LatencyHistogram`]'s buckets.
 pub const LATENCY_BUCKETS_US: [u64; 12] = [
@@ -87,6 +114,8 @@ pub struct SourceStats {
     pub checkpoint_at_ms: AtomicI64,
     /// Checkpoints that failed to write.
     pub checkpoint_failures: AtomicU64,
+    /// The error of the last checkpoint, while checkpoints fail (cleared by a success).
+    pub checkpoint_error: Mutex<Option<String>>,
     /// How long the processing stopped to capture the last checkpoint's state (µs); the
     /// write happens meanwhile on the checkpoint thread.
     pub checkpoint_capture_micros: AtomicU64,
@@ -112,6 +141,7 @@ impl Default for SourceStats {
             checkpoint_micros: AtomicU64::new(0),
             checkpoint_at_ms: AtomicI64::new(0),
             checkpoint_failures: AtomicU64::new(0),
+            checkpoint_error: Mutex::new(None),
             checkpoint_capture_micros: AtomicU64::new(0),
             batch_latency: LatencyHistogram::default(),
         }
@@ -147,6 +177,7 @@ impl SourceStats {
             .store(took.as_micros() as u64, Ordering::Relaxed);
         self.checkpoint_at_ms
             .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+        *self.checkpoint_error.lock() = None;
     }
 
     /// Whether the source cannot make progress now (failed, or its service unreachable).
@@ -225,6 +256,25 @@ impl SystemLog {
     /// All late events.
     pub fn late_events(&self) -> Vec<LateEventRow> {
         self.late_events.lock().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_text_is_bounded_with_length_and_hash() {
+        assert_eq!(bounded_raw("short".into()), "short");
+        let long = "é".repeat(3_000_000);
+        let a = bounded_raw(long.clone());
+        assert!(a.len() < MAX_RAW_BYTES + 100, "{}", a.len());
+        assert!(a.contains("6000000 bytes in all"), "{a}");
+        let mut other = long;
+        other.push('x');
+        let b = bounded_raw(other);
+        let hash = |s: &str| s.rsplit("fnv1a64 ").next().unwrap().to_string();
+        assert_ne!(hash(&a), hash(&b), "{a} / {b}");
     }
 }
 

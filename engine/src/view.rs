@@ -19,7 +19,7 @@ use crate::alert::{AlertRecord, AlertSpec, AlertStage};
 use crate::checkpoint::{RestoredView, ViewSnapshot};
 use crate::error::Result;
 use crate::feed::Feed;
-use crate::over::{OverSpec, OverState};
+use crate::over::{OverSpec, OverState, OVER_STATE_BATCHES};
 use crate::state::RowStore;
 
 /// When a view's rows become visible.
@@ -245,7 +245,7 @@ impl ViewRuntime {
         let mut extra = restored.extra.as_slice();
         if let Some(over) = inner.over.as_mut() {
             over.import(extra)?;
-            extra = extra.get(2..).unwrap_or_default();
+            extra = extra.get(OVER_STATE_BATCHES..).unwrap_or_default();
         }
         if let (Some(alert), Some(state)) = (inner.alert.as_mut(), extra.first()) {
             alert.import(state)?;
@@ -294,11 +294,7 @@ impl ViewRuntime {
         let emitted = match inner.aggregate.as_mut() {
             None if inner.over.is_some() => {
                 let over = inner.over.as_mut().expect("over");
-                let windowed = pre
-                    .iter()
-                    .filter(|b| b.num_rows() > 0)
-                    .map(|b| over.process(b))
-                    .collect::<Result<Vec<_>>>()?;
+                let windowed = over.process(&pre, wm)?;
                 inner.version += 1;
                 self.post(windowed)?
             }

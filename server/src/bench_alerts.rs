@@ -70,6 +70,9 @@ pub struct AlertBenchOptions {
     pub outlier_rate: f64,
     /// The source's `kafka.fetch.wait.max.ms` (how long the broker may hold a fetch).
     pub fetch_wait_ms: u64,
+    /// The rule's `emit` option: `on_watermark` (exact, one watermark delay later) or
+    /// `on_arrival`.
+    pub emit: String,
 }
 
 /// Runs `options.seconds` of `options.rate` events/s through a rule in `dir`.
@@ -114,7 +117,8 @@ pub async fn run(dir: &std::path::Path, options: &AlertBenchOptions) -> Result<A
                     options.fetch_wait_ms
                 )
             ),
-            crate::demo::outlier_alert("metric_outlier", "events", "0 seconds"),
+            crate::demo::outlier_alert("metric_outlier", "events", "0 seconds")
+                .replacen("cooldown = '0 seconds'", &format!("cooldown = '0 seconds', emit = '{}'", options.emit.replace('\'', "")), 1),
         ),
     )
     .await?;

@@ -28,6 +28,14 @@ pub struct Config {
     pub checkpoint_interval: String,
     /// Discard checkpoints an incompatible build wrote and rebuild state from the sources.
     pub rebuild_state: bool,
+    /// Open pgwire connections at most; more are refused with SQLSTATE 53300 (default 100).
+    pub max_connections: usize,
+    /// Memory ad-hoc queries may use together, in MiB (default 2048); past it they spill
+    /// or fail with SQLSTATE 53200, and the views keep running.
+    pub query_memory_mb: usize,
+    /// Directories file sources may read (default: the data dir, `./import` and the
+    /// system's temporary directory).
+    pub file_dirs: Option<Vec<PathBuf>>,
 }
 
 impl Default for Config {
@@ -41,6 +49,9 @@ impl Default for Config {
             log_format: "text".into(),
             checkpoint_interval: "1s".into(),
             rebuild_state: false,
+            max_connections: 100,
+            query_memory_mb: 2048,
+            file_dirs: None,
         }
     }
 }
@@ -80,7 +91,32 @@ impl Config {
             .try_into()
             .map_err(|e: toml::de::Error| ServerError::Config(e.to_string()))?;
         config.checkpoint_interval()?;
+        if !matches!(config.log_format.as_str(), "text" | "json") {
+            return Err(ServerError::Config(format!(
+                "log_format: '{}' is not a log format; use 'text' or 'json'",
+                config.log_format
+            )));
+        }
+        if !(16..=1 << 30).contains(&config.query_memory_mb) {
+            return Err(ServerError::Config(format!(
+                "query_memory_mb: {} is out of range; use at least 16",
+                config.query_memory_mb
+            )));
+        }
+        if !(1..=100_000).contains(&config.max_connections) {
+            return Err(ServerError::Config(format!(
+                "max_connections: {} is out of range; use 1 to 100000",
+                config.max_connections
+            )));
+        }
         Ok(config)
+    }
+
+    /// The directories file sources may read.
+    pub fn file_dirs(&self) -> Vec<PathBuf> {
+        self.file_dirs
+            .clone()
+            .unwrap_or_else(|| weir_connectors::default_file_dirs(&self.data_dir))
     }
 
     /// `checkpoint_interval` as a duration (at least 10 ms).
@@ -137,6 +173,20 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.demo_rate, 7);
         assert_eq!(c.pg_addr.port(), 7000);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key_not_a_panic() {
+        for (key, value) in [
+            ("WEIR_LOG_FORMAT", "xml"),
+            ("WEIR_MAX_CONNECTIONS", "0"),
+            ("WEIR_CHECKPOINT_INTERVAL", "99999999999999999999s"),
+        ] {
+            let env = vec![(key.to_string(), value.to_string())];
+            let e = Config::load(None, env).unwrap_err().to_string();
+            let name = key.trim_start_matches("WEIR_").to_lowercase();
+            assert!(e.contains(&name), "{key}={value}: {e}");
+        }
     }
 
     #[test]

@@ -1,10 +1,6 @@
 //! `--demo`: the seed's source and views over generated events, created if missing. The
 //! seed's DDL lives here once, for the demo, the benchmark and the tests.
 
-use weir_sql::{Database, Session};
-
-use crate::error::Result;
-
 /// `CREATE SOURCE name (<the seed's event columns and watermark>) WITH (options)`.
 pub fn seed_source(name: &str, options: &str) -> String {
     format!("CREATE SOURCE {name} {}", seed_source_body(options))
@@ -89,11 +85,4 @@ pub fn statements(rate: u64) -> String {
         outlier_alert("metric_outlier", "events", "1 minute"),
         error_rate_alert("high_error_rate", "kpi_1m", "5 minutes"),
     )
-}
-
-/// Creates the demo objects that do not exist yet.
-pub async fn install(db: &Database, rate: u64) -> Result<()> {
-    let mut session = Session::default();
-    db.run(&mut session, &statements(rate)).await?;
-    Ok(())
 }

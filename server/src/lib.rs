@@ -26,15 +26,15 @@ pub use error::{Result, ServerError};
 pub async fn open_database(config: &Config) -> Result<Arc<Database>> {
     let mut options = DatabaseOptions::persistent(
         config.data_dir.clone(),
-        weir_connectors::register_all_in(&config.data_dir),
+        weir_connectors::register_all_with(&config.data_dir, config.file_dirs()),
     );
     options.checkpoint_interval = config.checkpoint_interval()?;
     options.rebuild_state = config.rebuild_state;
-    let db = Database::open(options).await?;
+    options.query_memory = config.query_memory_mb << 20;
     if config.demo {
-        demo::install(&db, config.demo_rate).await?;
+        options.startup_sql = Some(demo::statements(config.demo_rate));
     }
-    Ok(db)
+    Ok(Database::open(options).await?)
 }
 
 /// Runs the server until `shutdown` completes. Listeners are passed in so tests can bind
@@ -62,28 +62,12 @@ pub async fn run(
         demo = config.demo,
         "weir is ready"
     );
-    let accept = {
-        let db = db.clone();
-        let metrics = metrics.clone();
-        async move {
-            loop {
-                let (socket, peer) = match pg_listener.accept().await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                };
-                let _ = socket.set_nodelay(true);
-                let handlers = pgwire::ConnectionHandlers::new(db.clone(), metrics.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = ::pgwire::tokio::process_socket(socket, None, handlers).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-        }
-    };
+    let accept = pgwire::serve(
+        pg_listener,
+        db.clone(),
+        metrics.clone(),
+        config.max_connections,
+    );
     tokio::select! {
         _ = accept => {}
         _ = shutdown => tracing::info!("shutting down"),

@@ -179,6 +179,10 @@ enum Command {
         /// The source's kafka.fetch.wait.max.ms.
         #[arg(long, default_value_t = 50)]
         fetch_wait_ms: u64,
+        /// When the rule scores events: `on_watermark` (event-time order, exact) or
+        /// `on_arrival`.
+        #[arg(long, default_value = "on_watermark")]
+        emit: String,
         /// Directory for the data dir (default: the system temp dir).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -392,6 +396,7 @@ fn main() -> anyhow::Result<()> {
             outlier_rate,
             brokers,
             fetch_wait_ms,
+            emit,
             dir,
         }) => {
             init_logging("text", "warn");
@@ -404,8 +409,10 @@ fn main() -> anyhow::Result<()> {
                 seconds,
                 outlier_rate,
                 fetch_wait_ms,
+                emit: emit.clone(),
             };
             let r = runtime.block_on(weir_server::bench_alerts::run(&dir, &options))?;
+            println!("rule:          emit = '{emit}'");
             println!(
                 "events:        {} at {:.0} events/s (target {rate})",
                 r.events, r.produced_rate

@@ -35,6 +35,9 @@ pub struct ViewDef {
     pub query: String,
     /// The EMIT clause as written, if any.
     pub emit: Option<EmitMode>,
+    /// `WITH (…)` options, normalized (an OVER view's `emit`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
     /// The relation it reads.
     pub input: String,
 }
@@ -170,13 +173,24 @@ impl Catalog {
     /// Adds an entry and persists.
     pub fn add(&mut self, entry: CatalogEntry) -> Result<()> {
         self.entries.push(entry);
-        self.save()
+        self.save().inspect_err(|_| {
+            // Not written: not added.
+            self.entries.pop();
+        })
     }
 
     /// Removes an entry and persists.
     pub fn remove(&mut self, name: &str) -> Result<()> {
-        self.entries.retain(|e| e.name() != name);
-        self.save()
+        self.remove_all(&[name.to_string()])
+    }
+
+    /// Removes entries in one atomic write: all of them or, when the catalog cannot be
+    /// written, none.
+    pub fn remove_all(&mut self, names: &[String]) -> Result<()> {
+        let before = self.entries.clone();
+        self.entries
+            .retain(|e| !names.iter().any(|n| n == e.name()));
+        self.save().inspect_err(|_| self.entries = before)
     }
 
     fn save(&self) -> Result<()> {
@@ -292,8 +306,13 @@ impl ViewDef {
             .emit
             .map(|e| format!(" EMIT {}", e.as_sql()))
             .unwrap_or_default();
+        let with = if self.options.is_empty() {
+            String::new()
+        } else {
+            format!(" WITH ({})", options_sql(&self.options))
+        };
         format!(
-            "CREATE MATERIALIZED VIEW {} AS {}{emit}",
+            "CREATE MATERIALIZED VIEW {}{with} AS {}{emit}",
             quote_ident(&self.name),
             self.query
         )

@@ -33,9 +33,43 @@ use crate::dialect::{
 };
 use crate::error::{Result, SqlError};
 use crate::functions::{PlanCapture, RelationResolver, WindowFunction};
+use crate::over_order::{apply_emit_option, EMIT_OPTION};
 use crate::planner::{base_config, plan_stream, plan_view, StreamRelation};
 use crate::session::Session;
 use crate::system::{count, Columns, SystemTable};
+
+/// The source option that bounds how far past the wall clock an event may be dated.
+const MAX_FUTURE: &str = "max_future";
+
+/// `max_future` when a watermarked source does not set it.
+const DEFAULT_MAX_FUTURE: &str = "1 hour";
+
+/// A source's options without `max_future` (what its connector validates), and
+/// `max_future` as written.
+fn split_max_future(
+    options: &BTreeMap<String, String>,
+) -> (BTreeMap<String, String>, Option<String>) {
+    let mut rest = options.clone();
+    let max_future = rest.remove(MAX_FUTURE);
+    (rest, max_future)
+}
+
+/// `max_future` in nanoseconds: the default when unset, `None` for `'off'`.
+fn max_future_ns(text: Option<&str>) -> Result<Option<i64>> {
+    let text = text.unwrap_or(DEFAULT_MAX_FUTURE);
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    match crate::dialect::parse_interval_ns(text) {
+        Ok(ns) if ns > 0 => Ok(Some(ns)),
+        _ => Err(SqlError::InvalidParameter(format!(
+            "invalid value for option \"max_future\": expected a positive interval such as '1 hour', or 'off', got '{text}'"
+        ))),
+    }
+}
+
+/// [`DatabaseOptions::query_memory`] unless configured: 2 GiB.
+pub const DEFAULT_QUERY_MEMORY: usize = 2 << 30;
 
 /// How to open a database.
 #[derive(Debug, Clone)]
@@ -51,6 +85,13 @@ pub struct DatabaseOptions {
     /// Discard checkpoints written by an incompatible build and rebuild state from the
     /// sources, instead of refusing to start their sources.
     pub rebuild_state: bool,
+    /// Memory all ad-hoc queries together may use (bytes); past it sorts and joins spill to
+    /// disk where DataFusion can, and a query that still needs more fails with 53200. The
+    /// views' own state is not counted.
+    pub query_memory: usize,
+    /// Statements run once the catalog is replayed, before any pipeline starts (the
+    /// demo's `CREATE … IF NOT EXISTS`); DDL in them does not wait for backfills.
+    pub startup_sql: Option<String>,
 }
 
 impl DatabaseOptions {
@@ -62,6 +103,8 @@ impl DatabaseOptions {
             backfill_timeout: std::time::Duration::from_secs(300),
             checkpoint_interval: std::time::Duration::from_secs(1),
             rebuild_state: false,
+            query_memory: DEFAULT_QUERY_MEMORY,
+            startup_sql: None,
         }
     }
 
@@ -121,7 +164,12 @@ impl std::fmt::Debug for Database {
 impl Database {
     /// Opens the database, replaying the persisted catalog.
     pub async fn open(options: DatabaseOptions) -> Result<Arc<Self>> {
-        let ctx = SessionContext::new_with_config(base_config());
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(
+                datafusion::execution::memory_pool::FairSpillPool::new(options.query_memory),
+            ))
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(base_config(), runtime);
         datafusion_pg_catalog::pg_catalog::setup_pg_catalog(
             &ctx,
             "weir",
@@ -131,6 +179,7 @@ impl Database {
         crate::pg::register_functions(&ctx);
         crate::percentile::register(&ctx);
         crate::ewm::register(&ctx);
+        crate::bounded::register(&ctx);
         let catalog = Catalog::open(options.data_dir.as_deref())?;
         let engine = match &options.data_dir {
             None => Engine::new(options.registry),
@@ -183,6 +232,13 @@ impl Database {
             }
         }
         *db.catalog.lock().await = catalog;
+        // Objects to create if missing (the demo's) join the replayed ones before the
+        // pipelines start, so the views of one source share one reader.
+        if let Some(sql) = &options.startup_sql {
+            let mut session = Session::default();
+            session.set("background_ddl", "on")?;
+            db.run(&mut session, sql).await?;
+        }
         // Restoring state reads checkpoint files: off the async threads.
         let engine = db.engine.clone();
         let _ = tokio::task::spawn_blocking(move || engine.start()).await;
@@ -358,12 +414,25 @@ impl Database {
             )));
         };
         let factory = self.engine.registry().get(&connector)?;
+        let (connector_options, max_future) = split_max_future(&c.options);
+        if let Some(text) = &max_future {
+            if c.watermark.is_none() {
+                return Err(SqlError::InvalidParameter(format!(
+                    "max_future = '{text}' guards a source's watermark; declare WATERMARK FOR <event time> AS … on source {}",
+                    c.name
+                )));
+            }
+            max_future_ns(Some(text))?;
+        }
         let spec = SourceSpec {
             name: c.name.clone(),
             schema,
-            options: c.options.clone(),
+            options: connector_options,
         };
-        let options = factory.validate(&spec)?;
+        let mut options = factory.validate(&spec)?;
+        if let Some(text) = max_future {
+            options.insert(MAX_FUTURE.to_string(), text);
+        }
         let def = SourceDef {
             name: c.name,
             columns: c.columns,
@@ -371,7 +440,13 @@ impl Database {
             options,
         };
         self.instantiate_source(def.clone())?;
-        catalog.add(CatalogEntry::Source(def))?;
+        let name = def.name.clone();
+        if let Err(e) = catalog.add(CatalogEntry::Source(def)) {
+            // An error means no change.
+            self.engine.drop_source(&name);
+            self.relations.write().remove(&name);
+            return Err(e);
+        }
         Ok(Outcome::Command("CREATE SOURCE".into()))
     }
 
@@ -394,16 +469,18 @@ impl Database {
                         schema.field(column).data_type()
                     )));
                 }
+                let (_, max_future) = split_max_future(&def.options);
                 Some(WatermarkDecl {
                     column,
                     delay_ns: w.delay_ns,
+                    max_future_ns: max_future_ns(max_future.as_deref())?,
                 })
             }
         };
         let spec = SourceSpec {
             name: def.name.clone(),
             schema: schema.clone(),
-            options: def.options.clone(),
+            options: split_max_future(&def.options).0,
         };
         self.engine.add_source(spec, watermark)?;
         self.relations.write().insert(
@@ -433,10 +510,14 @@ impl Database {
             name: c.name.clone(),
             query: c.query.clone(),
             emit: c.emit,
+            options: c.options.clone(),
             input: String::new(),
         };
         let def = self.instantiate_view(def).await?;
-        catalog.add(CatalogEntry::View(def.clone()))?;
+        if let Err(e) = catalog.add(CatalogEntry::View(def.clone())) {
+            self.remove_view(&def.name);
+            return Err(e);
+        }
         drop(catalog);
         if !background {
             self.wait_backfill(&def.name).await;
@@ -479,14 +560,47 @@ impl Database {
     async fn instantiate_view(&self, mut def: ViewDef) -> Result<ViewDef> {
         let streams = self.streams();
         let mut planned = plan_view(&def.name, &def.query, def.emit, &streams).await?;
+        if let Some(unknown) = def.options.keys().find(|k| k.as_str() != EMIT_OPTION) {
+            return Err(SqlError::InvalidParameter(format!(
+                "unknown materialized view option \"{unknown}\"; views take {EMIT_OPTION} (for OVER windows)"
+            )));
+        }
+        let emit = self.apply_emit(&def.options, &mut planned)?;
+        def.options = emit
+            .iter()
+            .map(|e| (EMIT_OPTION.to_string(), e.clone()))
+            .collect();
         planned.plan.fingerprint = format!(
             "{:?}|{}|{:?}",
             def.emit, def.query, planned.plan.output_schema
         );
+        if let Some(emit) = emit {
+            planned.plan.fingerprint.push_str(&format!("|emit={emit}"));
+        }
         def.input = planned.input.clone();
         let updating = planned.plan.emit == EmitMode::OnUpdate && planned.plan.aggregate.is_some();
         self.start_view(&def.name, &def.to_sql(), planned, updating)?;
         Ok(def)
+    }
+
+    /// Applies the `emit` option to a planned view or rule with OVER windows; returns the
+    /// value the catalog keeps.
+    fn apply_emit(
+        &self,
+        options: &BTreeMap<String, String>,
+        planned: &mut crate::planner::PlannedView,
+    ) -> Result<Option<String>> {
+        let watermarked = self
+            .relations
+            .read()
+            .get(&planned.root_source)
+            .is_some_and(|r| r.event_time.is_some());
+        apply_emit_option(
+            options,
+            &mut planned.plan,
+            &planned.root_source,
+            watermarked,
+        )
     }
 
     /// Serves and starts a planned view (or alert rule) `name` defined by `sql`.
@@ -540,7 +654,11 @@ impl Database {
         };
         let sinks = alert_sinks(catalog.entries());
         let def = self.instantiate_alert(def, &sinks).await?;
-        catalog.add(CatalogEntry::Alert(def.clone()))?;
+        if let Err(e) = catalog.add(CatalogEntry::Alert(def.clone())) {
+            self.drop_alert_sinks(&def.name);
+            self.remove_view(&def.name);
+            return Err(e);
+        }
         drop(catalog);
         if !background {
             self.wait_backfill(&def.name).await;
@@ -553,16 +671,20 @@ impl Database {
     async fn instantiate_alert(&self, mut def: AlertDef, sinks: &[SinkDef]) -> Result<AlertDef> {
         let streams = self.streams();
         let mut planned = plan_stream(&def.name, &def.query, None, &streams, true).await?;
+        let emit = self.apply_emit(&def.options, &mut planned)?;
         let input = streams
             .get(&planned.input)
             .ok_or_else(|| SqlError::Internal("alert input".into()))?;
-        let (spec, options) = crate::alerts::alert_spec(
+        let (spec, mut options) = crate::alerts::alert_spec(
             &def.name,
             &def.options,
             &planned.plan,
             &input.schema,
             input.updating,
         )?;
+        if let Some(emit) = emit {
+            options.insert(EMIT_OPTION.to_string(), emit);
+        }
         planned.plan.fingerprint = format!(
             "alert|{options:?}|{}|{:?}",
             def.query, planned.plan.output_schema
@@ -621,7 +743,11 @@ impl Database {
             options: c.options,
         };
         let def = self.instantiate_sink(def)?;
-        catalog.add(CatalogEntry::Sink(def))?;
+        let (name, from) = (def.name.clone(), def.from.clone());
+        if let Err(e) = catalog.add(CatalogEntry::Sink(def)) {
+            self.stop_sink(&name, &from);
+            return Err(e);
+        }
         Ok(Outcome::Command("CREATE SINK".into()))
     }
 
@@ -807,6 +933,12 @@ impl Database {
                     kind.as_sql()
                 )));
             }
+            // The catalog first, in one atomic write: after a crash at any instant the
+            // statement has happened entirely (the restart never sees these objects) or
+            // not at all; an unwritable catalog changes nothing.
+            let mut gone = doomed.clone();
+            gone.push(name.clone());
+            catalog.remove_all(&gone)?;
             // Deepest dependants first.
             for dependent in doomed.iter().rev() {
                 if is_sink(dependent) {
@@ -815,7 +947,6 @@ impl Database {
                     self.drop_alert_sinks(dependent);
                     self.remove_view(dependent);
                 }
-                catalog.remove(dependent)?;
             }
             match kind {
                 ObjectKind::Source => {
@@ -828,20 +959,26 @@ impl Database {
                     self.remove_view(&name);
                 }
                 ObjectKind::Sink => match &entry {
-                    Some(CatalogEntry::Sink(k)) if k.from == ALL_ALERTS => {
-                        let prefix = format!("{name}@");
-                        for (_, sink) in self.engine.sinks() {
-                            if sink.name().starts_with(&prefix) {
-                                self.engine.drop_sink(sink.name());
-                            }
-                        }
-                    }
+                    Some(CatalogEntry::Sink(k)) => self.stop_sink(&name, &k.from),
                     _ => self.engine.drop_sink(&name),
                 },
             }
-            catalog.remove(&name)?;
         }
         Ok(Outcome::Command(tag))
+    }
+
+    /// Stops sink `name` reading `from` (every rule's writer for a sink `FROM weir.alerts`).
+    fn stop_sink(&self, name: &str, from: &str) {
+        if from == ALL_ALERTS {
+            let prefix = format!("{name}@");
+            for (_, sink) in self.engine.sinks() {
+                if sink.name().starts_with(&prefix) {
+                    self.engine.drop_sink(sink.name());
+                }
+            }
+        } else {
+            self.engine.drop_sink(name);
+        }
     }
 
     fn remove_view(&self, name: &str) {

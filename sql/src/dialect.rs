@@ -55,6 +55,8 @@ pub struct CreateView {
     /// The query, as written (before the TUMBLE/HOP rewrite).
     pub query: String,
     pub emit: Option<EmitMode>,
+    /// `WITH (…)` options (`emit = 'on_arrival'`).
+    pub options: BTreeMap<String, String>,
 }
 
 /// `CREATE SINK name FROM relation WITH (…)`.
@@ -151,6 +153,9 @@ pub enum WeirStatement {
 /// Splits `sql` into statement texts at top-level semicolons (quotes, comments and
 /// dollar-quoting respected). Empty statements are kept, so `;` yields one empty statement.
 pub fn split_statements(sql: &str) -> Result<Vec<String>> {
+    if sql.len() > crate::limits::MAX_STATEMENT_BYTES {
+        crate::limits::check_statement(sql, &[])?;
+    }
     let tokens = tokenize(sql)?;
     let mut out = Vec::new();
     let mut current = String::new();
@@ -175,7 +180,11 @@ fn tokenize(sql: &str) -> Result<Vec<Token>> {
 
 /// Parses one statement (no top-level semicolons).
 pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
+    if sql.len() > crate::limits::MAX_STATEMENT_BYTES {
+        crate::limits::check_statement(sql, &[])?;
+    }
     let tokens: Vec<Token> = tokenize(sql)?;
+    crate::limits::check_statement(sql, &tokens)?;
     let mut p = Parser {
         tokens: tokens
             .iter()
@@ -620,6 +629,7 @@ impl Parser {
     fn create_view(&mut self, all_tokens: &[Token]) -> Result<CreateView> {
         let if_not_exists = self.if_not_exists()?;
         let name = self.object_name("a view name")?;
+        let options = self.with_options()?;
         self.expect_kw("AS")?;
         // Find the AS token in the full token list to keep the query's own formatting.
         let as_index = nth_significant(all_tokens, self.pos - 1);
@@ -654,6 +664,7 @@ impl Parser {
             if_not_exists,
             query,
             emit,
+            options,
         })
     }
 

@@ -4,7 +4,7 @@ use datafusion::error::DataFusionError;
 use weir_engine::EngineError;
 
 /// A statement failed. The variant decides the SQLSTATE.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SqlError {
     /// 42601: the text is not valid SQL.
     #[error("{0}")]
@@ -42,6 +42,18 @@ pub enum SqlError {
     /// 58030: the data dir could not be read or written.
     #[error("{0}")]
     Io(String),
+    /// 54000: a function was asked for a result too large to build.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// 54001: the statement nests too deeply to plan.
+    #[error("{0}")]
+    TooComplex(String),
+    /// 53200: the query needs more memory than it may use.
+    #[error("{0}")]
+    OutOfMemory(String),
+    /// 57014: the statement was cancelled or ran past `statement_timeout`.
+    #[error("{0}")]
+    Cancelled(String),
     /// XX000: a bug.
     #[error("internal error (this is a bug): {0}")]
     Internal(String),
@@ -59,6 +71,10 @@ impl SqlError {
             SqlError::WrongObjectType(_) => "42809",
             SqlError::DependentObjects(_) => "2BP01",
             SqlError::InvalidParameter(_) => "22023",
+            SqlError::LimitExceeded(_) => "54000",
+            SqlError::TooComplex(_) => "54001",
+            SqlError::OutOfMemory(_) => "53200",
+            SqlError::Cancelled(_) => "57014",
             SqlError::DatatypeMismatch(_) => "42804",
             SqlError::FeatureNotSupported(_) => "0A000",
             SqlError::DataException(_) => "22000",
@@ -92,6 +108,20 @@ impl From<EngineError> for SqlError {
 
 /// Maps a DataFusion error to the SQLSTATE a PostgreSQL user would get for the same mistake.
 fn classify_datafusion(e: DataFusionError) -> SqlError {
+    match e.find_root() {
+        // Weir's own functions raise typed errors through DataFusion.
+        DataFusionError::External(inner) => {
+            if let Some(e) = inner.downcast_ref::<SqlError>() {
+                return e.clone();
+            }
+        }
+        DataFusionError::ResourcesExhausted(m) => {
+            return SqlError::OutOfMemory(format!(
+                "the query needs more memory than a query may use ({m}); narrow it with WHERE or LIMIT, or raise query_memory in the server's configuration"
+            ))
+        }
+        _ => {}
+    }
     let message = e.find_root().to_string();
     let lower = message.to_lowercase();
     let strip = |m: &str| {

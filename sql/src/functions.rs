@@ -17,6 +17,8 @@ use datafusion::logical_expr::{lit, Expr, LogicalPlan, LogicalPlanBuilder};
 use parking_lot::Mutex;
 use weir_engine::window::WindowKind;
 
+use crate::error::SqlError;
+
 /// Finds a relation by name while a query is planned.
 pub type RelationResolver = Arc<dyn Fn(&str) -> Option<Arc<dyn TableProvider>> + Send + Sync>;
 
@@ -96,6 +98,12 @@ impl TableFunctionImpl for WindowFunction {
             if size % slide != 0 {
                 return plan_err!("HOP size must be a multiple of its slide");
             }
+            if size / slide > MAX_HOP_WINDOWS {
+                return Err(invalid_window(format!(
+                    "HOP puts each row in size / slide = {} windows; at most {MAX_HOP_WINDOWS} are allowed: use a longer slide or a shorter size",
+                    size / slide
+                )));
+            }
             WindowKind::Hop { slide, size }
         } else {
             WindowKind::Tumble {
@@ -121,13 +129,25 @@ fn name_arg(e: &Expr) -> Option<String> {
     }
 }
 
+/// The most windows `HOP` assigns one row to (`size / slide`): each is a copy of the row.
+pub const MAX_HOP_WINDOWS: i64 = 10_000;
+
+/// A window argument out of range: SQLSTATE 22023 through DataFusion.
+fn invalid_window(message: String) -> datafusion::error::DataFusionError {
+    datafusion::error::DataFusionError::External(Box::new(SqlError::InvalidParameter(message)))
+}
+
 fn interval_ns(e: &Expr, usage: &str) -> DfResult<i64> {
+    const DAY: i64 = 86_400_000_000_000;
+    let too_long = || invalid_window(format!("window sizes must be at most 100 years: {usage}"));
     let ns = match e {
-        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
-            v.days as i64 * 86_400_000_000_000 + v.nanoseconds
-        }
+        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => (v.days
+            as i64)
+            .checked_mul(DAY)
+            .and_then(|d| d.checked_add(v.nanoseconds))
+            .ok_or_else(too_long)?,
         Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
-            v.days as i64 * 86_400_000_000_000 + v.milliseconds as i64 * 1_000_000
+            v.days as i64 * DAY + v.milliseconds as i64 * 1_000_000
         }
         _ => {
             return plan_err!(
@@ -137,6 +157,9 @@ fn interval_ns(e: &Expr, usage: &str) -> DfResult<i64> {
     };
     if ns <= 0 {
         return plan_err!("window sizes must be positive: {usage}");
+    }
+    if ns > 100 * 365 * DAY {
+        return Err(too_long());
     }
     Ok(ns)
 }

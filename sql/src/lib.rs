@@ -6,6 +6,7 @@
 //! together for the wire protocol and tests.
 
 pub mod alerts;
+pub mod bounded;
 pub mod catalog;
 pub mod database;
 pub mod dialect;
@@ -13,6 +14,8 @@ pub mod error;
 pub mod ewm;
 pub mod functions;
 pub mod information_schema;
+pub mod limits;
+pub mod over_order;
 pub mod percentile;
 pub mod pg;
 pub mod planner;

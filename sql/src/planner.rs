@@ -28,7 +28,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use parking_lot::Mutex;
 use weir_engine::aggregate::{AggregateSpec, WindowBinding};
 use weir_engine::feed::Feed;
-use weir_engine::over::{Bound, Frame, OverFunction, OverKind, OverSpec, Units};
+use weir_engine::over::{Bound, Frame, OverFunction, OverKind, OverOrder, OverSpec, Units};
 use weir_engine::view::{EmitMode, FedPlan, ViewPlan};
 
 use crate::dialect::{parse_statement, WeirStatement};
@@ -91,6 +91,7 @@ fn streaming_context() -> SessionContext {
     let ctx = SessionContext::new_with_state(state);
     crate::percentile::register(&ctx);
     crate::ewm::register(&ctx);
+    crate::bounded::register(&ctx);
     ctx
 }
 
@@ -514,6 +515,7 @@ fn over_spec(window: &Arc<dyn ExecutionPlan>) -> Result<(OverSpec, Arc<dyn Execu
             order_by: order,
             functions,
             output_schema: window.schema(),
+            order: OverOrder::default(),
         },
         input,
     ))

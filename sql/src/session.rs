@@ -118,6 +118,27 @@ pub fn default_setting(name: &str) -> Option<&'static str> {
         .map(|(_, v, _)| *v)
 }
 
+/// A `statement_timeout` value as PostgreSQL reads it: a bare number is milliseconds,
+/// otherwise an interval (`'2s'`, `'1 min'`); 0 is no limit.
+fn parse_timeout(value: &str) -> Result<Option<std::time::Duration>> {
+    let v = value.trim();
+    let ms = if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()) {
+        v.parse::<u64>().ok()
+    } else {
+        crate::dialect::parse_interval_ns(v)
+            .ok()
+            .filter(|ns| *ns >= 0)
+            .map(|ns| ns as u64 / 1_000_000)
+    };
+    match ms {
+        Some(0) => Ok(None),
+        Some(ms) if ms <= 365 * 86_400_000 => Ok(Some(std::time::Duration::from_millis(ms))),
+        _ => Err(SqlError::InvalidParameter(format!(
+            "invalid value for parameter \"statement_timeout\": \"{value}\"; use milliseconds or an interval such as '2s' (0 turns it off)"
+        ))),
+    }
+}
+
 /// One client's session.
 #[derive(Debug, Clone, Default)]
 pub struct Session {
@@ -169,9 +190,17 @@ impl Session {
             return Err(SqlError::FeatureNotSupported(format!(
                 "Weir shows times in UTC; SET TIME ZONE '{value}' is not supported"
             )));
+        } else if name == "statement_timeout" {
+            parse_timeout(&value)?;
         }
         self.overrides.insert(name, value);
         Ok(())
+    }
+
+    /// `statement_timeout` as a duration; `None` when 0 (no limit).
+    pub fn statement_timeout(&self) -> Option<std::time::Duration> {
+        self.get("statement_timeout")
+            .and_then(|v| parse_timeout(&v).ok().flatten())
     }
 
     /// `RESET name` (or `RESET ALL`).

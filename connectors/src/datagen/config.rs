@@ -45,15 +45,11 @@ impl DatagenConfig {
     pub fn from_options(options: &BTreeMap<String, String>) -> Result<Self> {
         let mut o = Options::new("datagen", options);
         let rate = o
-            .parse("rate", "events per second (a positive integer)")?
+            .parse_in("rate", "events per second", 1, 100_000_000)?
             .unwrap_or(1000u64);
-        if rate == 0 {
-            return Err(bad("rate", "must be positive"));
-        }
-        let sources = o.parse("sources", "a positive integer")?.unwrap_or(10u32);
-        if sources == 0 {
-            return Err(bad("sources", "must be positive"));
-        }
+        let sources = o
+            .parse_in("sources", "a number of sources", 1, 10_000_000)?
+            .unwrap_or(10u32);
         let error_rate = fraction(
             o.parse("error_rate", "a fraction between 0 and 1")?,
             "error_rate",
@@ -73,12 +69,15 @@ impl DatagenConfig {
                 .timestamp_nanos_opt()
                 .ok_or_else(|| bad("start", "out of range"))?,
         };
-        let disorder_ms = o.parse("disorder_ms", "milliseconds")?.unwrap_or(0u64);
+        let disorder_ms = o
+            .parse_in("disorder_ms", "milliseconds", 0, 86_400_000)?
+            .unwrap_or(0u64);
         let realtime = o.flag("realtime")?.unwrap_or(true);
         let burst_every = o.duration("burst_every")?;
         let burst_length = o.duration("burst_length")?;
         let burst_error_rate = o.parse::<f64>("burst_error_rate", "a fraction between 0 and 1")?;
-        let burst_sources = o.parse::<u32>("burst_sources", "a positive integer")?;
+        let burst_sources =
+            o.parse_in::<u32>("burst_sources", "a number of sources", 1, 10_000_000)?;
         o.finish()?;
         if burst_every.is_none() {
             let given = [

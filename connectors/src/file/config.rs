@@ -34,9 +34,8 @@ impl FileConfig {
         }
         let follow = o.flag("follow")?.unwrap_or(false);
         let chunk_bytes = o
-            .parse::<usize>("chunk_bytes", "a positive number of bytes")?
-            .unwrap_or(4 << 20)
-            .max(1024);
+            .parse_in::<usize>("chunk_bytes", "a number of bytes", 1024, 256 << 20)?
+            .unwrap_or(4 << 20);
         o.finish()?;
         Ok(Self {
             path,

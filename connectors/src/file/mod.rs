@@ -7,13 +7,55 @@ pub use config::FileConfig;
 pub use source::FileSource;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use weir_engine::error::Result;
+use weir_engine::error::{EngineError, Result};
 use weir_engine::source::{Source, SourceFactory, SourceSpec};
 
-/// Factory of file sources.
+/// Factory of file sources, reading only files under the directories it is given.
+///
+/// `CREATE SOURCE … WITH (connector = 'file', path = '/etc/shadow')` would otherwise put
+/// every line of any file the server can read into `weir.dead_letters` for any SQL user.
+/// Paths are resolved (symbolic links and `..` included) before they are checked.
 #[derive(Debug)]
-pub struct FileConnector;
+pub struct FileConnector {
+    dirs: Vec<PathBuf>,
+}
+
+impl FileConnector {
+    /// Reads files under `dirs` only.
+    pub fn new(dirs: Vec<PathBuf>) -> Self {
+        Self { dirs }
+    }
+
+    /// `path` resolved, if it lies under one of the allowed directories.
+    fn check(&self, path: &Path) -> Result<()> {
+        let refused = |why: String| EngineError::InvalidOption {
+            option: "path".into(),
+            message: why,
+        };
+        let resolved = path
+            .canonicalize()
+            .map_err(|e| refused(format!("file {} cannot be read: {e}", path.display())))?;
+        let allowed = self
+            .dirs
+            .iter()
+            .filter_map(|d| d.canonicalize().ok())
+            .any(|d| resolved.starts_with(d));
+        if !allowed {
+            return Err(refused(format!(
+                "file {} is outside the directories file sources may read ({}); move it into one of them, or add its directory to the server's file_dirs setting",
+                path.display(),
+                self.dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
 
 impl SourceFactory for FileConnector {
     fn name(&self) -> &'static str {
@@ -31,6 +73,7 @@ impl SourceFactory for FileConnector {
                 ),
             });
         }
+        self.check(&config.path)?;
         Ok(spec.options.clone())
     }
 
@@ -40,6 +83,7 @@ impl SourceFactory for FileConnector {
         position: Option<&serde_json::Value>,
     ) -> Result<Box<dyn Source>> {
         let config = FileConfig::from_options(&spec.options)?;
+        self.check(&config.path)?;
         Ok(Box::new(FileSource::open_at(spec, config, position)?))
     }
 

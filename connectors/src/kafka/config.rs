@@ -79,11 +79,8 @@ impl KafkaConfig {
             .duration("idle_timeout")?
             .unwrap_or(Duration::from_secs(10));
         let max_message_bytes = o
-            .parse("max_message_bytes", "a positive number of bytes")?
+            .parse_in("max_message_bytes", "a number of bytes", 1, 256 << 20)?
             .unwrap_or(1 << 20usize);
-        if max_message_bytes == 0 {
-            return Err(bad("max_message_bytes", "must be positive".into()));
-        }
         let on_error = match o.optional("on_error").as_deref() {
             None | Some("dead_letter") => OnError::DeadLetter,
             Some("fail") => OnError::Fail,
@@ -95,9 +92,8 @@ impl KafkaConfig {
             }
         };
         let max_batch_messages = o
-            .parse("max_batch_messages", "a positive number of messages")?
-            .unwrap_or(16_384usize)
-            .max(1);
+            .parse_in("max_batch_messages", "a number of messages", 1, 1_000_000)?
+            .unwrap_or(16_384usize);
         let max_batch_wait = o
             .duration("max_batch_wait")?
             .unwrap_or(Duration::from_millis(5));

@@ -70,7 +70,7 @@ impl SinkConfig {
             }
         };
         let partitions = o
-            .parse("partitions", "a number of partitions")?
+            .parse_in("partitions", "a number of partitions", 1, 100_000)?
             .unwrap_or(1);
         let properties = o.take_prefixed("kafka.");
         o.finish()?;

@@ -24,12 +24,15 @@ use pgwire::types::format::FormatOptions;
 use weir_sql::SqlError;
 
 use super::handler::user_error;
+use super::limits::Limits;
 
-/// Executes `df` and streams its rows in `format`.
+/// Executes `df` and streams its rows in `format`; past its `limits` (`statement_timeout`,
+/// a CancelRequest) the stream ends with SQLSTATE 57014 and the query's work stops.
 pub async fn encode_dataframe(
     df: DataFrame,
     format: &Format,
     options: Arc<FormatOptions>,
+    limits: Limits,
 ) -> PgWireResult<QueryResponse> {
     let schema = df.schema().as_arrow().clone();
     let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(options))?);
@@ -43,15 +46,30 @@ pub async fn encode_dataframe(
         })
         .map(|(i, _)| i)
         .collect();
-    let batches = df
-        .execute_stream()
+    let batches = limits
+        .within(async { df.execute_stream().await.map_err(SqlError::from) })
         .await
-        .map_err(|e| user_error(SqlError::from(e)))?;
+        .map_err(user_error)?;
+    // Batches until the end, the first error or the deadline; dropping the stream stops
+    // the plan's tasks.
+    let batches = stream::unfold(Some(batches), move |state| {
+        let limits = limits.clone();
+        async move {
+            let mut s = state?;
+            let next = limits.within(async { Ok(s.next().await) }).await;
+            match next {
+                Ok(None) => None,
+                Ok(Some(Ok(b))) => Some((Ok(b), Some(s))),
+                Ok(Some(Err(e))) => Some((Err(SqlError::from(e)), None)),
+                Err(e) => Some((Err(e), None)),
+            }
+        }
+    });
     let row_fields = fields.clone();
     let rows = batches
         .map(move |batch| {
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch
-                .map_err(|e| user_error(SqlError::from(e)))
+                .map_err(user_error)
                 .and_then(|b| render_timestamps(b, &text_timestamps))
             {
                 Ok(b) => encode_recordbatch(row_fields.clone(), b),

@@ -10,6 +10,7 @@ use futures::Sink;
 use parking_lot::Mutex;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::StartupHandler;
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, Response, Tag};
@@ -17,11 +18,12 @@ use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::types::format::FormatOptions;
 use weir_sql::dialect::{split_statements, WeirStatement};
 use weir_sql::{Database, Outcome, Prepared, Session, SqlError};
 
+use super::limits::{CancelRegistry, Limits};
 use crate::metrics::ServerMetrics;
 
 /// A prepared statement as the extended protocol keeps it.
@@ -35,12 +37,20 @@ pub struct PgStatement {
 /// The handlers of one client connection.
 pub struct ConnectionHandlers {
     inner: Arc<Handler>,
+    /// Every connection's cancel counter, by the pid and secret key it was given.
+    connections: Arc<CancelRegistry>,
 }
 
 impl ConnectionHandlers {
-    /// Handlers for a new connection to `db`, counting statements in `metrics`.
-    pub fn new(db: Arc<Database>, metrics: ServerMetrics) -> Self {
+    /// Handlers for a new connection to `db`, counting statements in `metrics`; the
+    /// connection registers in `connections` so CancelRequests find it.
+    pub fn new(
+        db: Arc<Database>,
+        metrics: ServerMetrics,
+        connections: Arc<CancelRegistry>,
+    ) -> Self {
         Self {
+            connections,
             inner: {
                 let session = Arc::new(Mutex::new(Session::default()));
                 Arc::new(Handler {
@@ -67,14 +77,38 @@ impl PgWireServerHandlers for ConnectionHandlers {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(TrustStartup)
+        Arc::new(TrustStartup {
+            connections: self.connections.clone(),
+        })
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.connections.clone()
     }
 }
 
-/// Trust authentication (the default on loopback, like PostgreSQL's `trust`).
-struct TrustStartup;
+/// Trust authentication (the default on loopback, like PostgreSQL's `trust`); registers
+/// the connection for CancelRequests.
+struct TrustStartup {
+    connections: Arc<CancelRegistry>,
+}
 
-impl NoopStartupHandler for TrustStartup {}
+#[async_trait]
+impl NoopStartupHandler for TrustStartup {
+    async fn post_startup<C>(
+        &self,
+        client: &mut C,
+        _message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.connections.register(client);
+        Ok(())
+    }
+}
 
 struct Handler {
     db: Arc<Database>,
@@ -131,6 +165,7 @@ impl Handler {
         outcome: Outcome,
         format: &Format,
         options: Arc<FormatOptions>,
+        limits: Limits,
     ) -> PgWireResult<Response> {
         Ok(match outcome {
             Outcome::Empty => Response::EmptyQuery,
@@ -140,14 +175,16 @@ impl Handler {
                 _ => Response::Execution(Tag::new(&tag)),
             },
             Outcome::Rows(df) => {
-                Response::Query(super::encode::encode_dataframe(df, format, options).await?)
+                Response::Query(super::encode::encode_dataframe(df, format, options, limits).await?)
             }
         })
     }
 
-    async fn run_one(&self, sql: &str) -> Result<Outcome, SqlError> {
+    /// Runs one statement under `limits`.
+    async fn run_one(&self, sql: &str, limits: &Limits) -> Result<Outcome, SqlError> {
         let started = std::time::Instant::now();
-        let prepared = match self.db.prepare(sql).await {
+        let mut session = self.session.lock().clone();
+        let prepared = match limits.within(self.db.prepare(sql)).await {
             Ok(p) => p,
             Err(e) => {
                 self.metrics
@@ -155,8 +192,9 @@ impl Handler {
                 return Err(e);
             }
         };
-        let mut session = self.session.lock().clone();
-        let outcome = self.db.execute(&mut session, &prepared, None).await;
+        let outcome = limits
+            .within(self.db.execute(&mut session, &prepared, None))
+            .await;
         self.metrics.observe_statement(
             statement_kind(&prepared),
             outcome.is_ok(),
@@ -186,10 +224,17 @@ impl SimpleQueryHandler for Handler {
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let mut responses = Vec::with_capacity(statements.len());
         for sql in statements {
-            match self.run_one(&sql).await {
+            let session = self.session.lock().clone();
+            let limits = Limits::start(client, &session);
+            match self.run_one(&sql, &limits).await {
                 Ok(outcome) => responses.push(
-                    self.outcome_to_response(outcome, &Format::UnifiedText, options.clone())
-                        .await?,
+                    self.outcome_to_response(
+                        outcome,
+                        &Format::UnifiedText,
+                        options.clone(),
+                        limits,
+                    )
+                    .await?,
                 ),
                 Err(e) => {
                     tracing::debug!(sqlstate = e.sqlstate(), error = %e, "statement failed");
@@ -327,7 +372,10 @@ impl ExtendedQueryHandler for Handler {
             Some(deserialize_parameters(portal, &types)?)
         };
         let mut session = self.session.lock().clone();
-        let outcome = self.db.execute(&mut session, prepared, params).await;
+        let limits = Limits::start(client, &session);
+        let outcome = limits
+            .within(self.db.execute(&mut session, prepared, params))
+            .await;
         if matches!(
             prepared,
             Prepared::Statement(WeirStatement::Set { .. } | WeirStatement::Reset(_))
@@ -339,7 +387,7 @@ impl ExtendedQueryHandler for Handler {
         let response = match outcome {
             Ok(o) => {
                 let r = self
-                    .outcome_to_response(o, &portal.result_column_format, options)
+                    .outcome_to_response(o, &portal.result_column_format, options, limits)
                     .await;
                 self.metrics
                     .observe_statement(kind, r.is_ok(), started.elapsed());

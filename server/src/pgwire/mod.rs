@@ -5,5 +5,8 @@
 
 mod encode;
 mod handler;
+mod limits;
+mod listener;
 
 pub use handler::ConnectionHandlers;
+pub use listener::serve;

@@ -27,6 +27,7 @@ use weir_sql::{Database, Outcome, Session};
 use crate::metrics::ServerMetrics;
 
 mod openapi;
+mod origin;
 
 /// Most rows one `/series` page returns.
 const MAX_LIMIT: usize = 10_000;
@@ -64,6 +65,7 @@ pub fn router_with(db: Arc<Database>, metrics: ServerMetrics) -> Router {
             "/docs",
             get(|| async { axum::response::Html(include_str!("docs.html")) }),
         )
+        .route_layer(axum::middleware::from_fn(origin::same_origin_writes))
         .route_layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::track,
@@ -121,6 +123,14 @@ async fn ready(State(db): State<Arc<Database>>) -> Response {
         let status = s.stats.status.lock().clone();
         if status.starts_with("error") || status.starts_with("disconnected") {
             reasons.push(json!({ "source": s.name, "status": status }));
+        }
+        // A crash now would lose the work since the last checkpoint that was written.
+        for p in db.engine().pipeline_stats(&s.name) {
+            if let Some(e) = p.checkpoint_error.lock().clone() {
+                reasons.push(
+                    json!({ "source": s.name, "status": format!("checkpoints failing: {e}") }),
+                );
+            }
         }
     }
     for (name, view) in db.views() {
@@ -328,9 +338,12 @@ async fn sql(State(db): State<Arc<Database>>, body: String) -> Result<Json<Value
                 .iter()
                 .map(|f| f.name().clone())
                 .collect();
-            let batches = df.collect().await.map_err(|e| ApiError {
-                status: StatusCode::BAD_REQUEST,
-                body: json!({ "error": e.to_string() }),
+            let batches = df.collect().await.map_err(|e| {
+                let e = weir_sql::SqlError::from(e);
+                ApiError {
+                    status: StatusCode::BAD_REQUEST,
+                    body: json!({ "error": e.to_string(), "sqlstate": e.sqlstate() }),
+                }
             })?;
             let mut rows = Vec::new();
             for b in &batches {

@@ -16,7 +16,8 @@ pub const OUTLIER_COOLDOWN: i64 = MINUTE;
 pub const ERROR_COOLDOWN: i64 = 3 * MINUTE;
 
 /// Ten minutes of events: 4 sources, 0.3% outliers, and an error burst on `src-0000`
-/// during the first minute of every four.
+/// during the first minute of every four; events arrive up to 1.5 s out of order (within the
+/// seed's 2 s watermark delay), so OVER rules must score them in event-time order.
 pub fn generator(rate: u64) -> EventGenerator {
     let options: BTreeMap<String, String> = [
         ("seed", "11"),
@@ -28,6 +29,7 @@ pub fn generator(rate: u64) -> EventGenerator {
         ("burst_length", "1 minute"),
         ("burst_error_rate", "0.5"),
         ("burst_sources", "1"),
+        ("disorder_ms", "1500"),
         ("start", "2026-11-27T10:00:00Z"),
     ]
     .into_iter()
@@ -209,23 +211,34 @@ pub fn time_ns(v: &serde_json::Value) -> i64 {
 /// The first window start (1-minute windows) not closed by the watermark of a followed
 /// source (2 s behind the newest event of `lines`).
 pub fn open_from(lines: &[String]) -> i64 {
-    let newest = lines
-        .iter()
-        .map(|l| time_ns(&serde_json::from_str::<serde_json::Value>(l).unwrap()["timestamp"]))
-        .max()
-        .unwrap();
-    let watermark = newest - 2_000_000_000;
+    let watermark = newest(lines) - 2_000_000_000;
     (watermark - MINUTE).div_euclid(MINUTE) * MINUTE + MINUTE
 }
 
 /// The outlier rule's reference: (source, event time) of every event the batch query
-/// selects, and the alerts they raise with the outlier cooldown.
+/// selects, and the alerts they raise with the outlier cooldown from the events a followed
+/// source has scored: those below its watermark (2 s behind the newest event).
 pub async fn expected_outliers(
     dir: &std::path::Path,
     lines: &[String],
 ) -> (Vec<(String, i64)>, Alerts) {
     let rows = batch_rows(dir, lines, &weir_server::demo::outlier_query("events")).await;
     let held: Vec<(String, i64)> = rows.into_iter().map(|(k, t, _)| (k, t)).collect();
-    let alerts = expected(&held, None, OUTLIER_COOLDOWN);
+    let watermark = newest(lines) - 2_000_000_000;
+    let scored: Vec<(String, i64)> = held
+        .iter()
+        .filter(|(_, t)| *t < watermark)
+        .cloned()
+        .collect();
+    let alerts = expected(&scored, None, OUTLIER_COOLDOWN);
     (held, alerts)
+}
+
+/// The newest event time of `lines` (ns).
+pub fn newest(lines: &[String]) -> i64 {
+    lines
+        .iter()
+        .map(|l| time_ns(&serde_json::from_str::<serde_json::Value>(l).unwrap()["timestamp"]))
+        .max()
+        .unwrap()
 }

@@ -12,6 +12,8 @@ pub struct Weir {
     pub port: u16,
     pub data: PathBuf,
     pub log: PathBuf,
+    /// Settings (`WEIR_*` variables) beyond the defaults.
+    env: Vec<(String, String)>,
 }
 
 fn free_port() -> u16 {
@@ -25,18 +27,28 @@ fn free_port() -> u16 {
 impl Weir {
     /// Starts `weir` on `data`, checkpointing every 200 ms, logging to `<dir>/weir.log`.
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// Like [`start`](Self::start), with settings as `WEIR_*` variables.
+    pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Self {
         let data = dir.join("data");
         let log = dir.join("weir.log");
         let port = free_port();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Self {
-            child: Self::spawn(&data, port, &log),
+            child: Self::spawn(&data, port, &log, &env),
             port,
             data,
             log,
+            env,
         }
     }
 
-    fn spawn(data: &Path, port: u16, log: &Path) -> Child {
+    fn spawn(data: &Path, port: u16, log: &Path, env: &[(String, String)]) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -55,6 +67,7 @@ impl Weir {
             .arg("--http-addr")
             .arg(format!("127.0.0.1:{}", free_port()))
             .env("WEIR_CHECKPOINT_INTERVAL", "200ms")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -64,7 +77,7 @@ impl Weir {
     /// `kill -9`, then starts it again on the same data dir and port.
     pub fn kill_and_restart(&mut self) {
         self.kill();
-        self.child = Self::spawn(&self.data, self.port, &self.log);
+        self.child = Self::spawn(&self.data, self.port, &self.log, &self.env);
     }
 
     /// `kill -9` and reap.
