@@ -212,7 +212,7 @@ async fn alert_ddl_and_rest() {
         assert!(text.contains(want), "{sql}:\n{text}");
     }
     let app = weir_server::rest::router(db.clone());
-    let (status, body) = get(app.clone(), "/alerts?name=jump&since=2026-11-27T10:00:00Z").await;
+    let (status, body) = get(app.clone(), "/alerts?name=jump&since=2026-11-27T09:59:00Z").await;
     assert_eq!(status, 200, "{body}");
     let list: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(list.as_array().unwrap().len() as i64, jumps);
