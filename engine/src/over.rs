@@ -1046,7 +1046,7 @@ mod tests {
         );
         // The reference order: per key by time, peers in arrival order.
         let mut ordered = arrived.clone();
-        ordered.sort_by(|a, b| a.1.cmp(&b.1));
+        ordered.sort_by_key(|r| r.1);
         rows.clone_from(&ordered);
 
         let frames = [
@@ -1113,7 +1113,9 @@ mod tests {
             let got: Vec<RecordBatch> = out;
             let total: usize = got.iter().map(|b| b.num_rows()).sum();
             assert_eq!(total, rows.len());
-            let mut scored: Vec<(String, i64, Option<f64>, Vec<Option<f64>>)> = Vec::new();
+            // (key, time, value, the functions' results)
+            type Scored = (String, i64, Option<f64>, Vec<Option<f64>>);
+            let mut scored: Vec<Scored> = Vec::new();
             for b in &got {
                 let k = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
                 let t = timestamps_ns(b.column(1)).unwrap();
@@ -1184,11 +1186,14 @@ mod tests {
         }
     }
 
+    /// (key, time, value) owned.
+    type OwnedRow = (String, i64, Option<f64>);
+
     /// The frame of row `i` of `rows` (sorted by time; peers in their order) as SQL defines
     /// it: RANGE frames include every peer of the row, ROWS frames count positions.
-    fn brute_peers(rows: &[(String, i64, Option<f64>)], i: usize, frame: Frame) -> Vec<f64> {
+    fn brute_peers(rows: &[OwnedRow], i: usize, frame: Frame) -> Vec<f64> {
         let (k, t) = (&rows[i].0, rows[i].1);
-        let same: Vec<(usize, &(String, i64, Option<f64>))> =
+        let same: Vec<(usize, &OwnedRow)> =
             rows.iter().enumerate().filter(|(_, r)| &r.0 == k).collect();
         let pos = same.iter().position(|(j, _)| *j == i).unwrap() as i64;
         same.iter()

@@ -259,6 +259,13 @@ impl SystemLog {
     }
 }
 
+fn trim<T>(log: &mut Vec<T>) {
+    if log.len() > SYSTEM_LOG_CAPACITY {
+        let excess = log.len() - SYSTEM_LOG_CAPACITY;
+        log.drain(..excess);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,12 +282,5 @@ mod tests {
         let b = bounded_raw(other);
         let hash = |s: &str| s.rsplit("fnv1a64 ").next().unwrap().to_string();
         assert_ne!(hash(&a), hash(&b), "{a} / {b}");
-    }
-}
-
-fn trim<T>(log: &mut Vec<T>) {
-    if log.len() > SYSTEM_LOG_CAPACITY {
-        let excess = log.len() - SYSTEM_LOG_CAPACITY;
-        log.drain(..excess);
     }
 }
