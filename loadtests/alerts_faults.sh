@@ -11,4 +11,4 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/weir-target}"
 # The broker is librdkafka's mock cluster inside the test process (see server/tests/alerts_kill.rs).
 export WEIR_ALERT_EVENTS="${1:-1000000}" WEIR_ALERT_KILLS="${2:-3}"
-time cargo test -p weir-server --test alerts_kill -- --nocapture
+time cargo test --workspace --test alerts_kill -- --nocapture

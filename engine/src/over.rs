@@ -229,9 +229,16 @@ pub struct OverState {
     keys: Vec<(Vec<u8>, KeyState)>,
     input_schema: SchemaRef,
     /// Event-time order: rows the watermark has not passed yet, in arrival order.
-    pending: Vec<RecordBatch>,
-    /// The smallest event time in `pending` (`i64::MAX` when empty).
-    pending_min: i64,
+    pending: Vec<Pending>,
+}
+
+/// A batch of rows waiting for the watermark, with the bounds of their event times (a
+/// null time counts as `i64::MIN`: scored at once, with null windows).
+#[derive(Debug)]
+struct Pending {
+    rows: RecordBatch,
+    min: i64,
+    max: i64,
 }
 
 impl std::fmt::Debug for OverState {
@@ -276,7 +283,6 @@ impl OverState {
             keys: Vec::new(),
             input_schema: Arc::new(input_schema.clone()),
             pending: Vec::new(),
-            pending_min: i64::MAX,
         })
     }
 
@@ -292,7 +298,7 @@ impl OverState {
 
     /// Rows waiting for the watermark (event-time order).
     pub fn pending(&self) -> usize {
-        self.pending.iter().map(|b| b.num_rows()).sum()
+        self.pending.iter().map(|p| p.rows.num_rows()).sum()
     }
 
     /// Approximate bytes.
@@ -306,7 +312,7 @@ impl OverState {
             + self
                 .pending
                 .iter()
-                .map(|b| b.get_array_memory_size())
+                .map(|p| p.rows.get_array_memory_size())
                 .sum::<usize>()
     }
 
@@ -319,21 +325,13 @@ impl OverState {
             return input.map(|b| self.score(b, false)).collect();
         }
         for b in input {
-            let times = self.spec.order_by.evaluate(b)?.into_array(b.num_rows())?;
-            let times = timestamps_ns(&times)?;
-            // Rows without an event time are scored at once (their windows are null).
-            let min = (0..times.len())
-                .map(|i| {
-                    if times.is_null(i) {
-                        i64::MIN
-                    } else {
-                        times.value(i)
-                    }
-                })
-                .min()
-                .unwrap_or(i64::MAX);
-            self.pending_min = self.pending_min.min(min);
-            self.pending.push(b.clone());
+            let times = self.times(b)?;
+            let (min, max) = bounds(&times, 0..times.len());
+            self.pending.push(Pending {
+                rows: b.clone(),
+                min,
+                max,
+            });
         }
         match self.release(wm)? {
             Some(ready) => Ok(vec![self.score(&ready, true)?]),
@@ -341,27 +339,60 @@ impl OverState {
         }
     }
 
+    /// The event times of `batch`'s rows (ns).
+    fn times(&self, batch: &RecordBatch) -> Result<Int64Array> {
+        let times = self
+            .spec
+            .order_by
+            .evaluate(batch)?
+            .into_array(batch.num_rows())?;
+        timestamps_ns(&times)
+    }
+
     /// Removes the pending rows below `wm` (all of them at `i64::MAX`, the end of a bounded
     /// input) and returns them sorted by (event time, key), stable: a key's peers are
-    /// adjacent and keep their arrival order.
+    /// adjacent and keep their arrival order. Only batches that straddle the watermark
+    /// are split, so the cost is the rows released, not the rows waiting.
     fn release(&mut self, wm: i64) -> Result<Option<RecordBatch>> {
-        if self.pending.is_empty() || (self.pending_min >= wm && wm != i64::MAX) {
+        let passed = |t: i64| wm == i64::MAX || t < wm;
+        if !self.pending.iter().any(|p| passed(p.min)) {
             return Ok(None);
         }
-        let all = concat_batches(&self.input_schema, &self.pending)?;
-        self.pending.clear();
-        self.pending_min = i64::MAX;
-        let n = all.num_rows();
-        let times = self.spec.order_by.evaluate(&all)?.into_array(n)?;
-        let times = timestamps_ns(&times)?;
-        let time = |i: usize| {
-            if times.is_null(i) {
-                i64::MIN
+        let mut ready = Vec::new();
+        let mut waiting = Vec::new();
+        for p in std::mem::take(&mut self.pending) {
+            if passed(p.max) {
+                ready.push(p.rows);
+            } else if !passed(p.min) {
+                waiting.push(p);
             } else {
-                times.value(i)
+                let times = self.times(&p.rows)?;
+                let n = times.len();
+                let now: Vec<bool> = (0..n).map(|i| passed(time_at(&times, i))).collect();
+                ready.push(filter_record_batch(
+                    &p.rows,
+                    &BooleanArray::from(now.clone()),
+                )?);
+                let later: Vec<usize> = (0..n).filter(|&i| !now[i]).collect();
+                let (min, max) = bounds(&times, later.iter().copied());
+                let rest = filter_record_batch(
+                    &p.rows,
+                    &BooleanArray::from(now.iter().map(|r| !r).collect::<Vec<_>>()),
+                )?;
+                waiting.push(Pending {
+                    rows: rest,
+                    min,
+                    max,
+                });
             }
-        };
-        let ready_at = |i: usize| wm == i64::MAX || time(i) < wm;
+        }
+        self.pending = waiting;
+        let all = concat_batches(&self.input_schema, &ready)?;
+        let n = all.num_rows();
+        if n == 0 {
+            return Ok(None);
+        }
+        let times = self.times(&all)?;
         let partition: Vec<ArrayRef> = self
             .spec
             .partition_by
@@ -371,30 +402,18 @@ impl OverState {
         let keys = (!partition.is_empty())
             .then(|| self.converter.convert_columns(&partition))
             .transpose()?;
-        let mut ready: Vec<u32> = (0..n as u32).filter(|&i| ready_at(i as usize)).collect();
-        ready.sort_by(|&a, &b| {
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.sort_by(|&a, &b| {
             let (a, b) = (a as usize, b as usize);
-            time(a).cmp(&time(b)).then_with(|| match &keys {
-                Some(k) => k.row(a).cmp(&k.row(b)),
-                None => std::cmp::Ordering::Equal,
-            })
+            time_at(&times, a)
+                .cmp(&time_at(&times, b))
+                .then_with(|| match &keys {
+                    Some(k) => k.row(a).cmp(&k.row(b)),
+                    None => std::cmp::Ordering::Equal,
+                })
         });
-        if ready.len() < n {
-            let keep = BooleanArray::from((0..n).map(|i| !ready_at(i)).collect::<Vec<_>>());
-            let rest = filter_record_batch(&all, &keep)?;
-            self.pending_min = (0..n)
-                .filter(|&i| !ready_at(i))
-                .map(time)
-                .min()
-                .unwrap_or(i64::MAX);
-            self.pending.push(rest);
-        }
-        if ready.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(take_record_batch(&all, &UInt32Array::from(ready))?))
+        Ok(Some(take_record_batch(&all, &UInt32Array::from(order))?))
     }
-
     /// Scores the rows of `batch`, in order, and returns it with the window columns added.
     /// With `peers`, adjacent rows of one key with equal times enter the frames together
     /// (the caller sorted them by time and key).
@@ -550,7 +569,8 @@ impl OverState {
             columns.push(Arc::new(Float64Array::from(v)));
         }
         let events = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-        let pending = concat_batches(&self.input_schema, &self.pending)?;
+        let pending: Vec<RecordBatch> = self.pending.iter().map(|p| p.rows.clone()).collect();
+        let pending = concat_batches(&self.input_schema, &pending)?;
         Ok(vec![keys, events, pending])
     }
 
@@ -559,7 +579,6 @@ impl OverState {
         self.index.clear();
         self.keys.clear();
         self.pending.clear();
-        self.pending_min = i64::MAX;
         let (Some(keys), Some(events), Some(pending)) =
             (batches.first(), batches.get(1), batches.get(2))
         else {
@@ -632,6 +651,21 @@ impl OverState {
         }
         Ok(())
     }
+}
+
+/// Row `i`'s event time, `i64::MIN` when null.
+fn time_at(times: &Int64Array, i: usize) -> i64 {
+    if times.is_null(i) {
+        i64::MIN
+    } else {
+        times.value(i)
+    }
+}
+
+/// The smallest and largest event time of `rows` (`(i64::MAX, i64::MIN)` for none).
+fn bounds(times: &Int64Array, rows: impl Iterator<Item = usize>) -> (i64, i64) {
+    rows.map(|i| time_at(times, i))
+        .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)))
 }
 
 fn as_i64(a: &ArrayRef) -> Result<Int64Array> {
