@@ -434,3 +434,29 @@ async fn drop_cascade_killed_midway_leaves_all_or_nothing() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_past_the_memory_pool_gets_53200_and_others_carry_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::start_with(dir.path(), &[("WEIR_QUERY_MEMORY_MB", "16")]);
+    let client = weir.connect().await;
+    assert_eq!(
+        sqlstate(
+            &client,
+            "SELECT cardinality(array_agg(x)) FROM generate_series(1, 20000000) t(x)"
+        )
+        .await,
+        "53200"
+    );
+    // A sort larger than the pool spills to disk and finishes.
+    assert_eq!(
+        int(
+            &client,
+            "SELECT x FROM generate_series(1, 2000000) t(x) ORDER BY x DESC OFFSET 1999999"
+        )
+        .await,
+        1
+    );
+    let other = weir.connect().await;
+    assert_eq!(int(&other, "SELECT 1::BIGINT").await, 1);
+}

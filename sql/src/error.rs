@@ -117,7 +117,7 @@ fn classify_datafusion(e: DataFusionError) -> SqlError {
         }
         DataFusionError::ResourcesExhausted(m) => {
             return SqlError::OutOfMemory(format!(
-                "the query needs more memory than a query may use ({m}); narrow it with WHERE or LIMIT, or raise query_memory in the server's configuration"
+                "the query needs more memory than a query may use ({m}); narrow it with WHERE or LIMIT, or raise the server's query_memory_mb (WEIR_QUERY_MEMORY_MB)"
             ))
         }
         _ => {}
