@@ -935,11 +935,26 @@ mod tests {
     /// (key, time, value).
     type Row<'a> = (&'a str, i64, Option<f64>);
 
-    /// The frame computed by brute force over every earlier row of the key.
+    /// The frame computed by brute force over every earlier row of the key (as it arrived).
     fn brute(rows: &[Row<'_>], i: usize, frame: Frame) -> Vec<f64> {
-        let (k, t, _) = rows[i];
-        let same: Vec<(usize, &Row<'_>)> =
-            rows.iter().enumerate().filter(|(_, r)| r.0 == k).collect();
+        brute_frame(rows, i, frame, false)
+    }
+
+    /// (key, time, value).
+    type KeyedRow<K> = (K, i64, Option<f64>);
+
+    /// The frame of row `i` of `rows` (a key's rows in scoring order) by brute force.
+    /// With `peers` (SQL's definition) a RANGE frame ending at the row includes every peer
+    /// of it, also those after it; without, only the rows up to it.
+    fn brute_frame<K: PartialEq>(
+        rows: &[KeyedRow<K>],
+        i: usize,
+        frame: Frame,
+        peers: bool,
+    ) -> Vec<f64> {
+        let (k, t) = (&rows[i].0, rows[i].1);
+        let same: Vec<(usize, &KeyedRow<K>)> =
+            rows.iter().enumerate().filter(|(_, r)| &r.0 == k).collect();
         let pos = same.iter().position(|(j, _)| *j == i).unwrap() as i64;
         same.iter()
             .enumerate()
@@ -953,7 +968,7 @@ mod tests {
                 let within_end = match (frame.units, frame.end) {
                     (_, Bound::Unbounded) => true,
                     (Units::Rows, Bound::Preceding(n)) => p <= pos - n,
-                    (Units::Range, Bound::Preceding(d)) => r.1 <= t - d && p <= pos,
+                    (Units::Range, Bound::Preceding(d)) => r.1 <= t - d && (peers || p <= pos),
                 };
                 within_start && within_end
             })
@@ -1183,7 +1198,7 @@ mod tests {
                         &r.0 == k && r.1 == *t && r.2.map(f64::to_bits) == x.map(f64::to_bits)
                     })
                     .unwrap();
-                let vals = brute_peers(&rows, i, frame);
+                let vals = brute_frame(&rows, i, frame, true);
                 let n = vals.len() as f64;
                 let sum: f64 = vals.iter().sum();
                 let var = |ddof: f64| {
@@ -1218,36 +1233,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    /// (key, time, value) owned.
-    type OwnedRow = (String, i64, Option<f64>);
-
-    /// The frame of row `i` of `rows` (sorted by time; peers in their order) as SQL defines
-    /// it: RANGE frames include every peer of the row, ROWS frames count positions.
-    fn brute_peers(rows: &[OwnedRow], i: usize, frame: Frame) -> Vec<f64> {
-        let (k, t) = (&rows[i].0, rows[i].1);
-        let same: Vec<(usize, &OwnedRow)> =
-            rows.iter().enumerate().filter(|(_, r)| &r.0 == k).collect();
-        let pos = same.iter().position(|(j, _)| *j == i).unwrap() as i64;
-        same.iter()
-            .enumerate()
-            .filter(|(p, (_, r))| {
-                let p = *p as i64;
-                let within_start = match (frame.units, frame.start) {
-                    (_, Bound::Unbounded) => true,
-                    (Units::Rows, Bound::Preceding(n)) => p >= pos - n,
-                    (Units::Range, Bound::Preceding(d)) => r.1 >= t - d,
-                };
-                let within_end = match (frame.units, frame.end) {
-                    (_, Bound::Unbounded) => true,
-                    (Units::Rows, Bound::Preceding(n)) => p <= pos - n,
-                    (Units::Range, Bound::Preceding(d)) => r.1 <= t - d,
-                };
-                within_start && within_end
-            })
-            .filter_map(|(_, (_, r))| r.2)
-            .collect()
     }
 
     #[test]

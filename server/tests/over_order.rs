@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::kafka::{broker, generator, kafka_source, lines, unique_topic};
 use common::*;
-use datafusion::arrow::array::{Array, Float64Array, Int64Array, StringArray};
+use datafusion::arrow::array::{Array, Float64Array, Int64Array};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
@@ -43,15 +43,7 @@ type Scored = BTreeMap<(String, i64), Vec<Option<f64>>>;
 fn scored(batches: &[RecordBatch]) -> Scored {
     let mut out = Scored::new();
     for b in batches {
-        let keys = cast(b.column(0), &DataType::Utf8).unwrap();
-        let keys = keys.as_any().downcast_ref::<StringArray>().unwrap();
-        let times = cast(
-            b.column(1),
-            &DataType::Timestamp(TimeUnit::Nanosecond, None),
-        )
-        .unwrap();
-        let times = cast(&times, &DataType::Int64).unwrap();
-        let times = times.as_any().downcast_ref::<Int64Array>().unwrap();
+        let (keys, times) = common::alerts::keys_and_times(b);
         let values: Vec<Float64Array> = (2..b.num_columns())
             .map(|c| {
                 let a = cast(b.column(c), &DataType::Float64).unwrap();

@@ -60,19 +60,26 @@ pub async fn batch_rows(
     triples(&batches)
 }
 
+/// Column 0 as text and column 1 (a timestamp) as ns.
+pub fn keys_and_times(b: &RecordBatch) -> (StringArray, Int64Array) {
+    let keys = cast(b.column(0), &DataType::Utf8).unwrap();
+    let times = cast(
+        b.column(1),
+        &DataType::Timestamp(TimeUnit::Nanosecond, None),
+    )
+    .unwrap();
+    let times = cast(&times, &DataType::Int64).unwrap();
+    (
+        keys.as_any().downcast_ref::<StringArray>().unwrap().clone(),
+        times.as_any().downcast_ref::<Int64Array>().unwrap().clone(),
+    )
+}
+
 /// (text of column 0, column 1 as ns, column 2 as f64) per row.
 pub fn triples(batches: &[RecordBatch]) -> Vec<(String, i64, f64)> {
     let mut out = Vec::new();
     for b in batches {
-        let keys = cast(b.column(0), &DataType::Utf8).unwrap();
-        let keys = keys.as_any().downcast_ref::<StringArray>().unwrap();
-        let times = cast(
-            b.column(1),
-            &DataType::Timestamp(TimeUnit::Nanosecond, None),
-        )
-        .unwrap();
-        let times = cast(&times, &DataType::Int64).unwrap();
-        let times = times.as_any().downcast_ref::<Int64Array>().unwrap();
+        let (keys, times) = keys_and_times(b);
         let values = cast(b.column(2), &DataType::Float64).unwrap();
         let values = values.as_any().downcast_ref::<Float64Array>().unwrap();
         for r in 0..b.num_rows() {
