@@ -241,6 +241,20 @@ impl CheckpointStore {
         ids
     }
 
+    /// Whether any pipeline of any source under `root` has a complete checkpoint.
+    pub fn any_checkpoint(root: &Path) -> bool {
+        let Ok(sources) = std::fs::read_dir(root) else {
+            return false;
+        };
+        sources.filter_map(|s| s.ok()).any(|s| {
+            std::fs::read_dir(s.path()).is_ok_and(|pipelines| {
+                pipelines
+                    .filter_map(|p| p.ok())
+                    .any(|p| p.path().join(MANIFEST).is_file())
+            })
+        })
+    }
+
     /// Removes everything stored for `source`.
     pub fn remove_source(root: &Path, source: &str) {
         let _ = std::fs::remove_dir_all(root.join(file_name(source)));

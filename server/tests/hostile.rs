@@ -460,3 +460,38 @@ async fn a_query_past_the_memory_pool_gets_53200_and_others_carry_on() {
     let other = weir.connect().await;
     assert_eq!(int(&other, "SELECT 1::BIGINT").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_catalog_is_an_error_not_an_empty_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let lines = event_lines(&common::alerts::generator(50), 600, 0);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let data = dir.path().join("data");
+    let db = persistent_db(&data, Duration::from_millis(50)).await;
+    exec(
+        &db,
+        &format!(
+            "{};\nCREATE MATERIALIZED VIEW v AS SELECT source FROM events",
+            create_source(&path)
+        ),
+    )
+    .await;
+    wait_caught_up(&db, "events").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    db.shutdown();
+    drop(db);
+    let catalog = data.join("catalog.json");
+    let saved = std::fs::read(&catalog).unwrap();
+    std::fs::remove_file(&catalog).unwrap();
+    let options = weir_sql::DatabaseOptions::persistent(&data, weir_connectors::register_all());
+    let e = weir_sql::Database::open(options).await.unwrap_err();
+    assert_eq!(e.sqlstate(), "58030", "{e}");
+    assert!(e.to_string().contains("catalog.json is missing"), "{e}");
+    // Restored, the views come back with their state.
+    std::fs::write(&catalog, saved).unwrap();
+    let db = persistent_db(&data, Duration::from_millis(50)).await;
+    wait_caught_up(&db, "events").await;
+    assert_eq!(common::kafka::int(&db, "SELECT count(*) FROM v").await, 600);
+    db.shutdown();
+}

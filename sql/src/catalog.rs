@@ -138,7 +138,19 @@ impl Catalog {
                 }
                 file.entries
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // The catalog is written before any pipeline exists, so checkpoints without
+                // it mean it was lost: starting empty would silently throw the views away.
+                let checkpoints = dir.join("checkpoints");
+                if weir_engine::checkpoint::CheckpointStore::any_checkpoint(&checkpoints) {
+                    return Err(SqlError::Io(format!(
+                        "{} is missing but {} holds checkpoints of views: the catalog was deleted or lost; restore catalog.json from a backup, or move the data dir away to start empty",
+                        path.display(),
+                        checkpoints.display()
+                    )));
+                }
+                vec![]
+            }
             Err(e) => return Err(SqlError::Io(format!("cannot read {}: {e}", path.display()))),
         };
         Ok(Self {
