@@ -33,7 +33,9 @@ use crate::checkpoint::{
 use crate::error::{EngineError, Result};
 use crate::sink::{RestoredSink, SinkRuntime};
 use crate::source::{Poll, SourceBatch, SourceFactory, SourceRegistry, SourceSpec, SourceStatus};
-use crate::system::{bounded_raw, DeadLetterRow, LateEventRow, SourceStats, SystemLog};
+use crate::system::{
+    bounded_raw, CheckpointSummary, DeadLetterRow, LateEventRow, SourceStats, SystemLog,
+};
 use crate::view::ViewRuntime;
 use crate::watermark::WatermarkTracker;
 
@@ -146,6 +148,8 @@ pub struct SourceInfo {
     pub views: Vec<String>,
     /// Number of pipelines reading the source.
     pub pipelines: usize,
+    /// The checkpoints of all its pipelines.
+    pub checkpoints: CheckpointSummary,
 }
 
 /// The streaming engine.
@@ -705,6 +709,12 @@ impl Engine {
                     .chain(e.pending.iter().map(|n| n.view.name().to_string()))
                     .collect(),
                 pipelines: e.pipelines.len(),
+                checkpoints: CheckpointSummary::of(
+                    &e.pipelines
+                        .iter()
+                        .map(|p| p.stats.clone())
+                        .collect::<Vec<_>>(),
+                ),
             })
             .collect()
     }

@@ -197,6 +197,52 @@ impl SourceStats {
     }
 }
 
+/// The checkpoints of every pipeline of a source, as one row of `weir.sources` (and
+/// `/metrics`) reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckpointSummary {
+    /// The lowest epoch any pipeline has written (0: one has not written any yet).
+    pub epoch: u64,
+    /// Wall time (ms) of the oldest of the pipelines' latest checkpoints: how much work
+    /// a crash now could have to redo. 0 before every pipeline has one.
+    pub oldest_at_ms: i64,
+    /// Bytes of all files the pipelines' checkpoints name.
+    pub total_bytes: u64,
+    /// The slowest pipeline's last checkpoint (µs).
+    pub slowest_micros: u64,
+}
+
+impl CheckpointSummary {
+    /// Summarizes the pipelines' stats.
+    pub fn of(pipelines: &[std::sync::Arc<SourceStats>]) -> Self {
+        if pipelines.is_empty() {
+            return Self::default();
+        }
+        let load = |f: &AtomicU64| f.load(Ordering::Relaxed);
+        Self {
+            epoch: pipelines
+                .iter()
+                .map(|p| load(&p.checkpoint_epoch))
+                .min()
+                .unwrap_or(0),
+            oldest_at_ms: pipelines
+                .iter()
+                .map(|p| p.checkpoint_at_ms.load(Ordering::Relaxed))
+                .min()
+                .unwrap_or(0),
+            total_bytes: pipelines
+                .iter()
+                .map(|p| load(&p.checkpoint_total_bytes))
+                .sum(),
+            slowest_micros: pipelines
+                .iter()
+                .map(|p| load(&p.checkpoint_micros))
+                .max()
+                .unwrap_or(0),
+        }
+    }
+}
+
 /// One row of `weir.dead_letters`.
 #[derive(Debug, Clone)]
 pub struct DeadLetterRow {
@@ -269,6 +315,31 @@ fn trim<T>(log: &mut Vec<T>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sources_checkpoints_summarize_every_pipeline() {
+        let a = std::sync::Arc::new(SourceStats::default());
+        let b = std::sync::Arc::new(SourceStats::default());
+        a.checkpoint_epoch.store(7, Ordering::Relaxed);
+        a.checkpoint_at_ms.store(2_000, Ordering::Relaxed);
+        a.checkpoint_total_bytes.store(100, Ordering::Relaxed);
+        a.checkpoint_micros.store(5, Ordering::Relaxed);
+        b.checkpoint_epoch.store(3, Ordering::Relaxed);
+        b.checkpoint_at_ms.store(1_000, Ordering::Relaxed);
+        b.checkpoint_total_bytes.store(50, Ordering::Relaxed);
+        b.checkpoint_micros.store(9, Ordering::Relaxed);
+        let s = CheckpointSummary::of(&[a, b]);
+        assert_eq!(
+            s,
+            CheckpointSummary {
+                epoch: 3,
+                oldest_at_ms: 1_000,
+                total_bytes: 150,
+                slowest_micros: 9
+            }
+        );
+        assert_eq!(CheckpointSummary::of(&[]), CheckpointSummary::default());
+    }
 
     #[test]
     fn raw_text_is_bounded_with_length_and_hash() {

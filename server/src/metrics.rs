@@ -282,13 +282,13 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
         }
         ck_epoch
             .with_label_values(&l)
-            .set(st.checkpoint_epoch.load(Ordering::Relaxed) as i64);
+            .set(s.checkpoints.epoch as i64);
         ck_bytes
             .with_label_values(&l)
-            .set(st.checkpoint_total_bytes.load(Ordering::Relaxed) as i64);
+            .set(s.checkpoints.total_bytes as i64);
         ck_seconds
             .with_label_values(&l)
-            .set(st.checkpoint_micros.load(Ordering::Relaxed) as f64 / 1e6);
+            .set(s.checkpoints.slowest_micros as f64 / 1e6);
     }
     for (name, v) in db.views() {
         let l = [name.as_str()];

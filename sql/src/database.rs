@@ -1167,12 +1167,12 @@ impl Database {
             )
             .int(
                 "checkpoint_epoch",
-                sources.iter().map(|s| count(&s.stats.checkpoint_epoch)),
+                sources.iter().map(|s| Some(s.checkpoints.epoch as i64)),
             )
             .time_ns(
                 "checkpoint_at",
                 sources.iter().map(|s| {
-                    let ms = s.stats.checkpoint_at_ms.load(Ordering::Relaxed);
+                    let ms = s.checkpoints.oldest_at_ms;
                     (ms > 0).then(|| ms.saturating_mul(1_000_000))
                 }),
             )
@@ -1180,11 +1180,13 @@ impl Database {
                 "checkpoint_bytes",
                 sources
                     .iter()
-                    .map(|s| count(&s.stats.checkpoint_total_bytes)),
+                    .map(|s| Some(s.checkpoints.total_bytes as i64)),
             )
             .int(
                 "checkpoint_micros",
-                sources.iter().map(|s| count(&s.stats.checkpoint_micros)),
+                sources
+                    .iter()
+                    .map(|s| Some(s.checkpoints.slowest_micros as i64)),
             )
             .finish()
             .expect("static schema")
