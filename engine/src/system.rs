@@ -201,7 +201,7 @@ impl SourceStats {
 /// `/metrics`) reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CheckpointSummary {
-    /// The lowest epoch any pipeline has written (0: one has not written any yet).
+    /// The newest epoch any pipeline has written (0 before the first).
     pub epoch: u64,
     /// Wall time (ms) of the oldest of the pipelines' latest checkpoints: how much work
     /// a crash now could have to redo. 0 before every pipeline has one.
@@ -223,7 +223,7 @@ impl CheckpointSummary {
             epoch: pipelines
                 .iter()
                 .map(|p| load(&p.checkpoint_epoch))
-                .min()
+                .max()
                 .unwrap_or(0),
             oldest_at_ms: pipelines
                 .iter()
@@ -332,7 +332,7 @@ mod tests {
         assert_eq!(
             s,
             CheckpointSummary {
-                epoch: 3,
+                epoch: 7,
                 oldest_at_ms: 1_000,
                 total_bytes: 150,
                 slowest_micros: 9
