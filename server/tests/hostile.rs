@@ -495,3 +495,37 @@ async fn a_lost_catalog_is_an_error_not_an_empty_database() {
     assert_eq!(common::kafka::int(&db, "SELECT count(*) FROM v").await, 600);
     db.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_file_descriptors_the_server_backs_off_quietly_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::start(dir.path());
+    let client = weir.connect().await;
+    // The process may hold 64 descriptors from now on; idle clients take the rest.
+    let limited = std::process::Command::new("prlimit")
+        .args(["--pid", &weir.child.id().to_string(), "--nofile=64:64"])
+        .status()
+        .expect("prlimit (util-linux) lowers the server's descriptor limit");
+    assert!(limited.success());
+    let mut idle = Vec::new();
+    for _ in 0..150 {
+        if let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", weir.port)).await {
+            idle.push(s);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The clients already connected keep being answered, and the log does not flood.
+    assert_eq!(int(&client, "SELECT 1::BIGINT").await, 1);
+    let log = weir.log_text();
+    let failures = log.matches("accept failed").count();
+    assert!(
+        (1..=3).contains(&failures),
+        "{failures} 'accept failed' lines in 2 s"
+    );
+    // Once descriptors are free again, new clients get in.
+    drop(idle);
+    let again = tokio::time::timeout(Duration::from_secs(20), weir.connect())
+        .await
+        .expect("a new connection after the idle clients left");
+    assert_eq!(int(&again, "SELECT 2::BIGINT").await, 2);
+}
