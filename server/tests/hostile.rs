@@ -12,6 +12,21 @@ use datafusion::arrow::array::Array;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
+/// `events.jsonl` in `dir`: `count` seed events at `rate` per second of event time, with
+/// `edit` applied to their lines first.
+fn events_file(
+    dir: &std::path::Path,
+    rate: u64,
+    count: u64,
+    edit: impl FnOnce(&mut Vec<String>),
+) -> std::path::PathBuf {
+    let path = dir.join("events.jsonl");
+    let mut lines = event_lines(&common::alerts::generator(rate), count, 0);
+    edit(&mut lines);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
 /// The SQLSTATE of a statement that must fail.
 async fn sqlstate(client: &Client, sql: &str) -> String {
     match client.simple_query(sql).await {
@@ -130,9 +145,7 @@ async fn connections_past_the_cap_get_53300_and_the_others_keep_working() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ddl_that_cannot_be_written_to_the_catalog_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.jsonl");
-    let lines = event_lines(&common::alerts::generator(50), 600, 0);
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let path = events_file(dir.path(), 50, 600, |_| {});
     let data = dir.path().join("data");
     let db = persistent_db(&data, Duration::from_millis(100)).await;
     exec(&db, &create_source(&path)).await;
@@ -185,12 +198,11 @@ async fn ddl_that_cannot_be_written_to_the_catalog_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_garbage_lines_cost_a_bounded_dead_letter() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.jsonl");
-    let mut lines = event_lines(&common::alerts::generator(50), 100, 0);
-    let garbage = "x".repeat(3 << 20);
-    lines.insert(50, garbage.clone());
-    lines.insert(10, garbage);
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let path = events_file(dir.path(), 50, 100, |lines| {
+        let garbage = "x".repeat(3 << 20);
+        lines.insert(50, garbage.clone());
+        lines.insert(10, garbage);
+    });
     let db = memory_db().await;
     exec(
         &db,
@@ -229,12 +241,11 @@ async fn huge_garbage_lines_cost_a_bounded_dead_letter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_from_the_far_future_is_a_dead_letter_not_the_watermark() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.jsonl");
-    let mut lines = event_lines(&common::alerts::generator(50), 1000, 0);
-    let mut future: serde_json::Value = serde_json::from_str(&lines[100]).unwrap();
-    future["timestamp"] = "2200-01-01T00:00:00Z".into();
-    lines.insert(100, future.to_string());
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let path = events_file(dir.path(), 50, 1000, |lines| {
+        let mut future: serde_json::Value = serde_json::from_str(&lines[100]).unwrap();
+        future["timestamp"] = "2200-01-01T00:00:00Z".into();
+        lines.insert(100, future.to_string());
+    });
     let db = memory_db().await;
     exec(
         &db,
@@ -364,9 +375,7 @@ async fn statement_timeout_and_cancel_requests_stop_a_runaway_query() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_cascade_killed_midway_leaves_all_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.jsonl");
-    let lines = event_lines(&common::alerts::generator(100), 6000, 0);
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let path = events_file(dir.path(), 100, 6000, |_| {});
     let mut weir = Weir::start(dir.path());
     for (round, delay_us) in [200u64, 1_000, 3_000].into_iter().enumerate() {
         let client = weir.connect().await;
@@ -464,9 +473,7 @@ async fn a_query_past_the_memory_pool_gets_53200_and_others_carry_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_catalog_is_an_error_not_an_empty_database() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.jsonl");
-    let lines = event_lines(&common::alerts::generator(50), 600, 0);
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let path = events_file(dir.path(), 50, 600, |_| {});
     let data = dir.path().join("data");
     let db = persistent_db(&data, Duration::from_millis(50)).await;
     exec(
