@@ -33,40 +33,11 @@ use crate::dialect::{
 };
 use crate::error::{Result, SqlError};
 use crate::functions::{PlanCapture, RelationResolver, WindowFunction};
+use crate::max_future::{max_future_ns, split_max_future, MAX_FUTURE};
 use crate::over_order::{apply_emit_option, EMIT_OPTION};
 use crate::planner::{base_config, plan_stream, plan_view, StreamRelation};
 use crate::session::Session;
 use crate::system::{count, Columns, SystemTable};
-
-/// The source option that bounds how far past the wall clock an event may be dated.
-const MAX_FUTURE: &str = "max_future";
-
-/// `max_future` when a watermarked source does not set it.
-const DEFAULT_MAX_FUTURE: &str = "1 hour";
-
-/// A source's options without `max_future` (what its connector validates), and
-/// `max_future` as written.
-fn split_max_future(
-    options: &BTreeMap<String, String>,
-) -> (BTreeMap<String, String>, Option<String>) {
-    let mut rest = options.clone();
-    let max_future = rest.remove(MAX_FUTURE);
-    (rest, max_future)
-}
-
-/// `max_future` in nanoseconds: the default when unset, `None` for `'off'`.
-fn max_future_ns(text: Option<&str>) -> Result<Option<i64>> {
-    let text = text.unwrap_or(DEFAULT_MAX_FUTURE);
-    if text.trim().eq_ignore_ascii_case("off") {
-        return Ok(None);
-    }
-    match crate::dialect::parse_interval_ns(text) {
-        Ok(ns) if ns > 0 => Ok(Some(ns)),
-        _ => Err(SqlError::InvalidParameter(format!(
-            "invalid value for option \"max_future\": expected a positive interval such as '1 hour', or 'off', got '{text}'"
-        ))),
-    }
-}
 
 /// [`DatabaseOptions::query_memory`] unless configured: 2 GiB.
 pub const DEFAULT_QUERY_MEMORY: usize = 2 << 30;

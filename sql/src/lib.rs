@@ -15,6 +15,7 @@ pub mod ewm;
 pub mod functions;
 pub mod information_schema;
 pub mod limits;
+pub mod max_future;
 pub mod over_order;
 pub mod percentile;
 pub mod pg;
