@@ -563,10 +563,20 @@ fn serve(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let pg = tokio::net::TcpListener::bind(config.pg_addr)
             .await
-            .with_context(|| format!("cannot listen on {} (pgwire)", config.pg_addr))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (pgwire); if another process (another weir?) has the port, pick another with --pg-addr HOST:PORT or WEIR_PG_ADDR",
+                    config.pg_addr
+                )
+            })?;
         let http = tokio::net::TcpListener::bind(config.http_addr)
             .await
-            .with_context(|| format!("cannot listen on {} (REST)", config.http_addr))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (REST); if another process (another weir?) has the port, pick another with --http-addr HOST:PORT or WEIR_HTTP_ADDR",
+                    config.http_addr
+                )
+            })?;
         let pg_addr = config.pg_addr;
         let shutdown = async {
             let mut term =

@@ -224,6 +224,16 @@ async fn kpi_series_errors_and_readiness() {
         ("/series?source=src-0003&window=1m&from=yesterday", "from"),
         ("/series?source=src-0003&window=1m&limit=0", "limit"),
         ("/series?source=src-0003&window=1m&cursor=x", "cursor"),
+        // `to` before `from` (the docs once had it so): an error, not an empty page.
+        (
+            "/series?source=src-0003&window=1m&from=2026-12-02T09:00:00Z&to=1764666000000",
+            "to",
+        ),
+        // A duration too large for event-time arithmetic: an error, not a dropped connection.
+        (
+            "/kpi?source=src-0003&window=99999999999999999999s",
+            "window",
+        ),
         ("/alerts?since=later", "since"),
     ] {
         let (status, body) = get(addr, path).await;

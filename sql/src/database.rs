@@ -305,7 +305,10 @@ impl Database {
         }
         let statement =
             datafusion::sql::parser::Statement::Statement(Box::new(statements.remove(0)));
-        let plan = self.ctx.state().statement_to_plan(statement).await?;
+        let plan = match self.ctx.state().statement_to_plan(statement).await {
+            Ok(plan) => plan,
+            Err(e) => return Err(self.explain_source_read(e.into())),
+        };
         match &plan {
             LogicalPlan::Ddl(DdlStatement::CreateView(_)) => Err(SqlError::FeatureNotSupported(
                 "CREATE VIEW is not supported; use CREATE MATERIALIZED VIEW for a continuously maintained view".into(),
@@ -319,6 +322,26 @@ impl Database {
                 "this statement is not supported by Weir".into(),
             )),
             _ => Ok(plan),
+        }
+    }
+
+    /// A query that names a source gets "table not found" from DataFusion; say what the
+    /// relation is and how to read it instead.
+    fn explain_source_read(&self, e: SqlError) -> SqlError {
+        let SqlError::UndefinedObject(message) = &e else {
+            return e;
+        };
+        let relations = self.relations.read();
+        let source = relations.iter().find(|(name, r)| {
+            r.view.is_none()
+                && (message.contains(&format!("'weir.public.{name}'"))
+                    || message.contains(&format!("'{name}'")))
+        });
+        match source {
+            Some((name, _)) => SqlError::WrongObjectType(format!(
+                "\"{name}\" is a source, a stream that is not stored, so it cannot be queried directly; define a materialized view over it and query that: CREATE MATERIALIZED VIEW {name}_rows AS SELECT * FROM {name}"
+            )),
+            None => e,
         }
     }
 

@@ -207,6 +207,12 @@ async fn series(
         .map(|v| parse_time("to", v))
         .transpose()?
         .unwrap_or(i64::MAX);
+    if to <= from {
+        return Err(ApiError::bad(
+            "to",
+            "to must be after from: windows are those with from <= window_start < to",
+        ));
+    }
     let limit = parse_limit(&params)?;
     let cursor = params.get("cursor").map(|c| parse_cursor(c)).transpose()?;
     let closed = flag(&params, "closed")?;
