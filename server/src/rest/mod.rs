@@ -321,7 +321,11 @@ async fn alerts(
 
 /// `POST /sql`: one or more statements (the body, or `{"sql": "…"}`); the last statement's
 /// rows as JSON objects, or its command tag. Errors carry the SQLSTATE.
-async fn sql(State(db): State<Arc<Database>>, body: String) -> Result<Json<Value>, ApiError> {
+async fn sql(
+    State(db): State<Arc<Database>>,
+    body: Result<String, axum::extract::rejection::StringRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(body_error)?;
     let text = match serde_json::from_str::<Value>(&body) {
         Ok(Value::Object(o)) => match o.get("sql") {
             Some(Value::String(s)) => s.clone(),
@@ -360,13 +364,32 @@ async fn sql(State(db): State<Arc<Database>>, body: String) -> Result<Json<Value
     }
 }
 
+/// The largest request body the API reads (axum's default limit, stated).
+pub const MAX_BODY_BYTES: usize = 2 << 20;
+
+/// A body that could not be read (too large, not UTF-8 …) as a JSON error with its status.
+fn body_error(rejection: impl IntoResponse + std::fmt::Display) -> ApiError {
+    let message = rejection.to_string();
+    let status = rejection.into_response().status();
+    let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!("the request body is larger than {MAX_BODY_BYTES} bytes; send it in parts")
+    } else {
+        message
+    };
+    ApiError {
+        status,
+        body: json!({ "error": error, "parameter": "body" }),
+    }
+}
+
 /// `POST /ingest/{source}`: JSON lines or a JSON array of events for a source declared with
 /// `connector = 'http'`. Answered once the events are durable (fsynced to the source's log).
 async fn ingest(
     State(db): State<Arc<Database>>,
     axum::extract::Path(source): axum::extract::Path<String>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(body_error)?;
     let info = db
         .engine()
         .sources()
@@ -636,4 +659,31 @@ fn row_objects(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>, ApiError>
             r
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::extract::FromRequest;
+
+    /// A body over the limit is a JSON 413 that names the limit (not axum's text/plain).
+    #[tokio::test]
+    async fn an_oversized_body_is_a_json_413_naming_the_limit() {
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri("/ingest/pushed")
+            .body(axum::body::Body::from(vec![b'x'; MAX_BODY_BYTES + 1]))
+            .unwrap();
+        let rejection = axum::body::Bytes::from_request(request, &())
+            .await
+            .unwrap_err();
+        let e = body_error(rejection);
+        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(e.body["parameter"], "body");
+        assert!(
+            e.body["error"].as_str().unwrap().contains("2097152 bytes"),
+            "{}",
+            e.body
+        );
+    }
 }
