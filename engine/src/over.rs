@@ -32,10 +32,12 @@ use datafusion::arrow::array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, Float64Builder, Int64Array,
     StringArray, UInt32Array, UInt64Array,
 };
-use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch, take_record_batch};
+use datafusion::arrow::compute::{
+    cast, concat_batches, filter_record_batch, not, take_record_batch,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 use serde::{Deserialize, Serialize};
 
@@ -339,6 +341,21 @@ impl OverState {
         }
     }
 
+    /// The PARTITION BY keys of `batch`'s rows in Arrow's row format; `None` without
+    /// PARTITION BY (every row has the same, empty key).
+    fn key_rows(&self, batch: &RecordBatch) -> Result<Option<Rows>> {
+        let n = batch.num_rows();
+        let partition: Vec<ArrayRef> = self
+            .spec
+            .partition_by
+            .iter()
+            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
+            .collect::<datafusion::error::Result<_>>()?;
+        Ok((!partition.is_empty())
+            .then(|| self.converter.convert_columns(&partition))
+            .transpose()?)
+    }
+
     /// The event times of `batch`'s rows (ns).
     fn times(&self, batch: &RecordBatch) -> Result<Int64Array> {
         let times = self
@@ -368,17 +385,14 @@ impl OverState {
             } else {
                 let times = self.times(&p.rows)?;
                 let n = times.len();
-                let now: Vec<bool> = (0..n).map(|i| passed(time_at(&times, i))).collect();
-                ready.push(filter_record_batch(
-                    &p.rows,
-                    &BooleanArray::from(now.clone()),
-                )?);
-                let later: Vec<usize> = (0..n).filter(|&i| !now[i]).collect();
-                let (min, max) = bounds(&times, later.iter().copied());
-                let rest = filter_record_batch(
-                    &p.rows,
-                    &BooleanArray::from(now.iter().map(|r| !r).collect::<Vec<_>>()),
-                )?;
+                let now = BooleanArray::from(
+                    (0..n)
+                        .map(|i| passed(time_at(&times, i)))
+                        .collect::<Vec<_>>(),
+                );
+                ready.push(filter_record_batch(&p.rows, &now)?);
+                let (min, max) = bounds(&times, (0..n).filter(|&i| !now.value(i)));
+                let rest = filter_record_batch(&p.rows, &not(&now)?)?;
                 waiting.push(Pending {
                     rows: rest,
                     min,
@@ -393,15 +407,7 @@ impl OverState {
             return Ok(None);
         }
         let times = self.times(&all)?;
-        let partition: Vec<ArrayRef> = self
-            .spec
-            .partition_by
-            .iter()
-            .map(|e| e.evaluate(&all).and_then(|v| v.into_array(n)))
-            .collect::<datafusion::error::Result<_>>()?;
-        let keys = (!partition.is_empty())
-            .then(|| self.converter.convert_columns(&partition))
-            .transpose()?;
+        let keys = self.key_rows(&all)?;
         let mut order: Vec<u32> = (0..n as u32).collect();
         order.sort_by(|&a, &b| {
             let (a, b) = (a as usize, b as usize);
@@ -419,18 +425,8 @@ impl OverState {
     /// (the caller sorted them by time and key).
     fn score(&mut self, batch: &RecordBatch, peers: bool) -> Result<RecordBatch> {
         let n = batch.num_rows();
-        let partition: Vec<ArrayRef> = self
-            .spec
-            .partition_by
-            .iter()
-            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
-            .collect::<datafusion::error::Result<_>>()?;
-        // Without PARTITION BY every row has the same (empty) key.
-        let rows = (!partition.is_empty())
-            .then(|| self.converter.convert_columns(&partition))
-            .transpose()?;
-        let times = self.spec.order_by.evaluate(batch)?.into_array(n)?;
-        let times = timestamps_ns(&times)?;
+        let rows = self.key_rows(batch)?;
+        let times = self.times(batch)?;
         let args: Vec<Option<Float64Array>> = self
             .slot_exprs
             .iter()

@@ -117,8 +117,12 @@ pub async fn run(dir: &std::path::Path, options: &AlertBenchOptions) -> Result<A
                     options.fetch_wait_ms
                 )
             ),
-            crate::demo::outlier_alert("metric_outlier", "events", "0 seconds")
-                .replacen("cooldown = '0 seconds'", &format!("cooldown = '0 seconds', emit = '{}'", options.emit.replace('\'', "")), 1),
+            crate::demo::outlier_alert_emitting(
+                "metric_outlier",
+                "events",
+                "0 seconds",
+                &options.emit
+            ),
         ),
     )
     .await?;

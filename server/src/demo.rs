@@ -54,8 +54,14 @@ pub fn error_rate_query(view: &str) -> String {
 
 /// `CREATE ALERT` for the outlier query, keyed by source.
 pub fn outlier_alert(name: &str, source: &str, cooldown: &str) -> String {
+    outlier_alert_emitting(name, source, cooldown, "on_watermark")
+}
+
+/// [`outlier_alert`] scoring events as `emit` says (`on_watermark` or `on_arrival`).
+pub fn outlier_alert_emitting(name: &str, source: &str, cooldown: &str, emit: &str) -> String {
+    let emit = emit.replace('\'', "''");
     format!(
-        "CREATE ALERT IF NOT EXISTS {name} WITH (severity = 'critical', key = 'source', cooldown = '{cooldown}') AS\n{}",
+        "CREATE ALERT IF NOT EXISTS {name} WITH (severity = 'critical', key = 'source', cooldown = '{cooldown}', emit = '{emit}') AS\n{}",
         outlier_query(source)
     )
 }
