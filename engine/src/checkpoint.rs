@@ -13,7 +13,12 @@
 //!                            for each view the files that hold its state
 //! state-<view>-<epoch>.arrow open windows' accumulator states (Arrow IPC), rewritten each epoch
 //! rows-<view>-<epoch>.arrow  rows the view emitted during that epoch (append-only segments)
-//! log-<epoch>.jsonl          dead letters and late events of that epoch (append-only)
+//! log-<epoch>.jsonl          dead letters and late events of that epoch (append-only; the
+//!                            oldest files go once the newer ones hold SYSTEM_LOG_CAPACITY
+//!                            records, as many as `weir.dead_letters` keeps)
+//! COMMITTED                  written after the first manifest: a directory with it and
+//!                            without MANIFEST.json lost its manifest (an error naming the
+//!                            way out), one without it only had its first checkpoint cut short
 //! ```
 //!
 //! Data files are written and fsynced first; then `MANIFEST.json` is replaced atomically
@@ -35,6 +40,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
+use crate::history::HistoryFile;
+use crate::system::SYSTEM_LOG_CAPACITY;
 use crate::watermark::WatermarkTracker;
 
 /// The state format this build writes and reads. Accumulator states are DataFusion's own,
@@ -42,6 +49,7 @@ use crate::watermark::WatermarkTracker;
 pub const STATE_FORMAT: &str = concat!("weir-state/1 datafusion/", "55");
 
 const MANIFEST: &str = "MANIFEST.json";
+const COMMITTED: &str = "COMMITTED";
 
 /// Where checkpoints go and how often.
 #[derive(Debug, Clone)]
@@ -67,6 +75,9 @@ pub struct SourceCounters {
 pub struct Segment {
     pub file: String,
     pub rows: u64,
+    /// The highest watermark at which its rows were emitted.
+    #[serde(default)]
+    pub emitted_wm: i64,
 }
 
 /// One view's entry in a manifest.
@@ -86,6 +97,19 @@ pub struct ViewManifest {
     pub extra: Vec<String>,
     /// Emitted rows, oldest first.
     pub segments: Vec<Segment>,
+    /// Rows at the start of `segments` that left memory for history (or expired).
+    #[serde(default)]
+    pub skip_rows: u64,
+    /// Parquet files holding the rows that left memory, oldest first.
+    #[serde(default)]
+    pub history: Vec<HistoryFile>,
+    /// The view's retention clock (its highest finite watermark).
+    #[serde(default = "no_clock")]
+    pub clock: i64,
+}
+
+fn no_clock() -> i64 {
+    i64::MIN
 }
 
 /// A file of a sink's queued rows: rows `start..start + rows`.
@@ -167,6 +191,25 @@ pub struct ViewSnapshot {
     pub extra: Vec<RecordBatch>,
     /// Rows emitted since the previous checkpoint.
     pub new_rows: Vec<RecordBatch>,
+    /// The highest watermark at which one of `new_rows` was emitted.
+    pub new_rows_wm: i64,
+    /// The view's retention clock.
+    pub clock: i64,
+    /// For a view with retention: rows leaving memory and the history files to keep.
+    pub history: Option<HistoryMove>,
+}
+
+/// Rows of a view that leave memory in this epoch.
+#[derive(Debug, Clone)]
+pub struct HistoryMove {
+    /// The first batches in memory, emitted at watermarks `min_wm..=max_wm`.
+    pub evicted: Vec<RecordBatch>,
+    pub min_wm: i64,
+    pub max_wm: i64,
+    /// Write them to a Parquet file (false: `history = 0`, they are dropped).
+    pub write: bool,
+    /// The history files that stay (the others expired).
+    pub kept: Vec<HistoryFile>,
 }
 
 /// Everything a pipeline writes in one epoch.
@@ -191,6 +234,11 @@ pub struct WriteReport {
     pub total_bytes: u64,
     /// Per sink, the files holding its unacknowledged rows.
     pub sink_files: Vec<(String, Vec<crate::sink::DiskSegment>)>,
+    /// Per view with retention: its name, the batches that left memory, its history
+    /// files now.
+    pub history: Vec<(String, usize, Vec<HistoryFile>)>,
+    /// Where history files are.
+    pub history_root: PathBuf,
 }
 
 /// A view's state read back from a checkpoint.
@@ -199,7 +247,11 @@ pub struct RestoredView {
     pub meta: ViewManifest,
     pub buckets: Vec<RecordBatch>,
     pub extra: Vec<RecordBatch>,
+    /// Emitted rows still in memory, and the watermark each batch was emitted at.
     pub rows: Vec<RecordBatch>,
+    pub row_wms: Vec<i64>,
+    /// Where `meta.history` files are.
+    pub history_root: PathBuf,
 }
 
 /// A pipeline's state read back from a checkpoint.
@@ -220,6 +272,10 @@ pub struct CheckpointStore {
     last: Option<Manifest>,
     /// Size of each file the last manifest names.
     sizes: BTreeMap<String, u64>,
+    /// Records in each log file the last manifest names.
+    log_rows: BTreeMap<String, usize>,
+    /// Where views' history files go (`<data dir>/history`).
+    history_root: PathBuf,
 }
 
 impl CheckpointStore {
@@ -269,6 +325,8 @@ impl CheckpointStore {
             pipeline,
             last: None,
             sizes: BTreeMap::new(),
+            log_rows: BTreeMap::new(),
+            history_root: crate::history::root_for(root),
         }
     }
 
@@ -279,8 +337,10 @@ impl CheckpointStore {
 
     /// Deletes the pipeline's directory.
     pub fn remove(&self) {
-        // The manifest first: a crash halfway leaves a directory without a checkpoint
-        // (ignored and removed at the next start), never a manifest naming deleted files.
+        // The marker, then the manifest: a crash halfway leaves a directory without a
+        // checkpoint (ignored and removed at the next start), never a manifest naming
+        // deleted files.
+        let _ = std::fs::remove_file(self.dir.join(COMMITTED));
         let _ = std::fs::remove_file(self.dir.join(MANIFEST));
         if let Ok(dir) = File::open(&self.dir) {
             let _ = dir.sync_all();
@@ -294,7 +354,17 @@ impl CheckpointStore {
         let path = self.dir.join(MANIFEST);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if self.dir.join(COMMITTED).exists() {
+                    return Err(EngineError::Checkpoint(format!(
+                        "{} is missing, though this pipeline completed checkpoints: its state \
+                         cannot be trusted. Restore the file, or start with --rebuild-state \
+                         to rebuild state from the sources",
+                        path.display()
+                    )));
+                }
+                return Ok(None);
+            }
             Err(e) => return Err(io_error(&path, e)),
         };
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
@@ -318,8 +388,19 @@ impl CheckpointStore {
                 None => Vec::new(),
             };
             let mut rows = Vec::new();
+            let mut row_wms = Vec::new();
+            let mut skip = v.skip_rows as usize;
             for s in &v.segments {
-                rows.extend(read_batches(&self.dir.join(&s.file))?);
+                for b in read_batches(&self.dir.join(&s.file))? {
+                    let n = b.num_rows();
+                    if skip >= n {
+                        skip -= n;
+                        continue;
+                    }
+                    rows.push(b.slice(skip, n - skip));
+                    row_wms.push(s.emitted_wm);
+                    skip = 0;
+                }
             }
             let mut extra = Vec::new();
             for f in &v.extra {
@@ -336,6 +417,8 @@ impl CheckpointStore {
                     buckets,
                     extra,
                     rows,
+                    row_wms,
+                    history_root: self.history_root.clone(),
                 },
             );
         }
@@ -364,7 +447,9 @@ impl CheckpointStore {
             );
         }
         let mut log = Vec::new();
+        self.log_rows.clear();
         for f in &manifest.logs {
+            let before = log.len();
             let path = self.dir.join(f);
             let file = File::open(&path).map_err(|e| io_error(&path, e))?;
             for line in BufReader::new(file).lines() {
@@ -377,6 +462,7 @@ impl CheckpointStore {
                         .map_err(|e| EngineError::Checkpoint(format!("{}: {e}", path.display())))?,
                 );
             }
+            self.log_rows.insert(f.clone(), log.len() - before);
         }
         self.sizes = referenced(&manifest)
             .into_iter()
@@ -402,6 +488,7 @@ impl CheckpointStore {
         let epoch = self.last.as_ref().map(|m| m.epoch + 1).unwrap_or(1);
         let mut bytes = 0u64;
         let mut views = Vec::with_capacity(snapshot.views.len());
+        let mut moved_views = Vec::new();
         for v in snapshot.views {
             let stem = file_name(&v.name);
             let state = if v.buckets.is_empty() {
@@ -421,14 +508,16 @@ impl CheckpointStore {
                 self.sizes.insert(f.clone(), n);
                 extra.push(f);
             }
-            // Segments carry over only into the same definition.
-            let mut segments: Vec<Segment> = self
+            // Segments and history carry over only into the same definition.
+            let previous = self
                 .last
                 .as_ref()
                 .and_then(|m| m.views.iter().find(|p| p.name == v.name))
-                .filter(|p| p.fingerprint == v.fingerprint)
-                .map(|p| p.segments.clone())
-                .unwrap_or_default();
+                .filter(|p| p.fingerprint == v.fingerprint);
+            let mut segments: Vec<Segment> =
+                previous.map(|p| p.segments.clone()).unwrap_or_default();
+            let mut skip_rows = previous.map(|p| p.skip_rows).unwrap_or(0);
+            let mut history = previous.map(|p| p.history.clone()).unwrap_or_default();
             let rows: usize = v.new_rows.iter().map(|b| b.num_rows()).sum();
             if rows > 0 {
                 let f = format!("rows-{stem}-{epoch}.arrow");
@@ -438,7 +527,31 @@ impl CheckpointStore {
                 segments.push(Segment {
                     file: f,
                     rows: rows as u64,
+                    emitted_wm: v.new_rows_wm,
                 });
+            }
+            if let Some(moved) = &v.history {
+                history = moved.kept.clone();
+                let evicted: usize = moved.evicted.iter().map(|b| b.num_rows()).sum();
+                if moved.write && evicted > 0 {
+                    let file = crate::history::write_file(
+                        &self.history_root,
+                        &stem,
+                        &format!("{stem}-{}-{epoch}", self.pipeline),
+                        &moved.evicted[0].schema(),
+                        &moved.evicted,
+                        moved.min_wm,
+                        moved.max_wm,
+                    )?;
+                    bytes += file.bytes;
+                    history.push(file);
+                }
+                // Segments whose rows all left memory go.
+                skip_rows += evicted as u64;
+                while segments.first().is_some_and(|s| s.rows <= skip_rows) {
+                    skip_rows -= segments.remove(0).rows;
+                }
+                moved_views.push((v.name.clone(), moved.evicted.len(), history.clone()));
             }
             views.push(ViewManifest {
                 name: v.name,
@@ -449,6 +562,9 @@ impl CheckpointStore {
                 state,
                 extra,
                 segments,
+                skip_rows,
+                history,
+                clock: v.clock,
             });
         }
         let mut sinks = Vec::with_capacity(snapshot.sinks.len());
@@ -499,7 +615,20 @@ impl CheckpointStore {
             write_synced(&self.dir.join(&f), &text)?;
             bytes += text.len() as u64;
             self.sizes.insert(f.clone(), text.len() as u64);
+            self.log_rows.insert(f.clone(), snapshot.new_log.len());
             logs.push(f);
+        }
+        // The oldest files go once the newer ones hold as many records as are kept.
+        loop {
+            let newer: usize = logs
+                .iter()
+                .skip(1)
+                .map(|f| self.log_rows.get(f).copied().unwrap_or(0))
+                .sum();
+            if logs.len() < 2 || newer < SYSTEM_LOG_CAPACITY {
+                break;
+            }
+            self.log_rows.remove(&logs.remove(0));
         }
         let manifest = Manifest {
             format: STATE_FORMAT.to_string(),
@@ -518,8 +647,18 @@ impl CheckpointStore {
             .map_err(|e| EngineError::Internal(format!("encoding manifest: {e}")))?;
         write_atomic(&self.dir.join(MANIFEST), &text)?;
         bytes += text.len() as u64;
+        if self.last.is_none() && !self.dir.join(COMMITTED).exists() {
+            write_synced(&self.dir.join(COMMITTED), b"")?;
+        }
         let keep = referenced(&manifest);
         self.sizes.retain(|f, _| keep.contains(f));
+        // History files the manifest no longer names (expired, or written by an epoch cut
+        // short) go once it is in place. Only the pipeline that holds a view moves its rows,
+        // so only it deletes its files.
+        for (name, _, files) in &moved_views {
+            let dir = self.history_root.join(file_name(name));
+            crate::history::remove_unnamed(&self.history_root, &dir, files);
+        }
         self.last = Some(manifest);
         self.collect_garbage(&keep);
         let sink_files = self
@@ -548,6 +687,8 @@ impl CheckpointStore {
             bytes,
             total_bytes: self.sizes.values().sum::<u64>() + text.len() as u64,
             sink_files,
+            history: moved_views,
+            history_root: self.history_root.clone(),
         })
     }
 
@@ -558,7 +699,7 @@ impl CheckpointStore {
         };
         for e in entries.filter_map(|e| e.ok()) {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name != MANIFEST && !keep.contains(&name) {
+            if name != MANIFEST && name != COMMITTED && !keep.contains(&name) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -604,7 +745,7 @@ fn skip_rows(mut rows: Vec<RecordBatch>, mut skip: usize) -> Vec<RecordBatch> {
 }
 
 /// A file-name-safe spelling of an identifier: `[A-Za-z0-9_]` kept, anything else as `%XX`.
-fn file_name(name: &str) -> String {
+pub(crate) fn file_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || b == b'_' {
@@ -756,6 +897,9 @@ mod tests {
                 buckets: state,
                 extra: Vec::new(),
                 new_rows,
+                new_rows_wm: position,
+                clock: position,
+                history: None,
             }],
             new_log: vec![LogRecord::DeadLetter {
                 location: format!("s#{position}"),
@@ -820,6 +964,61 @@ mod tests {
         again.write(snapshot(11, vec![], vec![])).unwrap();
         assert!(!store.dir().join("state-v%201-2.arrow").exists());
         assert!(!store.dir().join("MANIFEST.tmp").exists());
+    }
+
+    #[test]
+    fn a_lost_manifest_is_an_error_and_a_cut_first_checkpoint_is_not() {
+        let root = tempfile::tempdir().unwrap();
+        // The first checkpoint cut short: data files, no manifest, no marker.
+        let cut = CheckpointStore::new(root.path(), "src", 1);
+        std::fs::create_dir_all(cut.dir()).unwrap();
+        std::fs::write(cut.dir().join("state-v%201-1.arrow"), b"partial").unwrap();
+        assert!(CheckpointStore::new(root.path(), "src", 1)
+            .load()
+            .unwrap()
+            .is_none());
+        // A completed checkpoint whose manifest was deleted.
+        let mut store = CheckpointStore::new(root.path(), "src", 2);
+        store.write(snapshot(10, vec![], vec![])).unwrap();
+        std::fs::remove_file(store.dir().join(MANIFEST)).unwrap();
+        let e = CheckpointStore::new(root.path(), "src", 2)
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("MANIFEST.json is missing") && e.contains("--rebuild-state"),
+            "{e}"
+        );
+        // Removing a pipeline leaves nothing that looks like a lost manifest.
+        store.remove();
+        assert!(CheckpointStore::new(root.path(), "src", 2)
+            .load()
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn the_log_keeps_as_many_records_as_the_relation_and_no_more_files() {
+        let root = tempfile::tempdir().unwrap();
+        let mut store = CheckpointStore::new(root.path(), "src", 0);
+        let per_epoch = SYSTEM_LOG_CAPACITY / 2 + 1;
+        for epoch in 0..4 {
+            let mut s = snapshot(epoch, vec![], vec![]);
+            s.new_log = vec![s.new_log[0].clone(); per_epoch];
+            store.write(s).unwrap();
+        }
+        let logs: Vec<_> = std::fs::read_dir(store.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.starts_with("log-"))
+            .collect();
+        assert_eq!(logs.len(), 2, "{logs:?}");
+        let restored = CheckpointStore::new(root.path(), "src", 0)
+            .load()
+            .unwrap()
+            .unwrap();
+        assert_eq!(restored.manifest.logs, vec!["log-3.jsonl", "log-4.jsonl"]);
+        assert_eq!(restored.log.len(), 2 * per_epoch);
     }
 
     #[test]

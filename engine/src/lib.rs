@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod decode;
 pub mod error;
 pub mod feed;
+pub mod history;
 pub mod over;
 pub mod pipeline;
 pub mod sink;

@@ -684,6 +684,9 @@ impl Engine {
             }
             self.retire_empty(entry);
         }
+        if let Some(c) = &self.checkpoints {
+            crate::history::remove_view(&c.dir, name);
+        }
     }
 
     /// Facts about all sources.
@@ -1022,10 +1025,20 @@ struct Checkpointer {
     in_flight: Option<InFlight>,
     /// Sinks' files of the last checkpoint written, not yet handed to the sinks.
     sink_files: Option<Vec<(String, Vec<crate::sink::DiskSegment>)>>,
+    /// Views' rows moved to history by the last checkpoint written, not yet dropped from
+    /// memory: the history root and, per view, batches moved and its files now.
+    history: Option<HistoryCommit>,
     jobs: Option<std::sync::mpsc::SyncSender<Snapshot>>,
     done: Receiver<Result<WriteReport>>,
     writer: Option<JoinHandle<()>>,
 }
+
+/// Rows moved to history by a checkpoint: the root, and per view its name, the batches
+/// that left memory and its history files now.
+type HistoryCommit = (
+    std::path::PathBuf,
+    Vec<(String, usize, Vec<crate::history::HistoryFile>)>,
+);
 
 /// A checkpoint handed to the writer.
 struct InFlight {
@@ -1064,10 +1077,18 @@ impl Checkpointer {
             pending_log: Vec::new(),
             in_flight: None,
             sink_files: None,
+            history: None,
             jobs: Some(jobs),
             done,
             writer: Some(writer),
         })
+    }
+
+    /// How many more dead letters and late events may wait for the next checkpoint: while
+    /// checkpoints fail they pile up, and no more are kept than `weir.dead_letters` holds
+    /// (the relation keeps the newest in memory either way; the counters count them all).
+    fn log_room(&self) -> usize {
+        crate::system::SYSTEM_LOG_CAPACITY.saturating_sub(self.pending_log.len())
     }
 
     fn send(
@@ -1114,6 +1135,9 @@ impl Checkpointer {
                 self.pending_log.drain(..in_flight.logged);
                 stats.record_checkpoint(report.epoch, report.bytes, report.total_bytes, took);
                 self.sink_files = Some(report.sink_files);
+                if !report.history.is_empty() {
+                    self.history = Some((report.history_root, report.history));
+                }
                 tracing::debug!(
                     source,
                     epoch = report.epoch,
@@ -1244,8 +1268,7 @@ impl Processor {
             return;
         };
         ck.collect(&self.stats, &self.source, force);
-        let files = ck.sink_files.take();
-        self.hand_sink_files(files);
+        self.apply_checkpoint();
         let Some(ck) = self.checkpointer.as_mut() else {
             return;
         };
@@ -1300,13 +1323,28 @@ impl Processor {
             .store(began.elapsed().as_micros() as u64, Ordering::Relaxed);
         if force {
             ck.collect(&self.stats, &self.source, true);
-            let files = ck.sink_files.take();
-            self.hand_sink_files(files);
+            self.apply_checkpoint();
         }
     }
 
-    /// Tells each sink which files of the checkpoint just written hold its queued rows.
-    fn hand_sink_files(&self, files: Option<Vec<(String, Vec<crate::sink::DiskSegment>)>>) {
+    /// After a checkpoint was written: sinks learn which files hold their queued rows, and
+    /// views drop the rows that moved to history.
+    fn apply_checkpoint(&mut self) {
+        let Some(ck) = self.checkpointer.as_mut() else {
+            return;
+        };
+        let files = ck.sink_files.take();
+        let history = ck.history.take();
+        if let Some((root, moved)) = history {
+            for node in self.views.read().iter() {
+                if let Some((_, evicted, files)) =
+                    moved.iter().find(|(n, ..)| n == node.view.name())
+                {
+                    node.view
+                        .commit_history(*evicted, root.clone(), files.clone());
+                }
+            }
+        }
         let Some(files) = files else {
             return;
         };
@@ -1332,8 +1370,9 @@ impl Processor {
             r.raw = bounded_raw(std::mem::take(&mut r.raw));
         }
         if let Some(ck) = self.checkpointer.as_mut() {
+            let room = ck.log_room();
             ck.pending_log
-                .extend(rows.iter().map(|r| LogRecord::DeadLetter {
+                .extend(rows.iter().take(room).map(|r| LogRecord::DeadLetter {
                     location: r.location.clone(),
                     raw: r.raw.clone(),
                     error: r.error.clone(),
@@ -1351,13 +1390,15 @@ impl Processor {
             r.raw = r.raw.take().map(bounded_raw);
         }
         if let Some(ck) = self.checkpointer.as_mut() {
-            ck.pending_log.extend(rows.iter().map(|r| LogRecord::Late {
-                location: r.location.clone(),
-                event_time: r.event_time,
-                watermark: r.watermark,
-                raw: r.raw.clone(),
-                received_at_ms: r.received_at.timestamp_millis(),
-            }));
+            let room = ck.log_room();
+            ck.pending_log
+                .extend(rows.iter().take(room).map(|r| LogRecord::Late {
+                    location: r.location.clone(),
+                    event_time: r.event_time,
+                    watermark: r.watermark,
+                    raw: r.raw.clone(),
+                    received_at_ms: r.received_at.timestamp_millis(),
+                }));
         }
         self.system.add_late_events(rows);
     }

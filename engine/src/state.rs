@@ -5,6 +5,7 @@
 //! answered from the index without scanning other keys' rows.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -18,23 +19,32 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::error::Result;
+use crate::history::{history_exec, HistoryFile, HistoryFiles};
 use crate::view::ViewRuntime;
 
 /// Positions `(batch, row)` of the rows holding one key value.
 type KeyIndex = HashMap<ScalarValue, Vec<(u32, u32)>>;
 
-/// Append-only rows of closed windows with per-column hash indexes.
+/// Rows of closed windows with per-column hash indexes: appended at the end, moved to
+/// history from the front. Batch numbers count every batch ever appended.
 #[derive(Debug)]
 pub struct RowStore {
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
+    /// The watermark at which each batch was emitted.
+    batch_wm: Vec<i64>,
+    /// Batches that left memory (the number of the first batch held).
+    offset: usize,
     rows: usize,
     bytes: usize,
-    /// (column, value → (batch, row) positions).
+    /// (column, value → (batch number, row) positions).
     indexes: Vec<(usize, KeyIndex)>,
+    /// Where the rows that left memory are, if anywhere.
+    history: Option<HistoryFiles>,
 }
 
 impl RowStore {
@@ -43,19 +53,22 @@ impl RowStore {
         Self {
             schema,
             batches: Vec::new(),
+            batch_wm: Vec::new(),
+            offset: 0,
             rows: 0,
             bytes: 0,
             indexes: key_columns
                 .into_iter()
                 .map(|c| (c, HashMap::new()))
                 .collect(),
+            history: None,
         }
     }
 
-    /// Appends rows and indexes them.
-    pub fn append(&mut self, batches: &[RecordBatch]) -> Result<()> {
+    /// Appends rows emitted at watermark `wm` and indexes them.
+    pub fn append(&mut self, batches: &[RecordBatch], wm: i64) -> Result<()> {
         for batch in batches.iter().filter(|b| b.num_rows() > 0) {
-            let b = self.batches.len() as u32;
+            let b = (self.offset + self.batches.len()) as u32;
             for (col, index) in &mut self.indexes {
                 let array = batch.column(*col);
                 for r in 0..batch.num_rows() {
@@ -66,8 +79,60 @@ impl RowStore {
             self.rows += batch.num_rows();
             self.bytes += batch.get_array_memory_size();
             self.batches.push(batch.clone());
+            self.batch_wm.push(wm);
         }
         Ok(())
+    }
+
+    /// How many of the first batches were emitted at or before watermark `cutoff`.
+    pub fn emitted_by(&self, cutoff: i64) -> usize {
+        self.batch_wm.iter().take_while(|&&w| w <= cutoff).count()
+    }
+
+    /// The highest watermark at which a batch after the first `from` was emitted.
+    pub fn max_wm_from(&self, from: usize) -> i64 {
+        self.batch_wm
+            .get(from.saturating_sub(self.offset)..)
+            .and_then(|w| w.iter().copied().max())
+            .unwrap_or(i64::MIN)
+    }
+
+    /// The first `n` batches and the lowest and highest watermark they were emitted at.
+    pub fn head(&self, n: usize) -> (Vec<RecordBatch>, i64, i64) {
+        let n = n.min(self.batches.len());
+        let wm = &self.batch_wm[..n];
+        (
+            self.batches[..n].to_vec(),
+            wm.iter().copied().min().unwrap_or(i64::MIN),
+            wm.iter().copied().max().unwrap_or(i64::MIN),
+        )
+    }
+
+    /// Drops the first `n` batches (their rows are in `files` now, or expired) and makes
+    /// `files` under `root` the history. Readers see both changes at once.
+    pub fn evict(&mut self, n: usize, root: PathBuf, files: Vec<HistoryFile>) {
+        let n = n.min(self.batches.len());
+        for b in self.batches.drain(..n) {
+            self.rows -= b.num_rows();
+            self.bytes = self.bytes.saturating_sub(b.get_array_memory_size());
+        }
+        self.batch_wm.drain(..n);
+        self.offset += n;
+        if n > 0 {
+            let first = self.offset as u32;
+            for (_, index) in &mut self.indexes {
+                index.retain(|_, positions| {
+                    positions.retain(|p| p.0 >= first);
+                    !positions.is_empty()
+                });
+            }
+        }
+        self.history = Some((root, files));
+    }
+
+    /// The history files and their root, if rows have left memory.
+    pub fn history(&self) -> Option<&HistoryFiles> {
+        self.history.as_ref()
     }
 
     /// All rows.
@@ -75,15 +140,15 @@ impl RowStore {
         self.batches.clone()
     }
 
-    /// Number of appended batches.
+    /// Number of batches ever appended (including those that left memory).
     pub fn batch_count(&self) -> usize {
-        self.batches.len()
+        self.offset + self.batches.len()
     }
 
-    /// Batches appended after the first `from`.
+    /// Batches appended after the first `from` (of those ever appended).
     pub fn batches_from(&self, from: usize) -> Vec<RecordBatch> {
         self.batches
-            .get(from..)
+            .get(from.saturating_sub(self.offset)..)
             .map(<[_]>::to_vec)
             .unwrap_or_default()
     }
@@ -110,7 +175,10 @@ impl RowStore {
                 i += 1;
             }
             let indices = UInt32Array::from(rows);
-            out.push(take_record_batch(&self.batches[b as usize], &indices)?);
+            out.push(take_record_batch(
+                &self.batches[b as usize - self.offset],
+                &indices,
+            )?);
         }
         Ok(out)
     }
@@ -179,31 +247,32 @@ impl TableProvider for ViewTable {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| match self.indexed_equality(f) {
-                Some(_) => TableProviderFilterPushDown::Inexact,
-                None => TableProviderFilterPushDown::Unsupported,
-            })
-            .collect())
+        // Every filter reaches `scan` (an indexed equality picks rows in memory, any filter
+        // prunes history files); DataFusion still applies each to the rows.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let lookup = filters.iter().find_map(|f| self.indexed_equality(f));
-        let batches = self
+        let (batches, history) = self
             .view
-            .read(lookup.as_ref().map(|(c, v)| (*c, v)))
+            .read_with_history(lookup.as_ref().map(|(c, v)| (*c, v)))
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[batches],
-            self.view.schema(),
-            projection.cloned(),
-        )?)
+        let schema = self.view.schema();
+        let memory: Arc<dyn ExecutionPlan> =
+            MemorySourceConfig::try_new_exec(&[batches], schema.clone(), projection.cloned())?;
+        match history {
+            Some((root, files)) if !files.is_empty() => {
+                let cold = history_exec(state, &root, &files, &schema, projection, filters)?;
+                UnionExec::try_new(vec![memory, cold])
+            }
+            _ => Ok(memory),
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! [`AggregateSpec`] taken from DataFusion's `AggregateExec`, and the plan above it (HAVING,
 //! final projection). [`ViewRuntime::process`] pushes one micro-batch through all three.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -16,9 +17,10 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::aggregate::{AggregateSpec, IncrementalAggregate};
 use crate::alert::{AlertRecord, AlertSpec, AlertStage};
-use crate::checkpoint::{RestoredView, ViewSnapshot};
+use crate::checkpoint::{HistoryMove, RestoredView, ViewSnapshot};
 use crate::error::Result;
 use crate::feed::Feed;
+use crate::history::{HistoryFile, HistoryFiles, Retention};
 use crate::over::{OverSpec, OverState, OVER_STATE_BATCHES};
 use crate::state::RowStore;
 
@@ -87,6 +89,17 @@ pub struct ViewPlan {
     /// Identifies the definition (query, emit mode, output schema): checkpointed state is
     /// restored only into a view with the same fingerprint.
     pub fingerprint: String,
+    /// How long emitted rows stay in memory and in Parquet history (None: in memory for
+    /// ever).
+    pub retention: Option<Retention>,
+}
+
+/// A view's Parquet history: rows, bytes, files.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HistoryStats {
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: usize,
 }
 
 /// Counters of one view, read by `weir.views`.
@@ -118,6 +131,8 @@ pub struct ViewRuntime {
     plan: ViewPlan,
     inner: Mutex<Inner>,
     store: RwLock<RowStore>,
+    /// The highest finite watermark seen: the clock rows age by.
+    clock: AtomicI64,
     /// Counters.
     pub stats: ViewStats,
 }
@@ -152,6 +167,7 @@ impl ViewRuntime {
                 snapshot: None,
             }),
             store: RwLock::new(store),
+            clock: AtomicI64::new(i64::MIN),
             stats,
             plan,
         }))
@@ -192,6 +208,7 @@ impl ViewRuntime {
         self.stats.dropped_rows.store(0, Ordering::Relaxed);
         self.stats.caught_up.store(false, Ordering::Relaxed);
         self.stats.watermark.store(i64::MIN, Ordering::Relaxed);
+        self.clock.store(i64::MIN, Ordering::Relaxed);
         Ok(())
     }
 
@@ -217,7 +234,29 @@ impl ViewRuntime {
             extra.push(alert.export()?);
         }
         let store = self.store.read();
+        let moves = self.plan.retention.map(|r| {
+            let clock = self.clock.load(Ordering::Relaxed);
+            let (evicted, min_wm, max_wm) = store.head(store.emitted_by(r.memory_cutoff(clock)));
+            let kept = store
+                .history()
+                .map(|(_, files)| files.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .filter(|f| f.max_emitted_wm > r.history_cutoff(clock))
+                .cloned()
+                .collect();
+            HistoryMove {
+                evicted,
+                min_wm,
+                max_wm,
+                write: r.history_ns > 0,
+                kept,
+            }
+        });
         let snapshot = ViewSnapshot {
+            history: moves,
+            new_rows_wm: store.max_wm_from(persisted_batches),
+            clock: self.clock.load(Ordering::Relaxed),
             extra,
             name: self.plan.name.clone(),
             fingerprint: self.plan.fingerprint.clone(),
@@ -252,13 +291,16 @@ impl ViewRuntime {
         }
         inner.version += 1;
         drop(inner);
-        let rows: Vec<RecordBatch> = restored
-            .rows
-            .iter()
-            .map(|b| with_schema(&self.plan.output_schema, b))
-            .collect();
         let mut store = self.store.write();
-        store.append(&rows)?;
+        for (b, wm) in restored.rows.iter().zip(&restored.row_wms) {
+            store.append(&[with_schema(&self.plan.output_schema, b)], *wm)?;
+        }
+        store.evict(
+            0,
+            restored.history_root.clone(),
+            restored.meta.history.clone(),
+        );
+        self.clock.store(restored.meta.clock, Ordering::Relaxed);
         self.stats
             .rows_in
             .store(restored.meta.rows_in, Ordering::Relaxed);
@@ -277,6 +319,9 @@ impl ViewRuntime {
     /// Processes one micro-batch at watermark `wm` and returns the rows it emitted (closed
     /// windows, or the rows of a view without aggregation) for downstream views.
     pub fn process(&self, input: Vec<RecordBatch>, wm: i64) -> Result<Vec<RecordBatch>> {
+        if wm != i64::MAX {
+            self.clock.fetch_max(wm, Ordering::Relaxed);
+        }
         let rows: usize = input.iter().map(|b| b.num_rows()).sum();
         self.stats.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
         self.stats.watermark.store(wm, Ordering::Relaxed);
@@ -319,7 +364,7 @@ impl ViewRuntime {
         };
         drop(guard);
         if !emitted.is_empty() {
-            self.store.write().append(&emitted)?;
+            self.store.write().append(&emitted, wm)?;
         }
         Ok(emitted)
     }
@@ -383,6 +428,54 @@ impl ViewRuntime {
         lookup: Option<(usize, &datafusion::common::ScalarValue)>,
     ) -> Result<Vec<RecordBatch>> {
         self.read_with(lookup, true)
+    }
+
+    /// Like [`read`](Self::read), with the history files (and their root) that hold the
+    /// rows no longer in memory, taken under the same lock: each row is in exactly one.
+    pub fn read_with_history(
+        &self,
+        lookup: Option<(usize, &datafusion::common::ScalarValue)>,
+    ) -> Result<(Vec<RecordBatch>, Option<HistoryFiles>)> {
+        let (mut out, history) = {
+            let store = self.store.read();
+            let rows = match lookup {
+                Some((col, key)) => store.lookup(col, key)?,
+                None => store.batches(),
+            };
+            (rows, store.history().cloned())
+        };
+        if self.plan.emit == EmitMode::OnUpdate || self.is_unwindowed_aggregate() {
+            out.extend(self.open_rows()?);
+        }
+        Ok((out, history))
+    }
+
+    /// After a checkpoint that moved rows to history: the first `evicted` batches leave
+    /// memory and `files` under `root` become the view's history, at once for readers.
+    pub fn commit_history(&self, evicted: usize, root: PathBuf, files: Vec<HistoryFile>) {
+        self.store.write().evict(evicted, root, files);
+    }
+
+    /// Rows visible from memory, and rows, bytes and files in Parquet history, read at one
+    /// instant (a move to history never shows as rows in both or neither).
+    pub fn rows_and_history(&self) -> Result<(usize, HistoryStats)> {
+        let open: usize = if self.plan.emit == EmitMode::OnUpdate || self.is_unwindowed_aggregate()
+        {
+            self.open_rows()?.iter().map(|b| b.num_rows()).sum()
+        } else {
+            0
+        };
+        let store = self.store.read();
+        let files = store
+            .history()
+            .map(|(_, f)| f.as_slice())
+            .unwrap_or_default();
+        let history = HistoryStats {
+            rows: files.iter().map(|f| f.rows).sum(),
+            bytes: files.iter().map(|f| f.bytes).sum(),
+            files: files.len(),
+        };
+        Ok((store.rows() + open, history))
     }
 
     /// Like [`read`](Self::read); `include_open = false` leaves out open windows.

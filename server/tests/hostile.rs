@@ -283,13 +283,10 @@ async fn an_event_from_the_far_future_is_a_dead_letter_not_the_watermark() {
     db.shutdown();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_malformed_bind_is_answered_08p01_and_the_server_lives() {
+/// A raw protocol session on `port`, after startup and the first ReadyForQuery.
+async fn raw_session(port: u16) -> tokio::net::TcpStream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = tempfile::tempdir().unwrap();
-    let mut weir = Weir::start(dir.path());
-    let _ = weir.connect().await;
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", weir.port))
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
     let mut startup = Vec::new();
@@ -298,7 +295,6 @@ async fn a_malformed_bind_is_answered_08p01_and_the_server_lives() {
     let mut message = ((startup.len() + 4) as i32).to_be_bytes().to_vec();
     message.extend_from_slice(&startup);
     s.write_all(&message).await.unwrap();
-    // Until ReadyForQuery.
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     while !seen.windows(5).any(|w| w == [b'Z', 0, 0, 0, 5]) {
@@ -306,25 +302,80 @@ async fn a_malformed_bind_is_answered_08p01_and_the_server_lives() {
         assert!(n > 0, "closed during startup");
         seen.extend_from_slice(&buf[..n]);
     }
-    // Parse "s1", then a Bind that claims 65531 parameters and carries none.
-    let mut parse = b"s1\0SELECT 1\0".to_vec();
-    parse.extend_from_slice(&0i16.to_be_bytes());
-    let mut bind = b"\0s1\0".to_vec();
-    bind.extend_from_slice(&0u16.to_be_bytes());
-    bind.extend_from_slice(&(-5i16).to_be_bytes());
-    for (tag, body) in [(b'P', parse), (b'B', bind), (b'S', Vec::new())] {
-        let mut m = vec![tag];
-        m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        m.extend_from_slice(&body);
-        s.write_all(&m).await.unwrap();
+    s
+}
+
+/// A typed protocol message.
+fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_protocol_messages_are_answered_08p01_and_the_server_lives() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::start(dir.path());
+    let _ = weir.connect().await;
+    let parse = message(b'P', b"s1\0SELECT 1\0\0\0");
+    let bind = message(b'B', b"\0s1\0\0\0\0\0\0\0");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        // A Bind that claims -5 parameters (panicked inside the decoder).
+        (
+            "bind with a negative count",
+            [
+                parse.clone(),
+                message(b'B', b"\0s1\0\0\0\xff\xfb"),
+                message(b'S', b""),
+            ]
+            .concat(),
+        ),
+        // A Query whose length is shorter than its own length field (was executed).
+        (
+            "query of length 0",
+            [vec![b'Q', 0, 0, 0, 0], b"SELECT 1\0".to_vec()].concat(),
+        ),
+        (
+            "query of length 3",
+            [vec![b'Q', 0, 0, 0, 3], b"SELECT 1\0".to_vec()].concat(),
+        ),
+        // An Execute without max_rows (hung waiting for bytes of the next message).
+        (
+            "execute without max_rows",
+            [parse.clone(), bind.clone(), message(b'E', b"\0")].concat(),
+        ),
+    ];
+    for (case, bytes) in cases {
+        let mut s = raw_session(weir.port).await;
+        s.write_all(&bytes).await.unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "{case}: no answer within 10 s");
+        assert!(
+            rest.windows(5).any(|w| w == b"08P01"),
+            "{case}: no 08P01 error: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
     }
-    let mut rest = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
-    assert!(
-        rest.windows(5).any(|w| w == b"08P01"),
-        "no 08P01 error: {:?}",
-        String::from_utf8_lossy(&rest)
-    );
+    // Well-formed extended queries still work, on a raw session and through a driver.
+    let mut s = raw_session(weir.port).await;
+    let execute = message(b'E', b"\0\0\0\0\0");
+    s.write_all(&[parse, bind, execute, message(b'S', b"")].concat())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(5).any(|w| w == [b'Z', 0, 0, 0, 5]) {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("an answer to a well-formed Execute")
+            .unwrap();
+        assert!(n > 0, "closed");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(seen.contains(&b'D'), "a DataRow: {seen:?}");
     let client = weir.connect().await;
     assert_eq!(int(&client, "SELECT 1::BIGINT").await, 1);
     assert!(

@@ -60,6 +60,11 @@ fn views() -> Vec<(&'static str, String)> {
                 .into(),
         ),
         (
+            // Rows older than a minute of event time move to Parquet history.
+            "kpi_kept",
+            kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '20 seconds')"),
+        ),
+        (
             "kpi_5m",
             "SELECT source, window_start, sum(count) AS n \
              FROM TUMBLE(kpi_1m, window_start, INTERVAL '5 minutes') \
@@ -87,7 +92,15 @@ async fn create(db: &Database, feed: &Path) {
     )
     .await;
     for (name, query) in views() {
-        exec(db, &format!("CREATE MATERIALIZED VIEW {name} AS {query}")).await;
+        let with = match name {
+            "kpi_kept" => " WITH (retention = '1 minute', history = '30 days')",
+            _ => "",
+        };
+        exec(
+            db,
+            &format!("CREATE MATERIALIZED VIEW {name}{with} AS {query}"),
+        )
+        .await;
     }
 }
 
@@ -120,6 +133,19 @@ async fn wait_read(db: &Arc<Database>, feed: &Path) {
             "pipelines did not read {len} bytes within 120 s"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until `kpi_kept` has moved rows to Parquet history.
+async fn wait_history(db: &Arc<Database>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let sql = "SELECT history_rows FROM weir.views WHERE name = 'kpi_kept'";
+    while rows(db, sql).await == ["0"] {
+        assert!(
+            Instant::now() < deadline,
+            "kpi_kept moved no rows to history"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -157,7 +183,7 @@ async fn everything(db: &Database) -> Vec<(String, Vec<String>)> {
         "SELECT events_in, late_events, dead_letters FROM weir.sources",
         "SELECT location, error FROM weir.dead_letters",
         "SELECT location FROM weir.late_events",
-        "SELECT name, rows FROM weir.views",
+        "SELECT name, rows + history_rows FROM weir.views",
     ] {
         out.push((sql.to_string(), rows(db, sql).await));
     }
@@ -232,6 +258,7 @@ async fn crashes_at_random_points_change_no_result() {
         append(&straight_feed, chunk);
     }
     wait_read(&db, &straight_feed).await;
+    wait_history(&db).await;
     let expected = everything(&db).await;
     drop(db);
     assert!(
@@ -260,6 +287,7 @@ async fn crashes_at_random_points_change_no_result() {
         }
     }
     wait_read(&db, &feed).await;
+    wait_history(&db).await;
     let got = everything(&db).await;
     for ((name, want), (_, have)) in expected.iter().zip(&got) {
         assert_same_rows(

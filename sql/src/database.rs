@@ -36,6 +36,7 @@ use crate::functions::{PlanCapture, RelationResolver, WindowFunction};
 use crate::max_future::{max_future_ns, split_max_future, MAX_FUTURE};
 use crate::over_order::{apply_emit_option, EMIT_OPTION};
 use crate::planner::{base_config, plan_stream, plan_view, StreamRelation};
+use crate::retention::{apply_retention_options, format_age, HISTORY_OPTION, RETENTION_OPTION};
 use crate::session::Session;
 use crate::system::{count, Columns, SystemTable};
 
@@ -124,6 +125,8 @@ pub struct Database {
     catalog: tokio::sync::Mutex<Catalog>,
     relations: Arc<RwLock<BTreeMap<String, Relation>>>,
     backfill_timeout: std::time::Duration,
+    /// Whether the database has a data dir (checkpoints, history).
+    persistent: bool,
 }
 
 impl std::fmt::Debug for Database {
@@ -151,6 +154,7 @@ impl Database {
         crate::percentile::register(&ctx);
         crate::ewm::register(&ctx);
         crate::bounded::register(&ctx);
+        crate::checked::register(&ctx);
         let catalog = Catalog::open(options.data_dir.as_deref())?;
         let engine = match &options.data_dir {
             None => Engine::new(options.registry),
@@ -170,6 +174,7 @@ impl Database {
             catalog: tokio::sync::Mutex::new(Catalog::open(None)?),
             relations: Arc::new(RwLock::new(BTreeMap::new())),
             backfill_timeout: options.backfill_timeout,
+            persistent: options.data_dir.is_some(),
         });
         db.register_system_relations()?;
         crate::information_schema::install(&db.ctx)?;
@@ -554,16 +559,18 @@ impl Database {
     async fn instantiate_view(&self, mut def: ViewDef) -> Result<ViewDef> {
         let streams = self.streams();
         let mut planned = plan_view(&def.name, &def.query, def.emit, &streams).await?;
-        if let Some(unknown) = def.options.keys().find(|k| k.as_str() != EMIT_OPTION) {
+        let known = [EMIT_OPTION, RETENTION_OPTION, HISTORY_OPTION];
+        if let Some(unknown) = def.options.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(SqlError::InvalidParameter(format!(
-                "unknown materialized view option \"{unknown}\"; views take {EMIT_OPTION} (for OVER windows)"
+                "unknown materialized view option \"{unknown}\"; views take {EMIT_OPTION} (for OVER windows), {RETENTION_OPTION} and {HISTORY_OPTION}"
             )));
         }
         let emit = self.apply_emit(&def.options, &mut planned)?;
-        def.options = emit
-            .iter()
-            .map(|e| (EMIT_OPTION.to_string(), e.clone()))
-            .collect();
+        let mut kept = apply_retention_options(&def.options, &mut planned.plan, self.persistent)?;
+        if let Some(e) = &emit {
+            kept.insert(EMIT_OPTION.to_string(), e.clone());
+        }
+        def.options = kept;
         planned.plan.fingerprint = format!(
             "{:?}|{}|{:?}",
             def.emit, def.query, planned.plan.output_schema
@@ -1310,12 +1317,13 @@ impl Database {
             })
         };
         let mut rows = Vec::new();
+        let mut history = Vec::new();
         for (_, v) in &views {
-            rows.push(Some(
-                v.row_count()
-                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
-                    as i64,
-            ));
+            let (memory, cold) = v
+                .rows_and_history()
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            rows.push(Some(memory as i64));
+            history.push(cold);
         }
         Columns::new()
             .text("name", views.iter().map(|(n, _)| Some(n.clone())))
@@ -1349,6 +1357,27 @@ impl Database {
             .int(
                 "dropped_rows",
                 views.iter().map(|(_, v)| count(&v.stats.dropped_rows)),
+            )
+            .text(
+                "retention",
+                views
+                    .iter()
+                    .map(|(_, v)| v.plan().retention.map(|r| format_age(r.memory_ns))),
+            )
+            .text(
+                "history",
+                views
+                    .iter()
+                    .map(|(_, v)| v.plan().retention.map(|r| format_age(r.history_ns))),
+            )
+            .int("history_rows", history.iter().map(|h| Some(h.rows as i64)))
+            .int(
+                "history_bytes",
+                history.iter().map(|h| Some(h.bytes as i64)),
+            )
+            .int(
+                "history_files",
+                history.iter().map(|h| Some(h.files as i64)),
             )
             .finish()
     }

@@ -36,6 +36,12 @@ pub enum SqlError {
     /// 0A000: valid, but not supported (yet).
     #[error("{0}")]
     FeatureNotSupported(String),
+    /// 22003: a number does not fit its type (integer overflow).
+    #[error("{0}")]
+    OutOfRange(String),
+    /// 22012: division by zero.
+    #[error("{0}")]
+    DivisionByZero(String),
     /// 22000 family: the data made a function fail.
     #[error("{0}")]
     DataException(String),
@@ -77,6 +83,8 @@ impl SqlError {
             SqlError::Cancelled(_) => "57014",
             SqlError::DatatypeMismatch(_) => "42804",
             SqlError::FeatureNotSupported(_) => "0A000",
+            SqlError::OutOfRange(_) => "22003",
+            SqlError::DivisionByZero(_) => "22012",
             SqlError::DataException(_) => "22000",
             SqlError::Io(_) => "58030",
             SqlError::Internal(_) => "XX000",
@@ -157,8 +165,10 @@ fn classify_datafusion(e: DataFusionError) -> SqlError {
         || lower.contains("failed to coerce")
     {
         SqlError::DatatypeMismatch(strip(&message))
-    } else if lower.contains("divide by zero") || lower.contains("overflow") {
-        SqlError::DataException(strip(&message))
+    } else if lower.contains("divide by zero") || lower.contains("division by zero") {
+        SqlError::DivisionByZero(strip(&message))
+    } else if lower.contains("overflow") {
+        SqlError::OutOfRange(strip(&message))
     } else if lower.starts_with("error during planning") || lower.starts_with("schema error") {
         SqlError::Syntax(strip(&message))
     } else {

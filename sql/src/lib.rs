@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod bounded;
 pub mod catalog;
+pub mod checked;
 pub mod database;
 pub mod dialect;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod over_order;
 pub mod percentile;
 pub mod pg;
 pub mod planner;
+pub mod retention;
 pub mod session;
 pub mod system;
 pub mod types;

@@ -319,6 +319,7 @@ pub async fn plan_stream(
         key_columns,
         task,
         fingerprint: String::new(),
+        retention: None,
     };
     Ok(PlannedView {
         plan,
@@ -347,6 +348,7 @@ fn row_plan(
         key_columns: vec![],
         task,
         fingerprint: String::new(),
+        retention: None,
     }
 }
 

@@ -5,9 +5,8 @@
 //! failure waits (10 ms, doubling to 1 s) and is logged once per [`LOG_EVERY`] with the
 //! number left out. Past `max_connections` a new client is answered the way PostgreSQL
 //! answers it — `FATAL 53300 sorry, too many clients already` — and closed, so the
-//! descriptors of idle clients cannot exhaust the process. A message the protocol decoder
-//! cannot handle (a Bind whose counts do not match its bytes panics inside the `pgwire`
-//! crate) ends that one connection with `FATAL 08P01`; every other client carries on.
+//! descriptors of idle clients cannot exhaust the process. Each client is served by
+//! [`connection::serve`](super::connection::serve).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,25 +34,12 @@ pub async fn serve(
 ) {
     let slots = Arc::new(Semaphore::new(max_connections));
     let connections = Arc::new(CancelRegistry::default());
-    let mut backoff = Duration::ZERO;
-    let mut last_log: Option<Instant> = None;
-    let mut suppressed = 0u64;
+    let mut backoff = Backoff::default();
     loop {
         let (socket, peer) = match listener.accept().await {
-            Ok(s) => {
-                backoff = Duration::ZERO;
-                s
-            }
+            Ok(s) => s,
             Err(e) => {
-                if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
-                    tracing::warn!(error = %e, suppressed, "accept failed; backing off");
-                    last_log = Some(Instant::now());
-                    suppressed = 0;
-                } else {
-                    suppressed += 1;
-                }
-                backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
-                tokio::time::sleep(backoff).await;
+                backoff.failed(&e).await;
                 continue;
             }
         };
@@ -62,41 +48,45 @@ pub async fn serve(
             tokio::spawn(refuse(socket, max_connections));
             continue;
         };
-        // A second handle on the socket answers the client if the protocol handler panics
-        // on a malformed message (the handler owns the first).
-        let (socket, spare) = match split_spare(socket) {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "cannot set up the connection");
-                continue;
-            }
-        };
         let handlers = ConnectionHandlers::new(db.clone(), metrics.clone(), connections.clone());
         tokio::spawn(async move {
-            let connection = tokio::spawn(::pgwire::tokio::process_socket(socket, None, handlers));
-            match connection.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
-                Err(e) if e.is_panic() => {
-                    tracing::warn!(%peer, "a malformed protocol message broke the connection; answered 08P01");
-                    if let Ok(mut spare) = TcpStream::from_std(spare) {
-                        let message = "invalid protocol message: it could not be decoded (a count or length does not match its contents)";
-                        let _ = spare.write_all(&error_response("08P01", message)).await;
-                        let _ = spare.shutdown().await;
-                    }
-                }
-                Err(_) => {}
+            if let Err(e) = super::connection::serve(socket, handlers).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);
         });
+        backoff.reset();
     }
 }
 
-/// The socket for the protocol handler and a duplicate of it.
-fn split_spare(socket: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
-    let std = socket.into_std()?;
-    let spare = std.try_clone()?;
-    Ok((TcpStream::from_std(std)?, spare))
+/// The pause and log rate after a failure to take a new client (no descriptor left).
+#[derive(Default)]
+struct Backoff {
+    delay: Duration,
+    last_log: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Backoff {
+    /// A client was taken: the next failure starts from the shortest pause.
+    fn reset(&mut self) {
+        self.delay = Duration::ZERO;
+    }
+
+    /// Logs at most once per [`LOG_EVERY`] (counting the lines left out), then waits
+    /// 10 ms, doubling up to 1 s.
+    async fn failed(&mut self, e: &std::io::Error) {
+        if self.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+            let suppressed = self.suppressed;
+            tracing::warn!(error = %e, suppressed, "accept failed; backing off");
+            self.last_log = Some(Instant::now());
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+        self.delay = (self.delay * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        tokio::time::sleep(self.delay).await;
+    }
 }
 
 /// Reads the client's startup (declining TLS) and answers `FATAL 53300`.

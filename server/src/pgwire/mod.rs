@@ -3,7 +3,9 @@
 //! Statements are split and executed by `weir-sql`; results are encoded from Arrow by
 //! `arrow-pg`. Errors carry the SQLSTATE `weir-sql` assigns, and never close the connection.
 
+mod connection;
 mod encode;
+mod framing;
 mod handler;
 mod limits;
 mod listener;

@@ -1,0 +1,132 @@
+//! Retention and Parquet history: recent rows of a view in memory, older rows in Parquet
+//! files, one relation over both.
+//!
+//! A view with `retention` keeps each emitted row in memory until the watermark is
+//! `retention` past the watermark at which the row was emitted (its window closed). Then,
+//! at the next checkpoint, its rows move to a Parquet file under `<data dir>/history/<view>/`
+//! and leave memory. The move is part of the checkpoint protocol: the Parquet file is
+//! written and fsynced with the epoch's other files, the manifest names it (and how many of
+//! the view's emitted rows memory no longer holds), and only after the manifest is in place
+//! does memory drop the rows and queries start reading the file — under one lock, so a
+//! query sees every row exactly once. A crash before the manifest leaves a file no manifest
+//! names, overwritten or deleted by the view's next move; a crash after it restores memory
+//! without those rows.
+//!
+//! Files whose newest row was emitted more than `retention + history` before the current
+//! watermark are dropped from the manifest and deleted. `history = '0'` drops rows that
+//! leave memory instead of writing them.
+//!
+//! Time is event time (the watermark), so a replay decides the same moves. The end of a
+//! bounded input (watermark at its maximum) does not age anything.
+
+mod table;
+mod writer;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use table::history_exec;
+pub use writer::write_file;
+
+/// How long a view keeps rows in memory and in history (event time, ns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Time after a row is emitted that it stays in memory.
+    pub memory_ns: i64,
+    /// Time after a row leaves memory that its history file is kept (0: no history).
+    pub history_ns: i64,
+}
+
+impl Retention {
+    /// The emission watermark at or below which rows leave memory, at watermark `clock`.
+    pub fn memory_cutoff(&self, clock: i64) -> i64 {
+        clock.saturating_sub(self.memory_ns)
+    }
+
+    /// The emission watermark at or below which history files are deleted.
+    pub fn history_cutoff(&self, clock: i64) -> i64 {
+        clock
+            .saturating_sub(self.memory_ns)
+            .saturating_sub(self.history_ns)
+    }
+}
+
+/// One Parquet file of a view's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryFile {
+    /// Path relative to the history root (`<data dir>/history`).
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+    /// The watermark at which its newest row was emitted.
+    pub max_emitted_wm: i64,
+}
+
+/// A view's history: the root its files are under, and the files, oldest first.
+pub type HistoryFiles = (PathBuf, Vec<HistoryFile>);
+
+/// The history root beside a checkpoint root (`<data dir>/checkpoints` →
+/// `<data dir>/history`).
+pub fn root_for(checkpoints: &Path) -> PathBuf {
+    checkpoints
+        .parent()
+        .map(|p| p.join("history"))
+        .unwrap_or_else(|| checkpoints.join("history"))
+}
+
+/// Deletes the history of view `name` (checkpoints under `checkpoints`).
+pub fn remove_view(checkpoints: &Path, name: &str) {
+    let dir = root_for(checkpoints).join(crate::checkpoint::file_name(name));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Deletes the Parquet files under `dir` (a view's history directory) that `keep` does not
+/// name (relative to `root`), and directories left empty.
+pub fn remove_unnamed(root: &Path, dir: &Path, keep: &[HistoryFile]) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let path = e.path();
+        if path.is_dir() {
+            remove_unnamed(root, &path, keep);
+            let _ = std::fs::remove_dir(&path);
+            continue;
+        }
+        let relative = path
+            .strip_prefix(root)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !keep.iter().any(|f| f.path == relative) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// A date partition name for a watermark: `date=YYYY-MM-DD`.
+fn date_partition(wm: i64) -> String {
+    let secs = wm.div_euclid(1_000_000_000);
+    let day = chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "unknown".into());
+    format!("date={day}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cutoffs_are_event_time_and_saturate() {
+        let r = Retention {
+            memory_ns: 60,
+            history_ns: 600,
+        };
+        assert_eq!(r.memory_cutoff(1000), 940);
+        assert_eq!(r.history_cutoff(1000), 340);
+        assert_eq!(r.memory_cutoff(i64::MIN), i64::MIN);
+        assert_eq!(date_partition(0), "date=1970-01-01");
+        assert_eq!(date_partition(1_796_000_000_000_000_000), "date=2026-11-30");
+    }
+}

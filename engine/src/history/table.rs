@@ -1,0 +1,46 @@
+//! Reading history files as part of a view's table.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::common::{DFSchema, Result};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+
+use super::HistoryFile;
+
+/// A scan of `files` (under `root`) with the view's `schema`: `filters` prune files and row
+/// groups by their statistics (the caller still applies them to the rows).
+pub fn history_exec(
+    session: &dyn Session,
+    root: &Path,
+    files: &[HistoryFile],
+    schema: &SchemaRef,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let mut source = ParquetSource::new(schema.clone());
+    if let Some(predicate) = conjunction(filters.iter().cloned()) {
+        let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+        // A filter the scan cannot evaluate only costs pruning, never rows.
+        if let Ok(physical) = session.create_physical_expr(predicate, &df_schema) {
+            source = source.with_predicate(physical);
+        }
+    }
+    let group: Vec<PartitionedFile> = files
+        .iter()
+        .map(|f| PartitionedFile::new(root.join(&f.path).to_string_lossy().into_owned(), f.bytes))
+        .collect();
+    let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+        .with_file_group(FileGroup::new(group))
+        .with_projection_indices(projection.cloned())?
+        .build();
+    Ok(DataSourceExec::from_data_source(config))
+}

@@ -1,0 +1,65 @@
+//! Writing a view's rows that leave memory as one Parquet file.
+
+use std::fs::File;
+use std::path::Path;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use super::{date_partition, HistoryFile};
+use crate::error::{EngineError, Result};
+
+/// Rows per row group: small enough that statistics prune a range query.
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// Writes `batches` (emitted at watermarks from `min_wm` to `max_wm`) to
+/// `<root>/<dir>/date=<day of min_wm>/<name>.parquet`, fsynced, and describes the file.
+pub fn write_file(
+    root: &Path,
+    dir: &str,
+    name: &str,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    min_wm: i64,
+    max_wm: i64,
+) -> Result<HistoryFile> {
+    let relative = format!("{dir}/{}/{name}.parquet", date_partition(min_wm));
+    let path = root.join(&relative);
+    let io = |e: std::io::Error| EngineError::Checkpoint(format!("{}: {e}", path.display()));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build();
+    let file = File::create(&path).map_err(io)?;
+    let parquet = |e: datafusion::parquet::errors::ParquetError| {
+        EngineError::Checkpoint(format!("writing {}: {e}", path.display()))
+    };
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(parquet)?;
+    let mut rows = 0u64;
+    for b in batches {
+        let b = RecordBatch::try_new(schema.clone(), b.columns().to_vec())?;
+        rows += b.num_rows() as u64;
+        writer.write(&b).map_err(parquet)?;
+    }
+    let file = writer.into_inner().map_err(parquet)?;
+    file.sync_all().map_err(io)?;
+    let bytes = file.metadata().map_err(io)?.len();
+    if let Some(parent) = path.parent() {
+        if let Ok(d) = File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(HistoryFile {
+        path: relative,
+        rows,
+        bytes,
+        max_emitted_wm: max_wm,
+    })
+}

@@ -1,0 +1,192 @@
+//! Retention and Parquet history (issue 14): rows past a view's retention leave memory for
+//! Parquet files at a checkpoint, and the view still answers with every row exactly once —
+//! equal to the same view kept wholly in memory, before and after `kill -9`. The files are
+//! plain Parquet: the `parquet` crate reads them without Weir.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::process::{int, Weir};
+use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+use tokio_postgres::Client;
+
+/// One minute of event time: 60,000 events over 3 sources, 1-second windows.
+const SOURCE: &str = "CREATE SOURCE ev (source TEXT, \"timestamp\" TIMESTAMPTZ, \
+    WATERMARK FOR \"timestamp\" AS \"timestamp\" - INTERVAL '1 second') \
+    WITH (connector = 'datagen', count = '60000', rate = '1000', sources = '3', seed = '5', \
+          start = '2026-11-27T10:00:00Z', realtime = 'false')";
+const QUERY: &str = "SELECT source, window_start, window_end, count(*) AS count \
+    FROM TUMBLE(ev, \"timestamp\", INTERVAL '1 second') GROUP BY source, window_start, window_end";
+
+/// Every row of `sql`, as text.
+async fn rows(client: &Client, sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in client.simple_query(sql).await.unwrap() {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            let cells: Vec<&str> = (0..r.len()).map(|i| r.get(i).unwrap_or("NULL")).collect();
+            out.push(cells.join("|"));
+        }
+    }
+    out
+}
+
+/// The Parquet files under `dir`, recursively.
+fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(parquet_files(&p));
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Memory + history of `kpi` against `kpi_all` (the same query, all in memory).
+async fn assert_complete(client: &Client, data: &Path) {
+    let all = rows(
+        client,
+        "SELECT source, window_start, count FROM kpi_all ORDER BY 1, 2",
+    )
+    .await;
+    let kept = rows(
+        client,
+        "SELECT source, window_start, count FROM kpi ORDER BY 1, 2",
+    )
+    .await;
+    assert_eq!(all.len(), 180, "60 one-second windows × 3 sources");
+    assert_eq!(kept, all, "memory + history equals the view kept in memory");
+    // A range that history files prune on, and one that ends in memory.
+    for range in [
+        "window_start < '2026-11-27T10:00:20Z'",
+        "window_start BETWEEN '2026-11-27T10:00:30Z' AND '2026-11-27T10:00:55Z'",
+    ] {
+        let a = rows(
+            client,
+            &format!("SELECT source, window_start, count FROM kpi_all WHERE {range} ORDER BY 1, 2"),
+        )
+        .await;
+        let k = rows(
+            client,
+            &format!("SELECT source, window_start, count FROM kpi WHERE {range} ORDER BY 1, 2"),
+        )
+        .await;
+        assert_eq!(k, a, "{range}");
+    }
+    let lookup = "SELECT window_start, count FROM kpi WHERE source = 'src-0001' ORDER BY 1";
+    let lookup_all = "SELECT window_start, count FROM kpi_all WHERE source = 'src-0001' ORDER BY 1";
+    assert_eq!(rows(client, lookup).await, rows(client, lookup_all).await);
+    assert_eq!(
+        int(client, "SELECT sum(count)::BIGINT FROM kpi").await,
+        60_000
+    );
+    // weir.views: most rows are in history, the rest in memory, none in both.
+    let memory = int(
+        client,
+        "SELECT rows::BIGINT FROM weir.views WHERE name = 'kpi'",
+    )
+    .await;
+    let history = int(
+        client,
+        "SELECT history_rows::BIGINT FROM weir.views WHERE name = 'kpi'",
+    )
+    .await;
+    eprintln!("kpi: {memory} rows in memory, {history} in history");
+    assert_eq!(memory + history, 180, "memory {memory} + history {history}");
+    assert!(
+        history >= 100,
+        "rows older than 10 s of event time left memory: {history}"
+    );
+    // The files are plain Parquet, and hold exactly the rows weir.views counts.
+    let files = parquet_files(&data.join("history"));
+    assert!(!files.is_empty());
+    let in_files: i64 = files
+        .iter()
+        .map(|f| {
+            let reader = SerializedFileReader::new(std::fs::File::open(f).unwrap()).unwrap();
+            reader.metadata().file_metadata().num_rows()
+        })
+        .sum();
+    assert_eq!(in_files, history);
+    let listed = int(
+        client,
+        "SELECT history_files::BIGINT FROM weir.views WHERE name = 'kpi'",
+    )
+    .await;
+    assert_eq!(listed as usize, files.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_past_retention_move_to_parquet_and_every_row_stays_queryable_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::start(dir.path());
+    let client = weir.connect().await;
+    client.batch_execute(SOURCE).await.unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE MATERIALIZED VIEW kpi WITH (retention = '10 seconds', history = '30 days') AS {QUERY}"
+        ))
+        .await
+        .unwrap();
+    client
+        .batch_execute(&format!("CREATE MATERIALIZED VIEW kpi_all AS {QUERY}"))
+        .await
+        .unwrap();
+    let show = rows(&client, "SHOW CREATE MATERIALIZED VIEW kpi")
+        .await
+        .join("\n");
+    assert!(
+        show.contains("retention = '10 seconds'") && show.contains("history = '30 days'"),
+        "{show}"
+    );
+    // Until the input is read and the last checkpoint has moved rows to history.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = int(
+            &client,
+            "SELECT count(*)::BIGINT FROM weir.sources WHERE name = 'ev' AND caught_up",
+        )
+        .await;
+        let history = int(
+            &client,
+            "SELECT history_rows::BIGINT FROM weir.views WHERE name = 'kpi'",
+        )
+        .await;
+        let memory = int(
+            &client,
+            "SELECT rows::BIGINT FROM weir.views WHERE name = 'kpi'",
+        )
+        .await;
+        if done == 1 && history > 0 && history + memory == 180 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "history_rows {history}, rows {memory}:\n{}",
+            weir.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_complete(&client, &weir.data).await;
+    drop(client);
+    weir.kill_and_restart();
+    let client = weir.connect().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while int(&client, "SELECT count(*)::BIGINT FROM kpi_all").await < 180 {
+        assert!(Instant::now() < deadline, "{}", weir.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_complete(&client, &weir.data).await;
+    // Dropping the view deletes its history.
+    client
+        .batch_execute("DROP MATERIALIZED VIEW kpi")
+        .await
+        .unwrap();
+    assert!(parquet_files(&weir.data.join("history")).is_empty());
+}
