@@ -276,6 +276,8 @@ pub struct CheckpointStore {
     log_rows: BTreeMap<String, usize>,
     /// Where views' history files go (`<data dir>/history`).
     history_root: PathBuf,
+    /// Deletes history files the manifest no longer names.
+    sweeper: crate::history::Sweeper,
 }
 
 impl CheckpointStore {
@@ -327,6 +329,7 @@ impl CheckpointStore {
             sizes: BTreeMap::new(),
             log_rows: BTreeMap::new(),
             history_root: crate::history::root_for(root),
+            sweeper: Default::default(),
         }
     }
 
@@ -534,10 +537,11 @@ impl CheckpointStore {
                 history = moved.kept.clone();
                 let evicted: usize = moved.evicted.iter().map(|b| b.num_rows()).sum();
                 if moved.write && evicted > 0 {
+                    let name = format!("{stem}-{}-{epoch}", self.pipeline);
                     let file = crate::history::write_file(
                         &self.history_root,
                         &stem,
-                        &format!("{stem}-{}-{epoch}", self.pipeline),
+                        &name,
                         &moved.evicted[0].schema(),
                         &moved.evicted,
                         moved.min_wm,
@@ -545,6 +549,7 @@ impl CheckpointStore {
                     )?;
                     bytes += file.bytes;
                     history.push(file);
+                    crate::history::compact(&self.history_root, &name, &mut history)?;
                 }
                 // Segments whose rows all left memory go.
                 skip_rows += evicted as u64;
@@ -652,12 +657,13 @@ impl CheckpointStore {
         }
         let keep = referenced(&manifest);
         self.sizes.retain(|f, _| keep.contains(f));
-        // History files the manifest no longer names (expired, or written by an epoch cut
-        // short) go once it is in place. Only the pipeline that holds a view moves its rows,
-        // so only it deletes its files.
+        // History files the manifest no longer names (expired, merged, or written by an
+        // epoch cut short) go a grace time after it is in place. Only the pipeline that
+        // holds a view moves its rows, so only it deletes its files.
         for (name, _, files) in &moved_views {
             let dir = self.history_root.join(file_name(name));
-            crate::history::remove_unnamed(&self.history_root, &dir, files);
+            self.sweeper
+                .sweep(&self.history_root, &dir, files, crate::history::GRACE);
         }
         self.last = Some(manifest);
         self.collect_garbage(&keep);

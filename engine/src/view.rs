@@ -436,6 +436,16 @@ impl ViewRuntime {
         &self,
         lookup: Option<(usize, &datafusion::common::ScalarValue)>,
     ) -> Result<(Vec<RecordBatch>, Option<HistoryFiles>)> {
+        self.read_with_history_open(lookup, true)
+    }
+
+    /// Like [`read_with_history`](Self::read_with_history); `include_open = false` leaves
+    /// out open windows.
+    pub fn read_with_history_open(
+        &self,
+        lookup: Option<(usize, &datafusion::common::ScalarValue)>,
+        include_open: bool,
+    ) -> Result<(Vec<RecordBatch>, Option<HistoryFiles>)> {
         let (mut out, history) = {
             let store = self.store.read();
             let rows = match lookup {
@@ -444,7 +454,8 @@ impl ViewRuntime {
             };
             (rows, store.history().cloned())
         };
-        if self.plan.emit == EmitMode::OnUpdate || self.is_unwindowed_aggregate() {
+        if include_open && (self.plan.emit == EmitMode::OnUpdate || self.is_unwindowed_aggregate())
+        {
             out.extend(self.open_rows()?);
         }
         Ok((out, history))

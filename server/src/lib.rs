@@ -6,6 +6,7 @@ pub mod bench_alerts;
 pub mod bench_checkpoint;
 pub mod bench_kafka;
 pub mod bench_sinks;
+pub mod bench_soak;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -142,6 +142,25 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Running for months: simulated days through kpi_1m with retention, printing RSS,
+    /// data-dir size and throughput per day, then a 7-day range query over history.
+    BenchSoak {
+        /// Simulated days.
+        #[arg(long, default_value_t = 30)]
+        days: u64,
+        /// Events per second of event time.
+        #[arg(long, default_value_t = 5)]
+        rate: u64,
+        /// Distinct sources.
+        #[arg(long, default_value_t = 100)]
+        sources: u64,
+        /// The view's retention; `none` keeps every row in memory.
+        #[arg(long, default_value = "1 hour")]
+        retention: String,
+        /// Directory for the data dir (default: the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Sink cost: kpi_1m with no sinks, then with Redis, PostgreSQL (kpi_1m and events_raw)
     /// and Kafka sinks, over the same events.
     BenchSinks {
@@ -388,6 +407,25 @@ fn main() -> anyhow::Result<()> {
                 r.restore.as_secs_f64(),
                 r.restored_groups
             );
+            Ok(())
+        }
+        Some(Command::BenchSoak {
+            days,
+            rate,
+            sources,
+            retention,
+            dir,
+        }) => {
+            init_logging("text", "warn");
+            let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("weir-bench-soak"));
+            let options = weir_server::bench_soak::SoakOptions {
+                days,
+                rate,
+                sources,
+                retention: (retention != "none").then_some(retention),
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(weir_server::bench_soak::run(&dir, &options))?;
             Ok(())
         }
         Some(Command::BenchAlerts {

@@ -14,11 +14,15 @@
 //!
 //! Files whose newest row was emitted more than `retention + history` before the current
 //! watermark are dropped from the manifest and deleted. `history = '0'` drops rows that
-//! leave memory instead of writing them.
+//! leave memory instead of writing them. Small files are merged ([`compact`]): ten files of
+//! one level and day become one of the next level, so a day holds a few dozen files and a
+//! row is rewritten about log₁₀(rows) times. A file the manifest no longer names is deleted
+//! a minute later ([`Sweeper`]), so a query that took the old list can still read it.
 //!
 //! Time is event time (the watermark), so a replay decides the same moves. The end of a
 //! bounded input (watermark at its maximum) does not age anything.
 
+mod compact;
 mod table;
 mod writer;
 
@@ -26,8 +30,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use compact::{compact, Sweeper, GRACE};
 pub use table::history_exec;
-pub use writer::write_file;
+pub use writer::{read_file, write_file};
 
 /// How long a view keeps rows in memory and in history (event time, ns).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +66,9 @@ pub struct HistoryFile {
     pub bytes: u64,
     /// The watermark at which its newest row was emitted.
     pub max_emitted_wm: i64,
+    /// 0 for a file written by a move; n + 1 for a file merged from files of level n.
+    #[serde(default)]
+    pub level: u32,
 }
 
 /// A view's history: the root its files are under, and the files, oldest first.
@@ -79,29 +87,6 @@ pub fn root_for(checkpoints: &Path) -> PathBuf {
 pub fn remove_view(checkpoints: &Path, name: &str) {
     let dir = root_for(checkpoints).join(crate::checkpoint::file_name(name));
     let _ = std::fs::remove_dir_all(dir);
-}
-
-/// Deletes the Parquet files under `dir` (a view's history directory) that `keep` does not
-/// name (relative to `root`), and directories left empty.
-pub fn remove_unnamed(root: &Path, dir: &Path, keep: &[HistoryFile]) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.filter_map(|e| e.ok()) {
-        let path = e.path();
-        if path.is_dir() {
-            remove_unnamed(root, &path, keep);
-            let _ = std::fs::remove_dir(&path);
-            continue;
-        }
-        let relative = path
-            .strip_prefix(root)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if !keep.iter().any(|f| f.path == relative) {
-            let _ = std::fs::remove_file(&path);
-        }
-    }
 }
 
 /// A date partition name for a watermark: `date=YYYY-MM-DD`.

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -26,7 +27,21 @@ pub fn write_file(
     min_wm: i64,
     max_wm: i64,
 ) -> Result<HistoryFile> {
-    let relative = format!("{dir}/{}/{name}.parquet", date_partition(min_wm));
+    let partition = format!("{dir}/{}", date_partition(min_wm));
+    write_in(root, &partition, name, schema, batches, max_wm)
+}
+
+/// Writes `batches` to `<root>/<partition>/<name>.parquet`, fsynced, and describes the file
+/// (level 0).
+pub fn write_in(
+    root: &Path,
+    partition: &str,
+    name: &str,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    max_wm: i64,
+) -> Result<HistoryFile> {
+    let relative = format!("{partition}/{name}.parquet");
     let path = root.join(&relative);
     let io = |e: std::io::Error| EngineError::Checkpoint(format!("{}: {e}", path.display()));
     if let Some(parent) = path.parent() {
@@ -61,5 +76,20 @@ pub fn write_file(
         rows,
         bytes,
         max_emitted_wm: max_wm,
+        level: 0,
     })
+}
+
+/// Every row of a history file.
+pub fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = File::open(path)
+        .map_err(|e| EngineError::Checkpoint(format!("{}: {e}", path.display())))?;
+    let parquet = |e: datafusion::parquet::errors::ParquetError| {
+        EngineError::Checkpoint(format!("reading {}: {e}", path.display()))
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(parquet)?
+        .build()
+        .map_err(parquet)?;
+    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
 }

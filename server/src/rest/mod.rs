@@ -223,7 +223,31 @@ async fn series(
     )?;
     let ws = window_start_column(&view, &name)?;
     let mut rows: Vec<(i64, String, Map<String, Value>)> = Vec::new();
-    for b in read(&view, &filters, !closed)? {
+    let (memory, history) = read_all(&view, &filters, !closed)?;
+    // History files whose newest row was emitted before `from` hold no window starting at
+    // or after it (a window is emitted after its end).
+    let cold = match history {
+        Some((root, files)) => {
+            let files: Vec<_> = files
+                .into_iter()
+                .filter(|f| f.max_emitted_wm >= from)
+                .collect();
+            let filters = filters.clone();
+            tokio::task::spawn_blocking(move || -> Result<Vec<RecordBatch>, ApiError> {
+                let mut out = Vec::new();
+                for f in &files {
+                    let batches = weir_engine::history::read_file(&root.join(&f.path))
+                        .map_err(ApiError::internal)?;
+                    out.extend(keep_matching(batches, &filters)?);
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(ApiError::internal)??
+        }
+        None => Vec::new(),
+    };
+    for b in cold.into_iter().chain(memory) {
         let starts = timestamps_ns(b.column(ws)).map_err(ApiError::internal)?;
         for (i, object) in row_objects(&b)?.into_iter().enumerate() {
             let t = starts.value(i);
@@ -608,6 +632,31 @@ fn read(
     let batches = view
         .read_with(lookup, include_open)
         .map_err(ApiError::internal)?;
+    keep_matching(batches, filters)
+}
+
+/// Like [`read`], with the view's history files (read at the same instant: each row is in
+/// memory or in a file, never both).
+fn read_all(
+    view: &ViewRuntime,
+    filters: &[(usize, String, ScalarValue)],
+    include_open: bool,
+) -> Result<(Vec<RecordBatch>, Option<weir_engine::history::HistoryFiles>), ApiError> {
+    let lookup = filters
+        .iter()
+        .find(|(c, _, _)| view.key_columns().contains(c))
+        .map(|(c, _, v)| (*c, v));
+    let (batches, history) = view
+        .read_with_history_open(lookup, include_open)
+        .map_err(ApiError::internal)?;
+    Ok((keep_matching(batches, filters)?, history))
+}
+
+/// The rows of `batches` whose columns equal every filter's value.
+fn keep_matching(
+    batches: Vec<RecordBatch>,
+    filters: &[(usize, String, ScalarValue)],
+) -> Result<Vec<RecordBatch>, ApiError> {
     batches
         .into_iter()
         .map(|b| {

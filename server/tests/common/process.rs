@@ -10,6 +10,8 @@ use tokio_postgres::{Client, NoTls};
 pub struct Weir {
     pub child: Child,
     pub port: u16,
+    /// The REST port.
+    pub http: u16,
     pub data: PathBuf,
     pub log: PathBuf,
     /// Settings (`WEIR_*` variables) beyond the defaults.
@@ -35,20 +37,22 @@ impl Weir {
         let data = dir.join("data");
         let log = dir.join("weir.log");
         let port = free_port();
+        let http = free_port();
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Self {
-            child: Self::spawn(&data, port, &log, &env),
+            child: Self::spawn(&data, port, http, &log, &env),
             port,
+            http,
             data,
             log,
             env,
         }
     }
 
-    fn spawn(data: &Path, port: u16, log: &Path, env: &[(String, String)]) -> Child {
+    fn spawn(data: &Path, port: u16, http: u16, log: &Path, env: &[(String, String)]) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -65,7 +69,7 @@ impl Weir {
             .arg("--pg-addr")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--http-addr")
-            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg(format!("127.0.0.1:{http}"))
             .env("WEIR_CHECKPOINT_INTERVAL", "200ms")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
@@ -77,7 +81,7 @@ impl Weir {
     /// `kill -9`, then starts it again on the same data dir and port.
     pub fn kill_and_restart(&mut self) {
         self.kill();
-        self.child = Self::spawn(&self.data, self.port, &self.log, &self.env);
+        self.child = Self::spawn(&self.data, self.port, self.http, &self.log, &self.env);
     }
 
     /// `kill -9` and reap.
@@ -101,6 +105,23 @@ impl Weir {
             assert!(Instant::now() < deadline, "weir did not accept connections");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// `GET path` on the REST port: the status and the JSON body.
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.http))
+            .await
+            .unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        s.read_to_end(&mut response).await.unwrap();
+        let text = String::from_utf8(response).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        (status, json)
     }
 
     /// The server's log so far.
