@@ -109,19 +109,7 @@ impl Weir {
 
     /// `GET path` on the REST port: the status and the JSON body.
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.http))
-            .await
-            .unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n");
-        s.write_all(request.as_bytes()).await.unwrap();
-        let mut response = Vec::new();
-        s.read_to_end(&mut response).await.unwrap();
-        let text = String::from_utf8(response).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
-        (status, json)
+        super::http(([127, 0, 0, 1], self.http).into(), "GET", path, "").await
     }
 
     /// The server's log so far.
