@@ -133,6 +133,8 @@ pub struct ViewRuntime {
     store: RwLock<RowStore>,
     /// The highest finite watermark seen: the clock rows age by.
     clock: AtomicI64,
+    /// How long rows stay in memory and history (starts as the plan's; ALTER changes it).
+    retention: RwLock<Option<Retention>>,
     /// Counters.
     pub stats: ViewStats,
 }
@@ -168,6 +170,7 @@ impl ViewRuntime {
             }),
             store: RwLock::new(store),
             clock: AtomicI64::new(i64::MIN),
+            retention: RwLock::new(plan.retention),
             stats,
             plan,
         }))
@@ -234,7 +237,8 @@ impl ViewRuntime {
             extra.push(alert.export()?);
         }
         let store = self.store.read();
-        let moves = self.plan.retention.map(|r| {
+        let retention = *self.retention.read();
+        let moves = retention.map(|r| {
             let clock = self.clock.load(Ordering::Relaxed);
             let (evicted, min_wm, max_wm) = store.head(store.emitted_by(r.memory_cutoff(clock)));
             let kept = store
@@ -459,6 +463,17 @@ impl ViewRuntime {
             out.extend(self.open_rows()?);
         }
         Ok((out, history))
+    }
+
+    /// How long rows stay in memory and in history.
+    pub fn retention(&self) -> Option<Retention> {
+        *self.retention.read()
+    }
+
+    /// Changes how long rows stay in memory and in history, from the next checkpoint on;
+    /// rows already moved stay where they are.
+    pub fn set_retention(&self, retention: Option<Retention>) {
+        *self.retention.write() = retention;
     }
 
     /// After a checkpoint that moved rows to history: the first `evicted` batches leave

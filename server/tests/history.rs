@@ -220,6 +220,10 @@ async fn rows_past_retention_move_to_parquet_and_every_row_stays_queryable_acros
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_complete(&client, &weir).await;
+    client
+        .batch_execute("ALTER MATERIALIZED VIEW kpi SET (history = '60 days')")
+        .await
+        .unwrap();
     drop(client);
     weir.kill_and_restart();
     let client = weir.connect().await;
@@ -229,6 +233,13 @@ async fn rows_past_retention_move_to_parquet_and_every_row_stays_queryable_acros
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_complete(&client, &weir).await;
+    let show = rows(&client, "SHOW CREATE MATERIALIZED VIEW kpi")
+        .await
+        .join("\n");
+    assert!(
+        show.contains("history = '60 days'"),
+        "ALTER survives kill -9: {show}"
+    );
     // Dropping the view deletes its history.
     client
         .batch_execute("DROP MATERIALIZED VIEW kpi")

@@ -191,6 +191,18 @@ impl Catalog {
         })
     }
 
+    /// Replaces the entry of the same name and persists; when the catalog cannot be
+    /// written, nothing changes.
+    pub fn replace(&mut self, entry: CatalogEntry) -> Result<()> {
+        let before = self.entries.clone();
+        for e in &mut self.entries {
+            if e.name() == entry.name() {
+                *e = entry.clone();
+            }
+        }
+        self.save().inspect_err(|_| self.entries = before)
+    }
+
     /// Removes an entry and persists.
     pub fn remove(&mut self, name: &str) -> Result<()> {
         self.remove_all(&[name.to_string()])

@@ -373,6 +373,11 @@ impl Database {
                 if_exists,
                 cascade,
             } => self.drop(kind, names, if_exists, cascade).await,
+            WeirStatement::AlterView {
+                name,
+                if_exists,
+                options,
+            } => self.alter_view(&name, if_exists, options).await,
             WeirStatement::Show(show) => Ok(Outcome::Rows(self.show(session, &show).await?)),
             WeirStatement::Set { name, value } => {
                 session.set(&name, &value)?;
@@ -582,6 +587,53 @@ impl Database {
         let updating = planned.plan.emit == EmitMode::OnUpdate && planned.plan.aggregate.is_some();
         self.start_view(&def.name, &def.to_sql(), planned, updating)?;
         Ok(def)
+    }
+
+    /// `ALTER MATERIALIZED VIEW name SET (retention = …, history = …)`: the catalog first
+    /// (an error changes nothing), then the running view, which keeps its state.
+    async fn alter_view(
+        &self,
+        name: &str,
+        if_exists: bool,
+        options: BTreeMap<String, String>,
+    ) -> Result<Outcome> {
+        let tag = Outcome::Command("ALTER MATERIALIZED VIEW".into());
+        let mut catalog = self.catalog.lock().await;
+        let mut def = match catalog.get(name) {
+            Some(CatalogEntry::View(v)) => v.clone(),
+            Some(_) => {
+                return Err(SqlError::WrongObjectType(format!(
+                    "\"{name}\" is not a materialized view"
+                )))
+            }
+            None if if_exists => return Ok(tag),
+            None => {
+                return Err(SqlError::UndefinedObject(format!(
+                    "materialized view \"{name}\" does not exist"
+                )))
+            }
+        };
+        if let Some(other) = options
+            .keys()
+            .find(|k| k.as_str() != RETENTION_OPTION && k.as_str() != HISTORY_OPTION)
+        {
+            return Err(SqlError::FeatureNotSupported(format!(
+                "ALTER MATERIALIZED VIEW … SET changes {RETENTION_OPTION} and {HISTORY_OPTION}; to change \"{other}\", drop and re-create the view"
+            )));
+        }
+        let view = self.view(name).ok_or_else(|| {
+            SqlError::UndefinedObject(format!("materialized view \"{name}\" is not running"))
+        })?;
+        let mut merged = def.options.clone();
+        merged.extend(options);
+        let mut plan = view.plan().clone();
+        let kept = apply_retention_options(&merged, &mut plan, self.persistent)?;
+        def.options
+            .retain(|k, _| k.as_str() != RETENTION_OPTION && k.as_str() != HISTORY_OPTION);
+        def.options.extend(kept);
+        catalog.replace(CatalogEntry::View(def))?;
+        view.set_retention(plan.retention);
+        Ok(tag)
     }
 
     /// Applies the `emit` option to a planned view or rule with OVER windows; returns the
@@ -1362,13 +1414,13 @@ impl Database {
                 "retention",
                 views
                     .iter()
-                    .map(|(_, v)| v.plan().retention.map(|r| format_age(r.memory_ns))),
+                    .map(|(_, v)| v.retention().map(|r| format_age(r.memory_ns))),
             )
             .text(
                 "history",
                 views
                     .iter()
-                    .map(|(_, v)| v.plan().retention.map(|r| format_age(r.history_ns))),
+                    .map(|(_, v)| v.retention().map(|r| format_age(r.history_ns))),
             )
             .int("history_rows", history.iter().map(|h| Some(h.rows as i64)))
             .int(

@@ -135,6 +135,12 @@ pub enum WeirStatement {
         if_exists: bool,
         cascade: bool,
     },
+    /// `ALTER MATERIALIZED VIEW [IF EXISTS] name SET (option = value, …)`.
+    AlterView {
+        name: String,
+        if_exists: bool,
+        options: BTreeMap<String, String>,
+    },
     Show(Show),
     Set {
         name: String,
@@ -234,6 +240,27 @@ pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
             "DROP {} is not supported; Weir has DROP SOURCE, DROP MATERIALIZED VIEW, DROP SINK and DROP ALERT",
             p.peek_text()
         )));
+    }
+    if p.peek_kw("ALTER") {
+        let save = p.pos;
+        p.pos += 1;
+        if p.eat_kw("MATERIALIZED") {
+            p.expect_kw("VIEW")?;
+            let mut if_exists = false;
+            if p.eat_kw("IF") {
+                p.expect_kw("EXISTS")?;
+                if_exists = true;
+            }
+            let name = p.object_name("a view name")?;
+            p.expect_kw("SET")?;
+            let options = p.option_list()?;
+            return Ok(WeirStatement::AlterView {
+                name,
+                if_exists,
+                options,
+            });
+        }
+        p.pos = save;
     }
     if p.eat_kw("SHOW") {
         return p.show();
@@ -567,10 +594,15 @@ impl Parser {
     }
 
     fn with_options(&mut self) -> Result<BTreeMap<String, String>> {
-        let mut options = BTreeMap::new();
         if !self.eat_kw("WITH") {
-            return Ok(options);
+            return Ok(BTreeMap::new());
         }
+        self.option_list()
+    }
+
+    /// `(key = value, …)`.
+    fn option_list(&mut self) -> Result<BTreeMap<String, String>> {
+        let mut options = BTreeMap::new();
         self.expect(&Token::LParen, "( and options like connector = '…'")?;
         loop {
             if self.eat(&Token::RParen) {
