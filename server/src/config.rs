@@ -36,6 +36,10 @@ pub struct Config {
     /// Directories file sources may read (default: the data dir, `./import` and the
     /// system's temporary directory).
     pub file_dirs: Option<Vec<PathBuf>>,
+    /// `retention` of a view created without one (e.g. `1 hour`); none by default.
+    pub view_retention: Option<String>,
+    /// `history` of a view that gets `view_retention` (default 7 days).
+    pub view_history: Option<String>,
 }
 
 impl Default for Config {
@@ -52,6 +56,8 @@ impl Default for Config {
             max_connections: 100,
             query_memory_mb: 2048,
             file_dirs: None,
+            view_retention: None,
+            view_history: None,
         }
     }
 }
@@ -103,6 +109,20 @@ impl Config {
                 config.query_memory_mb
             )));
         }
+        for (option, value) in [
+            ("retention", &config.view_retention),
+            ("history", &config.view_history),
+        ] {
+            if let Some(v) = value {
+                weir_sql::retention::check_default(option, v)
+                    .map_err(|e| ServerError::Config(format!("view_{option}: {e}")))?;
+            }
+        }
+        if config.view_history.is_some() && config.view_retention.is_none() {
+            return Err(ServerError::Config(
+                "view_history: set view_retention too (how long rows stay in memory before they move to history)".into(),
+            ));
+        }
         if !(1..=100_000).contains(&config.max_connections) {
             return Err(ServerError::Config(format!(
                 "max_connections: {} is out of range; use 1 to 100000",
@@ -110,6 +130,18 @@ impl Config {
             )));
         }
         Ok(config)
+    }
+
+    /// The options a view created without `retention` gets.
+    pub fn view_defaults(&self) -> std::collections::BTreeMap<String, String> {
+        let mut out = std::collections::BTreeMap::new();
+        if let Some(r) = &self.view_retention {
+            out.insert("retention".to_string(), r.clone());
+            if let Some(h) = &self.view_history {
+                out.insert("history".to_string(), h.clone());
+            }
+        }
+        out
     }
 
     /// The directories file sources may read.
@@ -181,12 +213,27 @@ mod tests {
             ("WEIR_LOG_FORMAT", "xml"),
             ("WEIR_MAX_CONNECTIONS", "0"),
             ("WEIR_CHECKPOINT_INTERVAL", "99999999999999999999s"),
+            ("WEIR_VIEW_RETENTION", "soon"),
+            ("WEIR_VIEW_HISTORY", "1 day"),
         ] {
             let env = vec![(key.to_string(), value.to_string())];
             let e = Config::load(None, env).unwrap_err().to_string();
             let name = key.trim_start_matches("WEIR_").to_lowercase();
             assert!(e.contains(&name), "{key}={value}: {e}");
         }
+    }
+
+    #[test]
+    fn view_defaults_name_retention_and_history() {
+        let env = vec![
+            ("WEIR_VIEW_RETENTION".to_string(), "1 hour".to_string()),
+            ("WEIR_VIEW_HISTORY".to_string(), "30 days".to_string()),
+        ];
+        let c = Config::load(None, env).unwrap();
+        let d = c.view_defaults();
+        assert_eq!(d["retention"], "1 hour");
+        assert_eq!(d["history"], "30 days");
+        assert!(Config::default().view_defaults().is_empty());
     }
 
     #[test]

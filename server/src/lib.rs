@@ -32,6 +32,7 @@ pub async fn open_database(config: &Config) -> Result<Arc<Database>> {
     options.checkpoint_interval = config.checkpoint_interval()?;
     options.rebuild_state = config.rebuild_state;
     options.query_memory = config.query_memory_mb << 20;
+    options.view_defaults = config.view_defaults();
     if config.demo {
         options.startup_sql = Some(demo::statements(config.demo_rate));
     }

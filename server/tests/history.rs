@@ -171,17 +171,24 @@ async fn assert_complete(client: &Client, weir: &Weir) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_past_retention_move_to_parquet_and_every_row_stays_queryable_across_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let mut weir = Weir::start(dir.path());
+    // The server's default retention applies to a view that names none.
+    let mut weir = Weir::start_with(
+        dir.path(),
+        &[
+            ("WEIR_VIEW_RETENTION", "10 seconds"),
+            ("WEIR_VIEW_HISTORY", "30 days"),
+        ],
+    );
     let client = weir.connect().await;
     client.batch_execute(SOURCE).await.unwrap();
     client
-        .batch_execute(&format!(
-            "CREATE MATERIALIZED VIEW kpi WITH (retention = '10 seconds', history = '30 days') AS {QUERY}"
-        ))
+        .batch_execute(&format!("CREATE MATERIALIZED VIEW kpi AS {QUERY}"))
         .await
         .unwrap();
     client
-        .batch_execute(&format!("CREATE MATERIALIZED VIEW kpi_all AS {QUERY}"))
+        .batch_execute(&format!(
+            "CREATE MATERIALIZED VIEW kpi_all WITH (retention = 'none') AS {QUERY}"
+        ))
         .await
         .unwrap();
     let show = rows(&client, "SHOW CREATE MATERIALIZED VIEW kpi")

@@ -64,6 +64,9 @@ pub struct DatabaseOptions {
     /// Statements run once the catalog is replayed, before any pipeline starts (the
     /// demo's `CREATE … IF NOT EXISTS`); DDL in them does not wait for backfills.
     pub startup_sql: Option<String>,
+    /// `retention`/`history` given to a new view that names neither (the server's
+    /// `view_retention`/`view_history`); written into its definition.
+    pub view_defaults: BTreeMap<String, String>,
 }
 
 impl DatabaseOptions {
@@ -77,6 +80,7 @@ impl DatabaseOptions {
             rebuild_state: false,
             query_memory: DEFAULT_QUERY_MEMORY,
             startup_sql: None,
+            view_defaults: BTreeMap::new(),
         }
     }
 
@@ -127,6 +131,8 @@ pub struct Database {
     backfill_timeout: std::time::Duration,
     /// Whether the database has a data dir (checkpoints, history).
     persistent: bool,
+    /// Options a new view without `retention` gets.
+    view_defaults: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Database {
@@ -175,6 +181,7 @@ impl Database {
             relations: Arc::new(RwLock::new(BTreeMap::new())),
             backfill_timeout: options.backfill_timeout,
             persistent: options.data_dir.is_some(),
+            view_defaults: options.view_defaults.clone(),
         });
         db.register_system_relations()?;
         crate::information_schema::install(&db.ctx)?;
@@ -510,11 +517,15 @@ impl Database {
             }
             return Err(self.exists_error(&c.name));
         }
+        let mut options = c.options.clone();
+        if !options.contains_key(RETENTION_OPTION) && !options.contains_key(HISTORY_OPTION) {
+            options.extend(self.view_defaults.clone());
+        }
         let def = ViewDef {
             name: c.name.clone(),
             query: c.query.clone(),
             emit: c.emit,
-            options: c.options.clone(),
+            options,
             input: String::new(),
         };
         let def = self.instantiate_view(def).await?;
@@ -625,6 +636,13 @@ impl Database {
             SqlError::UndefinedObject(format!("materialized view \"{name}\" is not running"))
         })?;
         let mut merged = def.options.clone();
+        // Turning retention off drops the history setting with it.
+        let off = options
+            .get(RETENTION_OPTION)
+            .is_some_and(|r| r.trim().eq_ignore_ascii_case("none"));
+        if off && !options.contains_key(HISTORY_OPTION) {
+            merged.remove(HISTORY_OPTION);
+        }
         merged.extend(options);
         let mut plan = view.plan().clone();
         let kept = apply_retention_options(&merged, &mut plan, self.persistent)?;

@@ -35,6 +35,18 @@ pub fn apply_retention_options(
         }
         return Ok(BTreeMap::new());
     };
+    if retention.trim().eq_ignore_ascii_case("none") {
+        if history.is_some() {
+            return Err(SqlError::InvalidParameter(
+                "retention = 'none' keeps every row in memory; it takes no history".into(),
+            ));
+        }
+        plan.retention = None;
+        return Ok(BTreeMap::from([(
+            RETENTION_OPTION.to_string(),
+            "none".to_string(),
+        )]));
+    }
     if plan.alert.is_some() {
         return Err(SqlError::FeatureNotSupported(
             "alert rules keep their alerts in weir.alerts; retention applies to materialized views"
@@ -57,6 +69,14 @@ pub fn apply_retention_options(
         (RETENTION_OPTION.to_string(), retention.trim().to_string()),
         (HISTORY_OPTION.to_string(), history.trim().to_string()),
     ]))
+}
+
+/// Checks a server default for `option` (`retention` also takes `'none'`).
+pub fn check_default(option: &str, text: &str) -> Result<()> {
+    if option == RETENTION_OPTION && text.trim().eq_ignore_ascii_case("none") {
+        return Ok(());
+    }
+    parse_age(option, text).map(|_| ())
 }
 
 /// `'2 hours'`, `'30 days'`, `'90s'`, `'0'` as nanoseconds (22023 otherwise).
