@@ -117,10 +117,7 @@ pub async fn run(path: &Path, events: u64) -> Result<BenchReport> {
 
 /// Peak resident set size of this process (Linux).
 pub fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    crate::metrics::process_memory("VmHWM")
 }
 
 /// A file path for generated events in the system temp dir.

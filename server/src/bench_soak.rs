@@ -28,16 +28,9 @@ pub struct SoakOptions {
 const START: &str = "2026-10-01T00:00:00Z";
 const DAY_NS: i64 = 86_400_000_000_000;
 
-/// Resident set size of this process now (Linux).
+/// Resident set size of this process now.
 fn rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_string();
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
+    crate::metrics::process_memory("VmRSS").unwrap_or(0)
 }
 
 fn dir_bytes(dir: &Path) -> u64 {

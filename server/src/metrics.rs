@@ -119,6 +119,17 @@ fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
 }
 
+/// A memory figure of this process from Linux's `/proc/self/status`, in bytes: `VmRSS`
+/// (resident now) or `VmHWM` (peak resident).
+pub fn process_memory(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status
+        .lines()
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
 }
@@ -183,6 +194,21 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
         "weir_view_state_bytes",
         "Approximate memory of a view's state.",
         &["view"],
+    );
+    let history_rows = gauge(
+        "weir_view_history_rows",
+        "Rows of a view in Parquet history (moved out of memory by retention).",
+        &["view"],
+    );
+    let history_bytes = gauge(
+        "weir_view_history_bytes",
+        "Bytes of a view's Parquet history files.",
+        &["view"],
+    );
+    let rss = gauge(
+        "weir_process_resident_memory_bytes",
+        "Resident memory of the weir process.",
+        &[],
     );
     let rows_in = counter(
         "weir_view_input_rows_total",
@@ -290,10 +316,17 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
             .with_label_values(&l)
             .set(s.checkpoints.slowest_micros as f64 / 1e6);
     }
+    if let Some(bytes) = process_memory("VmRSS") {
+        rss.with_label_values::<&str>(&[]).set(bytes as i64);
+    }
     for (name, v) in db.views() {
         let l = [name.as_str()];
-        rows.with_label_values(&l)
-            .set(v.row_count().unwrap_or(0) as i64);
+        let (memory, history) = v.rows_and_history().unwrap_or_default();
+        rows.with_label_values(&l).set(memory as i64);
+        history_rows.with_label_values(&l).set(history.rows as i64);
+        history_bytes
+            .with_label_values(&l)
+            .set(history.bytes as i64);
         groups.with_label_values(&l).set(v.groups() as i64);
         state_bytes
             .with_label_values(&l)
@@ -322,6 +355,9 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
         &rows,
         &groups,
         &state_bytes,
+        &history_rows,
+        &history_bytes,
+        &rss,
         &sink_backlog,
         &sink_up,
         &alerts_firing,

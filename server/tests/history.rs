@@ -160,6 +160,21 @@ async fn assert_complete(client: &Client, weir: &Weir) {
         })
         .sum();
     assert_eq!(in_files, history);
+    // /metrics: the same figures for Prometheus.
+    let (_, metrics) =
+        common::http_text(([127, 0, 0, 1], weir.http).into(), "GET", "/metrics", "").await;
+    assert!(
+        metrics.contains(&format!("weir_view_history_rows{{view=\"kpi\"}} {history}")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("weir_view_rows{{view=\"kpi\"}} {memory}")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("weir_process_resident_memory_bytes "),
+        "{metrics}"
+    );
     let listed = int(
         client,
         "SELECT history_files::BIGINT FROM weir.views WHERE name = 'kpi'",

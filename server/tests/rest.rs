@@ -282,6 +282,8 @@ async fn kpi_series_errors_and_readiness() {
         "weir_source_events_total{source=\"events\"} 6000",
         "# TYPE weir_view_rows gauge",
         "weir_view_groups{view=\"kpi_1m\"}",
+        "weir_view_history_rows{view=\"kpi_1m\"} 0",
+        "weir_process_resident_memory_bytes ",
         "weir_http_requests_total{route=\"/kpi\",status=\"200\"}",
         "weir_http_request_duration_seconds_bucket{route=\"/series\"",
         "weir_checkpoint_epoch{source=\"events\"}",

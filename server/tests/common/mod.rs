@@ -24,6 +24,18 @@ pub async fn http(
     path: &str,
     body: &str,
 ) -> (u16, serde_json::Value) {
+    let (status, text) = http_text(addr, method, path, body).await;
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
+    (status, json)
+}
+
+/// One HTTP/1.1 request; returns the status and the body as text.
+pub async fn http_text(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!(
@@ -36,8 +48,7 @@ pub async fn http(
     let text = String::from_utf8(response).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
-    (status, json)
+    (status, body.to_string())
 }
 
 /// The seed's source over a file.
