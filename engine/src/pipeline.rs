@@ -900,7 +900,7 @@ fn seed(nodes: &[ViewNode], node: &ViewNode, wm: i64) -> Result<()> {
     else {
         return Ok(());
     };
-    let rows = parent.view.emitted();
+    let rows = parent.view.emitted_all()?;
     let child_wm = parent.view.output_watermark(wm);
     node.view.process(rows, child_wm)?;
     Ok(())
@@ -918,7 +918,7 @@ fn seed_sink(nodes: &[ViewNode], node: &SinkNode) -> Result<()> {
     // Never waits for room: the engine is locked while a sink is added, and the target may
     // be down. The queue may exceed its bound by the view's rows once.
     let no_wait = AtomicBool::new(true);
-    node.sink.push(&view.view.emitted(), &no_wait);
+    node.sink.push(&view.view.emitted_all()?, &no_wait);
     if node.sink.spec().updating {
         node.sink.push(&view.view.open_rows_snapshot()?, &no_wait);
     }

@@ -314,10 +314,23 @@ impl ViewRuntime {
         Ok(store.batch_count())
     }
 
-    /// Rows this view has emitted so far (closed windows; every row of a view without
-    /// aggregation), oldest first: what a view defined over it would have been fed.
-    pub fn emitted(&self) -> Vec<RecordBatch> {
-        self.store.read().batches()
+    /// Every row this view has emitted, those in Parquet history first (read from their
+    /// files), then those in memory: what a view or sink created over it starts from.
+    pub fn emitted_all(&self) -> Result<Vec<RecordBatch>> {
+        let (memory, history) = {
+            let store = self.store.read();
+            (store.batches(), store.history().cloned())
+        };
+        let mut out = Vec::new();
+        if let Some((root, files)) = history {
+            for f in &files {
+                for b in crate::history::read_file(&root.join(&f.path))? {
+                    out.push(with_schema(&self.plan.output_schema, &b));
+                }
+            }
+        }
+        out.extend(memory);
+        Ok(out)
     }
 
     /// Processes one micro-batch at watermark `wm` and returns the rows it emitted (closed

@@ -242,6 +242,25 @@ async fn rows_past_retention_move_to_parquet_and_every_row_stays_queryable_acros
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_complete(&client, &weir).await;
+    // A view created over a view with history starts from all of its rows.
+    for (name, over) in [("kpi_10s", "kpi"), ("kpi_10s_all", "kpi_all")] {
+        client
+            .batch_execute(&format!(
+                "CREATE MATERIALIZED VIEW {name} WITH (retention = 'none') AS \
+                 SELECT source, window_start, sum(count) AS n \
+                 FROM TUMBLE({over}, window_start, INTERVAL '10 seconds') GROUP BY source, window_start"
+            ))
+            .await
+            .unwrap();
+    }
+    let ten = "SELECT source, window_start, n FROM kpi_10s ORDER BY 1, 2";
+    let ten_all = "SELECT source, window_start, n FROM kpi_10s_all ORDER BY 1, 2";
+    assert_eq!(
+        rows(&client, ten).await.len(),
+        18,
+        "6 ten-second windows × 3 sources"
+    );
+    assert_eq!(rows(&client, ten).await, rows(&client, ten_all).await);
     client
         .batch_execute("ALTER MATERIALIZED VIEW kpi SET (history = '60 days')")
         .await
@@ -262,9 +281,12 @@ async fn rows_past_retention_move_to_parquet_and_every_row_stays_queryable_acros
         show.contains("history = '60 days'"),
         "ALTER survives kill -9: {show}"
     );
+    let ten = "SELECT source, window_start, n FROM kpi_10s ORDER BY 1, 2";
+    let ten_all = "SELECT source, window_start, n FROM kpi_10s_all ORDER BY 1, 2";
+    assert_eq!(rows(&client, ten).await, rows(&client, ten_all).await);
     // Dropping the view deletes its history.
     client
-        .batch_execute("DROP MATERIALIZED VIEW kpi")
+        .batch_execute("DROP MATERIALIZED VIEW kpi CASCADE")
         .await
         .unwrap();
     assert!(parquet_files(&weir.data.join("history")).is_empty());
