@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
-use datafusion::common::{DFSchema, Result};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, Result};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
@@ -27,7 +28,20 @@ pub fn history_exec(
     filters: &[Expr],
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let mut source = ParquetSource::new(schema.clone());
-    if let Some(predicate) = conjunction(filters.iter().cloned()) {
+    // Filters name the view's columns qualified by the view; the files' schema has no
+    // qualifier.
+    let unqualified = filters.iter().map(|f| {
+        f.clone()
+            .transform(|e| match e {
+                Expr::Column(c) => Ok(Transformed::yes(Expr::Column(Column::new_unqualified(
+                    c.name,
+                )))),
+                other => Ok(Transformed::no(other)),
+            })
+            .map(|t| t.data)
+    });
+    let unqualified: Vec<Expr> = unqualified.collect::<Result<_>>()?;
+    if let Some(predicate) = conjunction(unqualified) {
         let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
         // A filter the scan cannot evaluate only costs pruning, never rows.
         if let Ok(physical) = session.create_physical_expr(predicate, &df_schema) {
