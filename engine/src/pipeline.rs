@@ -1521,6 +1521,9 @@ impl Processor {
         };
         let wm = self.tracker.watermark();
         self.stats.watermark.store(wm, Ordering::Relaxed);
+        if wm != i64::MAX {
+            self.stats.last_watermark.store(wm, Ordering::Relaxed);
+        }
         if b.origins.splits().is_some() {
             *self.stats.split_watermarks.lock() = self.tracker.split_watermarks();
         }

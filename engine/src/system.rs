@@ -92,8 +92,12 @@ pub struct SourceStats {
     pub late_events: AtomicU64,
     /// Messages that failed to decode.
     pub dead_letters: AtomicU64,
-    /// Current watermark (ns), `i64::MIN` before the first event.
+    /// Current watermark (ns), `i64::MIN` before the first event; `i64::MAX` once a
+    /// bounded input has ended.
     pub watermark: AtomicI64,
+    /// The watermark its events set before the input ended (what `weir.sources` shows
+    /// for a finished source).
+    pub last_watermark: AtomicI64,
     /// Whether all available input has been processed.
     pub caught_up: AtomicBool,
     /// Position after the last batch (connector-specific JSON).
@@ -131,6 +135,7 @@ impl Default for SourceStats {
             late_events: AtomicU64::new(0),
             dead_letters: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
+            last_watermark: AtomicI64::new(i64::MIN),
             caught_up: AtomicBool::new(false),
             position: Mutex::new(serde_json::Value::Null),
             splits: Mutex::new(Vec::new()),

@@ -478,6 +478,15 @@ impl ViewRuntime {
         Ok((out, history))
     }
 
+    /// The watermark to show: the last one its input set, also once a bounded input has
+    /// ended (the engine's own watermark is then the maximum).
+    pub fn shown_watermark(&self) -> i64 {
+        match self.stats.watermark.load(Ordering::Relaxed) {
+            i64::MAX => self.clock.load(Ordering::Relaxed),
+            wm => wm,
+        }
+    }
+
     /// How long rows stay in memory and in history.
     pub fn retention(&self) -> Option<Retention> {
         *self.retention.read()

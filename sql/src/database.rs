@@ -1193,8 +1193,14 @@ impl Database {
 
     fn sources_batch(&self) -> RecordBatch {
         let sources = self.engine.sources();
-        let wm =
-            |s: &weir_engine::pipeline::SourceInfo| Some(s.stats.watermark.load(Ordering::Relaxed));
+        // A finished source shows the watermark its events reached (its status says it
+        // finished), not the end of time.
+        let wm = |s: &weir_engine::pipeline::SourceInfo| {
+            Some(match s.stats.watermark.load(Ordering::Relaxed) {
+                i64::MAX => s.stats.last_watermark.load(Ordering::Relaxed),
+                wm => wm,
+            })
+        };
         Columns::new()
             .text("name", sources.iter().map(|s| Some(s.name.clone())))
             .text(
@@ -1410,9 +1416,7 @@ impl Database {
             )
             .time_ns(
                 "watermark",
-                views
-                    .iter()
-                    .map(|(_, v)| Some(v.stats.watermark.load(Ordering::Relaxed))),
+                views.iter().map(|(_, v)| Some(v.shown_watermark())),
             )
             .bool(
                 "caught_up",
