@@ -40,6 +40,10 @@ pub struct Config {
     pub view_retention: Option<String>,
     /// `history` of a view that gets `view_retention` (default 7 days).
     pub view_history: Option<String>,
+    /// REST bearer tokens and their scopes; none: the REST API is open.
+    pub api_tokens: Vec<crate::rest::auth::TokenConfig>,
+    /// With tokens: `/ready` and `/metrics` stay open (probes and scrapers) (default true).
+    pub probes_public: bool,
 }
 
 impl Default for Config {
@@ -58,6 +62,8 @@ impl Default for Config {
             file_dirs: None,
             view_retention: None,
             view_history: None,
+            api_tokens: Vec::new(),
+            probes_public: true,
         }
     }
 }
@@ -118,6 +124,7 @@ impl Config {
                     .map_err(|e| ServerError::Config(format!("view_{option}: {e}")))?;
             }
         }
+        config.api_tokens()?;
         if config.view_history.is_some() && config.view_retention.is_none() {
             return Err(ServerError::Config(
                 "view_history: set view_retention too (how long rows stay in memory before they move to history)".into(),
@@ -130,6 +137,12 @@ impl Config {
             )));
         }
         Ok(config)
+    }
+
+    /// The REST API's tokens (references resolved); `None` when none are configured.
+    pub fn api_tokens(&self) -> Result<Option<std::sync::Arc<crate::rest::auth::Tokens>>> {
+        crate::rest::auth::Tokens::from_config(&self.api_tokens, self.probes_public)
+            .map_err(ServerError::Config)
     }
 
     /// The options a view created without `retention` gets.

@@ -47,11 +47,12 @@ pub async fn run(
     http: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
+    let tokens = config.api_tokens()?;
     let db = open_database(&config).await?;
     let metrics = metrics::ServerMetrics::default();
     if let Some(http) = http {
         tracing::info!(http_addr = %http.local_addr()?, "REST API listening");
-        let app = rest::router_with(db.clone(), metrics.clone());
+        let app = rest::router_secured(db.clone(), metrics.clone(), tokens);
         tokio::spawn(async move {
             if let Err(e) = axum::serve(http, app).await {
                 tracing::error!(error = %e, "REST API stopped");

@@ -32,13 +32,18 @@ type Running = (
 
 /// A server with its REST API on a free port, persisted in `dir`.
 async fn start(dir: &std::path::Path) -> Running {
+    start_with(weir_server::Config {
+        data_dir: dir.join("data"),
+        ..Default::default()
+    })
+    .await
+}
+
+/// A server with `config` and its REST API on a free port.
+async fn start_with(config: weir_server::Config) -> Running {
     let pg = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let rest = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = rest.local_addr().unwrap();
-    let config = weir_server::Config {
-        data_dir: dir.join("data"),
-        ..Default::default()
-    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(weir_server::run(config, pg, Some(rest), async move {
         let _ = stopped.await;
@@ -435,4 +440,76 @@ async fn ingest_over_http_and_a_prometheus_scrape() {
     assert_eq!(seen, "160", "Prometheus sees the events of source pushed");
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_tokens_with_scopes_guard_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), "admin-secret-0123456789\n").unwrap();
+    let tokens = toml::from_str::<toml::Table>(&format!(
+        r#"api_tokens = [
+            {{ token = "read-secret-0123456789", scopes = ["read"] }},
+            {{ token = "ingest-secret-0123456789", scopes = ["ingest"] }},
+            {{ token = "${{file:{}}}", scopes = ["admin"] }},
+        ]"#,
+        dir.path().join("admin.token").display()
+    ))
+    .unwrap();
+    let mut config: weir_server::Config = toml::Value::Table(tokens).try_into().unwrap();
+    config.data_dir = dir.path().join("data");
+    let (addr, stop, server) = start_with(config).await;
+    let call = |method: &'static str,
+                path: &'static str,
+                token: &'static str,
+                body: &'static str| async move {
+        let header = if token.is_empty() {
+            String::new()
+        } else {
+            format!("Authorization: Bearer {token}\r\n")
+        };
+        common::http_with(addr, method, path, &header, body).await
+    };
+    let (read, ingest, admin) = (
+        "read-secret-0123456789",
+        "ingest-secret-0123456789",
+        "admin-secret-0123456789",
+    );
+    // Open: liveness, probes and the API description.
+    for path in ["/health", "/ready", "/metrics", "/openapi.json"] {
+        assert_eq!(call("GET", path, "", "").await.0, 200, "{path}");
+    }
+    // No token, or an unknown one: 401 with a JSON error.
+    let (status, body) = call("POST", "/sql", "", "SELECT 1").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("needs a token"), "{body}");
+    assert_eq!(
+        call("GET", "/alerts", "not-a-token-0123456789", "").await.0,
+        401
+    );
+    // An admin token creates; a read token reads and may not write.
+    let ddl =
+        "CREATE SOURCE pushed (source TEXT, \"timestamp\" TIMESTAMPTZ) WITH (connector = 'http')";
+    let (status, body) = call("POST", "/sql", read, ddl).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("42501"), "{body}");
+    assert_eq!(call("POST", "/sql", admin, ddl).await.0, 200);
+    let (status, body) = call("POST", "/sql", read, "SELECT name FROM weir.sources").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("pushed"), "{body}");
+    assert_eq!(call("GET", "/alerts", read, "").await.0, 200);
+    // Ingest needs the ingest scope (or admin); ingest tokens do not read.
+    let event = r#"{"source":"web","timestamp":"2026-11-27T10:00:00Z"}"#;
+    assert_eq!(call("POST", "/ingest/pushed", read, event).await.0, 403);
+    assert_eq!(call("POST", "/ingest/pushed", ingest, event).await.0, 202);
+    assert_eq!(call("GET", "/alerts", ingest, "").await.0, 403);
+    assert_eq!(
+        call("POST", "/sql", read, "DROP SOURCE pushed").await.0,
+        403
+    );
+    assert_eq!(
+        call("POST", "/sql", admin, "DROP SOURCE pushed").await.0,
+        200
+    );
+    let _ = stop.send(());
+    let _ = server.await;
 }

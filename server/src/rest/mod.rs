@@ -26,6 +26,7 @@ use weir_sql::{Database, Outcome, Session};
 
 use crate::metrics::ServerMetrics;
 
+pub mod auth;
 mod openapi;
 mod origin;
 
@@ -39,6 +40,15 @@ pub fn router(db: Arc<Database>) -> Router {
 
 /// The API's routes over `db`; `/metrics` includes `metrics` (shared with pgwire).
 pub fn router_with(db: Arc<Database>, metrics: ServerMetrics) -> Router {
+    router_secured(db, metrics, None)
+}
+
+/// Like [`router_with`]; with `tokens`, routes need a bearer token of the right scope.
+pub fn router_secured(
+    db: Arc<Database>,
+    metrics: ServerMetrics,
+    tokens: Option<Arc<auth::Tokens>>,
+) -> Router {
     let scrape = {
         let metrics = metrics.clone();
         move |State(db): State<Arc<Database>>| async move {
@@ -66,6 +76,7 @@ pub fn router_with(db: Arc<Database>, metrics: ServerMetrics) -> Router {
             get(|| async { axum::response::Html(include_str!("docs.html")) }),
         )
         .route_layer(axum::middleware::from_fn(origin::same_origin_writes))
+        .route_layer(axum::middleware::from_fn_with_state(tokens, auth::require))
         .route_layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::track,
@@ -278,6 +289,31 @@ async fn series(
     })))
 }
 
+/// 403 (SQLSTATE 42501) unless every statement of `text` only reads.
+fn check_reads_only(text: &str) -> Result<(), ApiError> {
+    let statements = weir_sql::dialect::split_statements(text).map_err(|e| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        body: json!({ "error": e.to_string(), "sqlstate": e.sqlstate() }),
+    })?;
+    for s in statements {
+        let writes = match weir_sql::dialect::parse_statement(&s) {
+            Ok(statement) => !auth::reads_only(&statement),
+            // Not parsed here: the database answers the syntax error.
+            Err(_) => false,
+        };
+        if writes {
+            return Err(ApiError {
+                status: StatusCode::FORBIDDEN,
+                body: json!({
+                    "error": format!("permission denied: this token may only read (scope read); `{}` needs an admin token", s.trim()),
+                    "sqlstate": "42501",
+                }),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// `GET /alerts?since=…[&name=…&severity=…&limit=…]`: alerts whose event time is at or
 /// after `since`, oldest first (the newest `limit`, default 1000), as
 /// `[{alert_id, name, severity, key, status, event_time, detected_at, resolved_at, repeats,
@@ -347,6 +383,7 @@ async fn alerts(
 /// rows as JSON objects, or its command tag. Errors carry the SQLSTATE.
 async fn sql(
     State(db): State<Arc<Database>>,
+    granted: Option<axum::Extension<auth::Granted>>,
     body: Result<String, axum::extract::rejection::StringRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map_err(body_error)?;
@@ -357,6 +394,12 @@ async fn sql(
         },
         _ => body,
     };
+    // A token without `admin` runs only statements that read.
+    if let Some(axum::Extension(granted)) = &granted {
+        if !granted.allows(auth::Scope::Admin) {
+            check_reads_only(&text)?;
+        }
+    }
     let mut session = Session::default();
     let outcomes = db.run(&mut session, &text).await.map_err(|e| ApiError {
         status: StatusCode::BAD_REQUEST,

@@ -36,10 +36,22 @@ pub async fn http_text(
     path: &str,
     body: &str,
 ) -> (u16, String) {
+    http_with(addr, method, path, "", body).await
+}
+
+/// One HTTP/1.1 request with extra header lines (`Name: value\r\n` each); returns the
+/// status and the body as text.
+pub async fn http_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: weir\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: weir\r\nConnection: close\r\nContent-Type: text/plain\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(request.as_bytes()).await.unwrap();
