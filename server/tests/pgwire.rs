@@ -293,3 +293,25 @@ async fn psql_meta_commands_describe_views() {
     drop(client);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_columns_are_named_as_postgresql_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let client = server.client().await;
+    let sql = "SELECT count(*), sum(x) AS total, max(x), x + 1, 1 FROM (VALUES (1), (2)) t(x) GROUP BY x ORDER BY x";
+    let want = ["count", "total", "max", "?column?", "?column?"];
+    // Extended protocol (the names come from Describe) and simple protocol.
+    let statement = client.prepare(sql).await.unwrap();
+    let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, want);
+    let rows = client.simple_query(sql).await.unwrap();
+    let Some(SimpleQueryMessage::Row(row)) = rows
+        .iter()
+        .find(|m| matches!(m, SimpleQueryMessage::Row(_)))
+    else {
+        panic!("no rows");
+    };
+    let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, want);
+}

@@ -26,6 +26,21 @@ use weir_sql::SqlError;
 use super::handler::user_error;
 use super::limits::Limits;
 
+/// `schema` with the column names PostgreSQL would give (`count`, not `count(*)`).
+pub fn pg_named(schema: &Schema) -> Schema {
+    Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| {
+                f.as_ref()
+                    .clone()
+                    .with_name(weir_sql::pg_names::pg_column_name(f.name()))
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
 /// Executes `df` and streams its rows in `format`; past its `limits` (`statement_timeout`,
 /// a CancelRequest) the stream ends with SQLSTATE 57014 and the query's work stops.
 pub async fn encode_dataframe(
@@ -35,7 +50,8 @@ pub async fn encode_dataframe(
     limits: Limits,
 ) -> PgWireResult<QueryResponse> {
     let schema = df.schema().as_arrow().clone();
-    let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(options))?);
+    let named = pg_named(&schema);
+    let fields = Arc::new(arrow_schema_to_pg_fields(&named, format, Some(options))?);
     let text_timestamps: Vec<usize> = schema
         .fields()
         .iter()

@@ -330,7 +330,7 @@ impl QueryParser for StatementParser {
     ) -> PgWireResult<Vec<FieldInfo>> {
         match &stmt.schema {
             Some(schema) => arrow_schema_to_pg_fields(
-                schema,
+                &super::encode::pg_named(schema),
                 column_format.unwrap_or(&Format::UnifiedText),
                 None,
             ),
