@@ -44,6 +44,8 @@ pub struct Config {
     pub api_tokens: Vec<crate::rest::auth::TokenConfig>,
     /// With tokens: `/ready` and `/metrics` stay open (probes and scrapers) (default true).
     pub probes_public: bool,
+    /// Serve other machines without credentials (pgwire always, REST without tokens).
+    pub insecure: bool,
 }
 
 impl Default for Config {
@@ -64,6 +66,7 @@ impl Default for Config {
             view_history: None,
             api_tokens: Vec::new(),
             probes_public: true,
+            insecure: false,
         }
     }
 }
@@ -143,6 +146,40 @@ impl Config {
     pub fn api_tokens(&self) -> Result<Option<std::sync::Arc<crate::rest::auth::Tokens>>> {
         crate::rest::auth::Tokens::from_config(&self.api_tokens, self.probes_public)
             .map_err(ServerError::Config)
+    }
+
+    /// Refuses to serve other machines without credentials unless `insecure`: pgwire
+    /// (which has no passwords yet) on a non-loopback address, REST there without tokens.
+    /// With `insecure`, says so in the log.
+    pub fn check_exposure(&self, pg: SocketAddr, http: Option<SocketAddr>) -> Result<()> {
+        let mut open = Vec::new();
+        if !pg.ip().is_loopback() {
+            open.push(format!(
+                "pgwire on {pg} (Weir has no pgwire passwords yet: anyone who reaches the port could drop every view); bind a loopback address with --pg-addr 127.0.0.1:{}",
+                pg.port()
+            ));
+        }
+        if let Some(http) = http.filter(|a| !a.ip().is_loopback()) {
+            if self.api_tokens.is_empty() {
+                open.push(format!(
+                    "REST on {http} without api_tokens; configure bearer tokens (docs/api.md#authentication) or bind a loopback address with --http-addr 127.0.0.1:{}",
+                    http.port()
+                ));
+            }
+        }
+        if open.is_empty() {
+            return Ok(());
+        }
+        if self.insecure {
+            for o in &open {
+                tracing::warn!("INSECURE: serving {o}; started with --insecure");
+            }
+            return Ok(());
+        }
+        Err(ServerError::Config(format!(
+            "refusing to serve other machines without credentials: {}. To accept the risk (a trusted network only), start with --insecure (WEIR_INSECURE=true)",
+            open.join("; ")
+        )))
     }
 
     /// The options a view created without `retention` gets.

@@ -48,6 +48,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let tokens = config.api_tokens()?;
+    let http_addr = match &http {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    config.check_exposure(pg_listener.local_addr()?, http_addr)?;
     let db = open_database(&config).await?;
     let metrics = metrics::ServerMetrics::default();
     if let Some(http) = http {

@@ -40,6 +40,10 @@ struct Cli {
     /// sources.
     #[arg(long)]
     rebuild_state: bool,
+    /// Serve other machines without credentials (pgwire, which has no passwords yet, on a
+    /// non-loopback address; REST there without tokens). Logged as a warning.
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -592,6 +596,9 @@ fn serve(cli: Cli) -> anyhow::Result<()> {
     }
     if cli.rebuild_state {
         config.rebuild_state = true;
+    }
+    if cli.insecure {
+        config.insecure = true;
     }
     if let Some(r) = cli.demo_rate {
         config.demo_rate = r;

@@ -587,3 +587,65 @@ async fn out_of_file_descriptors_the_server_backs_off_quietly_and_recovers() {
         .expect("a new connection after the idle clients left");
     assert_eq!(int(&again, "SELECT 2::BIGINT").await, 2);
 }
+
+/// `weir` with `args`, without the test's own `WEIR_*` variables.
+fn weir_command(args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("WEIR_")) {
+        command.env_remove(key);
+    }
+    command.args(args);
+    command
+}
+
+#[test]
+fn serving_other_machines_needs_credentials_or_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    // pgwire (no passwords yet) or REST without tokens on a non-loopback address: refused,
+    // with the way out.
+    for (pg, http, says) in [
+        ("0.0.0.0:0", "127.0.0.1:0", "pgwire on 0.0.0.0:"),
+        ("127.0.0.1:0", "0.0.0.0:0", "REST on 0.0.0.0:"),
+    ] {
+        let out = weir_command(&["--data-dir", data, "--pg-addr", pg, "--http-addr", http])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(says) && stderr.contains("--insecure"),
+            "{stderr}"
+        );
+    }
+    // --insecure starts, and says so in the log.
+    let log = dir.path().join("insecure.log");
+    let mut child = weir_command(&[
+        "--data-dir",
+        data,
+        "--pg-addr",
+        "0.0.0.0:0",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--insecure",
+    ])
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("INSECURE: serving pgwire on 0.0.0.0:") {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "weir exited:\n{text}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no INSECURE warning:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
