@@ -74,6 +74,13 @@ enum Command {
         /// Time of event 0 (RFC 3339).
         #[arg(long, default_value = "2026-11-27T10:00:00Z")]
         start: String,
+        /// Fraction of lines written malformed (broken JSON, not JSON, a wrong type, no
+        /// timestamp): they become dead letters.
+        #[arg(long, default_value_t = 0.0)]
+        malformed_rate: f64,
+        /// Fraction of events written a minute early in the stream: late events.
+        #[arg(long, default_value_t = 0.0)]
+        late_rate: f64,
     },
     /// Write seed events to a Kafka topic, keyed by source.
     Produce {
@@ -239,6 +246,8 @@ fn main() -> anyhow::Result<()> {
             outlier_rate,
             disorder_ms,
             start,
+            malformed_rate,
+            late_rate,
         }) => {
             let options: BTreeMap<String, String> = [
                 ("count", count.to_string()),
@@ -259,7 +268,14 @@ fn main() -> anyhow::Result<()> {
             let mut line = Vec::with_capacity(256);
             for i in 0..count {
                 line.clear();
-                generator.write_event(i, &mut line);
+                if generator.is_malformed(i, malformed_rate) {
+                    generator.write_malformed(i, &mut line);
+                    line.push(b'\n');
+                } else if generator.is_late(i, late_rate) {
+                    generator.write_late_event(i, &mut line);
+                } else {
+                    generator.write_event(i, &mut line);
+                }
                 if let Err(e) = out.write_all(&line) {
                     if e.kind() == std::io::ErrorKind::BrokenPipe {
                         return Ok(());

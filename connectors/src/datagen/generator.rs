@@ -6,6 +6,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::DatagenConfig;
 
+/// How much earlier a late event's time is than its place in the stream.
+pub const LATE_BY_NS: i64 = 60_000_000_000;
+
 /// Generates event *i* of a datagen stream.
 #[derive(Debug, Clone)]
 pub struct EventGenerator {
@@ -96,8 +99,24 @@ impl EventGenerator {
         };
     }
 
+    /// Whether event `i` is written late when a fraction `rate` of events is (deterministic
+    /// in the seed and `i`): it keeps its place in the stream, its time [`LATE_BY_NS`]
+    /// earlier — behind any watermark delay under a minute.
+    pub fn is_late(&self, i: u64, rate: f64) -> bool {
+        rate > 0.0 && unit(mix(self.config.seed ^ mix(i) ^ 0x6c61_7465)) < rate
+    }
+
     /// Appends event `i` as one JSON line (with trailing newline) to `out`.
     pub fn write_event(&self, i: u64, out: &mut Vec<u8>) {
+        self.write_event_shifted(i, 0, out);
+    }
+
+    /// Appends event `i`, its time [`LATE_BY_NS`] earlier, as one JSON line.
+    pub fn write_late_event(&self, i: u64, out: &mut Vec<u8>) {
+        self.write_event_shifted(i, LATE_BY_NS, out);
+    }
+
+    fn write_event_shifted(&self, i: u64, shift_ns: i64, out: &mut Vec<u8>) {
         let c = &self.config;
         let base = mix(c.seed ^ mix(i));
         let h = [
@@ -108,7 +127,7 @@ impl EventGenerator {
             mix(base ^ 4),
             mix(base ^ 5),
         ];
-        let mut t = self.nominal_time_ns(i);
+        let mut t = self.nominal_time_ns(i) - shift_ns;
         if c.disorder_ms > 0 {
             t -= ((unit(h[5]) * c.disorder_ms as f64) * 1e6) as i64;
         }
@@ -161,6 +180,21 @@ mod tests {
             o.insert(k.to_string(), v.to_string());
         }
         DatagenConfig::from_options(&o).unwrap()
+    }
+
+    #[test]
+    fn late_events_are_a_minute_early_and_about_their_rate() {
+        let g = EventGenerator::new(config(&[]));
+        let late = (0..100_000).filter(|&i| g.is_late(i, 0.01)).count();
+        assert!((800..1200).contains(&late), "{late}");
+        assert!(!(0..1000).any(|i| g.is_late(i, 0.0)));
+        let mut line = Vec::new();
+        g.write_late_event(61_500, &mut line);
+        let line = String::from_utf8(line).unwrap();
+        assert!(
+            line.contains("\"timestamp\":\"2026-11-27T10:00:01.500Z\""),
+            "{line}"
+        );
     }
 
     #[test]
