@@ -11,13 +11,14 @@ use datafusion::common::cast::as_string_array;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::error::DataFusionError;
+use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{create_udf, ColumnarValue, Expr, Volatility};
 use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::prelude::SessionContext;
 
 use crate::session::{default_setting, SERVER_VERSION};
 
-/// Registers `current_setting(name)` and `version()`.
+/// Registers `current_setting(name)`, `version()` and `time_bucket(width, ts)`.
 pub fn register_functions(ctx: &SessionContext) {
     let current_setting = create_udf(
         "current_setting",
@@ -48,6 +49,11 @@ pub fn register_functions(ctx: &SessionContext) {
         }),
     );
     ctx.register_udf(version);
+    // TimescaleDB's `time_bucket(width, ts)` (Grafana's TimescaleDB macros) is DataFusion's
+    // `date_bin(width, ts)`: buckets aligned to the Unix epoch.
+    if let Ok(date_bin) = ctx.udf("date_bin") {
+        ctx.register_udf(date_bin.as_ref().clone().with_aliases(["time_bucket"]));
+    }
 }
 
 /// Names of the materialized views, for catalog emulation.
