@@ -262,7 +262,7 @@ impl TableProvider for ViewTable {
         let lookup = filters.iter().find_map(|f| self.indexed_equality(f));
         let (batches, history) = self
             .view
-            .read_with_history(lookup.as_ref().map(|(c, v)| (*c, v)))
+            .read(lookup.as_ref().map(|(c, v)| (*c, v)), true)
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         let schema = self.view.schema();
         let memory: Arc<dyn ExecutionPlan> =

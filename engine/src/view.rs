@@ -438,27 +438,12 @@ impl ViewRuntime {
         }
     }
 
-    /// Rows currently visible, optionally only those whose indexed column `key_col` equals
-    /// `key` (closed windows by index; open windows by scan, the caller re-filters).
+    /// Rows visible in memory, optionally only those whose indexed column `key_col` equals
+    /// `key` (closed windows by index; open windows by scan, the caller re-filters), with
+    /// open windows unless `include_open` is false; and the history files (with their root)
+    /// holding the rows no longer in memory, taken under the same lock: each row is in
+    /// exactly one of the two.
     pub fn read(
-        &self,
-        lookup: Option<(usize, &datafusion::common::ScalarValue)>,
-    ) -> Result<Vec<RecordBatch>> {
-        self.read_with(lookup, true)
-    }
-
-    /// Like [`read`](Self::read), with the history files (and their root) that hold the
-    /// rows no longer in memory, taken under the same lock: each row is in exactly one.
-    pub fn read_with_history(
-        &self,
-        lookup: Option<(usize, &datafusion::common::ScalarValue)>,
-    ) -> Result<(Vec<RecordBatch>, Option<HistoryFiles>)> {
-        self.read_with_history_open(lookup, true)
-    }
-
-    /// Like [`read_with_history`](Self::read_with_history); `include_open = false` leaves
-    /// out open windows.
-    pub fn read_with_history_open(
         &self,
         lookup: Option<(usize, &datafusion::common::ScalarValue)>,
         include_open: bool,
@@ -471,9 +456,8 @@ impl ViewRuntime {
             };
             (rows, store.history().cloned())
         };
-        if include_open && (self.plan.emit == EmitMode::OnUpdate || self.is_unwindowed_aggregate())
-        {
-            out.extend(self.open_rows()?);
+        if include_open {
+            out.extend(self.open_rows_snapshot()?);
         }
         Ok((out, history))
     }
@@ -507,12 +491,11 @@ impl ViewRuntime {
     /// Rows visible from memory, and rows, bytes and files in Parquet history, read at one
     /// instant (a move to history never shows as rows in both or neither).
     pub fn rows_and_history(&self) -> Result<(usize, HistoryStats)> {
-        let open: usize = if self.plan.emit == EmitMode::OnUpdate || self.is_unwindowed_aggregate()
-        {
-            self.open_rows()?.iter().map(|b| b.num_rows()).sum()
-        } else {
-            0
-        };
+        let open: usize = self
+            .open_rows_snapshot()?
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
         let store = self.store.read();
         let files = store
             .history()
@@ -524,23 +507,6 @@ impl ViewRuntime {
             files: files.len(),
         };
         Ok((store.rows() + open, history))
-    }
-
-    /// Like [`read`](Self::read); `include_open = false` leaves out open windows.
-    pub fn read_with(
-        &self,
-        lookup: Option<(usize, &datafusion::common::ScalarValue)>,
-        include_open: bool,
-    ) -> Result<Vec<RecordBatch>> {
-        let mut out = match lookup {
-            Some((col, key)) => self.store.read().lookup(col, key)?,
-            None => self.store.read().batches(),
-        };
-        if include_open && (self.plan.emit == EmitMode::OnUpdate || self.is_unwindowed_aggregate())
-        {
-            out.extend(self.open_rows()?);
-        }
-        Ok(out)
     }
 
     /// The window kind, for a windowed aggregate.
@@ -590,14 +556,7 @@ impl ViewRuntime {
 
     /// Number of rows currently visible.
     pub fn row_count(&self) -> Result<usize> {
-        let closed = self.store.read().rows();
-        let open: usize = if self.plan.emit == EmitMode::OnUpdate || self.is_unwindowed_aggregate()
-        {
-            self.open_rows()?.iter().map(|b| b.num_rows()).sum()
-        } else {
-            0
-        };
-        Ok(closed + open)
+        self.rows_and_history().map(|(rows, _)| rows)
     }
 
     /// Live groups in open windows (keys of `OVER` windows).

@@ -15,7 +15,7 @@ pub const DEFAULT_HISTORY: &str = "7 days";
 
 const NS_PER_SEC: i64 = 1_000_000_000;
 /// Like every other duration: at most 100 years.
-const MAX_SECS: f64 = 100.0 * 365.0 * 86_400.0;
+const MAX_NS: i64 = 100 * 365 * 86_400 * NS_PER_SEC;
 
 /// Applies `retention`/`history` from `options` to `plan`; returns the options to keep in
 /// the catalog (both, with the default history filled in, or neither). `persistent` says
@@ -81,30 +81,12 @@ pub fn check_default(option: &str, text: &str) -> Result<()> {
 
 /// `'2 hours'`, `'30 days'`, `'90s'`, `'0'` as nanoseconds (22023 otherwise).
 fn parse_age(option: &str, text: &str) -> Result<i64> {
-    let bad = || {
-        SqlError::InvalidParameter(format!(
+    match crate::dialect::parse_interval_ns(text) {
+        Ok(ns) if (0..=MAX_NS).contains(&ns) => Ok(ns),
+        _ => Err(SqlError::InvalidParameter(format!(
             "invalid value for option \"{option}\": '{text}'; use a duration such as '30 minutes', '2 hours' or '7 days' (seconds, minutes, hours, days, weeks; at most 100 years)"
-        ))
-    };
-    let t = text.trim().to_lowercase();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    let scale = match unit.trim() {
-        "" | "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
-        "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
-        "h" | "hour" | "hours" => 3600.0,
-        "d" | "day" | "days" => 86_400.0,
-        "w" | "week" | "weeks" => 7.0 * 86_400.0,
-        _ => return Err(bad()),
-    };
-    let secs = value * scale;
-    if !(0.0..=MAX_SECS).contains(&secs) {
-        return Err(bad());
+        ))),
     }
-    Ok((secs * NS_PER_SEC as f64).round() as i64)
 }
 
 /// A duration in the largest unit that states it exactly (`'2 hours'`, `'90 seconds'`).

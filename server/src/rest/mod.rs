@@ -668,14 +668,7 @@ fn read(
     filters: &[(usize, String, ScalarValue)],
     include_open: bool,
 ) -> Result<Vec<RecordBatch>, ApiError> {
-    let lookup = filters
-        .iter()
-        .find(|(c, _, _)| view.key_columns().contains(c))
-        .map(|(c, _, v)| (*c, v));
-    let batches = view
-        .read_with(lookup, include_open)
-        .map_err(ApiError::internal)?;
-    keep_matching(batches, filters)
+    read_all(view, filters, include_open).map(|(rows, _)| rows)
 }
 
 /// Like [`read`], with the view's history files (read at the same instant: each row is in
@@ -690,7 +683,7 @@ fn read_all(
         .find(|(c, _, _)| view.key_columns().contains(c))
         .map(|(c, _, v)| (*c, v));
     let (batches, history) = view
-        .read_with_history_open(lookup, include_open)
+        .read(lookup, include_open)
         .map_err(ApiError::internal)?;
     Ok((keep_matching(batches, filters)?, history))
 }
