@@ -88,6 +88,14 @@ pub struct AlertRecord {
     pub payload: String,
 }
 
+impl AlertRecord {
+    /// Event time of its last row, or of its resolution.
+    fn ended(&self) -> i64 {
+        self.last_event_time
+            .max(self.resolved_at.unwrap_or(i64::MIN))
+    }
+}
+
 #[derive(Debug, Clone)]
 struct KeyAlert {
     /// The key's latest alert (index into `alerts`).
@@ -105,6 +113,9 @@ pub struct AlertStage {
     spec: AlertSpec,
     keys: HashMap<String, KeyAlert>,
     alerts: Vec<AlertRecord>,
+    /// The earliest end of an alert that is not its key's latest ([`AlertStage::prune`]
+    /// has nothing to do below it).
+    next_prune: i64,
 }
 
 enum Event {
@@ -119,6 +130,7 @@ impl AlertStage {
             spec,
             keys: HashMap::new(),
             alerts: Vec::new(),
+            next_prune: i64::MAX,
         }
     }
 
@@ -130,6 +142,34 @@ impl AlertStage {
     /// Every alert raised, oldest first.
     pub fn alerts(&self) -> &[AlertRecord] {
         &self.alerts
+    }
+
+    /// Forgets alerts that ended (their last row's event time, or their resolution) at or
+    /// before `cutoff` and are no longer their key's latest: `weir.alerts` keeps the alerts
+    /// of the rule's retention, the rule's own rows (its messages) keep every one. Cheap
+    /// when nothing is old enough.
+    pub fn prune(&mut self, cutoff: i64) {
+        if cutoff < self.next_prune {
+            return;
+        }
+        let current: HashSet<usize> = self.keys.values().map(|k| k.alert).collect();
+        let mut moved = HashMap::new();
+        let mut kept = Vec::with_capacity(self.alerts.len());
+        self.next_prune = i64::MAX;
+        for (i, a) in std::mem::take(&mut self.alerts).into_iter().enumerate() {
+            let is_current = current.contains(&i);
+            if is_current || a.ended() > cutoff {
+                if !is_current {
+                    self.next_prune = self.next_prune.min(a.ended());
+                }
+                moved.insert(i, kept.len());
+                kept.push(a);
+            }
+        }
+        self.alerts = kept;
+        for k in self.keys.values_mut() {
+            k.alert = moved[&k.alert];
+        }
     }
 
     /// Alerts currently firing.
@@ -224,6 +264,10 @@ impl AlertStage {
             payload: payload.to_string(),
         };
         out.push(&record, "firing", t, now);
+        if let Some(previous) = self.keys.get(&key) {
+            // The key's previous alert is no longer its latest: it may be pruned.
+            self.next_prune = self.next_prune.min(self.alerts[previous.alert].ended());
+        }
         self.alerts.push(record);
         self.keys.insert(
             key,
@@ -329,6 +373,7 @@ impl AlertStage {
     pub fn import(&mut self, batch: &RecordBatch) -> Result<()> {
         self.keys.clear();
         self.alerts.clear();
+        self.next_prune = i64::MIN;
         let s = |name: &str| -> Result<StringArray> {
             batch
                 .column_by_name(name)
@@ -541,6 +586,52 @@ mod tests {
             }
         }
         v
+    }
+
+    #[test]
+    fn pruning_forgets_ended_alerts_but_each_keys_latest_and_decides_the_same() {
+        let mut stage = AlertStage::new(spec(false));
+        let mut kept = AlertStage::new(spec(false));
+        let mut messages = (Vec::new(), Vec::new());
+        for t in (0..200).step_by(20) {
+            let batch = [rows(&[("a", t), ("b", t / 100)])];
+            messages
+                .0
+                .extend(statuses(&stage.apply(&batch, &[]).unwrap()));
+            messages
+                .1
+                .extend(statuses(&kept.apply(&batch, &[]).unwrap()));
+            stage.prune(t - 50);
+        }
+        // Pruning changes what weir.alerts holds, never the decisions.
+        assert_eq!(messages.0, messages.1);
+        assert_eq!(kept.alerts().len(), 10 + 1);
+        let ids = |s: &AlertStage| -> Vec<(String, i64)> {
+            s.alerts()
+                .iter()
+                .map(|a| (a.key.clone(), a.event_time))
+                .collect()
+        };
+        // "b" fired once at 0 and is still its key's latest; "a"'s alerts ended 130 and
+        // later stay.
+        assert_eq!(
+            ids(&stage),
+            vec![
+                ("b".into(), 0),
+                ("a".into(), 140),
+                ("a".into(), 160),
+                ("a".into(), 180)
+            ]
+        );
+        // The key index follows the moved alerts: b's repeats still count on its alert.
+        stage.apply(&[rows(&[("b", 5), ("a", 185)])], &[]).unwrap();
+        assert_eq!(stage.alerts()[0].repeats, kept.alerts()[1].repeats + 1);
+        assert_eq!(stage.alerts()[3].repeats, 1);
+        // Restored state prunes the same.
+        let mut restored = AlertStage::new(spec(false));
+        restored.import(&kept.export().unwrap()).unwrap();
+        restored.prune(130);
+        assert_eq!(ids(&restored), ids(&stage));
     }
 
     #[test]

@@ -278,6 +278,11 @@ pub trait SourceFactory: Send + Sync {
     ) -> Result<Box<dyn Source>>;
     /// Whether the source ends by itself (file without `follow`).
     fn is_bounded(&self, spec: &SourceSpec) -> bool;
+    /// Told, after a checkpoint, the committed positions of every pipeline reading the
+    /// source (all of them checkpointed): nothing before the oldest will be read again, so
+    /// a connector that keeps its own log (`http`) may free it. A new pipeline then starts
+    /// at that point instead of the log's beginning. Others ignore it.
+    fn release(&self, _spec: &SourceSpec, _committed: &[serde_json::Value]) {}
     /// Takes events pushed to the source (`POST /ingest/{source}`: JSON lines or a JSON
     /// array), durably, before returning how many it took. Only push connectors (`http`)
     /// accept them.

@@ -190,7 +190,26 @@ impl RowStore {
 
     /// Approximate memory.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes + self.index_bytes()
+    }
+
+    /// Memory of the key indexes: each table's slots (key, position list, control byte)
+    /// and each key's value and position list.
+    fn index_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(ScalarValue, Vec<(u32, u32)>)>() + 1;
+        self.indexes
+            .iter()
+            .map(|(_, index)| {
+                index.capacity() * slot
+                    + index
+                        .iter()
+                        .map(|(key, positions)| {
+                            key.size() - std::mem::size_of::<ScalarValue>()
+                                + positions.capacity() * std::mem::size_of::<(u32, u32)>()
+                        })
+                        .sum::<usize>()
+            })
+            .sum()
     }
 }
 

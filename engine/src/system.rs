@@ -102,6 +102,9 @@ pub struct SourceStats {
     pub caught_up: AtomicBool,
     /// Position after the last batch (connector-specific JSON).
     pub position: Mutex<serde_json::Value>,
+    /// Position of the last checkpoint written (or resumed from); `None` before the first:
+    /// what a restart would read from.
+    pub committed: Mutex<Option<serde_json::Value>>,
     /// Per-split progress reported by the reader (empty for sources of one split).
     pub splits: Mutex<Vec<SplitProgress>>,
     /// Per-split watermarks (ns) as the processor last saw them.
@@ -138,6 +141,7 @@ impl Default for SourceStats {
             last_watermark: AtomicI64::new(i64::MIN),
             caught_up: AtomicBool::new(false),
             position: Mutex::new(serde_json::Value::Null),
+            committed: Mutex::new(None),
             splits: Mutex::new(Vec::new()),
             split_watermarks: Mutex::new(Vec::new()),
             checkpoint_epoch: AtomicU64::new(0),

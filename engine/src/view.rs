@@ -376,7 +376,13 @@ impl ViewRuntime {
             }
         };
         let emitted = match inner.alert.as_mut() {
-            Some(alert) => alert.apply(&emitted, &resolve_input)?,
+            Some(alert) => {
+                let messages = alert.apply(&emitted, &resolve_input)?;
+                if let Some(retention) = *self.retention.read() {
+                    alert.prune(retention.memory_cutoff(self.clock.load(Ordering::Relaxed)));
+                }
+                messages
+            }
             None => emitted,
         };
         drop(guard);

@@ -108,8 +108,11 @@ pub async fn run(dir: &Path, options: &SoakOptions) -> Result<()> {
         options.retention.as_deref().unwrap_or("none")
     );
     println!(
-        "day  wall_s  events/s   rss_MiB  data_MiB  rows_in_memory  history_rows  history_files"
+        "day  wall_s  events/s   rss_MiB  state_MiB  data_MiB  rows_in_memory  history_rows  history_files"
     );
+    // What the process holds before any view state: the growth of RSS past it is what
+    // state_bytes should account for.
+    let baseline = rss();
     let began = Instant::now();
     let mut last = (Instant::now(), 0u64);
     let mut day = 0i64;
@@ -131,10 +134,11 @@ pub async fn run(dir: &Path, options: &SoakOptions) -> Result<()> {
             let rate = (events - last.1) as f64 / last.0.elapsed().as_secs_f64();
             last = (Instant::now(), events);
             println!(
-                "{day:>3}  {:>6.1}  {:>9.0}  {:>7.0}  {:>8.1}  {:>14}  {:>12}  {:>13}",
+                "{day:>3}  {:>6.1}  {:>9.0}  {:>7.0}  {:>9.1}  {:>8.1}  {:>14}  {:>12}  {:>13}",
                 began.elapsed().as_secs_f64(),
                 rate,
                 rss() as f64 / 1048576.0,
+                view.state_bytes() as f64 / 1048576.0,
                 dir_bytes(&dir.join("data")) as f64 / 1048576.0,
                 memory,
                 history.rows,
@@ -146,6 +150,12 @@ pub async fn run(dir: &Path, options: &SoakOptions) -> Result<()> {
         }
     }
     let elapsed = began.elapsed();
+    println!(
+        "state_bytes {:.1} MiB; RSS grew {:.1} MiB from {:.1} MiB before the view had state",
+        view.state_bytes() as f64 / 1048576.0,
+        rss().saturating_sub(baseline) as f64 / 1048576.0,
+        baseline as f64 / 1048576.0
+    );
     println!(
         "throughput: {:.0} events/s over the whole run ({:.1} s)",
         count as f64 / elapsed.as_secs_f64(),
@@ -199,8 +209,37 @@ pub async fn run(dir: &Path, options: &SoakOptions) -> Result<()> {
                     t.elapsed().as_secs_f64() * 1e3
                 );
             }
+            duckdb(&history, &from, &to);
         }
     }
     db.shutdown();
     Ok(())
+}
+
+/// The same 7-day query by DuckDB (Python's `duckdb` package) over the same files, for
+/// comparison with an established engine; says so when DuckDB is not installed.
+fn duckdb(history: &Path, from: &str, to: &str) {
+    let script = r#"
+import sys, time, duckdb
+files, lo, hi = sys.argv[1] + "/**/*.parquet", sys.argv[2], sys.argv[3]
+con = duckdb.connect()
+sql = f"""SELECT window_start, sum("count") FROM read_parquet('{files}', hive_partitioning = false)
+          WHERE window_start >= TIMESTAMPTZ '{lo}' AND window_start < TIMESTAMPTZ '{hi}'
+          GROUP BY 1 ORDER BY 1"""
+for run in (1, 2, 3):
+    t = time.perf_counter()
+    n = len(con.execute(sql).fetchall())
+    print(f"same query, DuckDB {duckdb.__version__} over the Parquet files (run {run}): {n} rows in {(time.perf_counter() - t) * 1e3:.1f} ms")
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(history)
+        .arg(from)
+        .arg(to)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => print!("{}", String::from_utf8_lossy(&o.stdout)),
+        _ => println!("DuckDB: not available (pip install duckdb) — comparison skipped"),
+    }
 }

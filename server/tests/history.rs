@@ -291,3 +291,231 @@ async fn rows_past_retention_move_to_parquet_and_every_row_stays_queryable_acros
         .unwrap();
     assert!(parquet_files(&weir.data.join("history")).is_empty());
 }
+
+/// `kill -9` at instants spread over a run that moves rows to history every 100 ms and
+/// merges the files: afterwards every window is there exactly once (equal to the same view
+/// kept in memory, and to the number of events), and the Parquet files the manifest names,
+/// read without Weir, hold exactly the rows that are not in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_moves_and_merges_loses_and_repeats_no_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::start_with(dir.path(), &[("WEIR_CHECKPOINT_INTERVAL", "100ms")]);
+    let client = weir.connect().await;
+    client
+        .batch_execute(
+            "CREATE SOURCE ev (source TEXT, \"timestamp\" TIMESTAMPTZ, \
+             WATERMARK FOR \"timestamp\" AS \"timestamp\" - INTERVAL '1 second') \
+             WITH (connector = 'datagen', count = '240000', rate = '20000', sources = '20', \
+                   seed = '9', realtime = 'true')",
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE MATERIALIZED VIEW kpi WITH (retention = '2 seconds', history = '30 days') AS {QUERY}; \
+             CREATE MATERIALIZED VIEW kpi_all WITH (retention = 'none') AS {QUERY}"
+        ))
+        .await
+        .unwrap();
+    drop(client);
+    // Pseudo-random instants (printed, to replay a failure).
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    eprintln!("kill seed {seed}");
+    let mut state = seed | 1;
+    for _ in 0..3 {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let wait = 1_500 + (state >> 33) % 2_500;
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        weir.kill_and_restart();
+    }
+    let client = weir.connect().await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = int(
+            &client,
+            "SELECT count(*)::BIGINT FROM weir.sources WHERE name = 'ev' AND status = 'finished' AND caught_up",
+        )
+        .await;
+        let all = "SELECT coalesce(sum(count), 0)::BIGINT FROM kpi_all";
+        if done == 1 && int(&client, all).await == 240_000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", weir.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = rows(
+        &client,
+        "SELECT source, window_start, count FROM kpi_all ORDER BY 1, 2",
+    )
+    .await;
+    let kept = rows(
+        &client,
+        "SELECT source, window_start, count FROM kpi ORDER BY 1, 2",
+    )
+    .await;
+    // 12 s of events from a start that is not on a second: 12 or 13 windows × 20 sources.
+    assert!(all.len() == 240 || all.len() == 260, "{}", all.len());
+    assert_eq!(kept, all, "memory + history equals the view kept in memory");
+    assert_eq!(
+        int(&client, "SELECT sum(count)::BIGINT FROM kpi").await,
+        240_000
+    );
+    let memory = int(
+        &client,
+        "SELECT rows::BIGINT FROM weir.views WHERE name = 'kpi'",
+    )
+    .await;
+    let history = int(
+        &client,
+        "SELECT history_rows::BIGINT FROM weir.views WHERE name = 'kpi'",
+    )
+    .await;
+    assert_eq!(
+        memory + history,
+        all.len() as i64,
+        "memory {memory} + history {history}"
+    );
+    assert!(history > 0, "rows moved to history");
+    // The files, read by the parquet crate alone: no window twice, each one of kpi_all's.
+    let mut in_files = Vec::new();
+    for f in manifest_files(&weir.data, "kpi") {
+        let reader =
+            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(&f).unwrap(),
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let text = datafusion::arrow::util::display::ArrayFormatter::try_new(
+                batch.column(0).as_ref(),
+                &Default::default(),
+            )
+            .unwrap();
+            let start = datafusion::arrow::compute::cast(
+                batch.column(1),
+                &datafusion::arrow::datatypes::DataType::Int64,
+            )
+            .unwrap();
+            let start = start
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                .unwrap();
+            for r in 0..batch.num_rows() {
+                in_files.push((text.value(r).to_string(), start.value(r)));
+            }
+        }
+    }
+    let mut unique = in_files.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), in_files.len(), "a window in two files");
+    assert_eq!(in_files.len() as i64, history);
+}
+
+/// The HTTP ingest log does not grow with uptime: bytes every pipeline has checkpointed
+/// past are freed, across `kill -9`; a view created afterwards reads from the log's new
+/// start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingest_log_is_freed_below_the_checkpointed_position() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::start(dir.path());
+    let mut client = weir.connect().await;
+    client
+        .batch_execute(
+            "CREATE SOURCE pushed (n BIGINT, pad TEXT) WITH (connector = 'http'); \
+             CREATE MATERIALIZED VIEW total AS SELECT count(*) AS n, sum(n) AS s FROM pushed",
+        )
+        .await
+        .unwrap();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], weir.http).into();
+    let pad = "x".repeat(200);
+    let mut sent = 0i64;
+    for round in 0..2 {
+        for _ in 0..10 {
+            let body: String = (sent..sent + 2_000)
+                .map(|n| format!("{{\"n\": {n}, \"pad\": \"{pad}\"}}\n"))
+                .collect();
+            let (status, reply) = common::http(addr, "POST", "/ingest/pushed", &body).await;
+            assert_eq!(status, 202, "{reply}");
+            sent += 2_000;
+        }
+        wait_for_count(
+            &weir,
+            &client,
+            "SELECT coalesce(max(n), 0)::BIGINT FROM total",
+            sent,
+        )
+        .await;
+        if round == 0 {
+            weir.kill_and_restart();
+            client = weir.connect().await;
+        }
+    }
+    let log = weir.data.join("ingest").join("pushed.jsonl");
+    // Wait for a checkpoint past the end, then for the release it triggers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (len, allocated) = loop {
+        let meta = std::fs::metadata(&log).unwrap();
+        let allocated = meta.blocks() * 512;
+        if allocated < meta.len() / 4 {
+            break (meta.len(), allocated);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{allocated} of {} bytes still allocated\n{}",
+            meta.len(),
+            weir.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("ingest log: {len} bytes long, {allocated} allocated");
+    assert_eq!(int(&client, "SELECT n FROM total").await, sent);
+    assert_eq!(
+        int(&client, "SELECT s FROM total").await,
+        sent * (sent - 1) / 2,
+        "every event once"
+    );
+    // A new view starts at the log's new start: only events after it, none twice.
+    let start: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(weir.data.join("ingest/pushed.start")).unwrap())
+            .unwrap();
+    let first = start["line"].as_i64().unwrap() - 1;
+    client
+        .batch_execute(
+            "CREATE MATERIALIZED VIEW later AS SELECT count(*) AS n, min(n) AS lowest FROM pushed",
+        )
+        .await
+        .unwrap();
+    let body: String = (sent..sent + 500)
+        .map(|n| format!("{{\"n\": {n}, \"pad\": \"-\"}}\n"))
+        .collect();
+    assert_eq!(
+        common::http(addr, "POST", "/ingest/pushed", &body).await.0,
+        202
+    );
+    sent += 500;
+    wait_for_count(
+        &weir,
+        &client,
+        "SELECT coalesce(max(n), 0)::BIGINT FROM later",
+        sent - first,
+    )
+    .await;
+    wait_for_count(&weir, &client, "SELECT n FROM total", sent).await;
+    assert_eq!(
+        rows(&client, "SELECT n, lowest FROM later").await,
+        vec![format!("{}|{first}", sent - first)]
+    );
+}
+
+async fn wait_for_count(weir: &Weir, client: &Client, sql: &str, want: i64) {
+    common::process::wait_for(weir, client, sql, want, Duration::from_secs(60)).await;
+}

@@ -10,7 +10,15 @@ use weir_engine::view::{EmitMode, ViewPlan};
 use crate::dialect::parse_interval_ns;
 use crate::error::{Result, SqlError};
 
-const OPTIONS: [&str; 5] = ["severity", "key", "cooldown", "time", "emit"];
+const OPTIONS: [&str; 7] = [
+    "severity",
+    "key",
+    "cooldown",
+    "time",
+    "emit",
+    crate::retention::RETENTION_OPTION,
+    crate::retention::HISTORY_OPTION,
+];
 
 /// The engine's alert settings for rule `name` over `plan` (reading rows of
 /// `input_schema`, updated in place when `input_updating`), and the options with defaults filled in (what the catalog keeps).

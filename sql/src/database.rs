@@ -717,10 +717,14 @@ impl Database {
             }
             return Err(self.exists_error(&c.name));
         }
+        let mut options = c.options;
+        if !options.contains_key(RETENTION_OPTION) && !options.contains_key(HISTORY_OPTION) {
+            options.extend(self.view_defaults.clone());
+        }
         let def = AlertDef {
             name: c.name.clone(),
             query: c.query,
-            options: c.options,
+            options,
             input: String::new(),
         };
         let sinks = alert_sinks(catalog.entries());
@@ -756,10 +760,17 @@ impl Database {
         if let Some(emit) = emit {
             options.insert(EMIT_OPTION.to_string(), emit);
         }
-        planned.plan.fingerprint = format!(
+        // Retention is not part of the fingerprint: ALTER changes it and keeps the state.
+        let fingerprint = format!(
             "alert|{options:?}|{}|{:?}",
             def.query, planned.plan.output_schema
         );
+        options.extend(apply_retention_options(
+            &def.options,
+            &mut planned.plan,
+            self.persistent,
+        )?);
+        planned.plan.fingerprint = fingerprint;
         planned.plan.alert = Some(spec);
         planned.plan.output_schema = weir_engine::alert::message_schema();
         planned.plan.key_columns = vec![3];

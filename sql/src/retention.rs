@@ -47,12 +47,6 @@ pub fn apply_retention_options(
             "none".to_string(),
         )]));
     }
-    if plan.alert.is_some() {
-        return Err(SqlError::FeatureNotSupported(
-            "alert rules keep their alerts in weir.alerts; retention applies to materialized views"
-                .into(),
-        ));
-    }
     let history = history.map(String::as_str).unwrap_or(DEFAULT_HISTORY);
     let memory_ns = parse_age(RETENTION_OPTION, retention)?;
     let history_ns = parse_age(HISTORY_OPTION, history)?;

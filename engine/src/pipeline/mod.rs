@@ -26,6 +26,10 @@ use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::record_batch::RecordBatch;
 use parking_lot::{Mutex, RwLock};
 
+mod readers;
+
+use readers::Readers;
+
 use crate::aggregate::timestamps_ns;
 use crate::checkpoint::{
     CheckpointConfig, CheckpointStore, LogRecord, Restored, Snapshot, WriteReport,
@@ -127,6 +131,8 @@ struct SourceEntry {
     /// Sinks added before [`Engine::start`].
     pending_sinks: Vec<SinkNode>,
     next_pipeline: u64,
+    /// Its pipelines' committed positions, for the connector.
+    readers: Arc<Readers>,
 }
 
 impl SourceEntry {
@@ -211,9 +217,15 @@ impl Engine {
         }
         let idle_stats = Arc::new(SourceStats::default());
         idle_stats.set_status("idle (no views)");
+        let readers = Arc::new(Readers::new(
+            factory.clone(),
+            spec.clone(),
+            self.started.load(Ordering::Acquire),
+        ));
         let entry = SourceEntry {
             spec: spec.clone(),
             factory,
+            readers,
             watermark,
             idle_stats,
             pipelines: Vec::new(),
@@ -388,6 +400,7 @@ impl Engine {
             }
             let mut p = entry.pipelines.remove(i);
             p.stop();
+            entry.readers.leave(&p.stats);
             if let Some(c) = &self.checkpoints {
                 let _ = std::fs::remove_dir_all(CheckpointStore::pipeline_dir(
                     &c.dir,
@@ -412,7 +425,9 @@ impl Engine {
         for entry in sources.values_mut() {
             let pending = std::mem::take(&mut entry.pending);
             let sinks = std::mem::take(&mut entry.pending_sinks);
-            if let Err(e) = self.start_source(entry, pending, sinks) {
+            let started = self.start_source(entry, pending, sinks);
+            entry.readers.set_ready();
+            if let Err(e) = started {
                 let hint = match (&e, &self.checkpoints) {
                     (EngineError::Checkpoint(_), Some(_)) => {
                         "; to discard it and rebuild the views from their sources, start weir with --rebuild-state"
@@ -585,6 +600,7 @@ impl Engine {
             primary: Arc::new(AtomicBool::new(primary)),
             position: serde_json::Value::Null,
             checkpointer: None,
+            readers: entry.readers.clone(),
             failed: false,
         };
         if let Some(config) = &self.checkpoints {
@@ -611,6 +627,7 @@ impl Engine {
                 }
             }
         }
+        entry.readers.join(&stats);
         entry.pipelines.push(Pipeline {
             id: draft.id,
             views: processor.views.clone(),
@@ -1042,6 +1059,8 @@ type HistoryCommit = (
 
 /// A checkpoint handed to the writer.
 struct InFlight {
+    /// The source position the checkpoint records.
+    position: serde_json::Value,
     covered: HashMap<String, usize>,
     sinks_covered: HashMap<String, u64>,
     logged: usize,
@@ -1099,9 +1118,11 @@ impl Checkpointer {
         began: Instant,
     ) {
         let logged = snapshot.new_log.len();
+        let position = snapshot.position.clone();
         let sent = self.jobs.as_ref().is_some_and(|j| j.send(snapshot).is_ok());
         if sent {
             self.in_flight = Some(InFlight {
+                position,
                 covered,
                 sinks_covered,
                 logged,
@@ -1133,6 +1154,7 @@ impl Checkpointer {
                 self.persisted = in_flight.covered;
                 self.sink_persisted = in_flight.sinks_covered;
                 self.pending_log.drain(..in_flight.logged);
+                *stats.committed.lock() = Some(in_flight.position);
                 stats.record_checkpoint(report.epoch, report.bytes, report.total_bytes, took);
                 self.sink_files = Some(report.sink_files);
                 if !report.history.is_empty() {
@@ -1184,6 +1206,8 @@ struct Processor {
     /// The source position after the last processed batch.
     position: serde_json::Value,
     checkpointer: Option<Checkpointer>,
+    /// The source's pipelines, told of each checkpoint.
+    readers: Arc<Readers>,
     /// Set when a batch failed half-way: the state is no longer consistent, so nothing is
     /// processed or checkpointed any more.
     failed: bool,
@@ -1246,6 +1270,7 @@ impl Processor {
             .watermark
             .store(self.tracker.watermark(), Ordering::Relaxed);
         *self.stats.position.lock() = self.position.clone();
+        *self.stats.committed.lock() = Some(self.position.clone());
         self.stats.record_checkpoint(m.epoch, 0, 0, Duration::ZERO);
         if self.primary.load(Ordering::Acquire) {
             let (dead, late) = log_rows(&self.source, restored.log);
@@ -1348,6 +1373,8 @@ impl Processor {
         let Some(files) = files else {
             return;
         };
+        // A checkpoint was written: the connector may free what no pipeline reads again.
+        self.readers.release();
         for node in self.sinks.read().iter() {
             if let Some((_, segments)) = files.iter().find(|(n, _)| n == node.sink.name()) {
                 node.sink.spilled(segments.clone());

@@ -1,0 +1,63 @@
+//! The pipelines reading one source, as seen by the connector: after a checkpoint, the
+//! connector learns the oldest position any pipeline could read again, and may free what
+//! lies before it (the `http` connector's ingest log).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::source::{SourceFactory, SourceSpec};
+use crate::system::SourceStats;
+
+/// Every pipeline of a source, by its counters (which hold its committed position).
+pub(super) struct Readers {
+    factory: Arc<dyn SourceFactory>,
+    spec: SourceSpec,
+    members: Mutex<Vec<Arc<SourceStats>>>,
+    /// False while the engine starts the source's pipelines: a pipeline not launched yet
+    /// may read from the start.
+    ready: AtomicBool,
+}
+
+impl Readers {
+    pub(super) fn new(factory: Arc<dyn SourceFactory>, spec: SourceSpec, ready: bool) -> Self {
+        Self {
+            factory,
+            spec,
+            members: Mutex::new(Vec::new()),
+            ready: AtomicBool::new(ready),
+        }
+    }
+
+    /// A pipeline joins (before its threads start).
+    pub(super) fn join(&self, stats: &Arc<SourceStats>) {
+        self.members.lock().push(stats.clone());
+    }
+
+    /// A pipeline leaves (stopped; its checkpoints deleted).
+    pub(super) fn leave(&self, stats: &Arc<SourceStats>) {
+        self.members.lock().retain(|m| !Arc::ptr_eq(m, stats));
+    }
+
+    /// Every pipeline the engine starts with has joined.
+    pub(super) fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Tells the connector the committed positions, once every pipeline has one.
+    pub(super) fn release(&self) {
+        if !self.ready.load(Ordering::Acquire) {
+            return;
+        }
+        let committed: Option<Vec<serde_json::Value>> = self
+            .members
+            .lock()
+            .iter()
+            .map(|m| m.committed.lock().clone())
+            .collect();
+        if let Some(committed) = committed.filter(|c| !c.is_empty()) {
+            self.factory.release(&self.spec, &committed);
+        }
+    }
+}
