@@ -15,6 +15,8 @@ pub mod file;
 pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]
@@ -65,6 +67,11 @@ pub fn register_all_with(
     )));
     #[cfg(not(feature = "http"))]
     let _ = data_dir;
+    #[cfg(feature = "parquet")]
+    registry.register_sink(std::sync::Arc::new(parquet::ParquetSinkConnector::new(
+        data_dir.to_path_buf(),
+        file_dirs.clone(),
+    )));
     #[cfg(feature = "file")]
     registry.register(std::sync::Arc::new(file::FileConnector::new(file_dirs)));
     #[cfg(feature = "datagen")]

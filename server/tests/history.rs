@@ -519,3 +519,103 @@ async fn the_ingest_log_is_freed_below_the_checkpointed_position() {
 async fn wait_for_count(weir: &Weir, client: &Client, sql: &str, want: i64) {
     common::process::wait_for(weir, client, sql, want, Duration::from_secs(60)).await;
 }
+
+/// The raw event archive: a Parquet sink over a source, killed -9 while it writes, holds
+/// every event exactly once, in hourly partitions of event time that the parquet crate
+/// reads without Weir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parquet_archive_of_raw_events_holds_each_event_once_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::start(dir.path());
+    let client = weir.connect().await;
+    client
+        .batch_execute(&format!(
+            "{};\nCREATE SINK raw FROM ev WITH (connector = 'parquet', path = 'archive/raw', batch_rows = '5000')",
+            weir_server::demo::seed_source(
+                "ev",
+                "connector = 'datagen', count = '60000', rate = '20000', sources = '5', seed = '3', realtime = 'true'"
+            )
+        ))
+        .await
+        .unwrap();
+    let show = rows(
+        &client,
+        "SELECT definition FROM weir.sinks WHERE name = 'raw'",
+    )
+    .await
+    .join("\n");
+    assert!(show.contains("time = 'timestamp'"), "{show}");
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    weir.kill_and_restart();
+    let client = weir.connect().await;
+    let archive = weir.data.join("archive/raw");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut ids = loop {
+        let finished = int(
+            &client,
+            "SELECT count(*)::BIGINT FROM weir.sources WHERE name = 'ev' AND status = 'finished'",
+        )
+        .await;
+        let idle = int(
+            &client,
+            "SELECT count(*)::BIGINT FROM weir.sinks WHERE name = 'raw' AND backlog = 0",
+        )
+        .await;
+        if finished == 1 && idle == 1 {
+            let ids = archived_ids(&archive);
+            if ids.len() >= 60_000 {
+                break ids;
+            }
+        }
+        assert!(Instant::now() < deadline, "{}", weir.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ids.len(), 60_000, "rows in the archive");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 60_000, "distinct event ids in the archive");
+    let partitions = parquet_files(&archive)
+        .iter()
+        .filter_map(|f| {
+            Some(
+                f.parent()?
+                    .strip_prefix(&archive)
+                    .ok()?
+                    .display()
+                    .to_string(),
+            )
+        })
+        .collect::<std::collections::BTreeSet<_>>();
+    assert!(
+        partitions
+            .iter()
+            .all(|p| p.starts_with("date=") && p.contains("/hour=")),
+        "{partitions:?}"
+    );
+}
+
+/// The `event_id` of every row in the Parquet files under `dir`.
+fn archived_ids(dir: &Path) -> Vec<String> {
+    let mut ids = Vec::new();
+    for f in parquet_files(dir) {
+        let reader =
+            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(&f).unwrap(),
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let column = batch.column_by_name("event_id").unwrap();
+            let text = datafusion::arrow::util::display::ArrayFormatter::try_new(
+                column.as_ref(),
+                &Default::default(),
+            )
+            .unwrap();
+            ids.extend((0..batch.num_rows()).map(|r| text.value(r).to_string()));
+        }
+    }
+    ids
+}
