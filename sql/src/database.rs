@@ -305,6 +305,8 @@ impl Database {
     }
 
     async fn plan_query(&self, sql: &str) -> Result<LogicalPlan> {
+        let rewritten = crate::pg_compat::rewrite(sql);
+        let sql = rewritten.as_deref().unwrap_or(sql);
         let mut statements = self
             .parser
             .parse(sql)

@@ -169,7 +169,7 @@ pub fn split_statements(sql: &str) -> Result<Vec<String>> {
         if t == Token::SemiColon {
             out.push(std::mem::take(&mut current));
         } else {
-            current.push_str(&t.to_string());
+            current.push_str(&token_text(&t));
         }
     }
     if !current.trim().is_empty() || out.is_empty() {
@@ -289,6 +289,20 @@ pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
     Ok(WeirStatement::Query(rewrite_window_functions(&tokens)))
 }
 
+/// A token as SQL text that parses back to the same token. (The tokenizer's `Display`
+/// writes a string literal's value, or a quoted name, between quotes without doubling the
+/// quotes inside, so `'it''s'` would come back as `'it's'`.)
+pub fn token_text(token: &Token) -> String {
+    match token {
+        Token::SingleQuotedString(s) => format!("'{}'", s.replace('\'', "''")),
+        Token::NationalStringLiteral(s) => format!("N'{}'", s.replace('\'', "''")),
+        Token::Word(w) if w.quote_style == Some('"') => {
+            format!("\"{}\"", w.value.replace('"', "\"\""))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Rewrites `TUMBLE(rel, col, …)` and `HOP(rel, col, …)` so the first two arguments are
 /// string literals holding the (normalized) names.
 pub fn rewrite_window_functions(tokens: &[Token]) -> String {
@@ -335,7 +349,7 @@ pub fn rewrite_window_functions(tokens: &[Token]) -> String {
                             Token::Word(w) if args.contains(&k) => {
                                 out.push_str(&format!("'{}'", normalize(w).replace('\'', "''")));
                             }
-                            other => out.push_str(&other.to_string()),
+                            other => out.push_str(&token_text(other)),
                         }
                     }
                     i = j;
@@ -345,7 +359,7 @@ pub fn rewrite_window_functions(tokens: &[Token]) -> String {
                 continue;
             }
         }
-        out.push_str(&tokens[i].to_string());
+        out.push_str(&token_text(&tokens[i]));
         i += 1;
     }
     out
@@ -978,6 +992,21 @@ mod tests {
     attributes STRUCT<user_id TEXT, metric DOUBLE PRECISION, status TEXT>,
     WATERMARK FOR "timestamp" AS "timestamp" - INTERVAL '2 seconds'
 ) WITH (connector = 'file', path = '/path/to/events.jsonl', format = 'json')"#;
+
+    #[test]
+    fn quotes_inside_literals_and_names_survive_splitting_and_rewriting() {
+        let sql = r#"SELECT 'it''s', "a""b" FROM TUMBLE(ev, "timestamp", INTERVAL '1 minute'); SELECT N'o''k'"#;
+        let parts = split_statements(sql).unwrap();
+        assert_eq!(
+            parts[0],
+            r#"SELECT 'it''s', "a""b" FROM TUMBLE(ev, "timestamp", INTERVAL '1 minute')"#
+        );
+        assert_eq!(parts[1], " SELECT N'o''k'");
+        let WeirStatement::Query(text) = parse_statement(&parts[0]).unwrap() else {
+            panic!("not a query")
+        };
+        assert!(text.starts_with(r#"SELECT 'it''s', "a""b" FROM"#), "{text}");
+    }
 
     #[test]
     fn parses_the_seed_source() {

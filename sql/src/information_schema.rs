@@ -19,6 +19,8 @@ struct TableRow {
     schema: String,
     name: String,
     kind: &'static str,
+    /// A materialized view (listed in `information_schema.views` too).
+    materialized: bool,
     definition: Option<String>,
     fields: Vec<datafusion::arrow::datatypes::FieldRef>,
 }
@@ -40,15 +42,18 @@ fn relations(catalog: &Arc<dyn CatalogProvider>, with_catalog_schemas: bool) -> 
             let Ok(Some(table)) = futures::executor::block_on(schema.table(&name)) else {
                 continue;
             };
+            // A materialized view stores its rows: clients (Grafana's query builder lists
+            // `table_type = 'BASE TABLE'`) see a table, as PostgreSQL spells it.
+            let materialized = table.table_type() == TableType::View && schema_name == "public";
             let kind = match table.table_type() {
-                TableType::View if schema_name == "public" => "MATERIALIZED VIEW",
-                TableType::View => "VIEW",
+                TableType::View if !materialized => "VIEW",
                 _ => "BASE TABLE",
             };
             out.push(TableRow {
                 schema: schema_name.clone(),
                 name,
                 kind,
+                materialized,
                 definition: table.get_table_definition().map(str::to_string),
                 fields: table.schema().fields().iter().cloned().collect(),
             });
@@ -99,7 +104,7 @@ pub fn install(ctx: &SessionContext) -> DfResult<()> {
             Arc::new(move || {
                 let rows: Vec<TableRow> = relations(&upgrade()?, false)
                     .into_iter()
-                    .filter(|r| r.kind != "BASE TABLE")
+                    .filter(|r| r.kind == "VIEW" || r.materialized)
                     .collect();
                 Columns::new()
                     .text("table_catalog", rows.iter().map(|_| Some("weir")))

@@ -20,6 +20,7 @@ pub mod max_future;
 pub mod over_order;
 pub mod percentile;
 pub mod pg;
+pub mod pg_compat;
 pub mod pg_names;
 pub mod planner;
 pub mod retention;

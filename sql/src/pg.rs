@@ -18,7 +18,8 @@ use datafusion::prelude::SessionContext;
 
 use crate::session::{default_setting, SERVER_VERSION};
 
-/// Registers `current_setting(name)`, `version()` and `time_bucket(width, ts)`.
+/// Registers `current_setting(name)`, `version()`, `quote_literal(text)` and
+/// `time_bucket(width, ts)`.
 pub fn register_functions(ctx: &SessionContext) {
     let current_setting = create_udf(
         "current_setting",
@@ -49,10 +50,39 @@ pub fn register_functions(ctx: &SessionContext) {
         }),
     );
     ctx.register_udf(version);
+    // `quote_literal(text)`: the text as a SQL string literal (Grafana's legacy query
+    // builder lists a column's values with it).
+    let quote_literal = create_udf(
+        "quote_literal",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let text = cast(&arrays[0], &DataType::Utf8)?;
+            let out: StringArray = as_string_array(&text)?
+                .iter()
+                .map(|t| t.map(quote_literal))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+        }),
+    );
+    ctx.register_udf(quote_literal);
     // TimescaleDB's `time_bucket(width, ts)` (Grafana's TimescaleDB macros) is DataFusion's
     // `date_bin(width, ts)`: buckets aligned to the Unix epoch.
     if let Ok(date_bin) = ctx.udf("date_bin") {
         ctx.register_udf(date_bin.as_ref().clone().with_aliases(["time_bucket"]));
+    }
+}
+
+/// PostgreSQL's `quote_literal`: quotes doubled, and a backslash makes it an `E'…'` string
+/// with backslashes doubled.
+fn quote_literal(text: &str) -> String {
+    let quoted = text.replace('\'', "''");
+    if text.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
     }
 }
 
