@@ -47,6 +47,14 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
     pg_isready -h 127.0.0.1 -p 5432 || { echo "error: PostgreSQL did not start" >&2; exit 1; }
 fi
 
+# An S3-compatible server (moto, from PyPI) for views' history in object storage.
+if ! command -v moto_server >/dev/null 2>&1; then
+    command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || need_apt pip python3-pip
+    "$(command -v pip3 || command -v pip)" install --quiet 'moto[server]' 2>/dev/null \
+        || "$(command -v pip3 || command -v pip)" install --quiet --break-system-packages 'moto[server]'
+    command -v moto_server >/dev/null 2>&1 || { echo "error: moto_server is not on PATH after installing moto[server]" >&2; exit 1; }
+fi
+
 # A Kafka-compatible broker for the end-to-end tests (tansu, cached outside the clone).
 # shellcheck source=scripts/kafka-broker.sh
 . scripts/kafka-broker.sh

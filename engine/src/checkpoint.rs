@@ -40,7 +40,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
-use crate::history::HistoryFile;
+use crate::history::{HistoryFile, HistoryRoot};
 use crate::system::SYSTEM_LOG_CAPACITY;
 use crate::watermark::WatermarkTracker;
 
@@ -238,7 +238,7 @@ pub struct WriteReport {
     /// files now.
     pub history: Vec<(String, usize, Vec<HistoryFile>)>,
     /// Where history files are.
-    pub history_root: PathBuf,
+    pub history_root: HistoryRoot,
 }
 
 /// A view's state read back from a checkpoint.
@@ -251,7 +251,7 @@ pub struct RestoredView {
     pub rows: Vec<RecordBatch>,
     pub row_wms: Vec<i64>,
     /// Where `meta.history` files are.
-    pub history_root: PathBuf,
+    pub history_root: HistoryRoot,
 }
 
 /// A pipeline's state read back from a checkpoint.
@@ -275,7 +275,7 @@ pub struct CheckpointStore {
     /// Records in each log file the last manifest names.
     log_rows: BTreeMap<String, usize>,
     /// Where views' history files go (`<data dir>/history`).
-    history_root: PathBuf,
+    history_root: HistoryRoot,
     /// Deletes history files the manifest no longer names.
     sweeper: crate::history::Sweeper,
 }
@@ -666,7 +666,7 @@ impl CheckpointStore {
         // epoch cut short) go a grace time after it is in place. Only the pipeline that
         // holds a view moves its rows, so only it deletes its files.
         for (name, _, files) in &moved_views {
-            let dir = self.history_root.join(file_name(name));
+            let dir = file_name(name);
             self.sweeper
                 .sweep(&self.history_root, &dir, files, crate::history::GRACE);
         }

@@ -5,7 +5,6 @@
 //! answered from the index without scanning other keys' rows.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -23,7 +22,7 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::error::Result;
-use crate::history::{history_exec, HistoryFile, HistoryFiles};
+use crate::history::{history_exec, HistoryFile, HistoryFiles, HistoryRoot};
 use crate::view::ViewRuntime;
 
 /// Positions `(batch, row)` of the rows holding one key value.
@@ -110,7 +109,7 @@ impl RowStore {
 
     /// Drops the first `n` batches (their rows are in `files` now, or expired) and makes
     /// `files` under `root` the history. Readers see both changes at once.
-    pub fn evict(&mut self, n: usize, root: PathBuf, files: Vec<HistoryFile>) {
+    pub fn evict(&mut self, n: usize, root: HistoryRoot, files: Vec<HistoryFile>) {
         let n = n.min(self.batches.len());
         for b in self.batches.drain(..n) {
             self.rows -= b.num_rows();

@@ -5,7 +5,6 @@
 //! [`AggregateSpec`] taken from DataFusion's `AggregateExec`, and the plan above it (HAVING,
 //! final projection). [`ViewRuntime::process`] pushes one micro-batch through all three.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -20,7 +19,7 @@ use crate::alert::{AlertRecord, AlertSpec, AlertStage};
 use crate::checkpoint::{HistoryMove, RestoredView, ViewSnapshot};
 use crate::error::Result;
 use crate::feed::Feed;
-use crate::history::{HistoryFile, HistoryFiles, Retention};
+use crate::history::{HistoryFile, HistoryFiles, HistoryRoot, Retention};
 use crate::over::{OverSpec, OverState, OVER_STATE_BATCHES};
 use crate::state::RowStore;
 
@@ -324,7 +323,7 @@ impl ViewRuntime {
         let mut out = Vec::new();
         if let Some((root, files)) = history {
             for f in &files {
-                for b in crate::history::read_file(&root.join(&f.path))? {
+                for b in crate::history::read_file(&root, &f.path)? {
                     out.push(with_schema(&self.plan.output_schema, &b));
                 }
             }
@@ -490,7 +489,7 @@ impl ViewRuntime {
 
     /// After a checkpoint that moved rows to history: the first `evicted` batches leave
     /// memory and `files` under `root` become the view's history, at once for readers.
-    pub fn commit_history(&self, evicted: usize, root: PathBuf, files: Vec<HistoryFile>) {
+    pub fn commit_history(&self, evicted: usize, root: HistoryRoot, files: Vec<HistoryFile>) {
         self.store.write().evict(evicted, root, files);
     }
 
@@ -572,18 +571,20 @@ impl ViewRuntime {
         inner.aggregate.as_ref().map(|a| a.groups()).unwrap_or(0) + over
     }
 
-    /// Approximate bytes of state (open accumulators plus emitted rows).
+    /// Approximate bytes of state (open accumulators plus emitted rows in memory).
     pub fn state_bytes(&self) -> usize {
-        let open = {
-            let inner = self.inner.lock();
-            inner
-                .aggregate
-                .as_ref()
-                .map(|a| a.state_bytes())
-                .unwrap_or(0)
-                + inner.over.as_ref().map(|o| o.bytes()).unwrap_or(0)
-        };
-        open + self.store.read().bytes()
+        self.open_state_bytes() + self.store.read().bytes()
+    }
+
+    /// Approximate bytes of open windows' state: accumulators and `OVER` frames.
+    pub fn open_state_bytes(&self) -> usize {
+        let inner = self.inner.lock();
+        inner
+            .aggregate
+            .as_ref()
+            .map(|a| a.state_bytes())
+            .unwrap_or(0)
+            + inner.over.as_ref().map(|o| o.bytes()).unwrap_or(0)
     }
 }
 

@@ -40,6 +40,10 @@ pub struct Config {
     pub view_retention: Option<String>,
     /// `history` of a view that gets `view_retention` (default 7 days).
     pub view_history: Option<String>,
+    /// Where views' Parquet history goes: `s3://bucket/prefix` (S3-compatible storage;
+    /// credentials and endpoint from the `AWS_*` variables) or a directory; default
+    /// `<data dir>/history`.
+    pub history_url: Option<String>,
     /// REST bearer tokens and their scopes; none: the REST API is open.
     pub api_tokens: Vec<crate::rest::auth::TokenConfig>,
     /// With tokens: `/ready` and `/metrics` stay open (probes and scrapers) (default true).
@@ -64,6 +68,7 @@ impl Default for Config {
             file_dirs: None,
             view_retention: None,
             view_history: None,
+            history_url: None,
             api_tokens: Vec::new(),
             probes_public: true,
             insecure: false,
@@ -128,6 +133,10 @@ impl Config {
             }
         }
         config.api_tokens()?;
+        if let Some(url) = &config.history_url {
+            weir_engine::history::HistoryRoot::from_url(url)
+                .map_err(|e| ServerError::Config(format!("history_url: {e}")))?;
+        }
         if config.view_history.is_some() && config.view_retention.is_none() {
             return Err(ServerError::Config(
                 "view_history: set view_retention too (how long rows stay in memory before they move to history)".into(),

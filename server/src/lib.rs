@@ -33,6 +33,7 @@ pub async fn open_database(config: &Config) -> Result<Arc<Database>> {
     options.rebuild_state = config.rebuild_state;
     options.query_memory = config.query_memory_mb << 20;
     options.view_defaults = config.view_defaults();
+    options.history_url = config.history_url.clone();
     if config.demo {
         options.startup_sql = Some(demo::statements(config.demo_rate));
     }

@@ -195,6 +195,11 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
         "Approximate memory of a view's state.",
         &["view"],
     );
+    let open_state_bytes = gauge(
+        "weir_view_open_state_bytes",
+        "Approximate memory of a view's open windows (accumulators, OVER frames), part of weir_view_state_bytes.",
+        &["view"],
+    );
     let history_rows = gauge(
         "weir_view_history_rows",
         "Rows of a view in Parquet history (moved out of memory by retention).",
@@ -331,6 +336,9 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
         state_bytes
             .with_label_values(&l)
             .set(v.state_bytes() as i64);
+        open_state_bytes
+            .with_label_values(&l)
+            .set(v.open_state_bytes() as i64);
         rows_in
             .with_label_values(&l)
             .inc_by(v.stats.rows_in.load(Ordering::Relaxed));
@@ -355,6 +363,7 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
         &rows,
         &groups,
         &state_bytes,
+        &open_state_bytes,
         &history_rows,
         &history_bytes,
         &rss,

@@ -619,3 +619,129 @@ fn archived_ids(dir: &Path) -> Vec<String> {
     }
     ids
 }
+
+/// moto's S3-compatible server on a free port, stopped on drop.
+struct S3Server {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl S3Server {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server is missing: run the tests with scripts/test.sh (it installs moto[server] from PyPI)");
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self { child, addr }
+    }
+
+    /// Keys under `prefix` in `bucket` ending in `.parquet`.
+    async fn parquet_keys(&self, bucket: &str, prefix: &str) -> usize {
+        let (status, body) = common::http_text(
+            self.addr,
+            "GET",
+            &format!("/{bucket}?list-type=2&prefix={prefix}"),
+            "",
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        body.matches(".parquet</Key>").count()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// History in S3-compatible object storage (`history_url`, against moto's server): rows
+/// move to Parquet objects in the bucket, nothing to the data dir, and the view answers
+/// exactly as one kept in memory, before and after `kill -9`; dropping it deletes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_in_object_storage_is_one_relation_with_memory_across_kill_9() {
+    let s3 = S3Server::start().await;
+    let (status, body) = common::http_text(s3.addr, "PUT", "/weir-history", "").await;
+    assert_eq!(status, 200, "creating the bucket: {body}");
+    let endpoint = format!("http://{}", s3.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::start_with(
+        dir.path(),
+        &[
+            ("WEIR_HISTORY_URL", "s3://weir-history/views"),
+            ("AWS_ENDPOINT", &endpoint),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "weir-test"),
+            ("AWS_SECRET_ACCESS_KEY", "weir-test"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    let client = weir.connect().await;
+    client.batch_execute(SOURCE).await.unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE MATERIALIZED VIEW kpi WITH (retention = '10 seconds', history = '30 days') AS {QUERY}; \
+             CREATE MATERIALIZED VIEW kpi_all WITH (retention = 'none') AS {QUERY}"
+        ))
+        .await
+        .unwrap();
+    let settled = "SELECT (rows + history_rows)::BIGINT FROM weir.views WHERE name = 'kpi' AND history_rows > 0";
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while rows(&client, settled).await != vec!["180".to_string()] {
+        assert!(Instant::now() < deadline, "{}", weir.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = "SELECT source, window_start, count FROM kpi_all ORDER BY 1, 2";
+    let kept = "SELECT source, window_start, count FROM kpi ORDER BY 1, 2";
+    let range = "SELECT source, window_start, count FROM kpi \
+        WHERE window_start < '2026-11-27T10:00:20Z' ORDER BY 1, 2";
+    let range_all = range.replace("FROM kpi", "FROM kpi_all");
+    assert_eq!(rows(&client, kept).await, rows(&client, all).await);
+    assert_eq!(rows(&client, range).await, rows(&client, &range_all).await);
+    let files = int(
+        &client,
+        "SELECT history_files::BIGINT FROM weir.views WHERE name = 'kpi'",
+    )
+    .await;
+    let objects = s3.parquet_keys("weir-history", "views/kpi/").await;
+    assert!(
+        files > 0 && objects >= files as usize,
+        "{files} history files, {objects} objects"
+    );
+    assert!(
+        parquet_files(&weir.data.join("history")).is_empty(),
+        "nothing goes to the data dir"
+    );
+    drop(client);
+    weir.kill_and_restart();
+    let client = weir.connect().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while int(&client, "SELECT count(*)::BIGINT FROM kpi_all").await < 180 {
+        assert!(Instant::now() < deadline, "{}", weir.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows(&client, kept).await, rows(&client, all).await);
+    assert_eq!(
+        int(&client, "SELECT sum(count)::BIGINT FROM kpi").await,
+        60_000
+    );
+    client
+        .batch_execute("DROP MATERIALIZED VIEW kpi")
+        .await
+        .unwrap();
+    assert_eq!(s3.parquet_keys("weir-history", "views/kpi/").await, 0);
+}

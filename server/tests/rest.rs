@@ -288,6 +288,7 @@ async fn kpi_series_errors_and_readiness() {
         "# TYPE weir_view_rows gauge",
         "weir_view_groups{view=\"kpi_1m\"}",
         "weir_view_history_rows{view=\"kpi_1m\"} 0",
+        "weir_view_open_state_bytes{view=\"kpi_1m\"}",
         "weir_process_resident_memory_bytes ",
         "weir_http_requests_total{route=\"/kpi\",status=\"200\"}",
         "weir_http_request_duration_seconds_bucket{route=\"/series\"",

@@ -67,6 +67,9 @@ pub struct DatabaseOptions {
     /// `retention`/`history` given to a new view that names neither (the server's
     /// `view_retention`/`view_history`); written into its definition.
     pub view_defaults: BTreeMap<String, String>,
+    /// Where views' Parquet history goes: `s3://bucket/prefix` (or a directory); `None`:
+    /// `<data dir>/history`.
+    pub history_url: Option<String>,
 }
 
 impl DatabaseOptions {
@@ -81,6 +84,7 @@ impl DatabaseOptions {
             query_memory: DEFAULT_QUERY_MEMORY,
             startup_sql: None,
             view_defaults: BTreeMap::new(),
+            history_url: None,
         }
     }
 
@@ -162,6 +166,10 @@ impl Database {
         crate::bounded::register(&ctx);
         crate::checked::register(&ctx);
         let catalog = Catalog::open(options.data_dir.as_deref())?;
+        if let (Some(dir), Some(url)) = (&options.data_dir, &options.history_url) {
+            let root = weir_engine::history::HistoryRoot::from_url(url)?;
+            weir_engine::history::configure(&dir.join("checkpoints"), root);
+        }
         let engine = match &options.data_dir {
             None => Engine::new(options.registry),
             Some(dir) => Engine::with_checkpoints(

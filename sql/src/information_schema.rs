@@ -43,10 +43,11 @@ fn relations(catalog: &Arc<dyn CatalogProvider>, with_catalog_schemas: bool) -> 
                 continue;
             };
             // A materialized view stores its rows: clients (Grafana's query builder lists
-            // `table_type = 'BASE TABLE'`) see a table, as PostgreSQL spells it.
+            // `table_type = 'BASE TABLE'`) see a table, as PostgreSQL spells it. Weir's
+            // system relations are tables too, as PostgreSQL's own catalogs are.
             let materialized = table.table_type() == TableType::View && schema_name == "public";
             let kind = match table.table_type() {
-                TableType::View if !materialized => "VIEW",
+                TableType::View if !materialized && schema_name != "weir" => "VIEW",
                 _ => "BASE TABLE",
             };
             out.push(TableRow {

@@ -1,11 +1,10 @@
 //! Merging small history files, and deleting files the manifest no longer names.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::writer::{read_file, write_in};
-use super::HistoryFile;
+use super::{HistoryFile, HistoryRoot};
 use crate::error::Result;
 
 /// Files of one level merged into one of the next.
@@ -21,7 +20,7 @@ fn partition(path: &str) -> &str {
 
 /// While the newest [`FANIN`] files of `files` share a level and a date partition, merges
 /// them into one file of the next level named `<name>-L<level>`, in their order.
-pub fn compact(root: &Path, name: &str, files: &mut Vec<HistoryFile>) -> Result<()> {
+pub fn compact(root: &HistoryRoot, name: &str, files: &mut Vec<HistoryFile>) -> Result<()> {
     while files.len() >= FANIN {
         let tail = &files[files.len() - FANIN..];
         let level = tail[0].level;
@@ -34,7 +33,7 @@ pub fn compact(root: &Path, name: &str, files: &mut Vec<HistoryFile>) -> Result<
         }
         let mut batches = Vec::new();
         for f in tail {
-            batches.extend(read_file(&root.join(&f.path))?);
+            batches.extend(read_file(root, &f.path)?);
         }
         let max_wm = tail
             .iter()
@@ -63,55 +62,30 @@ pub fn compact(root: &Path, name: &str, files: &mut Vec<HistoryFile>) -> Result<
 /// they were first found unnamed.
 #[derive(Debug, Default)]
 pub struct Sweeper {
-    unnamed_since: BTreeMap<PathBuf, Instant>,
+    unnamed_since: BTreeMap<String, Instant>,
 }
 
 impl Sweeper {
-    /// Looks at the files under `dir` (a view's history directory): those `keep` does not
-    /// name (relative to `root`) are deleted once unnamed for `grace`.
-    pub fn sweep(&mut self, root: &Path, dir: &Path, keep: &[HistoryFile], grace: Duration) {
+    /// Looks at the files under `dir` (a view's history directory, relative to `root`):
+    /// those `keep` does not name are deleted once unnamed for `grace`.
+    pub fn sweep(&mut self, root: &HistoryRoot, dir: &str, keep: &[HistoryFile], grace: Duration) {
         let now = Instant::now();
         let mut seen = Vec::new();
-        self.walk(root, dir, keep, grace, now, &mut seen);
-        // Forget files that are gone (deleted here or with their view).
-        self.unnamed_since
-            .retain(|p, _| !p.starts_with(dir) || seen.contains(p));
-    }
-
-    fn walk(
-        &mut self,
-        root: &Path,
-        dir: &Path,
-        keep: &[HistoryFile],
-        grace: Duration,
-        now: Instant,
-        seen: &mut Vec<PathBuf>,
-    ) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.filter_map(|e| e.ok()) {
-            let path = e.path();
-            if path.is_dir() {
-                self.walk(root, &path, keep, grace, now, seen);
-                // Only an empty directory goes.
-                let _ = std::fs::remove_dir(&path);
-                continue;
-            }
-            let relative = path
-                .strip_prefix(root)
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
+        for relative in root.list(dir) {
             if keep.iter().any(|f| f.path == relative) {
                 continue;
             }
-            let since = *self.unnamed_since.entry(path.clone()).or_insert(now);
+            let since = *self.unnamed_since.entry(relative.clone()).or_insert(now);
             if now.duration_since(since) >= grace {
-                let _ = std::fs::remove_file(&path);
+                root.delete(&relative);
             } else {
-                seen.push(path);
+                seen.push(relative);
             }
         }
+        // Forget files that are gone (deleted here or with their view).
+        let prefix = format!("{dir}/");
+        self.unnamed_since
+            .retain(|p, _| !p.starts_with(&prefix) || seen.contains(p));
     }
 }
 
@@ -134,10 +108,10 @@ mod tests {
         .unwrap()
     }
 
-    fn values(root: &Path, files: &[HistoryFile]) -> Vec<i64> {
+    fn values(root: &HistoryRoot, files: &[HistoryFile]) -> Vec<i64> {
         let mut out = Vec::new();
         for f in files {
-            for b in read_file(&root.join(&f.path)).unwrap() {
+            for b in read_file(root, &f.path).unwrap() {
                 let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
                 out.extend(a.values().iter().copied());
             }
@@ -147,13 +121,15 @@ mod tests {
 
     #[test]
     fn ten_files_of_a_level_become_one_and_rows_keep_their_order() {
-        let root = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let root = HistoryRoot::local(tmp.path().to_path_buf());
+        let root = &root;
         let mut files = Vec::new();
         let mut sweeper = Sweeper::default();
         for i in 0..125 {
             let b = batch(i * 3, 3);
             let f = write_in(
-                root.path(),
+                root,
                 "v/date=2026-11-27",
                 &format!("v-{i}"),
                 &b.schema(),
@@ -162,32 +138,31 @@ mod tests {
             )
             .unwrap();
             files.push(f);
-            compact(root.path(), &format!("v-{i}"), &mut files).unwrap();
+            compact(root, &format!("v-{i}"), &mut files).unwrap();
         }
         // 125 = 1 × 100 + 2 × 10 + 5 × 1.
         let levels: Vec<u32> = files.iter().map(|f| f.level).collect();
         assert_eq!(levels, vec![2, 1, 1, 0, 0, 0, 0, 0]);
-        assert_eq!(values(root.path(), &files), (0..375).collect::<Vec<_>>());
+        assert_eq!(values(root, &files), (0..375).collect::<Vec<_>>());
         assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 375);
         assert_eq!(files[0].max_emitted_wm, 99);
         // Merged-away files go once unnamed for the grace time, the named ones stay.
-        let dir = root.path().join("v");
-        sweeper.sweep(root.path(), &dir, &files, Duration::from_secs(60));
-        let count = |d: &Path| {
-            std::fs::read_dir(d.join("date=2026-11-27"))
+        sweeper.sweep(root, "v", &files, Duration::from_secs(60));
+        let count = || {
+            std::fs::read_dir(tmp.path().join("v/date=2026-11-27"))
                 .unwrap()
                 .count()
         };
-        assert_eq!(count(&dir), 125 + 12 + 1);
-        sweeper.sweep(root.path(), &dir, &files, Duration::ZERO);
-        assert_eq!(count(&dir), files.len());
-        assert_eq!(values(root.path(), &files).len(), 375);
+        assert_eq!(count(), 125 + 12 + 1);
+        sweeper.sweep(root, "v", &files, Duration::ZERO);
+        assert_eq!(count(), files.len());
+        assert_eq!(values(root, &files).len(), 375);
         // Files of another day are not merged with these.
         let b = batch(1000, 1);
         for i in 0..9 {
             files.push(
                 write_in(
-                    root.path(),
+                    root,
                     "v/date=2026-11-28",
                     &format!("w-{i}"),
                     &b.schema(),
@@ -196,7 +171,7 @@ mod tests {
                 )
                 .unwrap(),
             );
-            compact(root.path(), "w", &mut files).unwrap();
+            compact(root, "w", &mut files).unwrap();
         }
         assert_eq!(files.len(), 17);
     }

@@ -19,18 +19,23 @@
 //! row is rewritten about log₁₀(rows) times. A file the manifest no longer names is deleted
 //! a minute later ([`Sweeper`]), so a query that took the old list can still read it.
 //!
+//! The files live under a [`HistoryRoot`]: `<data dir>/history` by default, or an
+//! S3-compatible bucket (`history_url`).
+//!
 //! Time is event time (the watermark), so a replay decides the same moves. The end of a
 //! bounded input (watermark at its maximum) does not age anything.
 
 mod compact;
+mod store;
 mod table;
 mod writer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 pub use compact::{compact, Sweeper, GRACE};
+pub use store::{configure, root_for, HistoryRoot};
 pub use table::history_exec;
 pub use writer::{read_file, write_file};
 
@@ -60,7 +65,7 @@ impl Retention {
 /// One Parquet file of a view's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryFile {
-    /// Path relative to the history root (`<data dir>/history`).
+    /// Path relative to the history root (`<data dir>/history`, or `history_url`).
     pub path: String,
     pub rows: u64,
     pub bytes: u64,
@@ -72,21 +77,11 @@ pub struct HistoryFile {
 }
 
 /// A view's history: the root its files are under, and the files, oldest first.
-pub type HistoryFiles = (PathBuf, Vec<HistoryFile>);
-
-/// The history root beside a checkpoint root (`<data dir>/checkpoints` →
-/// `<data dir>/history`).
-pub fn root_for(checkpoints: &Path) -> PathBuf {
-    checkpoints
-        .parent()
-        .map(|p| p.join("history"))
-        .unwrap_or_else(|| checkpoints.join("history"))
-}
+pub type HistoryFiles = (HistoryRoot, Vec<HistoryFile>);
 
 /// Deletes the history of view `name` (checkpoints under `checkpoints`).
 pub fn remove_view(checkpoints: &Path, name: &str) {
-    let dir = root_for(checkpoints).join(crate::checkpoint::file_name(name));
-    let _ = std::fs::remove_dir_all(dir);
+    root_for(checkpoints).remove_dir(&crate::checkpoint::file_name(name));
 }
 
 /// A date partition name for a watermark: `date=YYYY-MM-DD`.

@@ -1,6 +1,5 @@
 //! Reading history files as part of a view's table.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -10,18 +9,17 @@ use datafusion::common::{Column, DFSchema, Result};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
-use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::HistoryFile;
+use super::{HistoryFile, HistoryRoot};
 
 /// A scan of `files` (under `root`) with the view's `schema`: `filters` prune files and row
 /// groups by their statistics (the caller still applies them to the rows).
 pub fn history_exec(
     session: &dyn Session,
-    root: &Path,
+    root: &HistoryRoot,
     files: &[HistoryFile],
     schema: &SchemaRef,
     projection: Option<&Vec<usize>>,
@@ -48,11 +46,12 @@ pub fn history_exec(
             source = source.with_predicate(physical);
         }
     }
+    let (store_url, paths) = root.scan_location(session);
     let group: Vec<PartitionedFile> = files
         .iter()
-        .map(|f| PartitionedFile::new(root.join(&f.path).to_string_lossy().into_owned(), f.bytes))
+        .map(|f| PartitionedFile::new(paths.of(&f.path), f.bytes))
         .collect();
-    let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+    let config = FileScanConfigBuilder::new(store_url, Arc::new(source))
         .with_file_group(FileGroup::new(group))
         .with_projection_indices(projection.cloned())?
         .build();

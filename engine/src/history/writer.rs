@@ -1,8 +1,5 @@
 //! Writing a view's rows that leave memory as one Parquet file.
 
-use std::fs::File;
-use std::path::Path;
-
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -10,7 +7,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use super::{date_partition, HistoryFile};
+use super::{date_partition, HistoryFile, HistoryRoot};
 use crate::error::{EngineError, Result};
 
 /// Rows per row group: small enough that statistics prune a range query.
@@ -19,7 +16,7 @@ const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// Writes `batches` (emitted at watermarks from `min_wm` to `max_wm`) to
 /// `<root>/<dir>/date=<day of min_wm>/<name>.parquet`, fsynced, and describes the file.
 pub fn write_file(
-    root: &Path,
+    root: &HistoryRoot,
     dir: &str,
     name: &str,
     schema: &SchemaRef,
@@ -31,10 +28,10 @@ pub fn write_file(
     write_in(root, &partition, name, schema, batches, max_wm)
 }
 
-/// Writes `batches` to `<root>/<partition>/<name>.parquet`, fsynced, and describes the file
-/// (level 0).
+/// Writes `batches` to `<root>/<partition>/<name>.parquet`, durably, and describes the
+/// file (level 0).
 pub fn write_in(
-    root: &Path,
+    root: &HistoryRoot,
     partition: &str,
     name: &str,
     schema: &SchemaRef,
@@ -42,35 +39,23 @@ pub fn write_in(
     max_wm: i64,
 ) -> Result<HistoryFile> {
     let relative = format!("{partition}/{name}.parquet");
-    let path = root.join(&relative);
-    let io = |e: std::io::Error| EngineError::Checkpoint(format!("{}: {e}", path.display()));
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io)?;
-    }
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
-    let file = File::create(&path).map_err(io)?;
     let parquet = |e: datafusion::parquet::errors::ParquetError| {
-        EngineError::Checkpoint(format!("writing {}: {e}", path.display()))
+        EngineError::Checkpoint(format!("writing {relative}: {e}"))
     };
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(parquet)?;
+    let mut writer =
+        ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).map_err(parquet)?;
     let mut rows = 0u64;
     for b in batches {
         let b = RecordBatch::try_new(schema.clone(), b.columns().to_vec())?;
         rows += b.num_rows() as u64;
         writer.write(&b).map_err(parquet)?;
     }
-    let file = writer.into_inner().map_err(parquet)?;
-    file.sync_all().map_err(io)?;
-    let bytes = file.metadata().map_err(io)?.len();
-    if let Some(parent) = path.parent() {
-        if let Ok(d) = File::open(parent) {
-            let _ = d.sync_all();
-        }
-    }
+    let bytes = root.write(&relative, writer.into_inner().map_err(parquet)?)?;
     Ok(HistoryFile {
         path: relative,
         rows,
@@ -80,14 +65,13 @@ pub fn write_in(
     })
 }
 
-/// Every row of a history file.
-pub fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
-    let file = File::open(path)
-        .map_err(|e| EngineError::Checkpoint(format!("{}: {e}", path.display())))?;
+/// Every row of history file `relative` under `root`.
+pub fn read_file(root: &HistoryRoot, relative: &str) -> Result<Vec<RecordBatch>> {
+    let bytes = root.read(relative)?;
     let parquet = |e: datafusion::parquet::errors::ParquetError| {
-        EngineError::Checkpoint(format!("reading {}: {e}", path.display()))
+        EngineError::Checkpoint(format!("reading {relative}: {e}"))
     };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(parquet)?
         .build()
         .map_err(parquet)?;

@@ -1053,7 +1053,7 @@ struct Checkpointer {
 /// Rows moved to history by a checkpoint: the root, and per view its name, the batches
 /// that left memory and its history files now.
 type HistoryCommit = (
-    std::path::PathBuf,
+    crate::history::HistoryRoot,
     Vec<(String, usize, Vec<crate::history::HistoryFile>)>,
 );
 

@@ -247,7 +247,7 @@ async fn series(
             tokio::task::spawn_blocking(move || -> Result<Vec<RecordBatch>, ApiError> {
                 let mut out = Vec::new();
                 for f in &files {
-                    let batches = weir_engine::history::read_file(&root.join(&f.path))
+                    let batches = weir_engine::history::read_file(&root, &f.path)
                         .map_err(ApiError::internal)?;
                     out.extend(keep_matching(batches, &filters)?);
                 }
