@@ -695,7 +695,8 @@ async fn history_in_object_storage_is_one_relation_with_memory_across_kill_9() {
     client
         .batch_execute(&format!(
             "CREATE MATERIALIZED VIEW kpi WITH (retention = '10 seconds', history = '30 days') AS {QUERY}; \
-             CREATE MATERIALIZED VIEW kpi_all WITH (retention = 'none') AS {QUERY}"
+             CREATE MATERIALIZED VIEW kpi_all WITH (retention = 'none') AS {QUERY}; \
+             CREATE SINK raw FROM ev WITH (connector = 'parquet', path = 's3://weir-history/raw')"
         ))
         .await
         .unwrap();
@@ -725,6 +726,18 @@ async fn history_in_object_storage_is_one_relation_with_memory_across_kill_9() {
     assert!(
         parquet_files(&weir.data.join("history")).is_empty(),
         "nothing goes to the data dir"
+    );
+    // The raw archive sink writes hourly objects to the bucket too.
+    let sink_done = "SELECT count(*)::BIGINT FROM weir.sinks WHERE name = 'raw' AND backlog = 0 AND rows_written = 60000";
+    while int(&client, sink_done).await != 1 {
+        assert!(Instant::now() < deadline, "{}", weir.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        s3.parquet_keys("weir-history", "raw/date=2026-11-27/hour=10/")
+            .await
+            >= 1,
+        "archive objects"
     );
     drop(client);
     weir.kill_and_restart();

@@ -13,12 +13,12 @@
 //! replay — so every row is in exactly one file once the sink has caught up.
 //!
 //! Options: `path` (a relative path lies under the data dir; an absolute one must lie
-//! under the directories file sources may read), `time` (the column to partition by:
+//! under the directories file sources may read; `s3://bucket/prefix` writes to
+//! S3-compatible storage with the `AWS_*` variables, as `history_url` does), `time` (the column to partition by:
 //! default the source's event-time column, or `window_start`; `'none'` for no
 //! partitions). The sink writes at most `batch_rows` rows per file (default 100,000).
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Component, Path, PathBuf};
 
 use datafusion::arrow::array::{Array, BooleanArray};
@@ -29,6 +29,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use weir_engine::error::{EngineError, Result};
+use weir_engine::history::HistoryRoot;
 use weir_engine::sink::{SinkError, SinkFactory, SinkSpec, SinkWriter};
 
 use crate::options::Options;
@@ -102,7 +103,18 @@ impl ParquetSinkConnector {
         Ok(resolved)
     }
 
-    fn config(&self, spec: &SinkSpec) -> Result<(PathBuf, Option<usize>)> {
+    /// Where the files go: a bucket for an `s3://` URL, else a checked local directory.
+    fn root(&self, path: &str) -> Result<HistoryRoot> {
+        if path.contains("://") {
+            return HistoryRoot::from_url(path).map_err(|e| EngineError::InvalidOption {
+                option: "path".into(),
+                message: e.to_string(),
+            });
+        }
+        Ok(HistoryRoot::local(self.directory(path)?))
+    }
+
+    fn config(&self, spec: &SinkSpec) -> Result<(HistoryRoot, Option<usize>)> {
         let mut o = Options::new("parquet", &spec.options);
         let path = o.required("path")?;
         let time = o.optional("time");
@@ -111,7 +123,7 @@ impl ParquetSinkConnector {
             o.optional(key);
         }
         o.finish()?;
-        let dir = self.directory(&path)?;
+        let root = self.root(&path)?;
         let schema = &spec.schema;
         let is_time = |i: usize| matches!(schema.field(i).data_type(), DataType::Timestamp(_, _));
         let column = match time.as_deref().map(str::trim) {
@@ -136,7 +148,7 @@ impl ParquetSinkConnector {
                 .and_then(|c| schema.index_of(c).ok())
                 .filter(|i| is_time(*i)),
         };
-        Ok((dir, column))
+        Ok((root, column))
     }
 }
 
@@ -146,11 +158,13 @@ impl SinkFactory for ParquetSinkConnector {
     }
 
     fn validate(&self, spec: &SinkSpec) -> Result<BTreeMap<String, String>> {
-        let (dir, column) = self.config(spec)?;
-        std::fs::create_dir_all(&dir).map_err(|e| EngineError::InvalidOption {
-            option: "path".into(),
-            message: format!("cannot create {}: {e}", dir.display()),
-        })?;
+        let (root, column) = self.config(spec)?;
+        if let Some(dir) = root.local_dir() {
+            std::fs::create_dir_all(dir).map_err(|e| EngineError::InvalidOption {
+                option: "path".into(),
+                message: format!("cannot create {}: {e}", dir.display()),
+            })?;
+        }
         let mut options = spec.options.clone();
         options
             .entry("batch_rows".into())
@@ -164,9 +178,9 @@ impl SinkFactory for ParquetSinkConnector {
     }
 
     fn create(&self, spec: &SinkSpec) -> Result<Box<dyn SinkWriter>> {
-        let (dir, time_column) = self.config(spec)?;
+        let (root, time_column) = self.config(spec)?;
         Ok(Box::new(ParquetWriter {
-            dir,
+            root,
             schema: spec.schema.clone(),
             time_column,
             next: 0,
@@ -175,7 +189,7 @@ impl SinkFactory for ParquetSinkConnector {
 }
 
 struct ParquetWriter {
-    dir: PathBuf,
+    root: HistoryRoot,
     schema: SchemaRef,
     time_column: Option<usize>,
     /// Number of the next write (files are `part-<number>-<i>.parquet`).
@@ -187,25 +201,16 @@ fn write_number(name: &str) -> Option<u64> {
     name.strip_prefix("part-")?.split('-').next()?.parse().ok()
 }
 
-/// Deletes files of write `from` and later (and temporary files) under `dir`.
-fn delete_from(dir: &Path, from: u64) -> std::io::Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            delete_from(&path, from)?;
-            continue;
-        }
-        let name = e.file_name().to_string_lossy().into_owned();
-        let stale = name.starts_with(".part-")
-            || (name.ends_with(".parquet") && write_number(&name).is_some_and(|n| n >= from));
+/// Deletes the files of write `from` and later (and temporary files) under `root`.
+fn delete_from(root: &HistoryRoot, from: u64) {
+    for relative in root.list("") {
+        let name = relative.rsplit('/').next().unwrap_or_default();
+        let stale = (name.starts_with('.') && name.ends_with(".tmp"))
+            || (name.ends_with(".parquet") && write_number(name).is_some_and(|n| n >= from));
         if stale {
-            std::fs::remove_file(&path)?;
+            root.delete(&relative);
         }
     }
-    Ok(())
 }
 
 /// `date=YYYY-MM-DD/hour=HH` of an hour number (hours since the epoch).
@@ -241,21 +246,19 @@ impl ParquetWriter {
         Ok(out)
     }
 
-    fn write_file(&self, relative: &str, name: &str, batch: &RecordBatch) -> std::io::Result<()> {
-        let dir = self.dir.join(relative);
-        std::fs::create_dir_all(&dir)?;
-        let temp = dir.join(format!(".{name}.tmp"));
+    /// Writes `batch` as Parquet to `relative` (durable, never seen half-written).
+    fn write_file(&self, relative: &str, batch: &RecordBatch) -> Result<()> {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .build();
-        let file = File::create(&temp)?;
-        let mut writer = ArrowWriter::try_new(file, self.schema.clone(), Some(props))
-            .map_err(std::io::Error::other)?;
-        writer.write(batch).map_err(std::io::Error::other)?;
-        let file = writer.into_inner().map_err(std::io::Error::other)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, dir.join(name))?;
-        File::open(&dir)?.sync_all()
+        let parquet = |e: datafusion::parquet::errors::ParquetError| {
+            EngineError::Internal(format!("writing {relative}: {e}"))
+        };
+        let mut writer =
+            ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(props)).map_err(parquet)?;
+        writer.write(batch).map_err(parquet)?;
+        let bytes = writer.into_inner().map_err(parquet)?;
+        self.root.write(relative, bytes).map(|_| ())
     }
 }
 
@@ -264,8 +267,8 @@ impl SinkWriter for ParquetWriter {
     async fn open(&mut self, resume: &serde_json::Value) -> Result<(), SinkError> {
         self.next = resume.get("files").and_then(|n| n.as_u64()).unwrap_or(0);
         // Files written after the checkpoint hold rows that come again.
-        delete_from(&self.dir, self.next)
-            .map_err(|e| SinkError::Permanent(format!("cleaning {}: {e}", self.dir.display())))
+        delete_from(&self.root, self.next);
+        Ok(())
     }
 
     async fn write(&mut self, batches: &[RecordBatch]) -> Result<(), SinkError> {
@@ -284,15 +287,15 @@ impl SinkWriter for ParquetWriter {
             .by_hour(&all)
             .map_err(|e| SinkError::Permanent(e.to_string()))?;
         for (i, (hour, rows)) in parts.iter().enumerate() {
-            let relative = match (self.time_column, hour) {
-                (None, _) => String::new(),
-                (Some(_), Some(h)) => partition(*h),
-                (Some(_), None) => "date=none".into(),
-            };
             let name = format!("part-{:012}-{i}.parquet", self.next);
-            // A full disk or a lost mount: retried with the same name.
-            self.write_file(&relative, &name, rows)
-                .map_err(|e| SinkError::Transient(format!("{}: {e}", self.dir.display())))?;
+            let relative = match (self.time_column, hour) {
+                (None, _) => name,
+                (Some(_), Some(h)) => format!("{}/{name}", partition(*h)),
+                (Some(_), None) => format!("date=none/{name}"),
+            };
+            // A full disk, a lost mount or an unreachable bucket: retried with the same name.
+            self.write_file(&relative, rows)
+                .map_err(|e| SinkError::Transient(format!("{}: {e}", self.root.describe())))?;
         }
         self.next += 1;
         Ok(())
@@ -311,6 +314,7 @@ mod tests {
     use datafusion::arrow::array::{Int64Array, TimestampNanosecondArray};
     use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use std::fs::File;
 
     fn spec(dir: &Path) -> SinkSpec {
         SinkSpec {

@@ -168,18 +168,20 @@ impl HistoryRoot {
         let size = bytes.len() as u64;
         match self.0.as_ref() {
             Backend::Local(dir) => {
+                // Written under a hidden name and renamed: a reader globbing `*.parquet`
+                // never sees half a file.
                 let path = dir.join(relative);
                 let io = |e: std::io::Error| failed("writing", &path.display().to_string(), e);
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(io)?;
-                }
-                let mut file = File::create(&path).map_err(io)?;
+                let parent = path.parent().unwrap_or(dir);
+                std::fs::create_dir_all(parent).map_err(io)?;
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                let temp = parent.join(format!(".{}.tmp", name.unwrap_or_default()));
+                let mut file = File::create(&temp).map_err(io)?;
                 file.write_all(&bytes).map_err(io)?;
                 file.sync_all().map_err(io)?;
-                if let Some(parent) = path.parent() {
-                    if let Ok(d) = File::open(parent) {
-                        let _ = d.sync_all();
-                    }
+                std::fs::rename(&temp, &path).map_err(io)?;
+                if let Ok(d) = File::open(parent) {
+                    let _ = d.sync_all();
                 }
             }
             Backend::Object { store, prefix, .. } => {
