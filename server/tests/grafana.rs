@@ -11,9 +11,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::process::{int, Weir};
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
 
-const PG: &str = "host=127.0.0.1 port=5432 user=postgres";
+use common::{drop_database, fresh_database};
 
 /// One hour of events from 2024-05-01T12:00Z (Grafana's test range), 3 sources.
 const FIXTURE: &str = r#"
@@ -187,20 +187,7 @@ async fn grafanas_statements_get_postgresqls_answers() {
     }
 
     let database = format!("weir_grafana_{}", std::process::id());
-    let (admin, conn) = tokio_postgres::connect(&format!("{PG} dbname=postgres"), NoTls)
-        .await
-        .expect("PostgreSQL must run on 127.0.0.1:5432 (user postgres, trust); scripts/test.sh starts it");
-    tokio::spawn(conn);
-    for statement in [
-        format!("DROP DATABASE IF EXISTS {database}"),
-        format!("CREATE DATABASE {database}"),
-    ] {
-        admin.batch_execute(&statement).await.unwrap();
-    }
-    let (pg, conn) = tokio_postgres::connect(&format!("{PG} dbname={database}"), NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let pg = fresh_database(&database).await;
     pg.batch_execute(PG_FIXTURE).await.unwrap();
     copy_rows(
         &client,
@@ -292,9 +279,7 @@ async fn grafanas_statements_get_postgresqls_answers() {
             ));
         }
     }
-    let _ = admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-        .await;
+    drop_database(&database).await;
     assert!(checked >= 55, "only {checked} statements replayed");
     assert!(
         failures.is_empty(),

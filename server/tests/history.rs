@@ -295,19 +295,24 @@ async fn rows_past_retention_move_to_parquet_and_every_row_stays_queryable_acros
 /// `kill -9` at instants spread over a run that moves rows to history every 100 ms and
 /// merges the files: afterwards every window is there exactly once (equal to the same view
 /// kept in memory, and to the number of events), and the Parquet files the manifest names,
-/// read without Weir, hold exactly the rows that are not in memory.
+/// read without Weir, hold exactly the rows that are not in memory. Sizes:
+/// `WEIR_HISTORY_SECONDS` of events at 20,000/s (12), `WEIR_HISTORY_KILLS` (3) —
+/// `loadtests/history_kills.sh` runs it long.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_moves_and_merges_loses_and_repeats_no_window() {
+    let seconds = common::env_u64("WEIR_HISTORY_SECONDS", 12) as i64;
+    let kills = common::env_u64("WEIR_HISTORY_KILLS", 3);
+    let events = seconds * 20_000;
     let dir = tempfile::tempdir().unwrap();
     let mut weir = Weir::start_with(dir.path(), &[("WEIR_CHECKPOINT_INTERVAL", "100ms")]);
     let client = weir.connect().await;
     client
-        .batch_execute(
+        .batch_execute(&format!(
             "CREATE SOURCE ev (source TEXT, \"timestamp\" TIMESTAMPTZ, \
              WATERMARK FOR \"timestamp\" AS \"timestamp\" - INTERVAL '1 second') \
-             WITH (connector = 'datagen', count = '240000', rate = '20000', sources = '20', \
-                   seed = '9', realtime = 'true')",
-        )
+             WITH (connector = 'datagen', count = '{events}', rate = '20000', sources = '20', \
+                   seed = '9', realtime = 'true')"
+        ))
         .await
         .unwrap();
     client
@@ -325,16 +330,17 @@ async fn kill_9_during_moves_and_merges_loses_and_repeats_no_window() {
         .subsec_nanos() as u64;
     eprintln!("kill seed {seed}");
     let mut state = seed | 1;
-    for _ in 0..3 {
+    let spread = (seconds as u64 * 1000 / kills.max(1)).max(1_500);
+    for _ in 0..kills {
         state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let wait = 1_500 + (state >> 33) % 2_500;
+        let wait = 500 + (state >> 33) % spread;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         weir.kill_and_restart();
     }
     let client = weir.connect().await;
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(120 + seconds as u64);
     loop {
         let done = int(
             &client,
@@ -342,7 +348,7 @@ async fn kill_9_during_moves_and_merges_loses_and_repeats_no_window() {
         )
         .await;
         let all = "SELECT coalesce(sum(count), 0)::BIGINT FROM kpi_all";
-        if done == 1 && int(&client, all).await == 240_000 {
+        if done == 1 && int(&client, all).await == events {
             break;
         }
         assert!(Instant::now() < deadline, "{}", weir.log_text());
@@ -358,12 +364,18 @@ async fn kill_9_during_moves_and_merges_loses_and_repeats_no_window() {
         "SELECT source, window_start, count FROM kpi ORDER BY 1, 2",
     )
     .await;
-    // 12 s of events from a start that is not on a second: 12 or 13 windows × 20 sources.
-    assert!(all.len() == 240 || all.len() == 260, "{}", all.len());
+    // `seconds` of events from a start that is not on a second: that many windows or one
+    // more, × 20 sources.
+    let windows = seconds as usize * 20;
+    assert!(
+        all.len() == windows || all.len() == windows + 20,
+        "{}",
+        all.len()
+    );
     assert_eq!(kept, all, "memory + history equals the view kept in memory");
     assert_eq!(
         int(&client, "SELECT sum(count)::BIGINT FROM kpi").await,
-        240_000
+        events
     );
     let memory = int(
         &client,
@@ -384,20 +396,8 @@ async fn kill_9_during_moves_and_merges_loses_and_repeats_no_window() {
     // The files, read by the parquet crate alone: no window twice, each one of kpi_all's.
     let mut in_files = Vec::new();
     for f in manifest_files(&weir.data, "kpi") {
-        let reader =
-            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                std::fs::File::open(&f).unwrap(),
-            )
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let text = datafusion::arrow::util::display::ArrayFormatter::try_new(
-                batch.column(0).as_ref(),
-                &Default::default(),
-            )
-            .unwrap();
+        for batch in read_parquet(&f) {
+            let sources = texts(batch.column(0));
             let start = datafusion::arrow::compute::cast(
                 batch.column(1),
                 &datafusion::arrow::datatypes::DataType::Int64,
@@ -407,8 +407,8 @@ async fn kill_9_during_moves_and_merges_loses_and_repeats_no_window() {
                 .as_any()
                 .downcast_ref::<datafusion::arrow::array::Int64Array>()
                 .unwrap();
-            for r in 0..batch.num_rows() {
-                in_files.push((text.value(r).to_string(), start.value(r)));
+            for (r, source) in sources.into_iter().enumerate() {
+                in_files.push((source, start.value(r)));
             }
         }
     }
@@ -599,25 +599,35 @@ async fn a_parquet_archive_of_raw_events_holds_each_event_once_across_kill_9() {
 fn archived_ids(dir: &Path) -> Vec<String> {
     let mut ids = Vec::new();
     for f in parquet_files(dir) {
-        let reader =
-            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                std::fs::File::open(&f).unwrap(),
-            )
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let column = batch.column_by_name("event_id").unwrap();
-            let text = datafusion::arrow::util::display::ArrayFormatter::try_new(
-                column.as_ref(),
-                &Default::default(),
-            )
-            .unwrap();
-            ids.extend((0..batch.num_rows()).map(|r| text.value(r).to_string()));
+        for batch in read_parquet(&f) {
+            ids.extend(texts(batch.column_by_name("event_id").unwrap()));
         }
     }
     ids
+}
+
+/// Every row of a Parquet file, read by the parquet crate alone.
+fn read_parquet(path: &Path) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
+    datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(path).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap()
+    .map(|b| b.unwrap())
+    .collect()
+}
+
+/// A column's values as text.
+fn texts(column: &datafusion::arrow::array::ArrayRef) -> Vec<String> {
+    let format = datafusion::arrow::util::display::ArrayFormatter::try_new(
+        column.as_ref(),
+        &Default::default(),
+    )
+    .unwrap();
+    (0..column.len())
+        .map(|r| format.value(r).to_string())
+        .collect()
 }
 
 /// moto's S3-compatible server on a free port, stopped on drop.

@@ -19,43 +19,13 @@ use weir_sql::Database;
 use common::kafka::{broker, unique_topic};
 use common::process::{int, wait_for, Weir};
 
-const PG: &str = "host=127.0.0.1 port=5432 user=postgres";
+use common::{drop_database, fresh_database, PG};
 
 /// One test at a time: the main scenario restarts PostgreSQL.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn unique(prefix: &str) -> String {
     unique_topic(prefix).replace('-', "_")
-}
-
-/// A fresh database on the machine's PostgreSQL (which must be running).
-async fn fresh_database(name: &str) -> Client {
-    let (admin, conn) = tokio_postgres::connect(&format!("{PG} dbname=postgres"), NoTls)
-        .await
-        .expect("PostgreSQL must run on 127.0.0.1:5432 (user postgres, trust); scripts/test.sh starts it");
-    tokio::spawn(conn);
-    for statement in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        admin.batch_execute(&statement).await.unwrap();
-    }
-    let (client, conn) = tokio_postgres::connect(&format!("{PG} dbname={name}"), NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-}
-
-async fn drop_database(name: &str) {
-    if let Ok((admin, conn)) =
-        tokio_postgres::connect(&format!("{PG} dbname=postgres"), NoTls).await
-    {
-        tokio::spawn(conn);
-        let _ = admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await;
-    }
 }
 
 /// A Redis server of the test's own (the machine's is shared and keeps nothing on disk),

@@ -17,6 +17,45 @@ use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
 use datafusion::prelude::{JsonReadOptions, SessionContext};
 use weir_sql::{Database, DatabaseOptions, Session};
 
+/// The machine's PostgreSQL (user postgres, trust), without a database name.
+pub const PG: &str = "host=127.0.0.1 port=5432 user=postgres";
+
+/// A fresh database on the machine's PostgreSQL (which must be running).
+pub async fn fresh_database(name: &str) -> tokio_postgres::Client {
+    let (admin, conn) = tokio_postgres::connect(
+        &format!("{PG} dbname=postgres"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect(
+        "PostgreSQL must run on 127.0.0.1:5432 (user postgres, trust); scripts/test.sh starts it",
+    );
+    tokio::spawn(conn);
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        admin.batch_execute(&statement).await.unwrap();
+    }
+    let (client, conn) =
+        tokio_postgres::connect(&format!("{PG} dbname={name}"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+pub async fn drop_database(name: &str) {
+    if let Ok((admin, conn)) =
+        tokio_postgres::connect(&format!("{PG} dbname=postgres"), tokio_postgres::NoTls).await
+    {
+        tokio::spawn(conn);
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+    }
+}
+
 /// One HTTP/1.1 request; returns the status and the JSON body.
 pub async fn http(
     addr: std::net::SocketAddr,
