@@ -275,6 +275,13 @@ pub struct LateEventRow {
     pub received_at: DateTime<Utc>,
 }
 
+/// One of the system logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogKind {
+    DeadLetters,
+    LateEvents,
+}
+
 /// Dead letters and late events of all sources.
 #[derive(Debug, Default)]
 pub struct SystemLog {
@@ -295,6 +302,15 @@ impl SystemLog {
         let mut log = self.late_events.lock();
         log.extend(rows);
         trim(&mut log);
+    }
+
+    /// Forgets the rows of one log received before `ns` (they were archived).
+    pub fn forget_received_before(&self, kind: LogKind, ns: i64) {
+        let before = |t: &DateTime<Utc>| t.timestamp_nanos_opt().unwrap_or(i64::MAX) < ns;
+        match kind {
+            LogKind::DeadLetters => self.dead_letters.lock().retain(|r| !before(&r.received_at)),
+            LogKind::LateEvents => self.late_events.lock().retain(|r| !before(&r.received_at)),
+        }
     }
 
     /// Forgets a source's rows (before a replay, or when it is dropped).

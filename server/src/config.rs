@@ -44,6 +44,11 @@ pub struct Config {
     /// credentials and endpoint from the `AWS_*` variables) or a directory; default
     /// `<data dir>/history`.
     pub history_url: Option<String>,
+    /// How long dead letters and late events stay in memory (wall time) before they move
+    /// to Parquet files under the history root; none: in memory (100,000 rows each at most).
+    pub system_log_retention: Option<String>,
+    /// How long those files are kept (default 30 days).
+    pub system_log_history: Option<String>,
     /// REST bearer tokens and their scopes; none: the REST API is open.
     pub api_tokens: Vec<crate::rest::auth::TokenConfig>,
     /// With tokens: `/ready` and `/metrics` stay open (probes and scrapers) (default true).
@@ -69,6 +74,8 @@ impl Default for Config {
             view_retention: None,
             view_history: None,
             history_url: None,
+            system_log_retention: None,
+            system_log_history: None,
             api_tokens: Vec::new(),
             probes_public: true,
             insecure: false,
@@ -133,6 +140,7 @@ impl Config {
             }
         }
         config.api_tokens()?;
+        config.system_log_retention()?;
         if let Some(url) = &config.history_url {
             weir_engine::history::HistoryRoot::from_url(url)
                 .map_err(|e| ServerError::Config(format!("history_url: {e}")))?;
@@ -208,6 +216,24 @@ impl Config {
         self.file_dirs
             .clone()
             .unwrap_or_else(|| weir_connectors::default_file_dirs(&self.data_dir))
+    }
+
+    /// `(retention, history)` of the system logs in ns, if they have retention.
+    pub fn system_log_retention(&self) -> Result<Option<(i64, i64)>> {
+        let age = |option: &str, text: &str| {
+            weir_sql::retention::parse_age(option, text)
+                .map_err(|e| ServerError::Config(format!("system_log_{option}: {e}")))
+        };
+        match (&self.system_log_retention, &self.system_log_history) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(ServerError::Config(
+                "system_log_history: set system_log_retention too (how long dead letters and late events stay in memory)".into(),
+            )),
+            (Some(r), h) => Ok(Some((
+                age("retention", r)?,
+                age("history", h.as_deref().unwrap_or("30 days"))?,
+            ))),
+        }
     }
 
     /// `checkpoint_interval` as a duration (at least 10 ms).

@@ -34,6 +34,7 @@ pub async fn open_database(config: &Config) -> Result<Arc<Database>> {
     options.query_memory = config.query_memory_mb << 20;
     options.view_defaults = config.view_defaults();
     options.history_url = config.history_url.clone();
+    options.system_log_retention = config.system_log_retention()?;
     if config.demo {
         options.startup_sql = Some(demo::statements(config.demo_rate));
     }

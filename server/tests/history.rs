@@ -768,3 +768,59 @@ async fn history_in_object_storage_is_one_relation_with_memory_across_kill_9() {
         .unwrap();
     assert_eq!(s3.parquet_keys("weir-history", "views/kpi/").await, 0);
 }
+
+/// `system_log_retention`: dead letters older than it leave memory for Parquet files under
+/// the history root, and `weir.dead_letters` still shows every one once, also after
+/// `kill -9`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_dead_letters_move_to_parquet_and_stay_queryable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::start_with(dir.path(), &[("WEIR_SYSTEM_LOG_RETENTION", "2 seconds")]);
+    let mut client = weir.connect().await;
+    client
+        .batch_execute(
+            "CREATE SOURCE pushed (n BIGINT) WITH (connector = 'http'); \
+             CREATE MATERIALIZED VIEW total AS SELECT count(*) AS n FROM pushed",
+        )
+        .await
+        .unwrap();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], weir.http).into();
+    let count = "SELECT count(*)::BIGINT FROM weir.dead_letters";
+    let mut sent = 0;
+    for round in 0..3 {
+        let body: String = (0..50)
+            .map(|i| format!("{{not json {round} {i}\n"))
+            .collect();
+        assert_eq!(
+            common::http(addr, "POST", "/ingest/pushed", &body).await.0,
+            202
+        );
+        sent += 50;
+        common::process::wait_for(&weir, &client, count, sent, Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+    }
+    // The first rounds are older than the retention: in files now.
+    let archive = weir.data.join("history").join("weir.dead_letters");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while parquet_files(&archive).len() < 2 {
+        assert!(Instant::now() < deadline, "{}", weir.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let archived: usize = parquet_files(&archive)
+        .iter()
+        .flat_map(|f| read_parquet(f))
+        .map(|b| b.num_rows())
+        .sum();
+    assert!(archived >= 100, "{archived} rows archived");
+    assert_eq!(int(&client, count).await, sent, "every dead letter once");
+    let distinct = "SELECT count(DISTINCT location)::BIGINT FROM weir.dead_letters";
+    assert_eq!(int(&client, distinct).await, sent);
+    weir.kill_and_restart();
+    client = weir.connect().await;
+    common::process::wait_for(&weir, &client, count, sent, Duration::from_secs(30)).await;
+    assert_eq!(
+        int(&client, distinct).await,
+        sent,
+        "none twice after kill -9"
+    );
+}

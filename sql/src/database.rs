@@ -70,6 +70,10 @@ pub struct DatabaseOptions {
     /// Where views' Parquet history goes: `s3://bucket/prefix` (or a directory); `None`:
     /// `<data dir>/history`.
     pub history_url: Option<String>,
+    /// `(retention, history)` of `weir.dead_letters` and `weir.late_events` (ns of wall
+    /// time): older rows move to Parquet files; `None`: they stay in memory (at most
+    /// 100,000 rows each).
+    pub system_log_retention: Option<(i64, i64)>,
 }
 
 impl DatabaseOptions {
@@ -85,6 +89,7 @@ impl DatabaseOptions {
             startup_sql: None,
             view_defaults: BTreeMap::new(),
             history_url: None,
+            system_log_retention: None,
         }
     }
 
@@ -137,6 +142,8 @@ pub struct Database {
     persistent: bool,
     /// Options a new view without `retention` gets.
     view_defaults: BTreeMap<String, String>,
+    /// Where older dead letters and late events go.
+    archive: Option<Arc<crate::system_archive::SystemArchive>>,
 }
 
 impl std::fmt::Debug for Database {
@@ -190,6 +197,16 @@ impl Database {
             backfill_timeout: options.backfill_timeout,
             persistent: options.data_dir.is_some(),
             view_defaults: options.view_defaults.clone(),
+            archive: match (&options.data_dir, options.system_log_retention) {
+                (Some(dir), Some((retention, history))) => {
+                    Some(Arc::new(crate::system_archive::SystemArchive::new(
+                        weir_engine::history::root_for(&dir.join("checkpoints")),
+                        retention,
+                        history,
+                    )))
+                }
+                _ => None,
+            },
         });
         db.register_system_relations()?;
         crate::information_schema::install(&db.ctx)?;
@@ -233,6 +250,9 @@ impl Database {
         // Restoring state reads checkpoint files: off the async threads.
         let engine = db.engine.clone();
         let _ = tokio::task::spawn_blocking(move || engine.start()).await;
+        if db.archive.is_some() {
+            tokio::spawn(archive_loop(Arc::downgrade(&db)));
+        }
         Ok(db)
     }
 
@@ -1587,6 +1607,60 @@ impl Database {
     }
 
     fn dead_letters_batch(&self) -> datafusion::error::Result<RecordBatch> {
+        self.with_archive("weir.dead_letters", self.dead_letters_memory()?)
+    }
+
+    fn late_events_batch(&self) -> datafusion::error::Result<RecordBatch> {
+        self.with_archive("weir.late_events", self.late_events_memory()?)
+    }
+
+    /// `memory` (a system log's rows in memory) with the rows archived to Parquet: each
+    /// row once.
+    fn with_archive(
+        &self,
+        relation: &str,
+        memory: RecordBatch,
+    ) -> datafusion::error::Result<RecordBatch> {
+        let Some(archive) = &self.archive else {
+            return Ok(memory);
+        };
+        let external = |e: SqlError| datafusion::error::DataFusionError::External(Box::new(e));
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let mut batches = archive.read(relation, &memory, now).map_err(external)?;
+        batches.push(archive.unarchived(relation, &memory).map_err(external)?);
+        Ok(datafusion::arrow::compute::concat_batches(
+            &memory.schema(),
+            &batches,
+        )?)
+    }
+
+    /// Moves the system logs' rows past their retention to Parquet files.
+    fn archive_system_logs(&self) -> Result<()> {
+        let Some(archive) = &self.archive else {
+            return Ok(());
+        };
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let system = self.engine.system();
+        use weir_engine::system::LogKind;
+        for (relation, kind) in [
+            ("weir.dead_letters", LogKind::DeadLetters),
+            ("weir.late_events", LogKind::LateEvents),
+        ] {
+            if !archive.due(relation, now) {
+                continue;
+            }
+            let memory = match kind {
+                LogKind::DeadLetters => self.dead_letters_memory()?,
+                LogKind::LateEvents => self.late_events_memory()?,
+            };
+            if let Some(t) = archive.archive(relation, &memory, now)? {
+                system.forget_received_before(kind, t);
+            }
+        }
+        Ok(())
+    }
+
+    fn dead_letters_memory(&self) -> datafusion::error::Result<RecordBatch> {
         let rows = self.engine.system().dead_letters();
         Columns::new()
             .text("source", rows.iter().map(|r| Some(r.source.clone())))
@@ -1597,7 +1671,7 @@ impl Database {
             .finish()
     }
 
-    fn late_events_batch(&self) -> datafusion::error::Result<RecordBatch> {
+    fn late_events_memory(&self) -> datafusion::error::Result<RecordBatch> {
         let rows = self.engine.system().late_events();
         Columns::new()
             .text("source", rows.iter().map(|r| Some(r.source.clone())))
@@ -1664,6 +1738,20 @@ fn collect_dependents(catalog: &Catalog, name: &str, out: &mut Vec<String>) {
         if !out.contains(&d) {
             out.push(d.clone());
             collect_dependents(catalog, &d, out);
+        }
+    }
+}
+
+/// Archives the system logs every few seconds while the database lives.
+async fn archive_loop(db: std::sync::Weak<Database>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let Some(db) = db.upgrade() else {
+            return;
+        };
+        let result = tokio::task::spawn_blocking(move || db.archive_system_logs()).await;
+        if let Ok(Err(e)) = result {
+            tracing::warn!(error = %e, "cannot archive dead letters and late events; retrying");
         }
     }
 }

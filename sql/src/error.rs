@@ -98,6 +98,12 @@ impl From<DataFusionError> for SqlError {
     }
 }
 
+impl From<datafusion::arrow::error::ArrowError> for SqlError {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        classify_datafusion(DataFusionError::from(e))
+    }
+}
+
 impl From<EngineError> for SqlError {
     fn from(e: EngineError) -> Self {
         match e {

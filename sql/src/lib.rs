@@ -26,6 +26,7 @@ pub mod planner;
 pub mod retention;
 pub mod session;
 pub mod system;
+pub mod system_archive;
 pub mod types;
 
 pub use database::{Database, DatabaseOptions, Outcome, Prepared};

@@ -74,7 +74,7 @@ pub fn check_default(option: &str, text: &str) -> Result<()> {
 }
 
 /// `'2 hours'`, `'30 days'`, `'90s'`, `'0'` as nanoseconds (22023 otherwise).
-fn parse_age(option: &str, text: &str) -> Result<i64> {
+pub fn parse_age(option: &str, text: &str) -> Result<i64> {
     match crate::dialect::parse_interval_ns(text) {
         Ok(ns) if (0..=MAX_NS).contains(&ns) => Ok(ns),
         _ => Err(SqlError::InvalidParameter(format!(
