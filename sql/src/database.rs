@@ -411,10 +411,11 @@ impl Database {
                 cascade,
             } => self.drop(kind, names, if_exists, cascade).await,
             WeirStatement::AlterView {
+                alert,
                 name,
                 if_exists,
                 options,
-            } => self.alter_view(&name, if_exists, options).await,
+            } => self.alter_view(alert, &name, if_exists, options).await,
             WeirStatement::Show(show) => Ok(Outcome::Rows(self.show(session, &show).await?)),
             WeirStatement::Set { name, value } => {
                 session.set(&name, &value)?;
@@ -634,23 +635,41 @@ impl Database {
     /// (an error changes nothing), then the running view, which keeps its state.
     async fn alter_view(
         &self,
+        alert: bool,
         name: &str,
         if_exists: bool,
         options: BTreeMap<String, String>,
     ) -> Result<Outcome> {
-        let tag = Outcome::Command("ALTER MATERIALIZED VIEW".into());
+        let kind = if alert {
+            "alert rule"
+        } else {
+            "materialized view"
+        };
+        let statement = if alert {
+            "ALTER ALERT"
+        } else {
+            "ALTER MATERIALIZED VIEW"
+        };
+        let tag = Outcome::Command(statement.into());
         let mut catalog = self.catalog.lock().await;
-        let mut def = match catalog.get(name) {
-            Some(CatalogEntry::View(v)) => v.clone(),
-            Some(_) => {
+        let mut current = match (catalog.get(name), alert) {
+            (Some(e @ CatalogEntry::View(_)), false) | (Some(e @ CatalogEntry::Alert(_)), true) => {
+                e.clone()
+            }
+            (Some(_), _) => {
                 return Err(SqlError::WrongObjectType(format!(
-                    "\"{name}\" is not a materialized view"
+                    "\"{name}\" is not {}",
+                    if alert {
+                        "an alert rule"
+                    } else {
+                        "a materialized view"
+                    }
                 )))
             }
-            None if if_exists => return Ok(tag),
-            None => {
+            (None, _) if if_exists => return Ok(tag),
+            (None, _) => {
                 return Err(SqlError::UndefinedObject(format!(
-                    "materialized view \"{name}\" does not exist"
+                    "{kind} \"{name}\" does not exist"
                 )))
             }
         };
@@ -659,13 +678,19 @@ impl Database {
             .find(|k| k.as_str() != RETENTION_OPTION && k.as_str() != HISTORY_OPTION)
         {
             return Err(SqlError::FeatureNotSupported(format!(
-                "ALTER MATERIALIZED VIEW … SET changes {RETENTION_OPTION} and {HISTORY_OPTION}; to change \"{other}\", drop and re-create the view"
+                "{statement} … SET changes {RETENTION_OPTION} and {HISTORY_OPTION}; to change \"{other}\", drop and re-create the {}",
+                if alert { "alert rule" } else { "view" }
             )));
         }
         let view = self.view(name).ok_or_else(|| {
-            SqlError::UndefinedObject(format!("materialized view \"{name}\" is not running"))
+            SqlError::UndefinedObject(format!("{kind} \"{name}\" is not running"))
         })?;
-        let mut merged = def.options.clone();
+        let def_options = match &mut current {
+            CatalogEntry::View(v) => &mut v.options,
+            CatalogEntry::Alert(a) => &mut a.options,
+            _ => unreachable!("matched above"),
+        };
+        let mut merged = def_options.clone();
         // Turning retention off drops the history setting with it.
         let off = options
             .get(RETENTION_OPTION)
@@ -676,10 +701,9 @@ impl Database {
         merged.extend(options);
         let mut plan = view.plan().clone();
         let kept = apply_retention_options(&merged, &mut plan, self.persistent)?;
-        def.options
-            .retain(|k, _| k.as_str() != RETENTION_OPTION && k.as_str() != HISTORY_OPTION);
-        def.options.extend(kept);
-        catalog.replace(CatalogEntry::View(def))?;
+        def_options.retain(|k, _| k.as_str() != RETENTION_OPTION && k.as_str() != HISTORY_OPTION);
+        def_options.extend(kept);
+        catalog.replace(current)?;
         view.set_retention(plan.retention);
         Ok(tag)
     }

@@ -135,8 +135,10 @@ pub enum WeirStatement {
         if_exists: bool,
         cascade: bool,
     },
-    /// `ALTER MATERIALIZED VIEW [IF EXISTS] name SET (option = value, …)`.
+    /// `ALTER MATERIALIZED VIEW [IF EXISTS] name SET (option = value, …)`, or
+    /// `ALTER ALERT …` (`alert`).
     AlterView {
+        alert: bool,
         name: String,
         if_exists: bool,
         options: BTreeMap<String, String>,
@@ -244,8 +246,11 @@ pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
     if p.peek_kw("ALTER") {
         let save = p.pos;
         p.pos += 1;
-        if p.eat_kw("MATERIALIZED") {
-            p.expect_kw("VIEW")?;
+        let alert = p.eat_kw("ALERT");
+        if alert || p.eat_kw("MATERIALIZED") {
+            if !alert {
+                p.expect_kw("VIEW")?;
+            }
             let mut if_exists = false;
             if p.eat_kw("IF") {
                 p.expect_kw("EXISTS")?;
@@ -255,6 +260,7 @@ pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
             p.expect_kw("SET")?;
             let options = p.option_list()?;
             return Ok(WeirStatement::AlterView {
+                alert,
                 name,
                 if_exists,
                 options,
