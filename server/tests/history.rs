@@ -443,8 +443,7 @@ async fn the_ingest_log_is_freed_below_the_checkpointed_position() {
             let body: String = (sent..sent + 2_000)
                 .map(|n| format!("{{\"n\": {n}, \"pad\": \"{pad}\"}}\n"))
                 .collect();
-            let (status, reply) = common::http(addr, "POST", "/ingest/pushed", &body).await;
-            assert_eq!(status, 202, "{reply}");
+            ingest(addr, &body).await;
             sent += 2_000;
         }
         wait_for_count(
@@ -497,10 +496,7 @@ async fn the_ingest_log_is_freed_below_the_checkpointed_position() {
     let body: String = (sent..sent + 500)
         .map(|n| format!("{{\"n\": {n}, \"pad\": \"-\"}}\n"))
         .collect();
-    assert_eq!(
-        common::http(addr, "POST", "/ingest/pushed", &body).await.0,
-        202
-    );
+    ingest(addr, &body).await;
     sent += 500;
     wait_for_count(
         &weir,
@@ -791,10 +787,7 @@ async fn old_dead_letters_move_to_parquet_and_stay_queryable() {
         let body: String = (0..50)
             .map(|i| format!("{{not json {round} {i}\n"))
             .collect();
-        assert_eq!(
-            common::http(addr, "POST", "/ingest/pushed", &body).await.0,
-            202
-        );
+        ingest(addr, &body).await;
         sent += 50;
         common::process::wait_for(&weir, &client, count, sent, Duration::from_secs(30)).await;
         tokio::time::sleep(Duration::from_millis(2_500)).await;
@@ -823,4 +816,10 @@ async fn old_dead_letters_move_to_parquet_and_stay_queryable() {
         sent,
         "none twice after kill -9"
     );
+}
+
+/// Pushes JSON lines to source `pushed`; they must be accepted.
+async fn ingest(addr: std::net::SocketAddr, body: &str) {
+    let (status, reply) = common::http(addr, "POST", "/ingest/pushed", body).await;
+    assert_eq!(status, 202, "{reply}");
 }

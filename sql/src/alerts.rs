@@ -158,3 +158,73 @@ pub fn alert_spec(
     };
     Ok((spec, normalized))
 }
+
+/// The alerts a rule's own rows (its `firing` and `resolved` messages, from memory and
+/// Parquet history) show but its state no longer holds (forgotten past `retention`), for
+/// `weir.alerts`: each `alert_id` once, resolved when a `resolved` message says so. Repeats
+/// within the cooldown are not in the messages: they show as 0.
+pub fn archived_records(
+    messages: &[datafusion::arrow::record_batch::RecordBatch],
+    known: &std::collections::HashSet<String>,
+) -> Result<Vec<weir_engine::alert::AlertRecord>> {
+    use datafusion::arrow::array::{Array, AsArray};
+    let mut by_id: BTreeMap<String, weir_engine::alert::AlertRecord> = BTreeMap::new();
+    let mut resolved: Vec<(String, i64)> = Vec::new();
+    for batch in messages {
+        let text = |name: &str| -> Result<datafusion::arrow::array::ArrayRef> {
+            let column = batch
+                .column_by_name(name)
+                .ok_or_else(|| SqlError::Internal(format!("alert message without {name}")))?;
+            Ok(datafusion::arrow::compute::cast(column, &DataType::Utf8)?)
+        };
+        let time = |name: &str| -> Result<datafusion::arrow::array::Int64Array> {
+            let column = batch
+                .column_by_name(name)
+                .ok_or_else(|| SqlError::Internal(format!("alert message without {name}")))?;
+            Ok(weir_engine::aggregate::timestamps_ns(column)?)
+        };
+        let (ids, keys, status, payload) = (
+            text("alert_id")?,
+            text("key")?,
+            text("status")?,
+            text("payload")?,
+        );
+        let (ids, keys, status, payload) = (
+            ids.as_string::<i32>(),
+            keys.as_string::<i32>(),
+            status.as_string::<i32>(),
+            payload.as_string::<i32>(),
+        );
+        let (event_time, detected_at) = (time("event_time")?, time("detected_at")?);
+        for r in 0..batch.num_rows() {
+            let id = ids.value(r);
+            if known.contains(id) || ids.is_null(r) {
+                continue;
+            }
+            if status.value(r) == "resolved" {
+                resolved.push((id.to_string(), event_time.value(r)));
+                continue;
+            }
+            by_id
+                .entry(id.to_string())
+                .or_insert_with(|| weir_engine::alert::AlertRecord {
+                    alert_id: id.to_string(),
+                    key: keys.value(r).to_string(),
+                    event_time: event_time.value(r),
+                    detected_at: detected_at.value(r),
+                    repeats: 0,
+                    last_event_time: event_time.value(r),
+                    resolved_at: None,
+                    payload: payload.value(r).to_string(),
+                });
+        }
+    }
+    for (id, t) in resolved {
+        if let Some(a) = by_id.get_mut(&id) {
+            a.resolved_at = Some(t);
+        }
+    }
+    let mut out: Vec<_> = by_id.into_values().collect();
+    out.sort_by_key(|a| a.event_time);
+    Ok(out)
+}

@@ -1532,10 +1532,25 @@ impl Database {
     /// Every alert of every rule, with its rule's settings.
     pub fn alert_records(&self) -> Vec<(AlertSpec, AlertRecord)> {
         let mut rows = Vec::new();
-        for (_, view) in self.alert_views() {
-            if let Some((spec, records, _)) = view.alerts() {
-                rows.extend(records.into_iter().map(|r| (spec.clone(), r)));
+        for (name, view) in self.alert_views() {
+            let Some((spec, records, _)) = view.alerts() else {
+                continue;
+            };
+            // Alerts forgotten past the rule's retention are still in its messages.
+            if view.retention().is_some() {
+                let known = records.iter().map(|r| r.alert_id.clone()).collect();
+                let archived = view
+                    .emitted_all()
+                    .map_err(SqlError::from)
+                    .and_then(|m| crate::alerts::archived_records(&m, &known));
+                match archived {
+                    Ok(old) => rows.extend(old.into_iter().map(|r| (spec.clone(), r))),
+                    Err(e) => {
+                        tracing::warn!(alert = %name, error = %e, "cannot read the rule's archived alerts")
+                    }
+                }
             }
+            rows.extend(records.into_iter().map(|r| (spec.clone(), r)));
         }
         rows
     }
