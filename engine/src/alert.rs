@@ -145,9 +145,10 @@ impl AlertStage {
     }
 
     /// Forgets alerts that ended (their last row's event time, or their resolution) at or
-    /// before `cutoff` and are no longer their key's latest: `weir.alerts` keeps the alerts
-    /// of the rule's retention, the rule's own rows (its messages) keep every one. Cheap
-    /// when nothing is old enough.
+    /// before `cutoff` and are no longer their key's latest: the state keeps the alerts of
+    /// the rule's retention; the rule's own rows (its messages, in memory and history) keep
+    /// every one, and `weir.alerts` shows the forgotten ones from them. Cheap when nothing
+    /// is old enough.
     pub fn prune(&mut self, cutoff: i64) {
         if cutoff < self.next_prune {
             return;
@@ -603,7 +604,7 @@ mod tests {
                 .extend(statuses(&kept.apply(&batch, &[]).unwrap()));
             stage.prune(t - 50);
         }
-        // Pruning changes what weir.alerts holds, never the decisions.
+        // Pruning changes what the state holds, never the decisions.
         assert_eq!(messages.0, messages.1);
         assert_eq!(kept.alerts().len(), 10 + 1);
         let ids = |s: &AlertStage| -> Vec<(String, i64)> {
