@@ -12,6 +12,7 @@ pub mod demo;
 pub mod error;
 pub mod metrics;
 pub mod pgwire;
+pub mod process_metrics;
 pub mod rest;
 
 use std::future::Future;

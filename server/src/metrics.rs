@@ -162,6 +162,16 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
         "Messages behind the end of a partition (Kafka consumer lag).",
         &["source", "partition"],
     );
+    let source_up = gauge(
+        "weir_source_up",
+        "1 while a source reads (running, idle or finished); 0 when it failed or lost its service.",
+        &["source"],
+    );
+    let ck_time = gauge(
+        "weir_checkpoint_timestamp_seconds",
+        "Wall time of the oldest of the source's pipelines' latest checkpoints (Unix seconds).",
+        &["source"],
+    );
     let ck_epoch = gauge(
         "weir_checkpoint_epoch",
         "Epoch of the source's last checkpoint.",
@@ -311,6 +321,14 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
                     .set(lag);
             }
         }
+        source_up
+            .with_label_values(&l)
+            .set(i64::from(!st.is_failing()));
+        if s.checkpoints.oldest_at_ms > 0 {
+            ck_time
+                .with_label_values(&l)
+                .set(s.checkpoints.oldest_at_ms / 1000);
+        }
         ck_epoch
             .with_label_values(&l)
             .set(s.checkpoints.epoch as i64);
@@ -360,6 +378,8 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
         &partition_lag,
         &ck_epoch,
         &ck_bytes,
+        &source_up,
+        &ck_time,
         &rows,
         &groups,
         &state_bytes,
@@ -384,6 +404,7 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
         .expect("text encoding into memory");
     let mut text = String::from_utf8(out).unwrap_or_default();
     batch_histograms(db, &mut text);
+    crate::process_metrics::render(&mut text);
     text
 }
 
