@@ -288,3 +288,112 @@ async fn grafanas_statements_get_postgresqls_answers() {
         failures.join("\n")
     );
 }
+
+/// Grafana's macros as its PostgreSQL data source expands them (macros.go), for the range
+/// `from`..`to`; `$source` is a multi-value variable holding `sources`.
+fn expand(sql: &str, from: &str, to: &str, sources: &[String]) -> String {
+    let mut out = sql.replace(
+        "$source",
+        &sources
+            .iter()
+            .map(|s| format!("'{}'", s.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    for (macro_name, render) in [("$__timeFilter(", 0), ("$__timeGroupAlias(", 1)] {
+        while let Some(start) = out.find(macro_name) {
+            let args_start = start + macro_name.len();
+            let end = args_start + out[args_start..].find(')').expect("macro arguments");
+            let args: Vec<String> = out[args_start..end]
+                .split(',')
+                .map(|a| a.trim().to_string())
+                .collect();
+            let text = match render {
+                0 => format!("{} BETWEEN '{from}' AND '{to}'", args[0]),
+                _ => {
+                    assert_eq!(args[1], "'1m'", "interval in {sql}");
+                    format!("floor(extract(epoch from {})/60)*60 AS \"time\"", args[0])
+                }
+            };
+            out.replace_range(start..=end, &text);
+        }
+    }
+    assert!(!out.contains("$__"), "unexpanded macro in {out}");
+    out
+}
+
+/// Every query of the shipped KPI dashboard (`grafana/provisioning/dashboards`), expanded
+/// as Grafana expands it, answers on a live demo: the `source` variable, each panel (rows,
+/// and a `time` column for time series) and the alert annotations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_dashboard_answers_on_a_live_demo() {
+    let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+        "../../grafana/provisioning/dashboards/weir-kpis.json"
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::start_with(
+        dir.path(),
+        &[("WEIR_DEMO", "true"), ("WEIR_DEMO_RATE", "200")],
+    );
+    let client = weir.connect().await;
+    let variable = dashboard["templating"]["list"][0]["query"]
+        .as_str()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let sources = loop {
+        if let Answer::Rows { rows, .. } = answer(&client, variable).await {
+            if !rows.is_empty() {
+                break rows.into_iter().map(|r| r[0].clone()).collect::<Vec<_>>();
+            }
+        }
+        assert!(Instant::now() < deadline, "{}", weir.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let now = chrono::Utc::now();
+    let from = (now - chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let to = (now + chrono::Duration::minutes(5))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let mut queries: Vec<(String, String, bool)> = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let sql = target["rawSql"].as_str().unwrap();
+            let format = target["format"].as_str().unwrap();
+            let title = panel["title"].as_str().unwrap().to_string();
+            // Alerts need outliers first; the KPI panels have rows at once.
+            let needs_rows = !sql.contains("weir.alerts");
+            let expanded = expand(sql, &from, &to, &sources);
+            // Grafana's time series need a column named `time`.
+            if format == "time_series" {
+                assert!(expanded.contains("AS \"time\""), "{title}: {expanded}");
+            }
+            queries.push((title, expanded, needs_rows));
+        }
+    }
+    for a in dashboard["annotations"]["list"].as_array().unwrap() {
+        let sql = a["target"]["rawSql"].as_str().unwrap();
+        queries.push((
+            "annotation".into(),
+            expand(sql, &from, &to, &sources),
+            false,
+        ));
+    }
+    assert!(queries.len() >= 7);
+    for (title, sql, needs_rows) in queries {
+        match answer(&client, &sql).await {
+            Answer::Rows { columns, rows } => {
+                assert!(
+                    !needs_rows || !rows.is_empty(),
+                    "{title}: no rows for\n{sql}"
+                );
+                if sql.contains("AS \"time\"") {
+                    assert!(columns.iter().any(|c| c == "time"), "{title}: {columns:?}");
+                }
+            }
+            other => panic!("{title}: {other:?}\n{sql}"),
+        }
+    }
+}
