@@ -397,3 +397,53 @@ async fn the_shipped_dashboard_answers_on_a_live_demo() {
         }
     }
 }
+
+/// Every PromQL panel of the shipped engine dashboard returns series from a real
+/// Prometheus (Debian's) scraping a live demo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_dashboards_promql_answers_from_prometheus_scraping_a_demo() {
+    let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+        "../../grafana/provisioning/dashboards/weir-engine.json"
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::start_with(
+        dir.path(),
+        &[("WEIR_DEMO", "true"), ("WEIR_DEMO_RATE", "200")],
+    );
+    let client = weir.connect().await;
+    // Traffic for the REST and pgwire panels.
+    let _ = answer(&client, "SELECT count(*) FROM kpi_1m").await;
+    let _ = weir.get("/ready").await;
+    let prometheus = common::Prometheus::start(dir.path(), ([127, 0, 0, 1], weir.http).into());
+    let exprs: Vec<(String, String)> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            let title = p["title"].as_str().unwrap().to_string();
+            p["targets"].as_array().unwrap().iter().map(move |t| {
+                (
+                    title.clone(),
+                    t["expr"]
+                        .as_str()
+                        .unwrap()
+                        .replace("$__rate_interval", "1m"),
+                )
+            })
+        })
+        .collect();
+    assert!(exprs.len() >= 10);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (title, expr) in exprs {
+        while prometheus.query(&expr).await.is_empty() {
+            let _ = answer(&client, "SELECT 1").await;
+            assert!(
+                Instant::now() < deadline,
+                "{title}: no series for {expr}\n{}",
+                weir.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}

@@ -389,46 +389,14 @@ async fn ingest_over_http_and_a_prometheus_scrape() {
     wait_total(addr, 160).await;
 
     // Prometheus (Debian's package) scraping /metrics every second.
-    let prom_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: weir\n    static_configs:\n      - targets: ['{addr}']\n"
-        ),
-    )
-    .unwrap();
-    let mut prometheus = std::process::Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("prometheus is missing: run the tests with scripts/test.sh (it installs Debian's prometheus)");
-    let prom: SocketAddr = format!("127.0.0.1:{prom_port}").parse().unwrap();
-    let query = "/api/v1/query?query=weir_source_events_total%7Bsource%3D%22pushed%22%7D";
+    let prometheus = common::Prometheus::start(dir.path(), addr);
     let deadline = Instant::now() + Duration::from_secs(60);
     let seen = loop {
-        if let Ok(Ok(mut s)) =
-            tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(prom)).await
-        {
-            let request = format!("GET {query} HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n");
-            s.write_all(request.as_bytes()).await.unwrap();
-            let mut response = Vec::new();
-            let _ = s.read_to_end(&mut response).await;
-            let text = String::from_utf8_lossy(&response).into_owned();
-            if let Some((_, body)) = text.split_once("\r\n\r\n") {
-                if let Ok(v) = serde_json::from_str::<Value>(body) {
-                    if let Some(r) = v["data"]["result"].as_array().and_then(|r| r.first()) {
-                        break r["value"][1].as_str().unwrap_or("").to_string();
-                    }
-                }
-            }
+        let result = prometheus
+            .query("weir_source_events_total{source=\"pushed\"}")
+            .await;
+        if let Some(r) = result.first() {
+            break r["value"][1].as_str().unwrap_or("").to_string();
         }
         assert!(
             Instant::now() < deadline,
@@ -436,8 +404,7 @@ async fn ingest_over_http_and_a_prometheus_scrape() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
+    drop(prometheus);
     assert_eq!(seen, "160", "Prometheus sees the events of source pushed");
     let _ = stop.send(());
     server.await.unwrap().unwrap();

@@ -418,3 +418,83 @@ pub fn assert_equivalent(
         }
     }
 }
+
+/// Debian's Prometheus scraping `target` every second, stopped on drop.
+pub struct Prometheus {
+    child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Prometheus {
+    /// Starts it with its data under `dir`.
+    pub fn start(dir: &Path, target: std::net::SocketAddr) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: weir\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus is missing: run the tests with scripts/test.sh (it installs Debian's prometheus)");
+        Self {
+            child,
+            addr: ([127, 0, 0, 1], port).into(),
+        }
+    }
+
+    /// The result vector of instant query `expr` (empty while it cannot answer yet).
+    pub async fn query(&self, expr: &str) -> Vec<serde_json::Value> {
+        let encoded: String = expr
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let Ok(Ok(mut s)) = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            tokio::net::TcpStream::connect(self.addr),
+        )
+        .await
+        else {
+            return Vec::new();
+        };
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let request = format!(
+            "GET /api/v1/query?query={encoded} HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n"
+        );
+        if s.write_all(request.as_bytes()).await.is_err() {
+            return Vec::new();
+        }
+        let mut response = Vec::new();
+        let _ = s.read_to_end(&mut response).await;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        text.split_once("\r\n\r\n")
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(body).ok())
+            .and_then(|v| v["data"]["result"].as_array().cloned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
