@@ -289,6 +289,13 @@ async fn grafanas_statements_get_postgresqls_answers() {
     );
 }
 
+/// `weir --demo` (200 events/s) in `dir`, and a connection to it.
+async fn demo(dir: &std::path::Path) -> (Weir, Client) {
+    let mut weir = Weir::start_with(dir, &[("WEIR_DEMO", "true"), ("WEIR_DEMO_RATE", "200")]);
+    let client = weir.connect().await;
+    (weir, client)
+}
+
 /// Grafana's macros as its PostgreSQL data source expands them (macros.go), for the range
 /// `from`..`to`; `$source` is a multi-value variable holding `sources`.
 fn expand(sql: &str, from: &str, to: &str, sources: &[String]) -> String {
@@ -332,11 +339,7 @@ async fn the_shipped_dashboard_answers_on_a_live_demo() {
     ))
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut weir = Weir::start_with(
-        dir.path(),
-        &[("WEIR_DEMO", "true"), ("WEIR_DEMO_RATE", "200")],
-    );
-    let client = weir.connect().await;
+    let (weir, client) = demo(dir.path()).await;
     let variable = dashboard["templating"]["list"][0]["query"]
         .as_str()
         .unwrap();
@@ -407,11 +410,7 @@ async fn the_engine_dashboards_promql_answers_from_prometheus_scraping_a_demo() 
     ))
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut weir = Weir::start_with(
-        dir.path(),
-        &[("WEIR_DEMO", "true"), ("WEIR_DEMO_RATE", "200")],
-    );
-    let client = weir.connect().await;
+    let (weir, client) = demo(dir.path()).await;
     // Traffic for the REST and pgwire panels.
     let _ = answer(&client, "SELECT count(*) FROM kpi_1m").await;
     let _ = weir.get("/ready").await;
