@@ -26,6 +26,24 @@ pub mod webhook;
 
 use weir_engine::source::SourceRegistry;
 
+/// Whether `resolved` (a path with links and `..` resolved) lies under one of `dirs`, and
+/// `dirs` listed for the message that says where paths may be.
+pub(crate) fn inside_dirs(
+    resolved: &std::path::Path,
+    dirs: &[std::path::PathBuf],
+) -> (bool, String) {
+    let inside = dirs
+        .iter()
+        .filter_map(|d| d.canonicalize().ok())
+        .any(|d| resolved.starts_with(d));
+    let listed = dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    (inside, listed)
+}
+
 /// Every connector compiled in; `http` sources keep their logs in a directory of the
 /// system's temp dir (see [`register_all_in`]).
 /// File sources read any path: for tools (benchmarks) and tests, not for a server that

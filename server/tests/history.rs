@@ -440,10 +440,7 @@ async fn the_ingest_log_is_freed_below_the_checkpointed_position() {
     let mut sent = 0i64;
     for round in 0..2 {
         for _ in 0..10 {
-            let body: String = (sent..sent + 2_000)
-                .map(|n| format!("{{\"n\": {n}, \"pad\": \"{pad}\"}}\n"))
-                .collect();
-            ingest(addr, &body).await;
+            ingest(addr, &numbered(sent, 2_000, &pad)).await;
             sent += 2_000;
         }
         wait_for_count(
@@ -493,10 +490,7 @@ async fn the_ingest_log_is_freed_below_the_checkpointed_position() {
         )
         .await
         .unwrap();
-    let body: String = (sent..sent + 500)
-        .map(|n| format!("{{\"n\": {n}, \"pad\": \"-\"}}\n"))
-        .collect();
-    ingest(addr, &body).await;
+    ingest(addr, &numbered(sent, 500, "-")).await;
     sent += 500;
     wait_for_count(
         &weir,
@@ -816,6 +810,13 @@ async fn old_dead_letters_move_to_parquet_and_stay_queryable() {
         sent,
         "none twice after kill -9"
     );
+}
+
+/// `count` events `{"n": …, "pad": pad}` numbered from `from`, as JSON lines.
+fn numbered(from: i64, count: i64, pad: &str) -> String {
+    (from..from + count)
+        .map(|n| format!("{{\"n\": {n}, \"pad\": \"{pad}\"}}\n"))
+        .collect()
 }
 
 /// Pushes JSON lines to source `pushed`; they must be accepted.

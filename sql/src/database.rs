@@ -1660,17 +1660,12 @@ impl Database {
         relation: &str,
         memory: RecordBatch,
     ) -> datafusion::error::Result<RecordBatch> {
-        let Some(archive) = &self.archive else {
-            return Ok(memory);
-        };
-        let external = |e: SqlError| datafusion::error::DataFusionError::External(Box::new(e));
-        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-        let mut batches = archive.read(relation, &memory, now).map_err(external)?;
-        batches.push(archive.unarchived(relation, &memory).map_err(external)?);
-        Ok(datafusion::arrow::compute::concat_batches(
-            &memory.schema(),
-            &batches,
-        )?)
+        match &self.archive {
+            None => Ok(memory),
+            Some(archive) => archive
+                .with_archive(relation, memory)
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e))),
+        }
     }
 
     /// Moves the system logs' rows past their retention to Parquet files.
@@ -1679,24 +1674,16 @@ impl Database {
             return Ok(());
         };
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-        let system = self.engine.system();
-        use weir_engine::system::LogKind;
-        for (relation, kind) in [
-            ("weir.dead_letters", LogKind::DeadLetters),
-            ("weir.late_events", LogKind::LateEvents),
-        ] {
-            if !archive.due(relation, now) {
-                continue;
-            }
-            let memory = match kind {
-                LogKind::DeadLetters => self.dead_letters_memory()?,
-                LogKind::LateEvents => self.late_events_memory()?,
-            };
-            if let Some(t) = archive.archive(relation, &memory, now)? {
-                system.forget_received_before(kind, t);
-            }
-        }
-        Ok(())
+        archive.run(
+            self.engine.system(),
+            |kind| {
+                Ok(match kind {
+                    weir_engine::system::LogKind::DeadLetters => self.dead_letters_memory()?,
+                    weir_engine::system::LogKind::LateEvents => self.late_events_memory()?,
+                })
+            },
+            now,
+        )
     }
 
     fn dead_letters_memory(&self) -> datafusion::error::Result<RecordBatch> {

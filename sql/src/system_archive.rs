@@ -14,15 +14,19 @@
 use std::collections::BTreeMap;
 
 use datafusion::arrow::array::{Array, BooleanArray};
-use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::record_batch::RecordBatch;
 use parking_lot::Mutex;
 use weir_engine::history::{read_file, HistoryRoot};
+use weir_engine::system::{LogKind, SystemLog};
 
 use crate::error::{Result, SqlError};
 
-/// The relations with retention.
-pub const RELATIONS: [&str; 2] = ["weir.dead_letters", "weir.late_events"];
+/// The relations with retention, and the engine's log behind each.
+pub const RELATIONS: [(&str, LogKind); 2] = [
+    ("weir.dead_letters", LogKind::DeadLetters),
+    ("weir.late_events", LogKind::LateEvents),
+];
 
 const NS_PER_SEC: i64 = 1_000_000_000;
 
@@ -45,7 +49,7 @@ impl SystemArchive {
     pub fn new(root: HistoryRoot, retention_ns: i64, history_ns: i64) -> Self {
         let archived = RELATIONS
             .iter()
-            .map(|r| {
+            .map(|(r, _)| {
                 let through = root
                     .read(&marker(r))
                     .ok()
@@ -67,7 +71,7 @@ impl SystemArchive {
     }
 
     /// Rows received before this are in files.
-    pub fn archived_through(&self, relation: &str) -> i64 {
+    fn archived_through(&self, relation: &str) -> i64 {
         self.archived
             .lock()
             .get(relation)
@@ -76,7 +80,7 @@ impl SystemArchive {
     }
 
     /// `batch` (a relation's rows in memory) without the rows already archived.
-    pub fn unarchived(&self, relation: &str, batch: &RecordBatch) -> Result<RecordBatch> {
+    fn unarchived(&self, relation: &str, batch: &RecordBatch) -> Result<RecordBatch> {
         let through = self.archived_through(relation);
         let received = received_ns(batch)?;
         let keep: BooleanArray = received.iter().map(|&t| Some(t >= through)).collect();
@@ -90,13 +94,13 @@ impl SystemArchive {
     }
 
     /// Whether a bucket of `relation` is due to move at `now_ns`.
-    pub fn due(&self, relation: &str, now_ns: i64) -> bool {
+    fn due(&self, relation: &str, now_ns: i64) -> bool {
         self.limit(now_ns) > self.archived_through(relation)
     }
 
     /// Writes the buckets of `batch` that lie wholly before `now − retention` and are not
     /// archived yet; returns the new archived-through time when it moved.
-    pub fn archive(&self, relation: &str, batch: &RecordBatch, now_ns: i64) -> Result<Option<i64>> {
+    fn archive(&self, relation: &str, batch: &RecordBatch, now_ns: i64) -> Result<Option<i64>> {
         let bucket = self.bucket_ns();
         let limit = self.limit(now_ns);
         let through = self.archived_through(relation);
@@ -135,34 +139,58 @@ impl SystemArchive {
         Ok(Some(limit))
     }
 
-    /// Every archived row of `relation` (files past `history` deleted first), in the
-    /// schema of `like`.
-    pub fn read(
-        &self,
-        relation: &str,
-        like: &RecordBatch,
-        now_ns: i64,
-    ) -> Result<Vec<RecordBatch>> {
-        let expired = now_ns - self.retention_ns - self.history_ns - self.bucket_ns();
-        let mut out = Vec::new();
-        for file in self.root.list(relation) {
-            let Some(start) = file
-                .rsplit('/')
-                .next()
-                .and_then(|n| n.strip_suffix(".parquet"))
-                .and_then(|n| n.parse::<i64>().ok())
-            else {
-                continue;
-            };
-            if start < expired {
-                self.root.delete(&file);
-                continue;
-            }
+    /// The archived files of `relation` and the start of each one's bucket.
+    fn files(&self, relation: &str) -> Vec<(String, i64)> {
+        self.root
+            .list(relation)
+            .into_iter()
+            .filter_map(|file| {
+                let start = file
+                    .rsplit('/')
+                    .next()
+                    .and_then(|n| n.strip_suffix(".parquet"))
+                    .and_then(|n| n.parse::<i64>().ok())?;
+                Some((file, start))
+            })
+            .collect()
+    }
+
+    /// `memory` (a relation's rows in memory) with its archived rows: each row once.
+    pub fn with_archive(&self, relation: &str, memory: RecordBatch) -> Result<RecordBatch> {
+        let mut batches = Vec::new();
+        for (file, _) in self.files(relation) {
             for b in read_file(&self.root, &file)? {
-                out.push(RecordBatch::try_new(like.schema(), b.columns().to_vec())?);
+                batches.push(RecordBatch::try_new(memory.schema(), b.columns().to_vec())?);
             }
         }
-        Ok(out)
+        batches.push(self.unarchived(relation, &memory)?);
+        Ok(concat_batches(&memory.schema(), &batches)?)
+    }
+
+    /// One pass at `now_ns`: moves each log's due buckets (`memory` builds a log's rows as
+    /// its relation shows them), makes `system` forget them, and deletes files past
+    /// `history`.
+    pub fn run(
+        &self,
+        system: &SystemLog,
+        memory: impl Fn(LogKind) -> Result<RecordBatch>,
+        now_ns: i64,
+    ) -> Result<()> {
+        let expired = now_ns - self.retention_ns - self.history_ns - self.bucket_ns();
+        for (relation, kind) in RELATIONS {
+            if !self.due(relation, now_ns) {
+                continue;
+            }
+            if let Some(t) = self.archive(relation, &memory(kind)?, now_ns)? {
+                system.forget_received_before(kind, t);
+            }
+            for (file, start) in self.files(relation) {
+                if start < expired {
+                    self.root.delete(&file);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

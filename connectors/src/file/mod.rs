@@ -37,20 +37,11 @@ impl FileConnector {
         let resolved = path
             .canonicalize()
             .map_err(|e| refused(format!("file {} cannot be read: {e}", path.display())))?;
-        let allowed = self
-            .dirs
-            .iter()
-            .filter_map(|d| d.canonicalize().ok())
-            .any(|d| resolved.starts_with(d));
-        if !allowed {
+        let (inside, listed) = crate::inside_dirs(&resolved, &self.dirs);
+        if !inside {
             return Err(refused(format!(
-                "file {} is outside the directories file sources may read ({}); move it into one of them, or add its directory to the server's file_dirs setting",
+                "file {} is outside the directories file sources may read ({listed}); move it into one of them, or add its directory to the server's file_dirs setting",
                 path.display(),
-                self.dirs
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
             )));
         }
         Ok(())

@@ -85,19 +85,11 @@ impl ParquetSinkConnector {
         }
         let mut allowed: Vec<PathBuf> = self.dirs.clone();
         allowed.push(self.data_dir.clone());
-        let inside = allowed
-            .iter()
-            .filter_map(|d| d.canonicalize().ok())
-            .any(|d| resolved.starts_with(d));
+        let (inside, listed) = crate::inside_dirs(&resolved, &allowed);
         if !inside {
             return Err(refused(format!(
-                "{} is outside the directories Weir may write ({}); use a path relative to the data dir, or add the directory to the server's file_dirs setting",
+                "{} is outside the directories Weir may write ({listed}); use a path relative to the data dir, or add the directory to the server's file_dirs setting",
                 full.display(),
-                allowed
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
             )));
         }
         Ok(resolved)
