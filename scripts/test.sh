@@ -29,6 +29,8 @@ pkg-config --exists zlib 2>/dev/null || need_apt "zlib headers" zlib1g-dev
 # promtool checks the /metrics exposition; a Prometheus server scrapes a live Weir.
 command -v promtool >/dev/null 2>&1 || need_apt promtool prometheus
 command -v prometheus >/dev/null 2>&1 || need_apt prometheus prometheus
+# Alert rules' alerts are delivered to a real Alertmanager.
+command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt prometheus-alertmanager prometheus-alertmanager
 # The sink tests start Redis servers of their own and need PostgreSQL on 127.0.0.1:5432
 # (user postgres, trust), which they restart once.
 command -v redis-server >/dev/null 2>&1 || need_apt redis-server redis-server
@@ -47,13 +49,31 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
     pg_isready -h 127.0.0.1 -p 5432 || { echo "error: PostgreSQL did not start" >&2; exit 1; }
 fi
 
+# Python packages (as root here; on a Debian-managed Python, past its guard).
+pip_install() {
+    command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || need_apt pip python3-pip
+    "$(command -v pip3 || command -v pip)" install --quiet "$@" 2>/dev/null \
+        || "$(command -v pip3 || command -v pip)" install --quiet --break-system-packages "$@"
+}
+
 # An S3-compatible server (moto, from PyPI) for views' history in object storage.
 if ! command -v moto_server >/dev/null 2>&1; then
-    command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || need_apt pip python3-pip
-    "$(command -v pip3 || command -v pip)" install --quiet 'moto[server]' 2>/dev/null \
-        || "$(command -v pip3 || command -v pip)" install --quiet --break-system-packages 'moto[server]'
+    pip_install 'moto[server]'
     command -v moto_server >/dev/null 2>&1 || { echo "error: moto_server is not on PATH after installing moto[server]" >&2; exit 1; }
 fi
+
+# The client drivers of the real-client harness (tests/clients.rs): psycopg 3 and asyncpg
+# from PyPI, node-postgres from npm (cached outside the clone), pgjdbc from Debian.
+python3 -c 'import psycopg, asyncpg' 2>/dev/null || pip_install 'psycopg[binary]' asyncpg
+command -v node >/dev/null 2>&1 || need_apt node nodejs
+command -v npm >/dev/null 2>&1 || need_apt npm npm
+export WEIR_TOOLS_DIR="${WEIR_TOOLS_DIR:-/var/tmp/weir-tools}"
+if [ ! -d "$WEIR_TOOLS_DIR/node/node_modules/pg" ]; then
+    mkdir -p "$WEIR_TOOLS_DIR/node"
+    npm install --silent --no-audit --no-fund --prefix "$WEIR_TOOLS_DIR/node" pg@8 >/dev/null
+fi
+command -v javac >/dev/null 2>&1 || need_apt javac default-jdk-headless
+[ -f /usr/share/java/postgresql.jar ] || need_apt pgjdbc libpostgresql-jdbc-java
 
 # A Kafka-compatible broker for the end-to-end tests (tansu, cached outside the clone).
 # shellcheck source=scripts/kafka-broker.sh

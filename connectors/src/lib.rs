@@ -7,6 +7,8 @@
 pub mod options;
 pub mod rows;
 
+#[cfg(feature = "alertmanager")]
+pub mod alertmanager;
 #[cfg(feature = "datagen")]
 pub mod datagen;
 #[cfg(feature = "file")]
@@ -104,5 +106,7 @@ pub fn register_all_with(
     registry.register_sink(std::sync::Arc::new(postgres::PostgresSinkConnector));
     #[cfg(feature = "webhook")]
     registry.register_sink(std::sync::Arc::new(webhook::WebhookSinkConnector));
+    #[cfg(feature = "alertmanager")]
+    registry.register_sink(std::sync::Arc::new(alertmanager::AlertmanagerSinkConnector));
     registry
 }

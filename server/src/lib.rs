@@ -57,7 +57,7 @@ pub async fn run(
     };
     config.check_exposure(pg_listener.local_addr()?, http_addr)?;
     let db = open_database(&config).await?;
-    let metrics = metrics::ServerMetrics::default();
+    let metrics = metrics::ServerMetrics::with_data_dir(&config.data_dir);
     if let Some(http) = http {
         tracing::info!(http_addr = %http.local_addr()?, "REST API listening");
         let app = rest::router_secured(db.clone(), metrics.clone(), tokens);

@@ -24,6 +24,10 @@ pub struct ServerMetrics {
     http_seconds: HistogramVec,
     pg_statements: IntCounterVec,
     pg_seconds: HistogramVec,
+    pg_connections: IntGaugeVec,
+    pg_refused: IntCounterVec,
+    /// The data dir, whose size `/metrics` reports.
+    data_dir: Option<std::path::PathBuf>,
 }
 
 /// Latency buckets of requests and statements (seconds).
@@ -65,7 +69,23 @@ impl Default for ServerMetrics {
             &["kind"],
         )
         .expect("valid metric");
-        for m in [&http_requests, &pg_statements] {
+        let pg_connections = gauge(
+            "weir_pgwire_connections",
+            "Open PostgreSQL wire protocol connections.",
+            &[],
+        );
+        let pg_refused = counter(
+            "weir_pgwire_connections_refused_total",
+            "Connections refused with 53300 (max_connections reached).",
+            &[],
+        );
+        // Exported from the start, at 0.
+        pg_connections.with_label_values::<&str>(&[]);
+        pg_refused.with_label_values::<&str>(&[]);
+        registry
+            .register(Box::new(pg_connections.clone()))
+            .expect("unique metric");
+        for m in [&http_requests, &pg_statements, &pg_refused] {
             registry
                 .register(Box::new(m.clone()))
                 .expect("unique metric");
@@ -81,11 +101,34 @@ impl Default for ServerMetrics {
             http_seconds,
             pg_statements,
             pg_seconds,
+            pg_connections,
+            pg_refused,
+            data_dir: None,
         }
     }
 }
 
 impl ServerMetrics {
+    /// Metrics that also report the size of `data_dir`.
+    pub fn with_data_dir(data_dir: &std::path::Path) -> Self {
+        Self {
+            data_dir: Some(data_dir.to_path_buf()),
+            ..Self::default()
+        }
+    }
+
+    /// A pgwire connection opened (+1) or closed (-1).
+    pub fn connection(&self, delta: i64) {
+        self.pg_connections
+            .with_label_values::<&str>(&[])
+            .add(delta);
+    }
+
+    /// A pgwire client refused past `max_connections`.
+    pub fn refused(&self) {
+        self.pg_refused.with_label_values::<&str>(&[]).inc();
+    }
+
     /// Records one pgwire statement of `kind` (a bounded set, see `pgwire::statement_kind`).
     pub fn observe_statement(&self, kind: &str, ok: bool, elapsed: std::time::Duration) {
         self.pg_statements
@@ -161,6 +204,21 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
         "weir_source_partition_lag_messages",
         "Messages behind the end of a partition (Kafka consumer lag).",
         &["source", "partition"],
+    );
+    let partition_position = gauge(
+        "weir_source_partition_position",
+        "Next offset a source reads in a partition (Kafka) or byte offset (files).",
+        &["source", "partition"],
+    );
+    let partition_idle = gauge(
+        "weir_source_partition_idle",
+        "1 while a partition has had no events for the source's idle timeout (it holds no watermark back).",
+        &["source", "partition"],
+    );
+    let data_dir_bytes = gauge(
+        "weir_data_dir_bytes",
+        "Bytes of the files under the data dir (catalog, checkpoints, history, logs).",
+        &[],
     );
     let source_up = gauge(
         "weir_source_up",
@@ -315,11 +373,12 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
                 .set(now_ns.saturating_sub(wm) / 1_000_000_000);
         }
         for p in st.splits.lock().iter() {
+            let l = [s.name.as_str(), &p.split.to_string()];
             if let Some(lag) = p.lag() {
-                partition_lag
-                    .with_label_values(&[s.name.as_str(), &p.split.to_string()])
-                    .set(lag);
+                partition_lag.with_label_values(&l).set(lag);
             }
+            partition_position.with_label_values(&l).set(p.position);
+            partition_idle.with_label_values(&l).set(i64::from(p.idle));
         }
         source_up
             .with_label_values(&l)
@@ -338,6 +397,11 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
         ck_seconds
             .with_label_values(&l)
             .set(s.checkpoints.slowest_micros as f64 / 1e6);
+    }
+    if let Some(dir) = &server.data_dir {
+        data_dir_bytes
+            .with_label_values::<&str>(&[])
+            .set(dir_bytes(dir) as i64);
     }
     if let Some(bytes) = process_memory("VmRSS") {
         rss.with_label_values::<&str>(&[]).set(bytes as i64);
@@ -376,6 +440,9 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
     for g in [
         &wm_lag,
         &partition_lag,
+        &partition_position,
+        &partition_idle,
+        &data_dir_bytes,
         &ck_epoch,
         &ck_bytes,
         &source_up,
@@ -406,6 +473,30 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
     batch_histograms(db, &mut text);
     crate::process_metrics::render(&mut text);
     text
+}
+
+/// Bytes allocated on disk for the files under `dir` (a hole-punched ingest log counts what
+/// it holds, not its length); links are not followed.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                total += m.blocks() * 512;
+            }
+        }
+    }
+    total
 }
 
 /// `weir_batch_duration_seconds`: the engine keeps its own fixed buckets (it does not depend

@@ -10,34 +10,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::process::{int, Weir};
-use tokio_postgres::{Client, SimpleQueryMessage};
-
-use common::{drop_database, fresh_database};
-
-/// One hour of events from 2024-05-01T12:00Z (Grafana's test range), 3 sources.
-const FIXTURE: &str = r#"
-CREATE SOURCE events (event_id TEXT, source TEXT, "timestamp" TIMESTAMPTZ,
-    attributes STRUCT<user_id TEXT, metric DOUBLE PRECISION, status TEXT>,
-    WATERMARK FOR "timestamp" AS "timestamp" - INTERVAL '2 seconds')
-  WITH (connector = 'datagen', count = '36000', rate = '10', sources = '3', seed = '1',
-        start = '2024-05-01T12:00:00Z', realtime = 'false');
-CREATE MATERIALIZED VIEW kpi_1m AS
-  SELECT window_start, source, count(*) AS count, avg(attributes.metric) AS avg_metric,
-         max(attributes.metric) AS p95_metric,
-         avg(CASE WHEN attributes.status <> 'ok' THEN 1.0 ELSE 0.0 END) AS error_rate
-  FROM TUMBLE(events, "timestamp", INTERVAL '1 minute') GROUP BY source, window_start;
-CREATE ALERT any_error WITH (severity = 'info', key = 'source', cooldown = '10 minutes') AS
-  SELECT source, window_start, error_rate FROM kpi_1m WHERE error_rate > 0;
-"#;
-
-const PG_FIXTURE: &str = "
-CREATE TABLE kpi_1m (window_start timestamptz, source text, count bigint,
-    avg_metric double precision, p95_metric double precision, error_rate double precision);
-CREATE SCHEMA weir;
-CREATE TABLE weir.alerts (alert_id text, name text, severity text, key text, status text,
-    event_time timestamptz, detected_at timestamptz, resolved_at timestamptz, repeats bigint,
-    last_event_time timestamptz, payload text, threshold boolean);";
+use common::compare::{answer, Answer, SameRows};
+use common::drop_database;
+use common::process::Weir;
+use tokio_postgres::Client;
 
 struct Statement {
     name: String,
@@ -60,50 +36,6 @@ fn statements() -> Vec<Statement> {
             }
         })
         .collect()
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Answer {
-    Empty,
-    Rows {
-        columns: Vec<String>,
-        rows: Vec<Vec<String>>,
-    },
-    Error(String),
-}
-
-async fn answer(client: &Client, sql: &str) -> Answer {
-    let messages = match client.simple_query(sql).await {
-        Ok(m) => m,
-        Err(e) => {
-            return Answer::Error(
-                e.as_db_error()
-                    .map(|d| d.message().to_string())
-                    .unwrap_or_else(|| e.to_string()),
-            )
-        }
-    };
-    let mut columns = None;
-    let mut rows = Vec::new();
-    for m in messages {
-        match m {
-            SimpleQueryMessage::RowDescription(c) if columns.is_none() => {
-                columns = Some(c.iter().map(|c| c.name().to_string()).collect());
-            }
-            SimpleQueryMessage::Row(r) => {
-                rows.push(
-                    (0..r.len())
-                        .map(|i| r.get(i).unwrap_or("NULL").to_string())
-                        .collect(),
-                );
-            }
-            _ => {}
-        }
-    }
-    match columns {
-        Some(columns) => Answer::Rows { columns, rows },
-        None => Answer::Empty,
-    }
 }
 
 /// Rows with numbers in one spelling (`1714564800.0` and `1714564800.000000` are PostgreSQL's
@@ -144,60 +76,11 @@ fn rows_of(a: &Answer) -> &[Vec<String>] {
     }
 }
 
-/// Copies `sql`'s rows from Weir into PostgreSQL table `table`, as text literals.
-async fn copy_rows(weir: &Client, pg: &Client, sql: &str, table: &str) {
-    let Answer::Rows { rows, .. } = answer(weir, sql).await else {
-        panic!("{sql}");
-    };
-    for chunk in rows.chunks(200) {
-        let values: Vec<String> = chunk
-            .iter()
-            .map(|r| {
-                let cells: Vec<String> = r
-                    .iter()
-                    .map(|v| {
-                        if v == "NULL" {
-                            "NULL".to_string()
-                        } else {
-                            format!("'{}'", v.replace('\'', "''"))
-                        }
-                    })
-                    .collect();
-                format!("({})", cells.join(", "))
-            })
-            .collect();
-        pg.batch_execute(&format!("INSERT INTO {table} VALUES {}", values.join(", ")))
-            .await
-            .unwrap();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grafanas_statements_get_postgresqls_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let mut weir = Weir::start(dir.path());
-    let client = weir.connect().await;
-    client.batch_execute(FIXTURE).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while int(&client, "SELECT count(*)::BIGINT FROM kpi_1m").await < 180
-        || int(&client, "SELECT count(*)::BIGINT FROM weir.alerts").await == 0
-    {
-        assert!(Instant::now() < deadline, "{}", weir.log_text());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    let database = format!("weir_grafana_{}", std::process::id());
-    let pg = fresh_database(&database).await;
-    pg.batch_execute(PG_FIXTURE).await.unwrap();
-    copy_rows(
-        &client,
-        &pg,
-        "SELECT window_start, source, count, avg_metric, p95_metric, error_rate FROM kpi_1m",
-        "kpi_1m",
-    )
-    .await;
-    copy_rows(&client, &pg, "SELECT * FROM weir.alerts", "weir.alerts").await;
-
+    let same = SameRows::start(dir.path(), "grafana").await;
+    let (client, pg, database) = (&same.weir_client, &same.pg, &same.database);
     let mut failures = Vec::new();
     let mut checked = 0;
     for s in statements() {
@@ -210,8 +93,8 @@ async fn grafanas_statements_get_postgresqls_answers() {
         {
             continue;
         }
-        let w = answer(&client, &s.text).await;
-        let p = answer(&pg, &s.text).await;
+        let w = answer(client, &s.text).await;
+        let p = answer(pg, &s.text).await;
         checked += 1;
         let ordered = s.text.to_uppercase().contains("ORDER BY");
         let problem = match name {
@@ -279,7 +162,7 @@ async fn grafanas_statements_get_postgresqls_answers() {
             ));
         }
     }
-    drop_database(&database).await;
+    drop_database(database).await;
     assert!(checked >= 55, "only {checked} statements replayed");
     assert!(
         failures.is_empty(),
@@ -334,10 +217,11 @@ fn expand(sql: &str, from: &str, to: &str, sources: &[String]) -> String {
 /// and a `time` column for time series) and the alert annotations.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_dashboard_answers_on_a_live_demo() {
-    let dashboard: serde_json::Value = serde_json::from_str(include_str!(
-        "../../grafana/provisioning/dashboards/weir-kpis.json"
-    ))
-    .unwrap();
+    let dashboard = dashboards()
+        .into_iter()
+        .find(|d| d.0 == "weir-kpis.json")
+        .unwrap()
+        .1;
     let dir = tempfile::tempdir().unwrap();
     let (weir, client) = demo(dir.path()).await;
     let variable = dashboard["templating"]["list"][0]["query"]
@@ -401,47 +285,98 @@ async fn the_shipped_dashboard_answers_on_a_live_demo() {
     }
 }
 
-/// Every PromQL panel of the shipped engine dashboard returns series from a real
-/// Prometheus (Debian's) scraping a live demo.
+/// The shipped dashboards (`grafana/provisioning/dashboards/*.json`), by file name.
+fn dashboards() -> Vec<(String, serde_json::Value)> {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../grafana/provisioning/dashboards");
+    let mut out: Vec<(String, serde_json::Value)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let json = serde_json::from_str(&std::fs::read_to_string(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            (name, json)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Every PromQL panel of every shipped dashboard (pipeline overview, sources and Kafka,
+/// engine, API performance, infrastructure) returns series from a real Prometheus (Debian's)
+/// scraping a live demo that also reads a Kafka topic into a view and writes a sink. The SQL panels are
+/// the KPI dashboard's, run by the test above.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_engine_dashboards_promql_answers_from_prometheus_scraping_a_demo() {
-    let dashboard: serde_json::Value = serde_json::from_str(include_str!(
-        "../../grafana/provisioning/dashboards/weir-engine.json"
-    ))
-    .unwrap();
+async fn every_dashboards_promql_answers_from_prometheus_scraping_a_demo() {
+    let dashboards = dashboards();
+    assert!(
+        dashboards.len() >= 6,
+        "{:?}",
+        dashboards.iter().map(|d| &d.0).collect::<Vec<_>>()
+    );
+    let mut exprs: Vec<(String, String)> = Vec::new();
+    for (file, dashboard) in &dashboards {
+        for p in dashboard["panels"].as_array().unwrap() {
+            let title = format!("{file}: {}", p["title"].as_str().unwrap());
+            for t in p["targets"].as_array().unwrap() {
+                match t["datasource"]["uid"].as_str().unwrap() {
+                    "weir-prometheus" => exprs.push((
+                        title.clone(),
+                        t["expr"]
+                            .as_str()
+                            .unwrap()
+                            .replace("$__rate_interval", "1m"),
+                    )),
+                    "weir" => assert_eq!(
+                        file, "weir-kpis.json",
+                        "{title}: SQL panels are tested on the KPI dashboard"
+                    ),
+                    other => panic!("{title}: unknown data source {other}"),
+                }
+            }
+        }
+    }
+    assert!(exprs.len() >= 35, "{}", exprs.len());
+
+    // The demo, a Kafka source (librdkafka's mock broker in this process) for the partition
+    // panels, and a sink for the backlog panels.
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("dash-in", 2, 1).unwrap();
+    let g = common::kafka::generator(5, 0);
+    common::kafka::produce_events(&brokers, "dash-in", &g, 0, 500, 0.01, None);
     let dir = tempfile::tempdir().unwrap();
     let (weir, client) = demo(dir.path()).await;
+    client
+        .batch_execute(&format!(
+            "{};\nCREATE MATERIALIZED VIEW kafka_1m AS {};\n\
+             CREATE SINK raw_out FROM events WITH (connector = 'parquet', path = 'archive/raw');",
+            common::kafka::kafka_source("kafka_events", &brokers, "dash-in", ""),
+            common::kpi_query("TUMBLE(kafka_events, \"timestamp\", INTERVAL '1 minute')"),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", weir.log_text()));
     // Traffic for the REST and pgwire panels.
     let _ = answer(&client, "SELECT count(*) FROM kpi_1m").await;
     let _ = weir.get("/ready").await;
     let prometheus = common::Prometheus::start(dir.path(), ([127, 0, 0, 1], weir.http).into());
-    let exprs: Vec<(String, String)> = dashboard["panels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| {
-            let title = p["title"].as_str().unwrap().to_string();
-            p["targets"].as_array().unwrap().iter().map(move |t| {
-                (
-                    title.clone(),
-                    t["expr"]
-                        .as_str()
-                        .unwrap()
-                        .replace("$__rate_interval", "1m"),
-                )
-            })
-        })
-        .collect();
-    assert!(exprs.len() >= 10);
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(90);
     for (title, expr) in exprs {
         while prometheus.query(&expr).await.is_empty() {
             let _ = answer(&client, "SELECT 1").await;
-            assert!(
-                Instant::now() < deadline,
-                "{title}: no series for {expr}\n{}",
-                weir.log_text()
-            );
+            let _ = weir.get("/ready").await;
+            if Instant::now() >= deadline {
+                let (_, metrics) =
+                    common::http_text(([127, 0, 0, 1], weir.http).into(), "GET", "/metrics", "")
+                        .await;
+                let sources = answer(&client, "SELECT * FROM weir.sources").await;
+                panic!(
+                    "{title}: no series for {expr}\n{sources:?}\n{metrics}\n{}",
+                    weir.log_text()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }

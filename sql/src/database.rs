@@ -363,7 +363,7 @@ impl Database {
             LogicalPlan::Statement(_) => Err(SqlError::FeatureNotSupported(
                 "this statement is not supported by Weir".into(),
             )),
-            _ => Ok(plan),
+            _ => Ok(crate::pg_compat::int4_literal_columns(plan)),
         }
     }
 

@@ -60,6 +60,9 @@ pub enum SqlError {
     /// 57014: the statement was cancelled or ran past `statement_timeout`.
     #[error("{0}")]
     Cancelled(String),
+    /// 25P02: a statement in a transaction that an earlier error aborted.
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    InFailedTransaction,
     /// XX000: a bug.
     #[error("internal error (this is a bug): {0}")]
     Internal(String),
@@ -87,6 +90,7 @@ impl SqlError {
             SqlError::DivisionByZero(_) => "22012",
             SqlError::DataException(_) => "22000",
             SqlError::Io(_) => "58030",
+            SqlError::InFailedTransaction => "25P02",
             SqlError::Internal(_) => "XX000",
         }
     }

@@ -108,6 +108,46 @@ fn match_at(tokens: &[Token], start: usize, pattern: &[Token]) -> Option<usize> 
     Some(i)
 }
 
+/// PostgreSQL types an integer literal that fits 32 bits as `integer` (int4), DataFusion as
+/// Int64 (int8). A query's output column that is such a literal (`SELECT 1`, `SELECT 4 AS
+/// four`) is sent as int4, as drivers that read the column type expect (pgjdbc's
+/// `getColumnType` says INTEGER, asyncpg and node-postgres decode by the type). Only the
+/// outermost projection's bare literals change: arithmetic keeps DataFusion's types.
+pub fn int4_literal_columns(
+    plan: datafusion::logical_expr::LogicalPlan,
+) -> datafusion::logical_expr::LogicalPlan {
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{Expr, LogicalPlan, Projection};
+    let LogicalPlan::Projection(p) = &plan else {
+        return plan;
+    };
+    let mut changed = false;
+    let exprs: Vec<Expr> = p
+        .expr
+        .iter()
+        .zip(p.schema.fields())
+        .map(|(e, field)| {
+            let inner = match e {
+                Expr::Alias(a) => a.expr.as_ref(),
+                other => other,
+            };
+            match inner {
+                Expr::Literal(ScalarValue::Int64(Some(v)), None) if i32::try_from(*v).is_ok() => {
+                    changed = true;
+                    Expr::Literal(ScalarValue::Int32(Some(*v as i32)), None).alias(field.name())
+                }
+                _ => e.clone(),
+            }
+        })
+        .collect();
+    if !changed {
+        return plan;
+    }
+    Projection::try_new(exprs, p.input.clone())
+        .map(LogicalPlan::Projection)
+        .unwrap_or(plan)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

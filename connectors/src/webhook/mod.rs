@@ -64,20 +64,20 @@ const QUOTED_ANSWER_BYTES: usize = 200;
 /// The header naming a request for the receiver's dedupe (lowercase, as `HeaderName`s are).
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
+/// An HTTP endpoint's options as written: `url`, `timeout`, `headers` (the webhook and
+/// Alertmanager sinks take them alike).
 #[derive(Debug, Clone)]
-struct WebhookConfig {
+pub(crate) struct Endpoint {
     /// As written (possibly a `${env:…}` reference).
-    url: String,
-    timeout: Duration,
+    pub(crate) url: String,
+    pub(crate) timeout: Duration,
     /// `(name, value)`; values may be secret references.
-    headers: Vec<(String, String)>,
-    /// One POST per write (a JSON array) rather than one per row.
-    batch: bool,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
-impl WebhookConfig {
-    fn from_spec(spec: &SinkSpec) -> Result<Self> {
-        let mut o = Options::new("webhook", &spec.options);
+impl Endpoint {
+    /// Reads the endpoint's options from `o` (and skips the sink queue's).
+    pub(crate) fn from_options(o: &mut Options) -> Result<Self> {
         for q in QUEUE_OPTIONS {
             o.optional(q);
         }
@@ -93,14 +93,33 @@ impl WebhookConfig {
             None => Vec::new(),
             Some(text) => parse_headers(&text)?,
         };
-        let batch = o.flag("batch")?.unwrap_or(true);
-        o.finish()?;
         Ok(Self {
             url,
             timeout,
             headers,
-            batch,
         })
+    }
+
+    /// A client for it; `what` names the sink kind in errors.
+    pub(crate) fn connect(&self, what: &str) -> std::result::Result<Target, SinkError> {
+        Target::connect(what, &self.url, &self.headers, self.timeout)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct WebhookConfig {
+    endpoint: Endpoint,
+    /// One POST per write (a JSON array) rather than one per row.
+    batch: bool,
+}
+
+impl WebhookConfig {
+    fn from_spec(spec: &SinkSpec) -> Result<Self> {
+        let mut o = Options::new("webhook", &spec.options);
+        let endpoint = Endpoint::from_options(&mut o)?;
+        let batch = o.flag("batch")?.unwrap_or(true);
+        o.finish()?;
+        Ok(Self { endpoint, batch })
     }
 }
 
@@ -113,7 +132,7 @@ fn invalid(option: &str, message: String) -> EngineError {
 
 /// Whether an option value is a `${env:…}` / `${file:…}` reference, resolved when the sink
 /// connects.
-fn is_reference(value: &str) -> bool {
+pub(crate) fn is_reference(value: &str) -> bool {
     value.trim().starts_with("${")
 }
 
@@ -213,13 +232,103 @@ impl SinkFactory for WebhookSinkConnector {
     }
 }
 
-/// Where requests go, once the URL and headers are resolved.
-struct Target {
+/// Where requests go, once the URL and headers are resolved: a client (with its own
+/// connection pool), the URL and the user's headers. The Alertmanager sink posts through it
+/// as well.
+pub(crate) struct Target {
     client: Client<HttpConnector, Full<Bytes>>,
     uri: Uri,
+    /// The URL with any password masked, for messages.
+    shown: String,
     headers: Vec<(HeaderName, HeaderValue)>,
     /// The user's headers include a `Content-Type`.
     content_type: bool,
+    timeout: Duration,
+}
+
+impl Target {
+    /// Resolves `url` and `headers` (which may be `${env:…}`/`${file:…}` references);
+    /// `what` names the sink kind in errors (`webhook`, `alertmanager`).
+    pub(crate) fn connect(
+        what: &str,
+        url: &str,
+        headers: &[(String, String)],
+        timeout: Duration,
+    ) -> std::result::Result<Self, SinkError> {
+        let permanent = |e: EngineError| SinkError::Permanent(format!("{what}: {e}"));
+        let resolved = resolve_secret("url", url).map_err(permanent)?;
+        let uri =
+            check_url(&resolved).map_err(|m| SinkError::Permanent(format!("{what} url {m}")))?;
+        let mut resolved_headers = Vec::new();
+        for (name, value) in headers {
+            let text = resolve_secret("headers", value).map_err(permanent)?;
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| SinkError::Permanent(format!("{what} header {name}: {e}")))?;
+            let mut v = HeaderValue::from_str(text.trim()).map_err(|_| {
+                SinkError::Permanent(format!(
+                    "{what} header {name}: the value is not a valid header value"
+                ))
+            })?;
+            v.set_sensitive(is_reference(value));
+            resolved_headers.push((header, v));
+        }
+        let content_type = resolved_headers.iter().any(|(n, _)| *n == CONTENT_TYPE);
+        let client = Client::builder(TokioExecutor::new())
+            .http1_title_case_headers(true)
+            .build_http();
+        Ok(Self {
+            client,
+            uri,
+            shown: format!("{what} {}", mask_url(url)),
+            headers: resolved_headers,
+            content_type,
+            timeout,
+        })
+    }
+
+    /// POSTs one JSON body (with `extra` headers) and classifies the answer: Ok for 2xx,
+    /// transient for 408, 429, 5xx, connection errors and no answer within the timeout,
+    /// permanent otherwise.
+    pub(crate) async fn post(
+        &self,
+        body: String,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> std::result::Result<(), SinkError> {
+        let url = &self.shown;
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(self.uri.clone());
+        if !self.content_type {
+            request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        for (name, value) in extra.iter().chain(&self.headers) {
+            request = request.header(name.clone(), value.clone());
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| SinkError::Permanent(format!("{url}: {e}")))?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| SinkError::Transient(format!("{url}: {}", error_chain(&e))))?;
+            let status = response.status();
+            // The body is read (up to a bound) so that the connection can be reused.
+            let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            Ok::<_, SinkError>((status, body))
+        };
+        let (status, answer) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| {
+                SinkError::Transient(format!("{url}: no answer within {:?}", self.timeout))
+            })??;
+        classify(url, status, &answer)
+    }
 }
 
 struct WebhookWriter {
@@ -233,34 +342,8 @@ struct WebhookWriter {
 }
 
 impl WebhookWriter {
-    /// Resolves the URL and headers and makes a client (with a fresh connection pool).
     fn connect(&mut self) -> std::result::Result<(), SinkError> {
-        let permanent = |e: EngineError| SinkError::Permanent(format!("webhook: {e}"));
-        let url = resolve_secret("url", &self.config.url).map_err(permanent)?;
-        let uri = check_url(&url).map_err(|m| SinkError::Permanent(format!("webhook url {m}")))?;
-        let mut headers = Vec::new();
-        for (name, value) in &self.config.headers {
-            let resolved = resolve_secret("headers", value).map_err(permanent)?;
-            let header = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| SinkError::Permanent(format!("webhook header {name}: {e}")))?;
-            let mut v = HeaderValue::from_str(resolved.trim()).map_err(|_| {
-                SinkError::Permanent(format!(
-                    "webhook header {name}: the value is not a valid header value"
-                ))
-            })?;
-            v.set_sensitive(is_reference(value));
-            headers.push((header, v));
-        }
-        let content_type = headers.iter().any(|(n, _)| *n == CONTENT_TYPE);
-        let client = Client::builder(TokioExecutor::new())
-            .http1_title_case_headers(true)
-            .build_http();
-        self.target = Some(Target {
-            client,
-            uri,
-            headers,
-            content_type,
-        });
+        self.target = Some(self.config.endpoint.connect("webhook")?);
         Ok(())
     }
 
@@ -281,52 +364,19 @@ impl WebhookWriter {
         key
     }
 
-    /// POSTs one body and classifies the answer.
+    /// POSTs one body with its `Idempotency-Key`.
     async fn post(&self, body: String, key: &str) -> std::result::Result<(), SinkError> {
-        let url = mask_url(&self.config.url);
-        let target = self
-            .target
-            .as_ref()
-            .ok_or_else(|| SinkError::Transient(format!("webhook {url}: not connected")))?;
-        let key = HeaderValue::from_str(&header_safe(key)).map_err(|_| {
-            SinkError::Permanent(format!("webhook {url}: bad Idempotency-Key '{key}'"))
+        let target = self.target.as_ref().ok_or_else(|| {
+            SinkError::Transient(format!(
+                "webhook {}: not connected",
+                mask_url(&self.config.endpoint.url)
+            ))
         })?;
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(target.uri.clone());
-        if !target.content_type {
-            request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        }
-        request = request.header(IDEMPOTENCY_KEY, key);
-        for (name, value) in &target.headers {
-            request = request.header(name.clone(), value.clone());
-        }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| SinkError::Permanent(format!("webhook {url}: {e}")))?;
-        let exchange = async {
-            let response =
-                target.client.request(request).await.map_err(|e| {
-                    SinkError::Transient(format!("webhook {url}: {}", error_chain(&e)))
-                })?;
-            let status = response.status();
-            // The body is read (up to a bound) so that the connection can be reused.
-            let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            Ok::<_, SinkError>((status, body))
-        };
-        let (status, answer) = tokio::time::timeout(self.config.timeout, exchange)
-            .await
-            .map_err(|_| {
-                SinkError::Transient(format!(
-                    "webhook {url}: no answer within {:?}",
-                    self.config.timeout
-                ))
-            })??;
-        let result = classify(&url, status, &answer);
+        let value = HeaderValue::from_str(&header_safe(key))
+            .map_err(|_| SinkError::Permanent(format!("webhook: bad Idempotency-Key '{key}'")))?;
+        let result = target
+            .post(body, &[(HeaderName::from_static(IDEMPOTENCY_KEY), value)])
+            .await;
         if let Err(e) = &result {
             tracing::debug!(sink = %self.sink, error = %e, "webhook refused a write");
         }
@@ -341,7 +391,7 @@ fn classify(url: &str, status: StatusCode, answer: &[u8]) -> std::result::Result
     }
     let quoted = String::from_utf8_lossy(&answer[..answer.len().min(QUOTED_ANSWER_BYTES)]);
     let quoted = quoted.trim();
-    let mut message = format!("webhook {url}: HTTP {status}");
+    let mut message = format!("{url}: HTTP {status}");
     if status.is_redirection() {
         message.push_str(" (redirects are not followed)");
     }

@@ -18,6 +18,7 @@ use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::types::format::FormatOptions;
 use weir_sql::dialect::{split_statements, WeirStatement};
@@ -180,8 +181,8 @@ impl Handler {
         })
     }
 
-    /// Runs one statement under `limits`.
-    async fn run_one(&self, sql: &str, limits: &Limits) -> Result<Outcome, SqlError> {
+    /// Runs one statement under `limits`; in a `failed` transaction only its end runs.
+    async fn run_one(&self, sql: &str, limits: &Limits, failed: bool) -> Result<Outcome, SqlError> {
         let started = std::time::Instant::now();
         let mut session = self.session.lock().clone();
         let prepared = match limits.within(self.db.prepare(sql)).await {
@@ -192,6 +193,14 @@ impl Handler {
                 return Err(e);
             }
         };
+        if let Some(refused) = super::transaction::in_failed(failed, &prepared) {
+            self.metrics.observe_statement(
+                statement_kind(&prepared),
+                refused.is_ok(),
+                started.elapsed(),
+            );
+            return refused;
+        }
         let outcome = limits
             .within(self.db.execute(&mut session, &prepared, None))
             .await;
@@ -223,19 +232,24 @@ impl SimpleQueryHandler for Handler {
         let statements = split_statements(query).map_err(user_error)?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let mut responses = Vec::with_capacity(statements.len());
+        let mut status = client.transaction_status();
         for sql in statements {
             let session = self.session.lock().clone();
             let limits = Limits::start(client, &session);
-            match self.run_one(&sql, &limits).await {
-                Ok(outcome) => responses.push(
-                    self.outcome_to_response(
-                        outcome,
-                        &Format::UnifiedText,
-                        options.clone(),
-                        limits,
+            let failed = status == TransactionStatus::Error;
+            match self.run_one(&sql, &limits, failed).await {
+                Ok(outcome) => {
+                    status = super::transaction::after(status, &outcome);
+                    responses.push(
+                        self.outcome_to_response(
+                            outcome,
+                            &Format::UnifiedText,
+                            options.clone(),
+                            limits,
+                        )
+                        .await?,
                     )
-                    .await?,
-                ),
+                }
                 Err(e) => {
                     tracing::debug!(sqlstate = e.sqlstate(), error = %e, "statement failed");
                     // PostgreSQL stops a multi-statement query at its first error.
@@ -373,9 +387,15 @@ impl ExtendedQueryHandler for Handler {
         };
         let mut session = self.session.lock().clone();
         let limits = Limits::start(client, &session);
-        let outcome = limits
-            .within(self.db.execute(&mut session, prepared, params))
-            .await;
+        let failed = client.transaction_status() == TransactionStatus::Error;
+        let outcome = match super::transaction::in_failed(failed, prepared) {
+            Some(refused) => refused,
+            None => {
+                limits
+                    .within(self.db.execute(&mut session, prepared, params))
+                    .await
+            }
+        };
         if matches!(
             prepared,
             Prepared::Statement(WeirStatement::Set { .. } | WeirStatement::Reset(_))

@@ -45,14 +45,18 @@ pub async fn serve(
         };
         let _ = socket.set_nodelay(true);
         let Ok(permit) = slots.clone().try_acquire_owned() else {
+            metrics.refused();
             tokio::spawn(refuse(socket, max_connections));
             continue;
         };
         let handlers = ConnectionHandlers::new(db.clone(), metrics.clone(), connections.clone());
+        let metrics = metrics.clone();
+        metrics.connection(1);
         tokio::spawn(async move {
             if let Err(e) = super::connection::serve(socket, handlers).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            metrics.connection(-1);
             drop(permit);
         });
         backoff.reset();

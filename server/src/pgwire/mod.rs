@@ -9,6 +9,7 @@ mod framing;
 mod handler;
 mod limits;
 mod listener;
+mod transaction;
 
 pub use handler::ConnectionHandlers;
 pub use listener::serve;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod alerts;
+pub mod compare;
 pub mod kafka;
 pub mod process;
 
