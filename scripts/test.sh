@@ -19,6 +19,9 @@ need_apt() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
 }
 
+# openssl makes the TLS tests' certificates; curl checks HTTPS.
+command -v openssl >/dev/null 2>&1 || need_apt openssl openssl
+command -v curl >/dev/null 2>&1 || need_apt curl curl
 # The psql client drives the meta-command tests (\d, \dm).
 command -v psql >/dev/null 2>&1 || need_apt psql postgresql-client
 # librdkafka is built from source (rdkafka's default build) with TLS from the system.

@@ -53,8 +53,21 @@ pub struct Config {
     pub api_tokens: Vec<crate::rest::auth::TokenConfig>,
     /// With tokens: `/ready` and `/metrics` stay open (probes and scrapers) (default true).
     pub probes_public: bool,
-    /// Serve other machines without credentials (pgwire always, REST without tokens).
+    /// Serve other machines without credentials (pgwire without users, REST without tokens).
     pub insecure: bool,
+    /// The admin user the server ensures at start when `admin_password` is set.
+    pub admin_user: String,
+    /// That user's password, or a `${env:NAME}` / `${file:/path}` reference to it.
+    pub admin_password: Option<String>,
+    /// A file holding that password (`WEIR_ADMIN_PASSWORD_FILE`, a container secret); its
+    /// trailing newline is not part of it.
+    pub admin_password_file: Option<PathBuf>,
+    /// PEM certificate chain for pgwire TLS (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Refuse pgwire clients that do not ask for TLS (needs `tls_cert`).
+    pub require_tls: bool,
 }
 
 impl Default for Config {
@@ -79,6 +92,12 @@ impl Default for Config {
             api_tokens: Vec::new(),
             probes_public: true,
             insecure: false,
+            admin_user: "weir".into(),
+            admin_password: None,
+            admin_password_file: None,
+            tls_cert: None,
+            tls_key: None,
+            require_tls: false,
         }
     }
 }
@@ -140,6 +159,8 @@ impl Config {
             }
         }
         config.api_tokens()?;
+        config.admin_password()?;
+        config.pg_tls()?;
         config.system_log_retention()?;
         if let Some(url) = &config.history_url {
             weir_engine::history::HistoryRoot::from_url(url)
@@ -165,14 +186,79 @@ impl Config {
             .map_err(ServerError::Config)
     }
 
-    /// Refuses to serve other machines without credentials unless `insecure`: pgwire
-    /// (which has no passwords yet) on a non-loopback address, REST there without tokens.
-    /// With `insecure`, says so in the log.
-    pub fn check_exposure(&self, pg: SocketAddr, http: Option<SocketAddr>) -> Result<()> {
+    /// pgwire's TLS: the acceptor when `tls_cert` and `tls_key` are set, and whether
+    /// plaintext clients are refused.
+    pub fn pg_tls(&self) -> Result<crate::pgwire::PgTls> {
+        let acceptor = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key, &[b"postgresql"])?),
+            (None, None) => None,
+            _ => {
+                return Err(ServerError::Config(
+                    "tls_cert and tls_key: set both (a PEM certificate chain and its key)".into(),
+                ))
+            }
+        };
+        if self.require_tls && acceptor.is_none() {
+            return Err(ServerError::Config(
+                "require_tls: set tls_cert and tls_key too".into(),
+            ));
+        }
+        Ok(crate::pgwire::PgTls {
+            acceptor,
+            require: self.require_tls,
+        })
+    }
+
+    /// The REST API's TLS acceptor (the same certificate as pgwire's): with `tls_cert` the
+    /// REST API serves HTTPS only.
+    pub fn rest_tls(&self) -> Result<Option<pgwire::tokio::TlsAcceptor>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(crate::tls::acceptor(cert, key, &[b"http/1.1"])?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The admin password (`admin_password`, resolved, or the first line of
+    /// `admin_password_file`), if configured.
+    pub fn admin_password(&self) -> Result<Option<String>> {
+        let password = match (&self.admin_password, &self.admin_password_file) {
+            (Some(_), Some(_)) => {
+                return Err(ServerError::Config(
+                    "admin_password and admin_password_file: set one of them".into(),
+                ))
+            }
+            (Some(p), None) => weir_connectors::options::resolve_secret("admin_password", p)
+                .map_err(|e| ServerError::Config(e.to_string()))?,
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    ServerError::Config(format!(
+                        "admin_password_file: cannot read {}: {e}",
+                        path.display()
+                    ))
+                })?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+            (None, None) => return Ok(None),
+        };
+        if password.is_empty() {
+            return Err(ServerError::Config("admin_password: empty".into()));
+        }
+        Ok(Some(password))
+    }
+
+    /// Refuses to serve other machines without credentials unless `insecure`: pgwire on a
+    /// non-loopback address without users (`pg_users`: none exist and no `admin_password`),
+    /// REST there without tokens. With `insecure`, says so in the log.
+    pub fn check_exposure(
+        &self,
+        pg: SocketAddr,
+        http: Option<SocketAddr>,
+        pg_users: bool,
+    ) -> Result<()> {
         let mut open = Vec::new();
-        if !pg.ip().is_loopback() {
+        if !pg.ip().is_loopback() && !pg_users {
             open.push(format!(
-                "pgwire on {pg} (Weir has no pgwire passwords yet: anyone who reaches the port could drop every view); bind a loopback address with --pg-addr 127.0.0.1:{}",
+                "pgwire on {pg} without users (anyone who reaches the port could drop every view); set an admin password (WEIR_ADMIN_PASSWORD_FILE=/run/secrets/weir, or admin_password) so clients must log in, or bind a loopback address with --pg-addr 127.0.0.1:{}",
                 pg.port()
             ));
         }

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod pgwire;
 pub mod process_metrics;
 pub mod rest;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -55,14 +56,28 @@ pub async fn run(
         Some(l) => Some(l.local_addr()?),
         None => None,
     };
-    config.check_exposure(pg_listener.local_addr()?, http_addr)?;
+    let admin_password = config.admin_password()?;
+    let pg_tls = config.pg_tls()?;
+    let rest_tls = config.rest_tls()?;
     let db = open_database(&config).await?;
+    if let Some(password) = &admin_password {
+        db.users().ensure_admin(&config.admin_user, password)?;
+    }
+    config.check_exposure(pg_listener.local_addr()?, http_addr, !db.users().is_empty())?;
     let metrics = metrics::ServerMetrics::with_data_dir(&config.data_dir);
     if let Some(http) = http {
-        tracing::info!(http_addr = %http.local_addr()?, "REST API listening");
+        let https = rest_tls.is_some();
+        tracing::info!(http_addr = %http.local_addr()?, https, "REST API listening");
         let app = rest::router_secured(db.clone(), metrics.clone(), tokens);
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(http, app).await {
+            let served = match rest_tls {
+                Some(acceptor) => match tls::TlsListener::new(http, acceptor) {
+                    Ok(listener) => axum::serve(listener, app).await,
+                    Err(e) => Err(e),
+                },
+                None => axum::serve(http, app).await,
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "REST API stopped");
             }
         });
@@ -78,6 +93,7 @@ pub async fn run(
         db.clone(),
         metrics.clone(),
         config.max_connections,
+        pg_tls,
     );
     tokio::select! {
         _ = accept => {}

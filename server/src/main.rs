@@ -40,10 +40,19 @@ struct Cli {
     /// sources.
     #[arg(long)]
     rebuild_state: bool,
-    /// Serve other machines without credentials (pgwire, which has no passwords yet, on a
-    /// non-loopback address; REST there without tokens). Logged as a warning.
+    /// Serve other machines without credentials (pgwire without users on a non-loopback
+    /// address; REST there without tokens). Logged as a warning.
     #[arg(long)]
     insecure: bool,
+    /// PEM certificate chain: pgwire answers SSLRequest with TLS.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Refuse pgwire clients that do not use TLS.
+    #[arg(long)]
+    require_tls: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -615,6 +624,15 @@ fn serve(cli: Cli) -> anyhow::Result<()> {
     }
     if cli.insecure {
         config.insecure = true;
+    }
+    if cli.tls_cert.is_some() {
+        config.tls_cert = cli.tls_cert;
+    }
+    if cli.tls_key.is_some() {
+        config.tls_key = cli.tls_key;
+    }
+    if cli.require_tls {
+        config.require_tls = true;
     }
     if let Some(r) = cli.demo_rate {
         config.demo_rate = r;

@@ -5,7 +5,9 @@
 //! `prepareThreshold`), read binary results (psycopg, asyncpg, pgjdbc), get errors with their
 //! SQLSTATE, use transactions (including a failed one, 25P02) and read metadata
 //! (`information_schema`, pgjdbc's `DatabaseMetaData`). Each step's output must be what the
-//! same step prints against PostgreSQL. The scripts are in `tests/clients/`; `scripts/test.sh`
+//! same step prints against PostgreSQL. Against Weir every driver logs in with SCRAM-SHA-256
+//! over TLS (`sslmode=require`: no plaintext fallback), Weir started with an admin password
+//! and a certificate. The scripts are in `tests/clients/`; `scripts/test.sh`
 //! installs the drivers (pip, npm, Debian's libpostgresql-jdbc-java).
 
 mod common;
@@ -14,6 +16,9 @@ use std::path::Path;
 use std::process::Command;
 
 use common::compare::SameRows;
+
+/// Weir's admin password in this test.
+const PASSWORD: &str = "client-harness-pw";
 
 /// The driver scripts' folder.
 fn scripts() -> std::path::PathBuf {
@@ -75,6 +80,13 @@ fn run(client: &str, classes: &Path, port: u16, db: &str) -> Result<Vec<(String,
         }
         other => panic!("unknown client {other}"),
     };
+    if db == "weir" {
+        command
+            .env("WEIR_CLIENT_PASSWORD", PASSWORD)
+            .env("WEIR_CLIENT_SSLMODE", "require")
+            .env("PGPASSWORD", PASSWORD)
+            .env("PGSSLMODE", "require");
+    }
     let output = command.output().map_err(|e| {
         format!("{client} could not start ({e}): run the tests with scripts/test.sh")
     })?;
@@ -116,7 +128,17 @@ fn run(client: &str, classes: &Path, port: u16, db: &str) -> Result<Vec<(String,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_client_driver_gets_postgresqls_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let same = SameRows::start(dir.path(), "clients").await;
+    let (cert, key) = common::self_signed_cert(dir.path());
+    let same = SameRows::start_with(
+        dir.path(),
+        "clients",
+        &[
+            ("WEIR_ADMIN_PASSWORD", PASSWORD),
+            ("WEIR_TLS_CERT", cert.to_str().unwrap()),
+            ("WEIR_TLS_KEY", key.to_str().unwrap()),
+        ],
+    )
+    .await;
     let classes = dir.path().join("classes");
     let javac = Command::new("javac")
         .arg("-d")

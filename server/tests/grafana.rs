@@ -79,7 +79,13 @@ fn rows_of(a: &Answer) -> &[Vec<String>] {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grafanas_statements_get_postgresqls_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let same = SameRows::start(dir.path(), "grafana").await;
+    // Grafana logs in with a password (SCRAM-SHA-256), as a user of an exposed Weir would.
+    let same = SameRows::start_with(
+        dir.path(),
+        "grafana",
+        &[("WEIR_ADMIN_PASSWORD", "grafana-replay-pw")],
+    )
+    .await;
     let (client, pg, database) = (&same.weir_client, &same.pg, &same.database);
     let mut failures = Vec::new();
     let mut checked = 0;

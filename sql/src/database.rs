@@ -144,6 +144,8 @@ pub struct Database {
     view_defaults: BTreeMap<String, String>,
     /// Where older dead letters and late events go.
     archive: Option<Arc<crate::system_archive::SystemArchive>>,
+    /// pgwire users.
+    users: crate::users::Users,
 }
 
 impl std::fmt::Debug for Database {
@@ -196,6 +198,7 @@ impl Database {
             relations: Arc::new(RwLock::new(BTreeMap::new())),
             backfill_timeout: options.backfill_timeout,
             persistent: options.data_dir.is_some(),
+            users: crate::users::Users::open(options.data_dir.as_deref())?,
             view_defaults: options.view_defaults.clone(),
             archive: match (&options.data_dir, options.system_log_retention) {
                 (Some(dir), Some((retention, history))) => {
@@ -257,6 +260,11 @@ impl Database {
     }
 
     /// The engine.
+    /// The pgwire users.
+    pub fn users(&self) -> &crate::users::Users {
+        &self.users
+    }
+
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
     }
@@ -429,6 +437,7 @@ impl Database {
             WeirStatement::Commit => Ok(Outcome::Command("COMMIT".into())),
             WeirStatement::Rollback => Ok(Outcome::Command("ROLLBACK".into())),
             WeirStatement::NoOp(tag) => Ok(Outcome::Command(tag)),
+            WeirStatement::User(u) => crate::users::execute(&self.users, u),
             WeirStatement::Query(text) => {
                 let plan = self.plan_query(&text).await?;
                 Ok(Outcome::Rows(self.ctx.execute_logical_plan(plan).await?))
@@ -1231,6 +1240,13 @@ impl Database {
                 Arc::new(move || {
                     let db = weak.upgrade().ok_or_else(shutting_down)?;
                     db.alert_rules_batch()
+                })
+            }),
+            ("users", {
+                let weak = weak.clone();
+                Arc::new(move || {
+                    let db = weak.upgrade().ok_or_else(shutting_down)?;
+                    crate::users::batch(&db.users)
                 })
             }),
             ("dead_letters", {

@@ -156,6 +156,54 @@ pub enum WeirStatement {
     NoOp(String),
     /// A query or statement for DataFusion, TUMBLE/HOP rewritten.
     Query(String),
+    /// `CREATE USER`, `ALTER USER`, `DROP USER`.
+    User(UserStatement),
+}
+
+/// Statements about pgwire users (`ROLE` is accepted for `USER`).
+#[derive(Clone, PartialEq)]
+pub enum UserStatement {
+    /// `CREATE USER name [WITH] PASSWORD '…' [ADMIN | NOADMIN]`.
+    Create {
+        name: String,
+        password: String,
+        admin: bool,
+    },
+    /// `ALTER USER name [WITH] [PASSWORD '…'] [ADMIN | NOADMIN]`.
+    Alter {
+        name: String,
+        password: Option<String>,
+        admin: Option<bool>,
+    },
+    /// `DROP USER [IF EXISTS] name`.
+    Drop { name: String, if_exists: bool },
+}
+
+/// Never prints a password (statements are logged and shown in errors).
+impl std::fmt::Debug for UserStatement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserStatement::Create { name, admin, .. } => {
+                write!(f, "CreateUser({name}, admin: {admin})")
+            }
+            UserStatement::Alter {
+                name,
+                password,
+                admin,
+            } => write!(
+                f,
+                "AlterUser({name}, password: {}, admin: {admin:?})",
+                if password.is_some() {
+                    "***"
+                } else {
+                    "unchanged"
+                }
+            ),
+            UserStatement::Drop { name, if_exists } => {
+                write!(f, "DropUser({name}, if_exists: {if_exists})")
+            }
+        }
+    }
 }
 
 /// Splits `sql` into statement texts at top-level semicolons (quotes, comments and
@@ -220,9 +268,23 @@ pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
         if p.eat_kw("ALERT") {
             return p.create_alert(&tokens).map(WeirStatement::CreateAlert);
         }
+        if p.eat_kw("USER") || p.eat_kw("ROLE") {
+            return p.user(true).map(WeirStatement::User);
+        }
         p.pos = save;
     }
     if p.eat_kw("DROP") {
+        if p.eat_kw("USER") || p.eat_kw("ROLE") {
+            let if_exists = if p.eat_kw("IF") {
+                p.expect_kw("EXISTS")?;
+                true
+            } else {
+                false
+            };
+            let name = p.ident("a user name")?;
+            p.end()?;
+            return Ok(WeirStatement::User(UserStatement::Drop { name, if_exists }));
+        }
         let kind = if p.eat_kw("SOURCE") {
             Some(ObjectKind::Source)
         } else if p.eat_kw("MATERIALIZED") {
@@ -265,6 +327,9 @@ pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
                 if_exists,
                 options,
             });
+        }
+        if p.eat_kw("USER") || p.eat_kw("ROLE") {
+            return p.user(false).map(WeirStatement::User);
         }
         p.pos = save;
     }
@@ -762,6 +827,49 @@ impl Parser {
             if_not_exists,
             from,
             options,
+        })
+    }
+
+    /// The rest of `CREATE USER` (`create`) or `ALTER USER`: a name, then `WITH`, `PASSWORD
+    /// '…'`, `ADMIN`/`SUPERUSER`, `NOADMIN`/`NOSUPERUSER` and `LOGIN` in any order.
+    fn user(&mut self, create: bool) -> Result<UserStatement> {
+        let name = self.ident("a user name")?;
+        let (mut password, mut admin) = (None, None);
+        self.eat_kw("WITH");
+        while self.peek().is_some() && self.peek() != Some(&Token::SemiColon) {
+            if self.eat_kw("PASSWORD") {
+                match self.peek().cloned() {
+                    Some(Token::SingleQuotedString(s)) => {
+                        self.pos += 1;
+                        password = Some(s);
+                    }
+                    _ => return Err(self.error("expected the password as a string literal")),
+                }
+            } else if self.eat_kw("ADMIN") || self.eat_kw("SUPERUSER") {
+                admin = Some(true);
+            } else if self.eat_kw("NOADMIN") || self.eat_kw("NOSUPERUSER") {
+                admin = Some(false);
+            } else if !self.eat_kw("LOGIN") {
+                return Err(self.error("expected PASSWORD '…', ADMIN or NOADMIN"));
+            }
+        }
+        self.end()?;
+        if !create {
+            return Ok(UserStatement::Alter {
+                name,
+                password,
+                admin,
+            });
+        }
+        let Some(password) = password else {
+            return Err(SqlError::InvalidParameter(format!(
+                "CREATE USER {name} needs a password: CREATE USER {name} WITH PASSWORD '…'"
+            )));
+        };
+        Ok(UserStatement::Create {
+            name,
+            password,
+            admin: admin.unwrap_or(false),
         })
     }
 

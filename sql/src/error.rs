@@ -63,6 +63,18 @@ pub enum SqlError {
     /// 25P02: a statement in a transaction that an earlier error aborted.
     #[error("current transaction is aborted, commands ignored until end of transaction block")]
     InFailedTransaction,
+    /// 42501: the user may not run the statement.
+    #[error("{0}")]
+    InsufficientPrivilege(String),
+    /// 42710: a role of that name exists.
+    #[error("{0}")]
+    DuplicateRole(String),
+    /// 42704: no role of that name.
+    #[error("{0}")]
+    UndefinedRole(String),
+    /// 55006: the object is in use and cannot be changed so.
+    #[error("{0}")]
+    ObjectInUse(String),
     /// XX000: a bug.
     #[error("internal error (this is a bug): {0}")]
     Internal(String),
@@ -91,6 +103,10 @@ impl SqlError {
             SqlError::DataException(_) => "22000",
             SqlError::Io(_) => "58030",
             SqlError::InFailedTransaction => "25P02",
+            SqlError::InsufficientPrivilege(_) => "42501",
+            SqlError::DuplicateRole(_) => "42710",
+            SqlError::UndefinedRole(_) => "42704",
+            SqlError::ObjectInUse(_) => "55006",
             SqlError::Internal(_) => "XX000",
         }
     }

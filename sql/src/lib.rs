@@ -28,6 +28,7 @@ pub mod session;
 pub mod system;
 pub mod system_archive;
 pub mod types;
+pub mod users;
 
 pub use database::{Database, DatabaseOptions, Outcome, Prepared};
 pub use error::{Result, SqlError};

@@ -24,12 +24,16 @@ use super::ConnectionHandlers;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Serves one client until it leaves or breaks the protocol.
-pub async fn serve(tcp: TcpStream, handlers: ConnectionHandlers) -> std::io::Result<()> {
+pub async fn serve(
+    tcp: TcpStream,
+    handlers: ConnectionHandlers,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
+) -> std::io::Result<()> {
     let startup_timeout = tokio::time::sleep(STARTUP_TIMEOUT);
     tokio::pin!(startup_timeout);
     let negotiated = tokio::select! {
         _ = &mut startup_timeout => return Ok(()),
-        socket = negotiate_tls(tcp, None) => socket?,
+        socket = negotiate_tls(tcp, tls) => socket?,
     };
     let Some(plain) = negotiated else {
         return Ok(());

@@ -16,7 +16,7 @@ use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type, METADATA_USER};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -40,6 +40,10 @@ pub struct ConnectionHandlers {
     inner: Arc<Handler>,
     /// Every connection's cancel counter, by the pid and secret key it was given.
     connections: Arc<CancelRegistry>,
+    /// Failed logins by client address (shared by all connections).
+    failures: Arc<super::auth::LoginFailures>,
+    /// Refuse clients that do not use TLS.
+    require_tls: bool,
 }
 
 impl ConnectionHandlers {
@@ -49,9 +53,13 @@ impl ConnectionHandlers {
         db: Arc<Database>,
         metrics: ServerMetrics,
         connections: Arc<CancelRegistry>,
+        failures: Arc<super::auth::LoginFailures>,
+        require_tls: bool,
     ) -> Self {
         Self {
             connections,
+            failures,
+            require_tls,
             inner: {
                 let session = Arc::new(Mutex::new(Session::default()));
                 Arc::new(Handler {
@@ -78,9 +86,14 @@ impl PgWireServerHandlers for ConnectionHandlers {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(TrustStartup {
-            connections: self.connections.clone(),
-        })
+        Arc::new(super::auth::Startup::new(
+            self.inner.db.clone(),
+            TrustStartup {
+                connections: self.connections.clone(),
+            },
+            self.failures.clone(),
+            self.require_tls,
+        ))
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
@@ -90,8 +103,15 @@ impl PgWireServerHandlers for ConnectionHandlers {
 
 /// Trust authentication (the default on loopback, like PostgreSQL's `trust`); registers
 /// the connection for CancelRequests.
-struct TrustStartup {
+pub(super) struct TrustStartup {
     connections: Arc<CancelRegistry>,
+}
+
+impl TrustStartup {
+    /// Registers an authenticated connection for CancelRequests.
+    pub(super) fn register<C: ClientInfo>(&self, client: &C) {
+        self.connections.register(client);
+    }
 }
 
 #[async_trait]
@@ -181,8 +201,15 @@ impl Handler {
         })
     }
 
-    /// Runs one statement under `limits`; in a `failed` transaction only its end runs.
-    async fn run_one(&self, sql: &str, limits: &Limits, failed: bool) -> Result<Outcome, SqlError> {
+    /// Runs one statement under `limits` for `user`; in a `failed` transaction only its end
+    /// runs.
+    async fn run_one(
+        &self,
+        sql: &str,
+        limits: &Limits,
+        failed: bool,
+        user: Option<&str>,
+    ) -> Result<Outcome, SqlError> {
         let started = std::time::Instant::now();
         let mut session = self.session.lock().clone();
         let prepared = match limits.within(self.db.prepare(sql)).await {
@@ -193,6 +220,11 @@ impl Handler {
                 return Err(e);
             }
         };
+        if let Err(e) = super::auth::authorize(&self.db, user, &prepared) {
+            self.metrics
+                .observe_statement(statement_kind(&prepared), false, started.elapsed());
+            return Err(e);
+        }
         if let Some(refused) = super::transaction::in_failed(failed, &prepared) {
             self.metrics.observe_statement(
                 statement_kind(&prepared),
@@ -237,7 +269,8 @@ impl SimpleQueryHandler for Handler {
             let session = self.session.lock().clone();
             let limits = Limits::start(client, &session);
             let failed = status == TransactionStatus::Error;
-            match self.run_one(&sql, &limits, failed).await {
+            let user = client.metadata().get(METADATA_USER).cloned();
+            match self.run_one(&sql, &limits, failed, user.as_deref()).await {
                 Ok(outcome) => {
                     status = super::transaction::after(status, &outcome);
                     responses.push(
@@ -388,7 +421,12 @@ impl ExtendedQueryHandler for Handler {
         let mut session = self.session.lock().clone();
         let limits = Limits::start(client, &session);
         let failed = client.transaction_status() == TransactionStatus::Error;
-        let outcome = match super::transaction::in_failed(failed, prepared) {
+        let user = client.metadata().get(METADATA_USER).cloned();
+        let outcome = match super::auth::authorize(&self.db, user.as_deref(), prepared)
+            .err()
+            .map(Err)
+            .or_else(|| super::transaction::in_failed(failed, prepared))
+        {
             Some(refused) => refused,
             None => {
                 limits

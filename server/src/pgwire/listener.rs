@@ -31,9 +31,11 @@ pub async fn serve(
     db: Arc<Database>,
     metrics: ServerMetrics,
     max_connections: usize,
+    tls: super::PgTls,
 ) {
     let slots = Arc::new(Semaphore::new(max_connections));
     let connections = Arc::new(CancelRegistry::default());
+    let failures = Arc::new(super::auth::LoginFailures::default());
     let mut backoff = Backoff::default();
     loop {
         let (socket, peer) = match listener.accept().await {
@@ -49,11 +51,18 @@ pub async fn serve(
             tokio::spawn(refuse(socket, max_connections));
             continue;
         };
-        let handlers = ConnectionHandlers::new(db.clone(), metrics.clone(), connections.clone());
+        let handlers = ConnectionHandlers::new(
+            db.clone(),
+            metrics.clone(),
+            connections.clone(),
+            failures.clone(),
+            tls.require,
+        );
+        let acceptor = tls.acceptor.clone();
         let metrics = metrics.clone();
         metrics.connection(1);
         tokio::spawn(async move {
-            if let Err(e) = super::connection::serve(socket, handlers).await {
+            if let Err(e) = super::connection::serve(socket, handlers, acceptor).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             metrics.connection(-1);

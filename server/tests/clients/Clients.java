@@ -52,6 +52,15 @@ public class Clients {
         String db = args[2];
         Properties props = new Properties();
         props.setProperty("user", db.equals("weir") ? "weir" : "postgres");
+        // Against Weir the harness logs in with SCRAM over TLS (tests/clients.rs sets these).
+        String password = System.getenv("WEIR_CLIENT_PASSWORD");
+        if (password != null) {
+            props.setProperty("password", password);
+        }
+        String sslmode = System.getenv("WEIR_CLIENT_SSLMODE");
+        if (sslmode != null) {
+            props.setProperty("sslmode", sslmode);
+        }
         String url = "jdbc:postgresql://" + args[0] + ":" + args[1] + "/" + db;
         try (Connection c = DriverManager.getConnection(url, props)) {
             out("connect", c.getMetaData().getDatabaseMajorVersion() >= 9);

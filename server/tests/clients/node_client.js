@@ -24,7 +24,10 @@ const columns = (r) => r.fields.map((f) => [f.name, f.dataTypeID]);
 async function main() {
   const [host, port, database] = process.argv.slice(2);
   const user = database === 'weir' ? 'weir' : 'postgres';
-  const client = new Client({ host, port: Number(port), database, user });
+  // Against Weir the harness logs in with SCRAM over TLS (tests/clients.rs sets these).
+  const password = process.env.WEIR_CLIENT_PASSWORD;
+  const ssl = process.env.WEIR_CLIENT_SSLMODE === 'require' ? { rejectUnauthorized: false } : false;
+  const client = new Client({ host, port: Number(port), database, user, password, ssl });
   await client.connect();
   out('connect', true);
   let r = await client.query({ text: SIMPLE_SQL, rowMode: 'array' });

@@ -7,7 +7,12 @@ Prints one line per step: `step<TAB>json`, the same against Weir as against Post
 import asyncio
 import datetime
 import json
+import os
 import sys
+
+# Against Weir the harness logs in with SCRAM over TLS (tests/clients.rs sets these).
+PASSWORD = os.environ.get("WEIR_CLIENT_PASSWORD")
+SSLMODE = os.environ.get("WEIR_CLIENT_SSLMODE", "prefer")
 
 SOURCE = "src-0001"
 SINCE = datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.timezone.utc)
@@ -48,7 +53,15 @@ def rows(rs):
 def run_psycopg(host, port, db):
     import psycopg
 
-    conn = psycopg.connect(host=host, port=port, dbname=db, user="weir" if db == "weir" else "postgres", autocommit=True)
+    conn = psycopg.connect(
+        host=host,
+        port=port,
+        dbname=db,
+        user="weir" if db == "weir" else "postgres",
+        password=PASSWORD,
+        sslmode=SSLMODE,
+        autocommit=True,
+    )
     out("connect", conn.info.server_version >= 90600)
     cur = conn.cursor()
     cur.execute(SIMPLE_SQL)
@@ -114,7 +127,14 @@ def run_psycopg(host, port, db):
 async def run_asyncpg(host, port, db):
     import asyncpg
 
-    conn = await asyncpg.connect(host=host, port=port, database=db, user="weir" if db == "weir" else "postgres")
+    conn = await asyncpg.connect(
+        host=host,
+        port=port,
+        database=db,
+        user="weir" if db == "weir" else "postgres",
+        password=PASSWORD,
+        ssl="require" if SSLMODE == "require" else False,
+    )
     out("connect", conn.get_server_version().major >= 9)
     stmt = await conn.prepare(SIMPLE_SQL)
     out("simple", {"rows": rows(await stmt.fetch()), "columns": [(a.name, a.type.oid) for a in stmt.get_attributes()]})

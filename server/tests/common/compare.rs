@@ -119,7 +119,12 @@ impl SameRows {
     /// Starts Weir in `dir`, waits for every window and an alert, and copies the rows into
     /// PostgreSQL database `weir_<name>_<pid>`.
     pub async fn start(dir: &Path, name: &str) -> Self {
-        let mut weir = Weir::start(dir);
+        Self::start_with(dir, name, &[]).await
+    }
+
+    /// Like [`start`](Self::start), Weir started with `env` settings.
+    pub async fn start_with(dir: &Path, name: &str, env: &[(&str, &str)]) -> Self {
+        let mut weir = Weir::start_with(dir, env);
         let client = weir.connect().await;
         client.batch_execute(FIXTURE).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);

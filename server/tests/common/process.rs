@@ -98,7 +98,17 @@ impl Weir {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("weir exited with {status}:\n{}", self.log_text());
             }
-            let conn = format!("host=127.0.0.1 port={} user=weir dbname=weir", self.port);
+            // With an admin password, as the admin (SCRAM over plaintext).
+            let password = self
+                .env
+                .iter()
+                .find(|(k, _)| k == "WEIR_ADMIN_PASSWORD")
+                .map(|(_, v)| format!(" password={v}"))
+                .unwrap_or_default();
+            let conn = format!(
+                "host=127.0.0.1 port={} user=weir dbname=weir{password}",
+                self.port
+            );
             if let Ok((client, connection)) = tokio_postgres::connect(&conn, NoTls).await {
                 tokio::spawn(connection);
                 return client;
