@@ -182,7 +182,7 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
     let engine = Registry::new();
     let events = counter(
         "weir_source_events_total",
-        "Events decoded from a source (on time, late and untimed).",
+        "Events decoded from a source and accepted (on time and late); a message that becomes a dead letter counts in weir_source_dead_letters_total only.",
         &["source"],
     );
     let late = counter(

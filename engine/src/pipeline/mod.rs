@@ -1488,6 +1488,10 @@ impl Processor {
             keep.push(times.is_valid(i) && missed.is_none() && !future(i));
         }
         if !dead.is_empty() {
+            // Not events after all: each input line counts once, as an event or a dead letter.
+            self.stats
+                .events_in
+                .fetch_sub(dead.len() as u64, Ordering::Relaxed);
             self.stats
                 .dead_letters
                 .fetch_add(dead.len() as u64, Ordering::Relaxed);
