@@ -121,7 +121,7 @@ async fn users_log_in_with_scram_and_read_only_users_get_42501() {
         .await
         .unwrap();
     grafana
-        .batch_execute("SET statement_timeout = '5s'; SHOW ALL")
+        .batch_execute("SET statement_timeout = '5s'; SHOW ALL; DISCARD ALL; BEGIN; COMMIT")
         .await
         .unwrap();
     for ddl in [
@@ -181,6 +181,27 @@ async fn users_log_in_with_scram_and_read_only_users_get_42501() {
     assert_eq!(code(&admin, "ALTER USER ops WITH NOADMIN").await, "55006");
     admin.batch_execute("DROP USER grafana").await.unwrap();
     assert_eq!(login(&weir, "grafana", "n3w").await.err().unwrap(), "28P01");
+
+    // Guessing slows down: after four more failures from this address the next login
+    // waits 100 ms × 2³ before its exchange starts.
+    for _ in 0..4 {
+        assert_eq!(login(&weir, "ops", "guess").await.err().unwrap(), "28P01");
+    }
+    let started = Instant::now();
+    login(&weir, "ops", "ops-pw").await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    // A success clears the address's record.
+    let started = Instant::now();
+    login(&weir, "ops", "ops-pw").await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// With an admin password, pgwire may listen on every address (clients must log in).

@@ -28,7 +28,6 @@ use pgwire::api::auth::{
 use pgwire::api::{ClientInfo, PgWireConnectionState};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use weir_sql::dialect::WeirStatement;
 use weir_sql::{Database, Prepared, SqlError};
 
 use super::handler::TrustStartup;
@@ -191,22 +190,14 @@ impl StartupHandler for Startup {
     }
 }
 
-/// Whether `prepared` needs the `ADMIN` attribute: everything but queries, `SHOW`, `SET`,
-/// `RESET`, transaction control and empty statements.
+/// Whether `prepared` needs the `ADMIN` attribute: everything a read-only REST token may
+/// not run either (`rest::auth::reads_only`): queries, `SHOW`, `SET`/`RESET`, transaction
+/// control and no-ops such as a pool's `DISCARD ALL` stay open.
 pub fn needs_admin(prepared: &Prepared) -> bool {
     match prepared {
+        // Planned by DataFusion: a query (DDL and DML are refused when planning).
         Prepared::Query { .. } => false,
-        Prepared::Statement(s) => !matches!(
-            s,
-            WeirStatement::Query(_)
-                | WeirStatement::Show(_)
-                | WeirStatement::Set { .. }
-                | WeirStatement::Reset(_)
-                | WeirStatement::Begin
-                | WeirStatement::Commit
-                | WeirStatement::Rollback
-                | WeirStatement::Empty
-        ),
+        Prepared::Statement(s) => !crate::rest::auth::reads_only(s),
     }
 }
 
