@@ -364,11 +364,12 @@ async fn kill_9_during_moves_and_merges_loses_and_repeats_no_window() {
         "SELECT source, window_start, count FROM kpi ORDER BY 1, 2",
     )
     .await;
-    // `seconds` of events from a start that is not on a second: that many windows or one
-    // more, × 20 sources.
+    // `seconds` of events from a start that is not on a second: that many windows per
+    // source, or one more where the partial first and last seconds hold its events (a
+    // sliver of a second may miss some of the 20 sources).
     let windows = seconds as usize * 20;
     assert!(
-        all.len() == windows || all.len() == windows + 20,
+        (windows..=windows + 20).contains(&all.len()),
         "{}",
         all.len()
     );
