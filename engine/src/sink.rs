@@ -765,6 +765,36 @@ pub fn mask_url(url: &str) -> String {
     )
 }
 
+/// Resolves a secret reference: `${env:NAME}` is the environment variable `NAME`,
+/// `${file:/path}` the contents of a file (trailing newline removed); anything else is the
+/// value itself. References are resolved when a connector opens, so the catalog and
+/// `SHOW CREATE SOURCE` hold the reference, never the secret.
+pub fn resolve_secret(key: &str, value: &str) -> crate::error::Result<String> {
+    let bad = |message: String| crate::error::EngineError::InvalidOption {
+        option: key.into(),
+        message,
+    };
+    let Some(inner) = value
+        .trim()
+        .strip_prefix("${")
+        .and_then(|v| v.strip_suffix('}'))
+    else {
+        return Ok(value.to_string());
+    };
+    if let Some(name) = inner.strip_prefix("env:") {
+        return std::env::var(name)
+            .map_err(|_| bad(format!("environment variable {name} is not set")));
+    }
+    if let Some(path) = inner.strip_prefix("file:") {
+        return std::fs::read_to_string(path)
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|e| bad(format!("cannot read {path}: {e}")));
+    }
+    Err(bad(format!(
+        "unknown reference {value}; use ${{env:NAME}} or ${{file:/path}}"
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -882,6 +882,11 @@ impl Database {
                 c.name
             )));
         }
+        // A `${env:…}`/`${file:…}` reference that does not resolve now would fail the sink
+        // when it connects: say so at creation (the catalog keeps the reference).
+        for (key, value) in &c.options {
+            weir_engine::sink::resolve_secret(key, value)?;
+        }
         let def = SinkDef {
             name: c.name,
             from: c.from,
