@@ -8,29 +8,35 @@ use std::time::{Duration, Instant};
 
 use common::{drop_database, fresh_database, memory_db};
 
-fn demo_source() -> String {
-    weir_server::demo::seed_source(
-        "events",
-        "connector = 'datagen', count = '2000', rate = '100000', seed = '3', sources = '5', realtime = 'false'",
+/// An in-memory database with 2,000 generated events counted per source (5 sources) in
+/// view `per_source`, written by a sink with `sink_options`.
+async fn per_source_into(sink_options: &str) -> std::sync::Arc<weir_sql::Database> {
+    let db = memory_db().await;
+    common::exec(
+        &db,
+        &format!(
+            "{};\nCREATE MATERIALIZED VIEW per_source AS SELECT source, count(*) AS n FROM events GROUP BY source;\n\
+             CREATE SINK out FROM per_source WITH ({sink_options});",
+            weir_server::demo::seed_source(
+                "events",
+                "connector = 'datagen', count = '2000', rate = '100000', seed = '3', sources = '5', realtime = 'false'",
+            )
+        ),
     )
+    .await;
+    db
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_postgres_sink_writes_over_tls_with_sslmode_require() {
     let database = format!("weir_sink_tls_{}", std::process::id());
     let pg = fresh_database(&database).await;
-    let db = memory_db().await;
     let url = format!(
         "postgres://postgres@127.0.0.1:5432/{database}?sslmode=require&application_name=weir_tls_sink"
     );
-    common::exec(
-        &db,
-        &format!(
-            "{};\nCREATE MATERIALIZED VIEW per_source AS SELECT source, count(*) AS n FROM events GROUP BY source;\n\
-             CREATE SINK out FROM per_source WITH (connector = 'postgres', url = '{url}', table = 'per_source');",
-            demo_source()
-        ),
-    )
+    let db = per_source_into(&format!(
+        "connector = 'postgres', url = '{url}', table = 'per_source'"
+    ))
     .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -106,15 +112,9 @@ async fn the_redis_sink_writes_over_tls_with_rediss() {
     }
     // The server's certificate is self-signed: `#insecure` skips its verification.
     let url = format!("rediss://127.0.0.1:{port}/0#insecure");
-    let db = memory_db().await;
-    common::exec(
-        &db,
-        &format!(
-            "{};\nCREATE MATERIALIZED VIEW per_source AS SELECT source, count(*) AS n FROM events GROUP BY source;\n\
-             CREATE SINK hot FROM per_source WITH (connector = 'redis', url = '{url}', key = 'tls:{{source}}');",
-            demo_source()
-        ),
-    )
+    let db = per_source_into(&format!(
+        "connector = 'redis', url = '{url}', key = 'tls:{{source}}'"
+    ))
     .await;
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut conn = client.get_connection().unwrap();

@@ -160,6 +160,32 @@ pub enum WeirStatement {
     User(UserStatement),
 }
 
+impl WeirStatement {
+    /// Whether the statement only reads: what a read-only principal may run — a `read` REST
+    /// token through `/sql`, a pgwire user without `ADMIN`. Queries (`SELECT`, `WITH`,
+    /// `VALUES`, `TABLE`, `EXPLAIN`), `SHOW`, `SET`/`RESET`, transaction control and no-ops.
+    pub fn reads_only(&self) -> bool {
+        use WeirStatement as S;
+        match self {
+            S::Empty | S::Show(_) | S::Set { .. } | S::Reset(_) => true,
+            S::Begin | S::Commit | S::Rollback | S::NoOp(_) => true,
+            S::Query(text) => {
+                let first = text
+                    .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
+                    .split(|c: char| !c.is_ascii_alphabetic())
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_uppercase();
+                matches!(
+                    first.as_str(),
+                    "SELECT" | "WITH" | "VALUES" | "TABLE" | "EXPLAIN"
+                )
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Statements about pgwire users (`ROLE` is accepted for `USER`).
 #[derive(Clone, PartialEq)]
 pub enum UserStatement {
@@ -1196,5 +1222,26 @@ mod tests {
             parse_statement("SHOW MATERIALIZED VIEWS").unwrap(),
             WeirStatement::Show(Show::MaterializedViews)
         );
+    }
+
+    #[test]
+    fn read_only_statements_are_the_reading_ones() {
+        for sql in [
+            "SELECT 1",
+            "  with t AS (SELECT 1) SELECT * FROM t",
+            "SHOW SOURCES",
+            "EXPLAIN SELECT 1",
+        ] {
+            assert!(parse_statement(sql).unwrap().reads_only(), "{sql}");
+        }
+        for sql in [
+            "DROP SOURCE events CASCADE",
+            "CREATE MATERIALIZED VIEW v AS SELECT 1",
+            "ALTER MATERIALIZED VIEW v SET (retention = '1 hour')",
+            "INSERT INTO t VALUES (1)",
+            "CREATE TABLE t (x INT)",
+        ] {
+            assert!(!parse_statement(sql).unwrap().reads_only(), "{sql}");
+        }
     }
 }

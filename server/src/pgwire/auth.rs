@@ -190,14 +190,14 @@ impl StartupHandler for Startup {
     }
 }
 
-/// Whether `prepared` needs the `ADMIN` attribute: everything a read-only REST token may
-/// not run either (`rest::auth::reads_only`): queries, `SHOW`, `SET`/`RESET`, transaction
-/// control and no-ops such as a pool's `DISCARD ALL` stay open.
+/// Whether `prepared` needs the `ADMIN` attribute: every statement that does not only read
+/// (`WeirStatement::reads_only`, the rule a `read` REST token follows too); a pool's
+/// `DISCARD ALL` is a no-op and stays open.
 pub fn needs_admin(prepared: &Prepared) -> bool {
     match prepared {
         // Planned by DataFusion: a query (DDL and DML are refused when planning).
         Prepared::Query { .. } => false,
-        Prepared::Statement(s) => !crate::rest::auth::reads_only(s),
+        Prepared::Statement(s) => !s.reads_only(),
     }
 }
 

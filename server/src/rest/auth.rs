@@ -202,32 +202,9 @@ pub async fn require(
     next.run(request).await
 }
 
-/// Whether `statement` only reads (what a `read` token may run through `/sql`).
-pub fn reads_only(statement: &weir_sql::dialect::WeirStatement) -> bool {
-    use weir_sql::dialect::WeirStatement as S;
-    match statement {
-        S::Empty | S::Show(_) | S::Set { .. } | S::Reset(_) => true,
-        S::Begin | S::Commit | S::Rollback | S::NoOp(_) => true,
-        S::Query(text) => {
-            let first = text
-                .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
-                .split(|c: char| !c.is_ascii_alphabetic())
-                .next()
-                .unwrap_or("")
-                .to_ascii_uppercase();
-            matches!(
-                first.as_str(),
-                "SELECT" | "WITH" | "VALUES" | "TABLE" | "EXPLAIN"
-            )
-        }
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_sql::dialect::parse_statement;
 
     #[test]
     fn routes_need_their_scopes() {
@@ -266,26 +243,5 @@ mod tests {
         );
         assert_eq!(tokens.scopes_of(b"0123456789abcdeX"), None);
         assert_eq!(tokens.scopes_of(b""), None);
-    }
-
-    #[test]
-    fn read_tokens_run_only_statements_that_read() {
-        for sql in [
-            "SELECT 1",
-            "  with t AS (SELECT 1) SELECT * FROM t",
-            "SHOW SOURCES",
-            "EXPLAIN SELECT 1",
-        ] {
-            assert!(reads_only(&parse_statement(sql).unwrap()), "{sql}");
-        }
-        for sql in [
-            "DROP SOURCE events CASCADE",
-            "CREATE MATERIALIZED VIEW v AS SELECT 1",
-            "ALTER MATERIALIZED VIEW v SET (retention = '1 hour')",
-            "INSERT INTO t VALUES (1)",
-            "CREATE TABLE t (x INT)",
-        ] {
-            assert!(!reads_only(&parse_statement(sql).unwrap()), "{sql}");
-        }
     }
 }

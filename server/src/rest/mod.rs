@@ -297,7 +297,7 @@ fn check_reads_only(text: &str) -> Result<(), ApiError> {
     })?;
     for s in statements {
         let writes = match weir_sql::dialect::parse_statement(&s) {
-            Ok(statement) => !auth::reads_only(&statement),
+            Ok(statement) => !statement.reads_only(),
             // Not parsed here: the database answers the syntax error.
             Err(_) => false,
         };
