@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
-# The test command: builds the workspace and runs every test (unit, SQL, pgwire, psql).
-# Starts or installs what the tests need on a fresh Debian machine.
+# The test command: builds the workspace and runs every test (unit, SQL, pgwire, psql, the
+# docs' examples). Starts or installs what the tests need on a fresh Debian machine.
+#
+# WEIR_TEST_NO_INSTALL=1 leaves the machine as it is: nothing is installed, configured or
+# started; what is missing is listed (with the package that has it) and the script stops.
+# The tests then use the services named by WEIR_TEST_POSTGRES (libpq words, default
+# 'host=127.0.0.1 port=5432 user=postgres': a superuser that logs in without a password)
+# and WEIR_TEST_KAFKA (host:port of a Kafka-compatible broker, or tansu already built
+# into $WEIR_TOOLS_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/weir-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+NO_INSTALL="${WEIR_TEST_NO_INSTALL:-}"
+MISSING=()
 
 need_apt() {
+    if [ -n "$NO_INSTALL" ]; then
+        MISSING+=("$1 (Debian package $2)")
+        return 0
+    fi
     if [ "$(id -u)" != 0 ]; then
         echo "error: $1 is missing; install it (apt-get install $2) or run this script as root" >&2
         exit 1
@@ -38,7 +51,20 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt prometheus-alertm
 # (user postgres, trust), which they restart once.
 command -v redis-server >/dev/null 2>&1 || need_apt redis-server redis-server
 command -v redis-cli >/dev/null 2>&1 || need_apt redis-cli redis-tools
-if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+# The docs' examples (tests/docs.rs) use Redis where the README says: 127.0.0.1:6379.
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    if [ -n "$NO_INSTALL" ]; then
+        MISSING+=("Redis on 127.0.0.1:6379 (the docs' examples use it)")
+    else
+        redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no >/dev/null
+    fi
+fi
+if [ -n "$NO_INSTALL" ]; then
+    export WEIR_TEST_NO_INSTALL=1
+    pg="${WEIR_TEST_POSTGRES:-host=127.0.0.1 port=5432 user=postgres}"
+    psql "$pg dbname=postgres" -Atqc 'SELECT 1' >/dev/null 2>&1 \
+        || MISSING+=("PostgreSQL at '$pg' (set WEIR_TEST_POSTGRES)")
+elif ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
     command -v pg_ctlcluster >/dev/null 2>&1 || need_apt "PostgreSQL" postgresql
     version="$(ls /etc/postgresql | sort -V | tail -1)"
     if [ ! -f "/etc/postgresql/$version/main/.weir-trust" ]; then
@@ -54,6 +80,10 @@ fi
 
 # Python packages (as root here; on a Debian-managed Python, past its guard).
 pip_install() {
+    if [ -n "$NO_INSTALL" ]; then
+        MISSING+=("Python packages: $* (pip install $*)")
+        return 0
+    fi
     command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || need_apt pip python3-pip
     "$(command -v pip3 || command -v pip)" install --quiet "$@" 2>/dev/null \
         || "$(command -v pip3 || command -v pip)" install --quiet --break-system-packages "$@"
@@ -62,7 +92,7 @@ pip_install() {
 # An S3-compatible server (moto, from PyPI) for views' history in object storage.
 if ! command -v moto_server >/dev/null 2>&1; then
     pip_install 'moto[server]'
-    command -v moto_server >/dev/null 2>&1 || { echo "error: moto_server is not on PATH after installing moto[server]" >&2; exit 1; }
+    [ -n "$NO_INSTALL" ] || command -v moto_server >/dev/null 2>&1 || { echo "error: moto_server is not on PATH after installing moto[server]" >&2; exit 1; }
 fi
 
 # The client drivers of the real-client harness (tests/clients.rs): psycopg 3 and asyncpg
@@ -71,7 +101,9 @@ python3 -c 'import psycopg, asyncpg' 2>/dev/null || pip_install 'psycopg[binary]
 command -v node >/dev/null 2>&1 || need_apt node nodejs
 command -v npm >/dev/null 2>&1 || need_apt npm npm
 export WEIR_TOOLS_DIR="${WEIR_TOOLS_DIR:-/var/tmp/weir-tools}"
-if [ ! -d "$WEIR_TOOLS_DIR/node/node_modules/pg" ]; then
+if [ ! -d "$WEIR_TOOLS_DIR/node/node_modules/pg" ] && [ -n "$NO_INSTALL" ]; then
+    MISSING+=("node-postgres (npm install --prefix $WEIR_TOOLS_DIR/node pg@8)")
+elif [ ! -d "$WEIR_TOOLS_DIR/node/node_modules/pg" ]; then
     mkdir -p "$WEIR_TOOLS_DIR/node"
     npm install --silent --no-audit --no-fund --prefix "$WEIR_TOOLS_DIR/node" pg@8 >/dev/null
 fi
@@ -81,6 +113,14 @@ command -v javac >/dev/null 2>&1 || need_apt javac default-jdk-headless
 # A Kafka-compatible broker for the end-to-end tests (tansu, cached outside the clone).
 # shellcheck source=scripts/kafka-broker.sh
 . scripts/kafka-broker.sh
+if [ -n "$NO_INSTALL" ] && [ -z "${WEIR_TEST_KAFKA:-}" ] && [ ! -x "$TOOLS_DIR/bin/tansu" ]; then
+    MISSING+=("a Kafka-compatible broker (set WEIR_TEST_KAFKA=host:port, or run once without WEIR_TEST_NO_INSTALL to build tansu into $TOOLS_DIR)")
+fi
+if [ ${#MISSING[@]} -gt 0 ]; then
+    echo "error: WEIR_TEST_NO_INSTALL is set and the tests need:" >&2
+    printf '  - %s\n' "${MISSING[@]}" >&2
+    exit 1
+fi
 start_test_broker
 
 cargo test --workspace --all-targets "$@"

@@ -73,6 +73,30 @@ pub fn file_session(path: &Path) -> String {
 
 /// The file session with `options` added to the source's.
 pub fn file_session_with(path: &Path, options: &str) -> String {
+    file_session_windowed(path, options, Window::Tumble)
+}
+
+/// The window of the benchmark's view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Window {
+    /// `TUMBLE(events, "timestamp", INTERVAL '1 minute')`: the seed's `kpi_1m`.
+    Tumble,
+    /// `HOP(events, "timestamp", INTERVAL '10 seconds', INTERVAL '1 minute')`: each event
+    /// in six windows, the demo's `kpi_1m_hop`.
+    Hop,
+}
+
+impl Window {
+    /// The view's `FROM`.
+    pub fn from_clause(self) -> &'static str {
+        match self {
+            Window::Tumble => "TUMBLE(events, \"timestamp\", INTERVAL '1 minute')",
+            Window::Hop => "HOP(events, \"timestamp\", INTERVAL '10 seconds', INTERVAL '1 minute')",
+        }
+    }
+}
+
+fn file_session_windowed(path: &Path, options: &str, window: Window) -> String {
     let path = path.display().to_string().replace('\'', "''");
     format!(
         "{};\nCREATE MATERIALIZED VIEW kpi_1m AS {};",
@@ -80,16 +104,20 @@ pub fn file_session_with(path: &Path, options: &str) -> String {
             "events",
             &format!("connector = 'file', path = '{path}', {options}")
         ),
-        crate::demo::kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')")
+        crate::demo::kpi_query(window.from_clause())
     )
 }
 
 /// Runs the file session over `path` (containing `events` lines) and times it.
-pub async fn run(path: &Path, events: u64) -> Result<BenchReport> {
+pub async fn run(path: &Path, events: u64, window: Window) -> Result<BenchReport> {
     let db = Database::open(DatabaseOptions::in_memory(weir_connectors::register_all())).await?;
     let mut session = Session::default();
     let started = Instant::now();
-    db.run(&mut session, &file_session(path)).await?;
+    db.run(
+        &mut session,
+        &file_session_windowed(path, "format = 'json'", window),
+    )
+    .await?;
     let engine = db.engine().clone();
     let done = tokio::task::spawn_blocking(move || {
         engine.wait_caught_up("events", Duration::from_secs(3600))

@@ -240,6 +240,9 @@ enum Command {
         /// Use this file instead of generating one.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// The view's window: the seed's TUMBLE, or HOP (10 s slide, 1 minute size).
+        #[arg(long, value_enum, default_value = "tumble")]
+        window: bench::Window,
     },
 }
 
@@ -573,7 +576,11 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some(Command::Bench { events, file }) => {
+        Some(Command::Bench {
+            events,
+            file,
+            window,
+        }) => {
             init_logging("text", "warn");
             let path = match file {
                 Some(p) => p,
@@ -587,8 +594,9 @@ fn main() -> anyhow::Result<()> {
                 }
             };
             let runtime = tokio::runtime::Runtime::new()?;
-            let report = runtime.block_on(bench::run(&path, events))?;
+            let report = runtime.block_on(bench::run(&path, events, window))?;
             println!("file:        {}", path.display());
+            println!("window:      {}", window.from_clause());
             println!("events:      {}", report.events);
             println!("windows:     {}", report.windows);
             println!(

@@ -246,3 +246,124 @@ async fn get(app: axum::Router, uri: &str) -> (u16, String) {
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, body.to_string())
 }
+
+/// The demo's rules on the demo's own generator (20 minutes of its events): every alert
+/// traces to an injected outlier or error burst, and every injected outlier and burst is
+/// alerted (or counted as a repeat within the cooldown). Prints precision and recall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demos_alerts_fire_for_injected_outliers_and_bursts_and_nothing_else() {
+    use std::collections::BTreeMap;
+    use weir_connectors::datagen::{DatagenConfig, EventGenerator};
+
+    let rate = 1000;
+    let count = rate * 60 * 20;
+    let start = "2026-11-27T10:00:00Z";
+    let mut settings = weir_server::demo::generator_settings(rate);
+    settings.extend([
+        ("count", count.to_string()),
+        ("start", start.to_string()),
+        ("realtime", "false".to_string()),
+    ]);
+    let options: Vec<String> = settings
+        .iter()
+        .map(|(k, v)| format!("{k} = '{v}'"))
+        .collect();
+    let db = memory_db().await;
+    exec(
+        &db,
+        &format!(
+            "{};\n{}",
+            weir_server::demo::seed_source(
+                "events",
+                &format!("connector = 'datagen', {}", options.join(", "))
+            ),
+            weir_server::demo::alert_rules("events")
+        ),
+    )
+    .await;
+    wait_caught_up(&db, "events").await;
+
+    // The truth, from the generator: outliers (metric ×20, so ≥ 500) and burst windows.
+    let config: BTreeMap<String, String> = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let g = EventGenerator::new(DatagenConfig::from_options(&config).unwrap());
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    let (mut outliers, mut unscored) = (Vec::new(), 0);
+    let mut bursts = std::collections::BTreeSet::new();
+    let mut line = Vec::new();
+    for i in 0..count {
+        line.clear();
+        g.write_event(i, &mut line);
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        let source = v["source"].as_str().unwrap().to_string();
+        let t = time_ns(&v["timestamp"]);
+        let history = seen.entry(source.clone()).or_default();
+        if v["attributes"]["metric"].as_f64().unwrap() >= 500.0 {
+            if *history < weir_server::demo::OUTLIER_MIN_HISTORY {
+                unscored += 1;
+            } else {
+                outliers.push((source.clone(), t));
+            }
+        }
+        *history += 1;
+        let burst_source = source < format!("src-{:04}", g.config().burst_sources);
+        if burst_source && g.in_burst(i) {
+            bursts.insert((source, t.div_euclid(MINUTE) * MINUTE));
+        }
+    }
+
+    // Outliers: an alert's own event and its repeats are exactly the injected outliers of
+    // its key within the cooldown, and every injected outlier is in one alert.
+    let alerts = weir_alerts(&db, "metric_outlier").await;
+    let mut covered = 0;
+    let mut false_alerts = Vec::new();
+    for ((key, t), (repeats, _)) in &alerts {
+        let within = outliers
+            .iter()
+            .filter(|(k, o)| k == key && *o >= *t && *o < t + OUTLIER_COOLDOWN)
+            .count() as i64;
+        if !outliers.contains(&(key.clone(), *t)) || within != repeats + 1 {
+            false_alerts.push((key.clone(), *t, *repeats, within));
+        }
+        covered += within;
+    }
+    let outlier_precision = 1.0 - false_alerts.len() as f64 / alerts.len() as f64;
+    let outlier_recall = covered as f64 / outliers.len() as f64;
+
+    // Error bursts: one alert per burst window, none elsewhere.
+    let burst_alerts = weir_alerts(&db, "error_burst").await;
+    let fired: std::collections::BTreeSet<(String, i64)> = burst_alerts.keys().cloned().collect();
+    let burst_precision = fired.intersection(&bursts).count() as f64 / fired.len().max(1) as f64;
+    let burst_recall = fired.intersection(&bursts).count() as f64 / bursts.len() as f64;
+    eprintln!(
+        "demo rules over {count} demo events: metric_outlier {} alerts for {} injected outliers \
+         ({unscored} more in a source's first {} events, not scored): precision {outlier_precision:.3}, \
+         recall {outlier_recall:.3}; error_burst {} alerts for {} burst windows: precision \
+         {burst_precision:.3}, recall {burst_recall:.3}",
+        alerts.len(),
+        outliers.len(),
+        weir_server::demo::OUTLIER_MIN_HISTORY,
+        fired.len(),
+        bursts.len()
+    );
+    assert!(outliers.len() > 1000, "{} outliers", outliers.len());
+    assert_eq!(
+        false_alerts,
+        vec![],
+        "alerts that are not injected outliers"
+    );
+    assert_eq!(
+        covered as usize,
+        outliers.len(),
+        "injected outliers not alerted"
+    );
+    assert_eq!(
+        bursts.len(),
+        4,
+        "two burst sources × two bursts: {bursts:?}"
+    );
+    assert_eq!(fired, bursts);
+    db.shutdown();
+}

@@ -157,7 +157,7 @@ async fn each_client_driver_gets_postgresqls_answers() {
     let mut failures = Vec::new();
     let mut compared = 0;
     for client in ["psql", "psycopg", "asyncpg", "node-postgres", "pgjdbc"] {
-        let pg = run(client, &classes, 5432, &same.database)
+        let pg = run(client, &classes, common::pg_port(), &same.database)
             .unwrap_or_else(|e| panic!("against PostgreSQL: {e}"));
         assert!(pg.len() >= 6, "{client} against PostgreSQL: {pg:?}");
         let weir = match run(client, &classes, same.weir.port, "weir") {

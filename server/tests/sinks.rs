@@ -19,7 +19,7 @@ use weir_sql::Database;
 use common::kafka::{broker, unique_topic};
 use common::process::{int, wait_for, Weir};
 
-use common::{drop_database, fresh_database, PG};
+use common::{drop_database, fresh_database, pg, pg_url};
 
 /// One test at a time: the main scenario restarts PostgreSQL.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -113,19 +113,25 @@ fn restart_postgres(database: &str) {
         .and_then(|mut d| d.next())
         .and_then(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned());
-    let restarted = version.is_some_and(|v| {
-        Command::new("pg_ctlcluster")
-            .args(["--skip-systemctl-redirect", &v, "main", "restart"])
-            .status()
-            .is_ok_and(|s| s.success())
-    });
+    // Restarting the machine's cluster is a change `WEIR_TEST_NO_INSTALL` rules out, and
+    // impossible for a server named by `WEIR_TEST_POSTGRES`.
+    let may_restart = std::env::var_os("WEIR_TEST_NO_INSTALL").is_none()
+        && std::env::var_os("WEIR_TEST_POSTGRES").is_none();
+    let restarted = may_restart
+        && version.is_some_and(|v| {
+            Command::new("pg_ctlcluster")
+                .args(["--skip-systemctl-redirect", &v, "main", "restart"])
+                .status()
+                .is_ok_and(|s| s.success())
+        });
     if restarted {
         println!("PostgreSQL restarted");
         return;
     }
     println!("cannot restart PostgreSQL here (not root?): terminating the connections to {database} instead");
     let status = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
+        .arg(format!("{} dbname=postgres", pg()))
+        .arg("-c")
         .arg(format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
         ))
@@ -139,7 +145,7 @@ async fn wait_postgres() -> Client {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok((c, conn)) =
-            tokio_postgres::connect(&format!("{PG} dbname=postgres"), NoTls).await
+            tokio_postgres::connect(&format!("{} dbname=postgres", pg()), NoTls).await
         {
             tokio::spawn(conn);
             return c;
@@ -251,7 +257,7 @@ async fn sinks_hold_the_view_after_kill_and_outages() {
     let brokers = broker();
     let topic = unique_topic("kpi-out");
     let prefix = unique("t");
-    let url = format!("postgres://postgres@127.0.0.1:5432/{db_name}");
+    let url = pg_url(&db_name, "");
     let mut weir = Weir::start(dir.path());
     let client = weir.connect().await;
     client
@@ -403,7 +409,7 @@ async fn sinks_hold_the_view_after_kill_and_outages() {
     assert!(view.len() > 100, "{} windows", view.len());
 
     // PostgreSQL: the view's rows, exactly.
-    let (pg, conn) = tokio_postgres::connect(&format!("{PG} dbname={db_name}"), NoTls)
+    let (pg, conn) = tokio_postgres::connect(&format!("{} dbname={db_name}", pg()), NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
@@ -535,7 +541,7 @@ async fn sink_ddl_errors_and_exactly_once_kafka() {
     // No checkpoint before the crash: the restart replays everything, and the Kafka sink
     // must recognise all of it as delivered.
     let db = common::persistent_db(&dir.path().join("data"), Duration::from_secs(600)).await;
-    let url = format!("postgres://postgres:hunter2@127.0.0.1:5432/{db_name}");
+    let url = pg_url(&db_name, "").replacen("://postgres@", "://postgres:hunter2@", 1);
     common::exec(
         &db,
         &common::create_source(&dir.path().join("events.jsonl")),
@@ -564,6 +570,17 @@ async fn sink_ddl_errors_and_exactly_once_kafka() {
         let e = db.run(&mut session, sql).await.expect_err(sql);
         assert_eq!(e.sqlstate(), state, "{sql}: {e}");
     }
+    // A database that does not exist is refused at creation, with the command to create it.
+    let missing = pg_url("weir_surely_no_such_database", "");
+    let e = db
+        .run(&mut session, &format!("CREATE SINK x FROM kpi_1m WITH (connector = 'postgres', url = '{missing}', table = 't')"))
+        .await
+        .expect_err("a sink into a missing database");
+    assert_eq!(e.sqlstate(), "08001", "{e}");
+    assert!(
+        e.to_string().contains("does not exist") && e.to_string().contains("CREATE DATABASE"),
+        "{e}"
+    );
     let shown = common::kafka::texts(&db, "SELECT definition FROM weir.sinks WHERE name = 'bad'")
         .await
         .join(" ");

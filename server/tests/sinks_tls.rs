@@ -31,9 +31,7 @@ async fn per_source_into(sink_options: &str) -> std::sync::Arc<weir_sql::Databas
 async fn the_postgres_sink_writes_over_tls_with_sslmode_require() {
     let database = format!("weir_sink_tls_{}", std::process::id());
     let pg = fresh_database(&database).await;
-    let url = format!(
-        "postgres://postgres@127.0.0.1:5432/{database}?sslmode=require&application_name=weir_tls_sink"
-    );
+    let url = common::pg_url(&database, "?sslmode=require&application_name=weir_tls_sink");
     let db = per_source_into(&format!(
         "connector = 'postgres', url = '{url}', table = 'per_source'"
     ))

@@ -403,15 +403,9 @@ impl Database {
         match statement {
             WeirStatement::Empty => Ok(Outcome::Empty),
             WeirStatement::CreateSource(c) => self.create_source(c).await,
-            WeirStatement::CreateView(c) => {
-                let background = session.is_on("background_ddl");
-                self.create_view(c, background).await
-            }
+            WeirStatement::CreateView(c) => self.create_view(c, session).await,
             WeirStatement::CreateSink(c) => self.create_sink(c).await,
-            WeirStatement::CreateAlert(c) => {
-                let background = session.is_on("background_ddl");
-                self.create_alert(c, background).await
-            }
+            WeirStatement::CreateAlert(c) => self.create_alert(c, session).await,
             WeirStatement::Drop {
                 kind,
                 names,
@@ -549,7 +543,7 @@ impl Database {
         Ok(())
     }
 
-    async fn create_view(&self, c: CreateView, background: bool) -> Result<Outcome> {
+    async fn create_view(&self, c: CreateView, session: &Session) -> Result<Outcome> {
         let mut catalog = self.catalog.lock().await;
         if catalog.get(&c.name).is_some() {
             if c.if_not_exists {
@@ -574,16 +568,18 @@ impl Database {
             return Err(e);
         }
         drop(catalog);
-        if !background {
-            self.wait_backfill(&def.name).await;
-        }
+        self.wait_backfill(&def.name, session).await;
         Ok(Outcome::Command("CREATE MATERIALIZED VIEW".into()))
     }
 
     /// Like RisingWave, CREATE MATERIALIZED VIEW (and CREATE ALERT) returns once the new
     /// relation has caught up with the data its source already has, so the next SELECT sees
-    /// all of it (unless `SET background_ddl = on`).
-    async fn wait_backfill(&self, name: &str) {
+    /// all of it (unless `SET background_ddl = on`). Every second of the wait sends the
+    /// session a NOTICE with the backfill's progress.
+    async fn wait_backfill(&self, name: &str, session: &Session) {
+        if session.is_on("background_ddl") {
+            return;
+        }
         let root = self
             .relations
             .read()
@@ -592,13 +588,29 @@ impl Database {
         let Some(root) = root else {
             return;
         };
-        let engine = self.engine.clone();
-        let timeout = self.backfill_timeout;
-        let caught_up = tokio::task::spawn_blocking(move || engine.wait_caught_up(&root, timeout))
-            .await
-            .unwrap_or(false);
-        if !caught_up {
-            tracing::warn!(relation = %name, "created; its source has not caught up yet (see weir.sources)");
+        let deadline = std::time::Instant::now() + self.backfill_timeout;
+        loop {
+            let engine = self.engine.clone();
+            let source = root.clone();
+            let started = std::time::Instant::now();
+            let step = deadline
+                .saturating_duration_since(started)
+                .min(std::time::Duration::from_secs(1));
+            let caught_up =
+                tokio::task::spawn_blocking(move || engine.wait_caught_up(&source, step))
+                    .await
+                    .unwrap_or(false);
+            if caught_up {
+                return;
+            }
+            // Past the deadline, or the wait ended early: the source failed or went away.
+            if std::time::Instant::now() >= deadline || started.elapsed() < step {
+                tracing::warn!(relation = %name, "created; its source has not caught up yet (see weir.sources)");
+                return;
+            }
+            if let Some(p) = crate::backfill::progress(&self.engine, &root) {
+                session.notice(p.notice(name));
+            }
         }
     }
 
@@ -772,7 +784,7 @@ impl Database {
         Ok(())
     }
 
-    async fn create_alert(&self, c: CreateAlert, background: bool) -> Result<Outcome> {
+    async fn create_alert(&self, c: CreateAlert, session: &Session) -> Result<Outcome> {
         let mut catalog = self.catalog.lock().await;
         if catalog.get(&c.name).is_some() {
             if c.if_not_exists {
@@ -798,9 +810,7 @@ impl Database {
             return Err(e);
         }
         drop(catalog);
-        if !background {
-            self.wait_backfill(&def.name).await;
-        }
+        self.wait_backfill(&def.name, session).await;
         Ok(Outcome::Command("CREATE ALERT".into()))
     }
 
@@ -892,6 +902,10 @@ impl Database {
             from: c.from,
             options: c.options,
         };
+        let relation = (def.from != ALL_ALERTS).then_some(def.from.as_str());
+        let (factory, mut spec) = self.sink_spec(&def, &def.name, relation)?;
+        spec.options = factory.validate(&spec)?;
+        crate::sink_check::check_target(factory, spec).await?;
         let def = self.instantiate_sink(def)?;
         let (name, from) = (def.name.clone(), def.from.clone());
         if let Err(e) = catalog.add(CatalogEntry::Sink(def)) {
@@ -1464,6 +1478,10 @@ impl Database {
 
     fn views_batch(&self) -> datafusion::error::Result<RecordBatch> {
         let relations = self.relations.read().clone();
+        let roots: BTreeMap<String, String> = relations
+            .iter()
+            .map(|(n, r)| (n.clone(), r.stream.root_source.clone()))
+            .collect();
         let catalog = self.catalog.try_lock().ok();
         // Alert rules are listed in weir.alert_rules.
         let views: Vec<(String, Arc<ViewRuntime>)> = relations
@@ -1509,6 +1527,16 @@ impl Database {
                 views
                     .iter()
                     .map(|(_, v)| Some(v.stats.caught_up.load(Ordering::Relaxed))),
+            )
+            .float(
+                "backfill_progress",
+                views.iter().map(|(n, v)| {
+                    if v.stats.caught_up.load(Ordering::Relaxed) {
+                        return Some(1.0);
+                    }
+                    let root = roots.get(n)?;
+                    crate::backfill::progress(&self.engine, root).and_then(|p| p.fraction)
+                }),
             )
             .int(
                 "rows_in",

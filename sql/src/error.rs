@@ -75,6 +75,9 @@ pub enum SqlError {
     /// 55006: the object is in use and cannot be changed so.
     #[error("{0}")]
     ObjectInUse(String),
+    /// 08001: a target the statement must reach (a sink's) did not answer or refused.
+    #[error("{0}")]
+    ConnectionFailure(String),
     /// XX000: a bug.
     #[error("internal error (this is a bug): {0}")]
     Internal(String),
@@ -107,6 +110,7 @@ impl SqlError {
             SqlError::DuplicateRole(_) => "42710",
             SqlError::UndefinedRole(_) => "42704",
             SqlError::ObjectInUse(_) => "55006",
+            SqlError::ConnectionFailure(_) => "08001",
             SqlError::Internal(_) => "XX000",
         }
     }

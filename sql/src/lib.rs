@@ -6,6 +6,7 @@
 //! together for the wire protocol and tests.
 
 pub mod alerts;
+pub mod backfill;
 pub mod bounded;
 pub mod catalog;
 pub mod checked;
@@ -25,6 +26,7 @@ pub mod pg_names;
 pub mod planner;
 pub mod retention;
 pub mod session;
+pub mod sink_check;
 pub mod system;
 pub mod system_archive;
 pub mod types;

@@ -143,9 +143,23 @@ fn parse_timeout(value: &str) -> Result<Option<std::time::Duration>> {
 #[derive(Debug, Clone, Default)]
 pub struct Session {
     overrides: BTreeMap<String, String>,
+    /// Where NOTICE messages of the running statement go (a pgwire client), if anywhere.
+    notices: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl Session {
+    /// Sends the running statement's NOTICE messages to `to`.
+    pub fn send_notices(&mut self, to: tokio::sync::mpsc::UnboundedSender<String>) {
+        self.notices = Some(to);
+    }
+
+    /// A NOTICE for the client, if it listens (PostgreSQL's `RAISE NOTICE`, psql prints it).
+    pub fn notice(&self, message: String) {
+        if let Some(to) = &self.notices {
+            let _ = to.send(message);
+        }
+    }
+
     /// A setting's current value.
     pub fn get(&self, name: &str) -> Option<String> {
         let name = name.to_lowercase();

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{Session, TableProvider};
@@ -97,6 +98,14 @@ impl Columns {
     pub fn int(mut self, name: &str, values: impl IntoIterator<Item = Option<i64>>) -> Self {
         let a: Int64Array = values.into_iter().collect();
         self.fields.push(Field::new(name, DataType::Int64, true));
+        self.arrays.push(Arc::new(a));
+        self
+    }
+
+    /// A double precision column.
+    pub fn float(mut self, name: &str, values: impl IntoIterator<Item = Option<f64>>) -> Self {
+        let a: Float64Array = values.into_iter().collect();
+        self.fields.push(Field::new(name, DataType::Float64, true));
         self.arrays.push(Arc::new(a));
         self
     }

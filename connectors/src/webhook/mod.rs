@@ -286,6 +286,29 @@ impl Target {
         })
     }
 
+    /// Whether the target accepts a TCP connection within the timeout (transient error if
+    /// not): what `open` checks, so `CREATE SINK` refuses a receiver that is not there.
+    pub(crate) async fn reachable(&self) -> std::result::Result<(), SinkError> {
+        let host = self
+            .uri
+            .host()
+            .unwrap_or("localhost")
+            .trim_matches(['[', ']']);
+        let port = self.uri.port_u16().unwrap_or(80);
+        match tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect((host, port))).await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(SinkError::Transient(format!(
+                "{}: cannot connect: {e}",
+                self.shown
+            ))),
+            Err(_) => Err(SinkError::Transient(format!(
+                "{}: no connection within {:?}",
+                self.shown, self.timeout
+            ))),
+        }
+    }
+
     /// POSTs one JSON body (with `extra` headers) and classifies the answer: Ok for 2xx,
     /// transient for 408, 429, 5xx, connection errors and no answer within the timeout,
     /// permanent otherwise.
@@ -452,7 +475,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[async_trait::async_trait(?Send)]
 impl SinkWriter for WebhookWriter {
     async fn open(&mut self, _resume: &Value) -> std::result::Result<(), SinkError> {
-        self.connect()
+        self.connect()?;
+        self.target.as_ref().expect("connected").reachable().await
     }
 
     async fn write(&mut self, batches: &[RecordBatch]) -> std::result::Result<(), SinkError> {

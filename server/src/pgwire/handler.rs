@@ -202,16 +202,20 @@ impl Handler {
     }
 
     /// Runs one statement under `limits` for `user`; in a `failed` transaction only its end
-    /// runs.
+    /// runs. Its NOTICE messages go to `notices`.
     async fn run_one(
         &self,
         sql: &str,
         limits: &Limits,
         failed: bool,
         user: Option<&str>,
+        notices: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     ) -> Result<Outcome, SqlError> {
         let started = std::time::Instant::now();
         let mut session = self.session.lock().clone();
+        if let Some(to) = notices {
+            session.send_notices(to);
+        }
         let prepared = match limits.within(self.db.prepare(sql)).await {
             Ok(p) => p,
             Err(e) => {
@@ -251,6 +255,20 @@ impl Handler {
     }
 }
 
+/// Sends one NOTICE (SQLSTATE 00000) to the client.
+async fn send_notice<C>(client: &mut C, message: String) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    use futures::SinkExt;
+    let info = ErrorInfo::new("NOTICE".into(), "00000".into(), message);
+    client
+        .send(PgWireBackendMessage::NoticeResponse(info.into()))
+        .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl SimpleQueryHandler for Handler {
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
@@ -270,7 +288,22 @@ impl SimpleQueryHandler for Handler {
             let limits = Limits::start(client, &session);
             let failed = status == TransactionStatus::Error;
             let user = client.metadata().get(METADATA_USER).cloned();
-            match self.run_one(&sql, &limits, failed, user.as_deref()).await {
+            let (to_client, mut notices) = tokio::sync::mpsc::unbounded_channel();
+            let result = {
+                let run = self.run_one(&sql, &limits, failed, user.as_deref(), Some(to_client));
+                tokio::pin!(run);
+                // NOTICEs (a backfill's progress) reach the client while the statement runs.
+                loop {
+                    tokio::select! {
+                        result = &mut run => break result,
+                        Some(message) = notices.recv() => send_notice(client, message).await?,
+                    }
+                }
+            };
+            while let Ok(message) = notices.try_recv() {
+                send_notice(client, message).await?;
+            }
+            match result {
                 Ok(outcome) => {
                     status = super::transaction::after(status, &outcome);
                     responses.push(

@@ -521,6 +521,8 @@ fn resolve_view(
     let mut candidates: Vec<(bool, String, Arc<ViewRuntime>)> = db
         .views()
         .into_iter()
+        // An alert rule that aggregates has windows too, but its rows are alerts.
+        .filter(|(_, v)| !v.is_alert())
         .filter_map(|(n, v)| {
             let kind = v.window()?;
             (kind.size() == size).then_some((matches!(kind, WindowKind::Hop { .. }), n, v))

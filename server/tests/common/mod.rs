@@ -18,18 +18,53 @@ use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
 use datafusion::prelude::{JsonReadOptions, SessionContext};
 use weir_sql::{Database, DatabaseOptions, Session};
 
-/// The machine's PostgreSQL (user postgres, trust), without a database name.
-pub const PG: &str = "host=127.0.0.1 port=5432 user=postgres";
+/// The PostgreSQL the tests use, without a database name: `WEIR_TEST_POSTGRES` (libpq
+/// `key=value` words; a superuser), by default the machine's (user postgres, trust).
+pub fn pg() -> String {
+    std::env::var("WEIR_TEST_POSTGRES")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres".to_string())
+}
+
+/// One `key=value` word of [`pg`], or `default`.
+fn pg_setting(key: &str, default: &str) -> String {
+    pg().split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// [`pg`]'s port.
+pub fn pg_port() -> u16 {
+    pg_setting("port", "5432")
+        .parse()
+        .expect("WEIR_TEST_POSTGRES port")
+}
+
+/// [`pg`] as a URL for `database` (what the postgres sink takes); `query` is appended.
+pub fn pg_url(database: &str, query: &str) -> String {
+    let (user, password) = (pg_setting("user", "postgres"), pg_setting("password", ""));
+    let password = if password.is_empty() {
+        String::new()
+    } else {
+        format!(":{password}")
+    };
+    format!(
+        "postgres://{user}{password}@{}:{}/{database}{query}",
+        pg_setting("host", "127.0.0.1"),
+        pg_port()
+    )
+}
 
 /// A fresh database on the machine's PostgreSQL (which must be running).
 pub async fn fresh_database(name: &str) -> tokio_postgres::Client {
     let (admin, conn) = tokio_postgres::connect(
-        &format!("{PG} dbname=postgres"),
+        &format!("{} dbname=postgres", pg()),
         tokio_postgres::NoTls,
     )
     .await
     .expect(
-        "PostgreSQL must run on 127.0.0.1:5432 (user postgres, trust); scripts/test.sh starts it",
+        "PostgreSQL must run on 127.0.0.1:5432 (user postgres, trust) or where WEIR_TEST_POSTGRES says; scripts/test.sh starts it",
     );
     tokio::spawn(conn);
     for statement in [
@@ -39,7 +74,7 @@ pub async fn fresh_database(name: &str) -> tokio_postgres::Client {
         admin.batch_execute(&statement).await.unwrap();
     }
     let (client, conn) =
-        tokio_postgres::connect(&format!("{PG} dbname={name}"), tokio_postgres::NoTls)
+        tokio_postgres::connect(&format!("{} dbname={name}", pg()), tokio_postgres::NoTls)
             .await
             .unwrap();
     tokio::spawn(conn);
@@ -48,7 +83,7 @@ pub async fn fresh_database(name: &str) -> tokio_postgres::Client {
 
 pub async fn drop_database(name: &str) {
     if let Ok((admin, conn)) =
-        tokio_postgres::connect(&format!("{PG} dbname=postgres"), tokio_postgres::NoTls).await
+        tokio_postgres::connect(&format!("{} dbname=postgres", pg()), tokio_postgres::NoTls).await
     {
         tokio::spawn(conn);
         let _ = admin
