@@ -49,7 +49,7 @@ pub fn outlier_query(source: &str) -> String {
     FROM {source}
     WINDOW w AS (PARTITION BY source ORDER BY "timestamp"
                  RANGE BETWEEN INTERVAL '5 minutes' PRECEDING AND INTERVAL '1 millisecond' PRECEDING)
-) WHERE history >= {OUTLIER_MIN_HISTORY} AND abs(z) > 4"#
+) WHERE history >= {OUTLIER_MIN_HISTORY} AND abs(z) > 5"#
     )
 }
 

@@ -145,22 +145,13 @@ async fn alerts_reach_alertmanager_once_across_an_outage_and_kill_9() {
     let mut weir = Weir::start_with(dir.path(), &[("WEIR_CHECKPOINT_INTERVAL", "1h")]);
     let client = weir.connect().await;
     let t0 = chrono::Utc::now().timestamp_nanos_opt().unwrap() - 60_000_000_000;
-    append(
-        &events,
-        &[
-            event("e1", "web", t0, 95.0),
-            event("e2", "db", t0, 99.0),
-            event("e3", "tick", t0 + 5_000_000_000, 1.0),
-        ],
-    );
+    std::fs::write(&events, "").unwrap();
     client
         .batch_execute(&format!(
             "{};\n\
              CREATE ALERT hot WITH (severity = 'critical', key = 'source', cooldown = '0 seconds') AS \
                SELECT source, \"timestamp\", attributes.metric AS metric FROM events \
-               WHERE attributes.metric > 90;\n\
-             CREATE SINK am FROM weir.alerts WITH (connector = 'alertmanager', \
-               url = 'http://127.0.0.1:{am_port}', labels = 'team=ops');",
+               WHERE attributes.metric > 90;",
             weir_server::demo::seed_source(
                 "events",
                 &format!(
@@ -171,6 +162,41 @@ async fn alerts_reach_alertmanager_once_across_an_outage_and_kill_9() {
         ))
         .await
         .unwrap_or_else(|e| panic!("{e:?}\n{}", weir.log_text()));
+    let create_sink = format!(
+        "CREATE SINK am FROM weir.alerts WITH (connector = 'alertmanager', \
+         url = 'http://127.0.0.1:{am_port}', labels = 'team=ops')"
+    );
+
+    // CREATE SINK checks the target: with Alertmanager not running it is refused.
+    let refused = client
+        .batch_execute(&create_sink)
+        .await
+        .expect_err("a sink to an Alertmanager that is not running");
+    let refused = refused.as_db_error().expect("an SQL error");
+    assert_eq!(refused.code().code(), "08001", "{refused:?}");
+    assert!(refused.message().contains("cannot connect"), "{refused:?}");
+
+    // With Alertmanager up the sink is created; then Alertmanager goes away before the
+    // first alert.
+    let first = Alertmanager::start(dir.path(), am_port, &receiver_url);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", am_port)).is_err() {
+        assert!(Instant::now() < deadline, "Alertmanager did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client
+        .batch_execute(&create_sink)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", weir.log_text()));
+    drop(first);
+    append(
+        &events,
+        &[
+            event("e1", "web", t0, 95.0),
+            event("e2", "db", t0, 99.0),
+            event("e3", "tick", t0 + 5_000_000_000, 1.0),
+        ],
+    );
 
     // Alertmanager is down: the sink retries and says why.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -315,3 +315,62 @@ async fn result_columns_are_named_as_postgresql_names_them() {
     let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
     assert_eq!(names, want);
 }
+
+/// A CREATE MATERIALIZED VIEW that backfills for more than a second tells psql how far it
+/// is (NOTICEs while it runs), and `weir.views.backfill_progress` ends at 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_backfill_sends_progress_notices_to_psql() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    write_events(&file, 300_000, 2, 0, 0);
+    let server = Server::start(&dir.path().join("data")).await;
+    let client = server.client().await;
+    client.batch_execute(&create_source(&file)).await.unwrap();
+    // Each event in 300 windows: several seconds of backfill in a test build.
+    let port = server.addr.port();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "weir",
+                "-d",
+                "weir",
+                "-X",
+            ])
+            .args(["-v", "ON_ERROR_STOP=1", "-c"])
+            .arg(format!(
+                "CREATE MATERIALIZED VIEW slow AS {}",
+                weir_server::demo::kpi_query(
+                    "HOP(events, \"timestamp\", INTERVAL '1 second', INTERVAL '5 minutes')"
+                )
+            ))
+            .output()
+            .expect("psql must be installed (apt-get install postgresql-client)")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let notices: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("NOTICE:  backfilling \"slow\": "))
+        .collect();
+    println!("{}", notices.join("\n"));
+    assert!(!notices.is_empty(), "no progress NOTICE: {stderr}");
+    assert!(
+        notices
+            .iter()
+            .all(|n| n.contains(" events read, ") && n.contains("% of the input")),
+        "{notices:?}"
+    );
+    let progress = client
+        .simple_query("SELECT backfill_progress FROM weir.views WHERE name = 'slow'")
+        .await
+        .unwrap();
+    let done: f64 = rows(&progress)[0].get(0).unwrap().parse().unwrap();
+    assert_eq!(done, 1.0);
+}

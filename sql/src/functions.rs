@@ -7,13 +7,13 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano};
+use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, TimeUnit};
 use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{plan_err, Column, ScalarValue};
 use datafusion::datasource::provider_as_source;
 use datafusion::error::Result as DfResult;
-use datafusion::logical_expr::{lit, Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::{cast, lit, Expr, LogicalPlan, LogicalPlanBuilder};
 use parking_lot::Mutex;
 use weir_engine::window::WindowKind;
 
@@ -197,26 +197,43 @@ pub fn window_plan(
         .map(Expr::Column)
         .collect();
     let date_bin = datafusion::functions::datetime::date_bin();
+    // Nanosecond timestamps (every TIMESTAMPTZ Weir decodes) shift by whole nanoseconds as
+    // integers: timestamp ± interval goes through a calendar per row, which was a quarter of
+    // a HOP view's time.
+    let time_type = field.data_type().clone();
+    let nanos = matches!(time_type, DataType::Timestamp(TimeUnit::Nanosecond, _));
+    let shift = |t: Expr, by: Expr, forward: bool| -> Expr {
+        if nanos {
+            let t = cast(t, DataType::Int64);
+            cast(if forward { t + by } else { t - by }, time_type.clone())
+        } else if forward {
+            t + by
+        } else {
+            t - by
+        }
+    };
+    let amount = |ns: i64| if nanos { lit(ns) } else { interval_lit(ns) };
     let (builder, start) = match kind {
         WindowKind::Tumble { size } => (scan, date_bin.call(vec![interval_lit(size), ts])),
         WindowKind::Hop { slide, size } => {
-            let offsets: Vec<Vec<Expr>> = (0..size / slide)
-                .map(|i| vec![interval_lit(i * slide)])
-                .collect();
+            let offsets: Vec<Vec<Expr>> =
+                (0..size / slide).map(|i| vec![amount(i * slide)]).collect();
             // The offsets are the cross join's left input, the one it collects: each batch
-            // of events then comes out as size/slide batches of the same length. With the
-            // events on the left, every event became its own output batch of size/slide
-            // rows (16× TUMBLE's time for a 6-window HOP instead of ≤ 2×).
+            // of events then comes out as size/slide batches of the same length (with the
+            // events on the left, every event became an output batch of its own).
             let offsets = LogicalPlanBuilder::values(offsets)?
                 .project(vec![
                     Expr::Column(Column::from_name("column1")).alias("__weir_hop_offset")
                 ])?;
-            let start = date_bin.call(vec![interval_lit(slide), ts])
-                - Expr::Column(Column::from_name("__weir_hop_offset"));
+            let start = shift(
+                date_bin.call(vec![interval_lit(slide), ts]),
+                Expr::Column(Column::from_name("__weir_hop_offset")),
+                false,
+            );
             (offsets.cross_join(scan.build()?)?, start)
         }
     };
-    let end = start.clone() + interval_lit(kind.size());
+    let end = shift(start.clone(), amount(kind.size()), true);
     exprs.push(start.alias("window_start"));
     exprs.push(end.alias("window_end"));
     builder.project(exprs)?.build()

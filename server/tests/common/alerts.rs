@@ -207,6 +207,34 @@ pub fn injected_outliers(lines: &[String]) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// The injected outliers the outlier rule scores: those with at least
+/// `demo::OUTLIER_MIN_HISTORY` events of their source in the five minutes before them (the
+/// rule's frame ends 1 ms before the event).
+pub fn scored_outliers(lines: &[String]) -> Vec<(String, i64)> {
+    let mut times: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for l in lines {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+            continue;
+        };
+        if let (Some(source), Some(_)) = (v["source"].as_str(), v["timestamp"].as_str()) {
+            times
+                .entry(source.to_string())
+                .or_default()
+                .push(time_ns(&v["timestamp"]));
+        }
+    }
+    times.values_mut().for_each(|t| t.sort_unstable());
+    injected_outliers(lines)
+        .into_iter()
+        .filter(|(source, t)| {
+            let ts = &times[source];
+            let from = ts.partition_point(|x| *x < t - 5 * MINUTE);
+            let to = ts.partition_point(|x| *x <= t - 1_000_000);
+            to - from >= weir_server::demo::OUTLIER_MIN_HISTORY as usize
+        })
+        .collect()
+}
+
 /// An RFC 3339 JSON string as ns.
 pub fn time_ns(v: &serde_json::Value) -> i64 {
     chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
