@@ -70,6 +70,23 @@ async fn sqlstate(client: &Client, sql: &str) -> String {
     db.code().code().to_string()
 }
 
+/// psql connected to Weir on `port` as `weir`, without a psqlrc.
+fn psql_to(port: u16) -> std::process::Command {
+    let mut psql = std::process::Command::new("psql");
+    psql.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-U",
+        "weir",
+        "-d",
+        "weir",
+        "-X",
+    ]);
+    psql
+}
+
 async fn wait_view_caught_up(client: &Client, view: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -242,20 +259,8 @@ async fn psql_meta_commands_describe_views() {
 
     let port = server.addr.port();
     let psql = move |cmd: &'static str| {
-        let out = std::process::Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "weir",
-                "-d",
-                "weir",
-                "-X",
-                "-c",
-                cmd,
-            ])
+        let out = psql_to(port)
+            .args(["-c", cmd])
             .output()
             .expect("psql must be installed (apt-get install postgresql-client)");
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -329,18 +334,7 @@ async fn a_long_backfill_sends_progress_notices_to_psql() {
     // Each event in 300 windows: several seconds of backfill in a test build.
     let port = server.addr.port();
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "weir",
-                "-d",
-                "weir",
-                "-X",
-            ])
+        psql_to(port)
             .args(["-v", "ON_ERROR_STOP=1", "-c"])
             .arg(format!(
                 "CREATE MATERIALIZED VIEW slow AS {}",
