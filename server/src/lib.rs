@@ -1,12 +1,6 @@
 //! `weir-server`: the `weir` binary's library — configuration, start-up and shutdown, and the
 //! PostgreSQL wire protocol front end. Business logic lives in `weir-sql` and `weir-engine`.
 
-pub mod bench;
-pub mod bench_alerts;
-pub mod bench_checkpoint;
-pub mod bench_kafka;
-pub mod bench_sinks;
-pub mod bench_soak;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -10,7 +10,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use weir_connectors::datagen::{DatagenConfig, EventGenerator};
 use weir_connectors::kafka::produce;
-use weir_server::{bench, bench_checkpoint, bench_kafka, Config};
+use weir_server::Config;
+
+mod bench;
 
 /// Weir: a streaming SQL database.
 #[derive(Debug, Parser)]
@@ -370,7 +372,7 @@ fn main() -> anyhow::Result<()> {
         }) => {
             init_logging("text", "warn");
             let runtime = tokio::runtime::Runtime::new()?;
-            let t = runtime.block_on(bench_kafka::throughput(&brokers, events, partitions))?;
+            let t = runtime.block_on(bench::kafka::throughput(&brokers, events, partitions))?;
             println!("events:                {}", t.events);
             println!(
                 "produce:               {:.0} events/s",
@@ -386,7 +388,7 @@ fn main() -> anyhow::Result<()> {
                 100.0 * t.weir_per_second / t.consume_only_per_second
             );
             if latency_rate > 0 {
-                let l = runtime.block_on(bench_kafka::latency(
+                let l = runtime.block_on(bench::kafka::latency(
                     &brokers,
                     latency_rate,
                     latency_seconds,
@@ -411,7 +413,7 @@ fn main() -> anyhow::Result<()> {
             let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("weir-bench-checkpoint"));
             std::fs::create_dir_all(&dir)?;
             let runtime = tokio::runtime::Runtime::new()?;
-            let r = runtime.block_on(bench_checkpoint::run(&dir, events, sources, interval))?;
+            let r = runtime.block_on(bench::checkpoint::run(&dir, events, sources, interval))?;
             println!("events:               {}", r.events);
             println!("open groups:          {}", r.groups);
             println!("without checkpoints:  {:.0} events/s", r.without);
@@ -450,14 +452,14 @@ fn main() -> anyhow::Result<()> {
         }) => {
             init_logging("text", "warn");
             let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("weir-bench-soak"));
-            let options = weir_server::bench_soak::SoakOptions {
+            let options = bench::soak::SoakOptions {
                 days,
                 rate,
                 sources,
                 retention: (retention != "none").then_some(retention),
             };
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(weir_server::bench_soak::run(&dir, &options))?;
+            runtime.block_on(bench::soak::run(&dir, &options))?;
             Ok(())
         }
         Some(Command::BenchAlerts {
@@ -473,7 +475,7 @@ fn main() -> anyhow::Result<()> {
             let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("weir-bench-alerts"));
             std::fs::create_dir_all(&dir)?;
             let runtime = tokio::runtime::Runtime::new()?;
-            let options = weir_server::bench_alerts::AlertBenchOptions {
+            let options = bench::alerts::AlertBenchOptions {
                 brokers,
                 rate,
                 seconds,
@@ -481,14 +483,14 @@ fn main() -> anyhow::Result<()> {
                 fetch_wait_ms,
                 emit: emit.clone(),
             };
-            let r = runtime.block_on(weir_server::bench_alerts::run(&dir, &options))?;
+            let r = runtime.block_on(bench::alerts::run(&dir, &options))?;
             println!("rule:          emit = '{emit}'");
             println!(
                 "events:        {} at {:.0} events/s (target {rate})",
                 r.events, r.produced_rate
             );
             println!("alerts:        {}", r.latencies_ms.len());
-            let q = weir_server::bench_alerts::AlertBench::quantile;
+            let q = bench::alerts::AlertBench::quantile;
             for (what, l) in [
                 ("event time", &r.latencies_ms),
                 ("event produced", &r.from_produce_ms),
@@ -518,13 +520,13 @@ fn main() -> anyhow::Result<()> {
             init_logging("text", "warn");
             let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("weir-bench-sinks"));
             std::fs::create_dir_all(&dir)?;
-            let targets = weir_server::bench_sinks::Targets {
+            let targets = bench::sinks::Targets {
                 postgres,
                 redis,
                 brokers,
             };
             let runtime = tokio::runtime::Runtime::new()?;
-            let r = runtime.block_on(weir_server::bench_sinks::run(&dir, events, &targets))?;
+            let r = runtime.block_on(bench::sinks::run(&dir, events, &targets))?;
             println!("events:                 {}", r.events);
             println!("kpi_1m, no sinks:       {:.0} events/s", r.without);
             println!(
@@ -596,7 +598,7 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new()?;
             let report = runtime.block_on(bench::run(&path, events, window))?;
             println!("file:        {}", path.display());
-            println!("window:      {}", window.from_clause());
+            println!("window:      {}", window.windowed_relation());
             println!("events:      {}", report.events);
             println!("windows:     {}", report.windows);
             println!(

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use weir_sql::{Database, DatabaseOptions, Outcome, Session};
 
-use crate::error::{Result, ServerError};
+use weir_server::error::{Result, ServerError};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -30,7 +30,7 @@ const DAY_NS: i64 = 86_400_000_000_000;
 
 /// Resident set size of this process now.
 fn rss() -> u64 {
-    crate::metrics::process_memory("VmRSS").unwrap_or(0)
+    weir_server::metrics::process_memory("VmRSS").unwrap_or(0)
 }
 
 fn dir_bytes(dir: &Path) -> u64 {

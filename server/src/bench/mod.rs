@@ -1,4 +1,12 @@
-//! `weir bench`: the core issue's file session over a generated file, timed end to end.
+//! The benchmarks behind `weir bench*` — part of the binary, not of the `weir-server`
+//! library. This file is `weir bench`: the core issue's file session over a generated file,
+//! timed end to end; Kafka, checkpoints, sinks, the soak and alerts are submodules.
+
+pub mod alerts;
+pub mod checkpoint;
+pub mod kafka;
+pub mod sinks;
+pub mod soak;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -8,7 +16,7 @@ use std::time::{Duration, Instant};
 use weir_connectors::datagen::{DatagenConfig, EventGenerator};
 use weir_sql::{Database, DatabaseOptions, Session};
 
-use crate::error::{Result, ServerError};
+use weir_server::error::{Result, ServerError};
 
 /// What a bench run measured.
 #[derive(Debug)]
@@ -66,11 +74,6 @@ pub fn write_generated(path: &Path, count: u64, options: &[(&str, String)]) -> R
     Ok(())
 }
 
-/// The file session of the core issue (source + `kpi_1m`) over `path`.
-pub fn file_session(path: &Path) -> String {
-    file_session_with(path, "format = 'json'")
-}
-
 /// The file session with `options` added to the source's.
 pub fn file_session_with(path: &Path, options: &str) -> String {
     file_session_windowed(path, options, Window::Tumble)
@@ -88,7 +91,7 @@ pub enum Window {
 
 impl Window {
     /// The view's `FROM`.
-    pub fn from_clause(self) -> &'static str {
+    pub fn windowed_relation(self) -> &'static str {
         match self {
             Window::Tumble => "TUMBLE(events, \"timestamp\", INTERVAL '1 minute')",
             Window::Hop => "HOP(events, \"timestamp\", INTERVAL '10 seconds', INTERVAL '1 minute')",
@@ -100,11 +103,11 @@ fn file_session_windowed(path: &Path, options: &str, window: Window) -> String {
     let path = path.display().to_string().replace('\'', "''");
     format!(
         "{};\nCREATE MATERIALIZED VIEW kpi_1m AS {};",
-        crate::demo::seed_source(
+        weir_server::demo::seed_source(
             "events",
             &format!("connector = 'file', path = '{path}', {options}")
         ),
-        crate::demo::kpi_query(window.from_clause())
+        weir_server::demo::kpi_query(window.windowed_relation())
     )
 }
 
@@ -145,7 +148,7 @@ pub async fn run(path: &Path, events: u64, window: Window) -> Result<BenchReport
 
 /// Peak resident set size of this process (Linux).
 pub fn peak_rss() -> Option<u64> {
-    crate::metrics::process_memory("VmHWM")
+    weir_server::metrics::process_memory("VmHWM")
 }
 
 /// A file path for generated events in the system temp dir.

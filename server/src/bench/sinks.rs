@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use weir_sql::{Database, DatabaseOptions, Session};
 
-use crate::error::{Result, ServerError};
+use weir_server::error::{Result, ServerError};
 
 /// Where the sinks write.
 #[derive(Debug, Clone)]

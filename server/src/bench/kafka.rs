@@ -23,7 +23,7 @@ use weir_connectors::datagen::{DatagenConfig, EventGenerator};
 use weir_connectors::kafka::produce::{create_topic, produce, ProduceOptions};
 use weir_sql::{Database, DatabaseOptions, Session};
 
-use crate::error::{Result, ServerError};
+use weir_server::error::{Result, ServerError};
 
 fn fail(what: &str, e: impl std::fmt::Display) -> ServerError {
     ServerError::Config(format!("{what}: {e}"))
@@ -102,13 +102,13 @@ pub async fn throughput(brokers: &str, events: u64, partitions: i32) -> Result<T
     let started = Instant::now();
     let sql = format!(
         "{};\nCREATE MATERIALIZED VIEW kpi_1m AS {};",
-        crate::demo::seed_source(
+        weir_server::demo::seed_source(
             "events",
             &format!(
                 "connector = 'kafka', brokers = '{brokers}', topic = '{topic}', format = 'json'"
             )
         ),
-        crate::demo::kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')")
+        weir_server::demo::kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '1 minute')")
     );
     db.run(&mut session, &sql).await?;
     let stats = db
@@ -197,7 +197,7 @@ pub async fn latency(
             WATERMARK FOR "timestamp" AS "timestamp" - INTERVAL '0 seconds')
           WITH (connector = 'kafka', brokers = '{brokers}', topic = '{topic}', start = 'earliest');
           CREATE MATERIALIZED VIEW kpi_100ms AS {};"#,
-        crate::demo::kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '100 milliseconds')")
+        weir_server::demo::kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '100 milliseconds')")
     );
     db.run(&mut session, &sql).await?;
     let view = db

@@ -13,7 +13,7 @@ use weir_connectors::datagen::{DatagenConfig, EventGenerator};
 use weir_connectors::kafka::produce::{produce, ProduceOptions};
 use weir_sql::{Database, DatabaseOptions, Session};
 
-use crate::error::{Result, ServerError};
+use weir_server::error::{Result, ServerError};
 
 /// What a run measured.
 #[derive(Debug)]
@@ -109,7 +109,7 @@ pub async fn run(dir: &std::path::Path, options: &AlertBenchOptions) -> Result<A
         &format!(
             "SET background_ddl = on;\n{};\n{};\n\
              CREATE SINK alerts_out FROM weir.alerts WITH (connector = 'kafka', brokers = '{brokers}', topic = '{output}');",
-            crate::demo::seed_source(
+            weir_server::demo::seed_source(
                 "events",
                 &format!(
                     "connector = 'kafka', brokers = '{brokers}', topic = '{input}', format = 'json', \
@@ -117,7 +117,7 @@ pub async fn run(dir: &std::path::Path, options: &AlertBenchOptions) -> Result<A
                     options.fetch_wait_ms
                 )
             ),
-            crate::demo::outlier_alert_emitting(
+            weir_server::demo::outlier_alert_emitting(
                 "metric_outlier",
                 "events",
                 "0 seconds",
