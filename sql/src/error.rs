@@ -75,6 +75,12 @@ pub enum SqlError {
     /// 55006: the object is in use and cannot be changed so.
     #[error("{0}")]
     ObjectInUse(String),
+    /// 42702: a column name that more than one relation of the query has.
+    #[error("{0}")]
+    AmbiguousColumn(String),
+    /// 42701: a column name given twice.
+    #[error("{0}")]
+    DuplicateColumn(String),
     /// 08001: a target the statement must reach (a sink's) did not answer or refused.
     #[error("{0}")]
     ConnectionFailure(String),
@@ -110,6 +116,8 @@ impl SqlError {
             SqlError::DuplicateRole(_) => "42710",
             SqlError::UndefinedRole(_) => "42704",
             SqlError::ObjectInUse(_) => "55006",
+            SqlError::AmbiguousColumn(_) => "42702",
+            SqlError::DuplicateColumn(_) => "42701",
             SqlError::ConnectionFailure(_) => "08001",
             SqlError::Internal(_) => "XX000",
         }
@@ -160,6 +168,9 @@ fn classify_datafusion(e: DataFusionError) -> SqlError {
         }
         _ => {}
     }
+    if let Some(kind) = classify_by_kind(e.find_root()) {
+        return kind;
+    }
     let message = e.find_root().to_string();
     let lower = message.to_lowercase();
     let strip = |m: &str| {
@@ -204,6 +215,45 @@ fn classify_datafusion(e: DataFusionError) -> SqlError {
     } else {
         SqlError::DataException(strip(&message))
     }
+}
+
+/// The SQLSTATE of the errors DataFusion and Arrow tell apart by kind; `None` for the kinds
+/// that carry only a message (planning and execution errors), which
+/// [`classify_datafusion`] reads.
+fn classify_by_kind(e: &DataFusionError) -> Option<SqlError> {
+    use datafusion::arrow::error::ArrowError;
+    use datafusion::common::SchemaError;
+    let text = || {
+        let m = e.to_string();
+        [
+            "Error during planning: ",
+            "Schema error: ",
+            "This feature is not implemented: ",
+            "SQL error: ",
+            "Arrow error: ",
+        ]
+        .iter()
+        .fold(m, |m, p| m.trim_start_matches(p).to_string())
+    };
+    Some(match e {
+        DataFusionError::SQL(..) => SqlError::Syntax(text()),
+        DataFusionError::NotImplemented(_) => SqlError::FeatureNotSupported(text()),
+        DataFusionError::SchemaError(kind, _) => match kind.as_ref() {
+            SchemaError::FieldNotFound { .. } => SqlError::UndefinedColumn(text()),
+            SchemaError::AmbiguousReference { .. } => SqlError::AmbiguousColumn(text()),
+            SchemaError::DuplicateQualifiedField { .. }
+            | SchemaError::DuplicateUnqualifiedField { .. } => SqlError::DuplicateColumn(text()),
+        },
+        DataFusionError::ArrowError(arrow, _) => match arrow.as_ref() {
+            ArrowError::DivideByZero => SqlError::DivisionByZero("division by zero".into()),
+            ArrowError::ArithmeticOverflow(_) => SqlError::OutOfRange(text()),
+            ArrowError::CastError(_) | ArrowError::ParseError(_) => {
+                SqlError::DatatypeMismatch(text())
+            }
+            _ => return None,
+        },
+        _ => return None,
+    })
 }
 
 /// Result alias for the SQL layer.
