@@ -209,11 +209,15 @@ async fn alerts_reach_alertmanager_once_across_an_outage_and_kill_9() {
             .await
             .unwrap();
         let (status, errors): (String, i64) = (row.get(0), row.get(1));
-        if errors > 0 {
-            assert!(status.starts_with("retrying"), "{status}");
+        // The error count and the status are two updates: wait for both.
+        if errors > 0 && status.starts_with("retrying") {
             break;
         }
-        assert!(Instant::now() < deadline, "{status}\n{}", weir.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "{status} ({errors} errors)\n{}",
+            weir.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
