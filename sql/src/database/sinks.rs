@@ -7,7 +7,7 @@ use std::sync::Arc;
 use weir_engine::pipeline::SinkNode;
 use weir_engine::sink::{SinkRuntime, SinkSpec};
 
-use crate::catalog::{CatalogEntry, SinkDef};
+use crate::catalog::{Catalog, CatalogEntry, SinkDef};
 use crate::dialect::{CreateSink, ALL_ALERTS};
 use crate::error::{Result, SqlError};
 
@@ -26,15 +26,8 @@ impl Database {
     }
 
     pub(super) async fn create_sink(&self, c: CreateSink) -> Result<Outcome> {
-        let mut catalog = self.catalog.lock().await;
-        if catalog.get(&c.name).is_some() {
-            if c.if_not_exists {
-                return Ok(Outcome::Command("CREATE SINK".into()));
-            }
-            return Err(SqlError::DuplicateObject(format!(
-                "an object named \"{}\" already exists",
-                c.name
-            )));
+        if let Some(done) = name_taken(&*self.catalog.lock().await, &c) {
+            return done;
         }
         // A `${env:…}`/`${file:…}` reference that does not resolve now would fail the sink
         // when it connects: say so at creation (the catalog keeps the reference).
@@ -42,14 +35,19 @@ impl Database {
             weir_engine::sink::resolve_secret(key, value)?;
         }
         let def = SinkDef {
-            name: c.name,
-            from: c.from,
-            options: c.options,
+            name: c.name.clone(),
+            from: c.from.clone(),
+            options: c.options.clone(),
         };
+        // The target check may take seconds: other DDL does not wait for it.
         let relation = (def.from != ALL_ALERTS).then_some(def.from.as_str());
         let (factory, mut spec) = self.sink_spec(&def, &def.name, relation)?;
         spec.options = factory.validate(&spec)?;
         crate::sink_check::check_target(factory, spec).await?;
+        let mut catalog = self.catalog.lock().await;
+        if let Some(done) = name_taken(&catalog, &c) {
+            return done;
+        }
         let def = self.instantiate_sink(def)?;
         let (name, from) = (def.name.clone(), def.from.clone());
         if let Err(e) = catalog.add(CatalogEntry::Sink(def)) {
@@ -210,4 +208,17 @@ pub(super) fn alert_sinks(entries: &[CatalogEntry]) -> Vec<SinkDef> {
 /// The engine sink delivering rule `alert`'s alerts for sink `sink` (`FROM weir.alerts`).
 pub(super) fn alert_sink_name(sink: &str, alert: &str) -> String {
     format!("{sink}@{alert}")
+}
+
+/// What CREATE SINK answers when its name is taken: nothing to do (`IF NOT EXISTS`) or 42P07.
+fn name_taken(catalog: &Catalog, c: &CreateSink) -> Option<Result<Outcome>> {
+    catalog.get(&c.name)?;
+    Some(if c.if_not_exists {
+        Ok(Outcome::Command("CREATE SINK".into()))
+    } else {
+        Err(SqlError::DuplicateObject(format!(
+            "an object named \"{}\" already exists",
+            c.name
+        )))
+    })
 }
