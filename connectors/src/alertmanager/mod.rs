@@ -288,8 +288,8 @@ fn alerts(messages: &[Message<'_>], extra_labels: &[(String, String)]) -> Vec<Va
 #[async_trait::async_trait(?Send)]
 impl SinkWriter for AlertmanagerWriter {
     async fn open(&mut self, _resume: &Value) -> std::result::Result<(), SinkError> {
-        self.connect()?;
-        self.target.as_ref().expect("connected").reachable().await
+        self.target = Some(self.config.endpoint.open("alertmanager").await?);
+        Ok(())
     }
 
     async fn write(&mut self, batches: &[RecordBatch]) -> std::result::Result<(), SinkError> {

@@ -104,6 +104,14 @@ impl Endpoint {
     pub(crate) fn connect(&self, what: &str) -> std::result::Result<Target, SinkError> {
         Target::connect(what, &self.url, &self.headers, self.timeout)
     }
+
+    /// A client for it once the target accepts a connection: what a writer's `open` does,
+    /// so `CREATE SINK` refuses a receiver that is not there.
+    pub(crate) async fn open(&self, what: &str) -> std::result::Result<Target, SinkError> {
+        let target = self.connect(what)?;
+        target.reachable().await?;
+        Ok(target)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -287,8 +295,8 @@ impl Target {
     }
 
     /// Whether the target accepts a TCP connection within the timeout (transient error if
-    /// not): what `open` checks, so `CREATE SINK` refuses a receiver that is not there.
-    pub(crate) async fn reachable(&self) -> std::result::Result<(), SinkError> {
+    /// not).
+    async fn reachable(&self) -> std::result::Result<(), SinkError> {
         let host = self
             .uri
             .host()
@@ -475,8 +483,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[async_trait::async_trait(?Send)]
 impl SinkWriter for WebhookWriter {
     async fn open(&mut self, _resume: &Value) -> std::result::Result<(), SinkError> {
-        self.connect()?;
-        self.target.as_ref().expect("connected").reachable().await
+        self.target = Some(self.config.endpoint.open("webhook").await?);
+        Ok(())
     }
 
     async fn write(&mut self, batches: &[RecordBatch]) -> std::result::Result<(), SinkError> {
