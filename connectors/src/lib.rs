@@ -1,7 +1,7 @@
 //! `weir-connectors`: one folder per connector, one cargo feature each.
 //!
-//! Each connector implements `weir_engine::source::SourceFactory` (sources) or
-//! `weir_engine::sink::SinkFactory` (sinks); [`register_all`] is the
+//! Each connector implements `weir_engine::connector::source::SourceFactory` (sources) or
+//! `weir_engine::connector::sink::SinkFactory` (sinks); [`register_all`] is the
 //! only list of them.
 
 pub mod options;
@@ -26,7 +26,7 @@ pub mod redis;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 
-use weir_engine::source::SourceRegistry;
+use weir_engine::connector::source::SourceRegistry;
 
 /// Whether `resolved` (a path with links and `..` resolved) lies under one of `dirs`, and
 /// `dirs` listed for the message that says where paths may be.

@@ -1,31 +1,31 @@
-//! `weir-engine`: the streaming core of Weir.
+//! `weir-engine`: the streaming core of Weir, in folders along the data path.
 //!
-//! Data flows `Source` → decoded Arrow batches ([`source::SourceBatch`]) → the per-source
-//! [`pipeline`] thread, which splits off late events ([`watermark`]) and feeds every
-//! materialized view ([`view::ViewPipeline`]). A view runs a pre-planned DataFusion physical
-//! plan over each micro-batch ([`feed`]), folds the rows into per-window DataFusion
-//! accumulators ([`aggregate`]) and emits windows once the watermark passes their end.
-//! Emitted rows live in [`state::ViewState`], served to queries as a DataFusion table with a
-//! keyed index ([`state::ViewTable`]).
+//! - [`connector`]: the seams connectors implement — [`connector::source::Source`] hands out
+//!   decoded Arrow batches, [`connector::sink::SinkWriter`] writes rows out — and the JSON
+//!   decoder sources share.
+//! - [`operator`]: the [`operator::Operator`] trait and its implementations (window
+//!   aggregates, streaming `OVER` frames, alert rules, the stateless DataFusion plans between
+//!   them). A view is a chain of operators.
+//! - [`pipeline`]: the engine's lifecycle; per source, a reader thread and a processor thread
+//!   that splits off late events ([`pipeline::watermark`]) and pushes each micro-batch
+//!   through every view ([`pipeline::view::ViewRuntime`]) and into sink queues
+//!   ([`pipeline::sink_queue`]).
+//! - [`checkpoint`]: the checkpoint protocol, the store that writes and reads it, and the
+//!   recovery plan that decides where each view and sink resumes.
+//! - [`history`]: retention, Parquet history and its compaction.
+//! - [`serving`]: what queries read — a view's emitted rows with a keyed index, a view as a
+//!   DataFusion table, the counters and logs behind `weir.*`, `/metrics` and `/ready`.
 //!
 //! This crate parses no SQL and opens no sockets: `weir-sql` plans views into
-//! [`view::ViewPlan`]s and `weir-connectors` implements [`source::Source`].
+//! [`pipeline::view::ViewPlan`]s and `weir-connectors` implements the connector traits.
 
-pub mod aggregate;
-pub mod alert;
 pub mod checkpoint;
-pub mod decode;
+pub mod connector;
 pub mod error;
-pub mod feed;
 pub mod history;
-pub mod over;
+pub mod operator;
+mod paths;
 pub mod pipeline;
-pub mod sink;
-pub mod source;
-pub mod state;
-pub mod system;
-pub mod view;
-pub mod watermark;
-pub mod window;
+pub mod serving;
 
 pub use error::{EngineError, Result};

@@ -242,7 +242,8 @@ enum Command {
         /// Use this file instead of generating one.
         #[arg(long)]
         file: Option<PathBuf>,
-        /// The view's window: the seed's TUMBLE, or HOP (10 s slide, 1 minute size).
+        /// The view's window: the seed's TUMBLE, HOP (10 s slide, 1 minute size), CUMULATE
+        /// (10 s steps to 1 minute) or SESSION (30 s gap, per source).
         #[arg(long, value_enum, default_value = "tumble")]
         window: bench::Window,
     },
@@ -563,7 +564,12 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new()?;
             let applied = runtime
                 .block_on(weir_connectors::postgres::migrate_url(&url))
-                .with_context(|| format!("cannot migrate {}", weir_engine::sink::mask_url(&url)))?;
+                .with_context(|| {
+                    format!(
+                        "cannot migrate {}",
+                        weir_engine::connector::sink::mask_url(&url)
+                    )
+                })?;
             if applied.is_empty() {
                 println!("schema up to date");
             } else {

@@ -481,3 +481,143 @@ async fn bearer_tokens_with_scopes_guard_the_api() {
     let _ = stop.send(());
     let _ = server.await;
 }
+
+/// Reads server-sent events from `stream` until `want` of them have come (chunked transfer
+/// encoding and comments skipped): `(event, data)` pairs.
+async fn read_events(
+    stream: &mut TcpStream,
+    buffer: &mut String,
+    want: usize,
+) -> Vec<(String, Value)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // Complete events: blocks ending with a blank line.
+        let mut events = Vec::new();
+        let mut kind = String::new();
+        for line in buffer.lines() {
+            if let Some(k) = line.strip_prefix("event: ") {
+                kind = k.to_string();
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                events.push((
+                    kind.clone(),
+                    serde_json::from_str(d).unwrap_or(Value::String(d.into())),
+                ));
+            }
+        }
+        if events.len() >= want {
+            return events;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline.into(), stream.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("{want} events did not come; got {buffer}"))
+            .unwrap();
+        assert!(n > 0, "the stream ended: {buffer}");
+        buffer.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    }
+}
+
+/// `GET /subscribe`: the rows a view holds (`snapshot=true`), then each row it emits, as
+/// server-sent events, filtered by key like `/kpi`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_receive_the_rows_a_view_emits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, stop, server) = start(dir.path()).await;
+    sql(
+        addr,
+        "CREATE SOURCE clicks (source TEXT, \"timestamp\" TIMESTAMPTZ, \
+           WATERMARK FOR \"timestamp\" AS \"timestamp\" - INTERVAL '0 seconds') \
+         WITH (connector = 'http'); \
+         CREATE MATERIALIZED VIEW per_second AS SELECT source, window_start, count(*) AS n \
+         FROM TUMBLE(clicks, \"timestamp\", INTERVAL '1 second') GROUP BY source, window_start;",
+    )
+    .await;
+    let push = |lines: &[(&str, &str)]| {
+        let body: Vec<String> = lines
+            .iter()
+            .map(|(s, t)| format!("{{\"source\":\"{s}\",\"timestamp\":\"2026-11-27T10:00:{t}Z\"}}"))
+            .collect();
+        async move {
+            let (status, reply) = http(addr, "POST", "/ingest/clicks", &body.join("\n")).await;
+            assert_eq!(status, 202, "{reply}");
+        }
+    };
+    // Second 00 closes once an event of second 01 moves the watermark: a:3, b:1.
+    push(&[
+        ("a", "00.1"),
+        ("a", "00.2"),
+        ("b", "00.3"),
+        ("a", "00.9"),
+        ("b", "01.5"),
+    ])
+    .await;
+    let closed = "SELECT count(*) AS n FROM per_second";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sql(addr, closed).await["rows"][0]["n"] != 2 {
+        assert!(Instant::now() < deadline, "window 10:00:00 never closed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /subscribe?view=per_second&source=a&snapshot=true HTTP/1.1\r\nHost: weir\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut buffer = String::new();
+    let events = read_events(&mut stream, &mut buffer, 1).await;
+    assert!(buffer.starts_with("HTTP/1.1 200"), "{buffer}");
+    assert!(buffer.contains("text/event-stream"), "{buffer}");
+    assert_eq!(events[0].0, "snapshot");
+    assert_eq!(events[0].1["source"], "a");
+    assert_eq!(events[0].1["n"], 3);
+    assert_eq!(events[0].1["window_start"], "2026-11-27T10:00:00Z");
+
+    // Seconds 01 and 02 close: rows for a (01: 1, 02: 2) and b (01: 1); only a's come.
+    push(&[("a", "01.7"), ("a", "02.1"), ("a", "02.2"), ("b", "03.0")]).await;
+    let events = read_events(&mut stream, &mut buffer, 3).await;
+    let rows: Vec<(String, String, i64)> = events[1..]
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v["window_start"].as_str().unwrap().to_string(),
+                v["n"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("row".to_string(), "2026-11-27T10:00:01Z".to_string(), 1),
+            ("row".to_string(), "2026-11-27T10:00:02Z".to_string(), 2),
+        ]
+    );
+    assert!(events.iter().all(|(_, v)| v["source"] == "a"), "{events:?}");
+
+    // `limit=1`: one event, then the response ends.
+    let (status, body) = common::http_text(
+        addr,
+        "GET",
+        "/subscribe?view=per_second&source=a&snapshot=true&limit=1",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.matches("event: snapshot").count(), 1, "{body}");
+
+    // Dropping the view ends the stream with a reason.
+    sql(addr, "DROP MATERIALIZED VIEW per_second").await;
+    let events = read_events(&mut stream, &mut buffer, 4).await;
+    assert_eq!(events[3].0, "end", "{events:?}");
+    assert!(
+        events[3].1.as_str().unwrap().contains("per_second"),
+        "{events:?}"
+    );
+
+    let (status, body) = get(addr, "/subscribe?view=nope").await;
+    assert_eq!(status, 404, "{body}");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

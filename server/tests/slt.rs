@@ -80,13 +80,22 @@ async fn sqllogictest_files() {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no .slt files in {}", dir.display());
+    // `SLT=name` runs only the files whose name contains it.
+    if let Ok(only) = std::env::var("SLT") {
+        files.retain(|f| f.to_string_lossy().contains(&only));
+    }
+    let mut failures = Vec::new();
     for file in files {
         let data = tempfile::tempdir().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // File sources may also read the fixtures: `path = 'tests/slt/data/….jsonl'`.
+        let mut file_dirs = weir_connectors::default_file_dirs(data.path());
+        file_dirs.push(dir.join("data"));
         let config = weir_server::Config {
             data_dir: data.path().to_path_buf(),
+            file_dirs: Some(file_dirs),
             ..Default::default()
         };
         let server = tokio::spawn(weir_server::run(config, listener, None, async move {
@@ -100,11 +109,13 @@ async fn sqllogictest_files() {
             tokio::spawn(connection);
             Ok(Pg { client })
         });
-        if let Err(e) = runner.run_file_async(&file).await {
-            panic!("{}: {}", file.display(), e.display(true));
+        match runner.run_file_async(&file).await {
+            Ok(()) => println!("ok {}", file.display()),
+            Err(e) => failures.push(format!("{}: {}", file.display(), e.display(true))),
         }
         let _ = stop.send(());
         server.await.unwrap().unwrap();
-        println!("ok {}", file.display());
     }
+    // Every file runs; each failing one reports its first failing record.
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use datafusion::arrow::datatypes::{DataType, Schema};
-use weir_engine::alert::{AlertSpec, ResolveSpec};
-use weir_engine::view::{EmitMode, ViewPlan};
+use weir_engine::operator::alert::{AlertSpec, ResolveSpec};
+use weir_engine::pipeline::view::{EmitMode, ViewPlan};
 
 use crate::dialect::parse_interval_ns;
 use crate::error::{Result, SqlError};
@@ -166,9 +166,9 @@ pub fn alert_spec(
 pub fn archived_records(
     messages: &[datafusion::arrow::record_batch::RecordBatch],
     known: &std::collections::HashSet<String>,
-) -> Result<Vec<weir_engine::alert::AlertRecord>> {
+) -> Result<Vec<weir_engine::operator::alert::AlertRecord>> {
     use datafusion::arrow::array::{Array, AsArray};
-    let mut by_id: BTreeMap<String, weir_engine::alert::AlertRecord> = BTreeMap::new();
+    let mut by_id: BTreeMap<String, weir_engine::operator::alert::AlertRecord> = BTreeMap::new();
     let mut resolved: Vec<(String, i64)> = Vec::new();
     for batch in messages {
         let text = |name: &str| -> Result<datafusion::arrow::array::ArrayRef> {
@@ -181,7 +181,7 @@ pub fn archived_records(
             let column = batch
                 .column_by_name(name)
                 .ok_or_else(|| SqlError::Internal(format!("alert message without {name}")))?;
-            Ok(weir_engine::aggregate::timestamps_ns(column)?)
+            Ok(weir_engine::operator::aggregate::timestamps_ns(column)?)
         };
         let (ids, keys, status, payload) = (
             text("alert_id")?,
@@ -205,9 +205,8 @@ pub fn archived_records(
                 resolved.push((id.to_string(), event_time.value(r)));
                 continue;
             }
-            by_id
-                .entry(id.to_string())
-                .or_insert_with(|| weir_engine::alert::AlertRecord {
+            by_id.entry(id.to_string()).or_insert_with(|| {
+                weir_engine::operator::alert::AlertRecord {
                     alert_id: id.to_string(),
                     key: keys.value(r).to_string(),
                     event_time: event_time.value(r),
@@ -216,7 +215,8 @@ pub fn archived_records(
                     last_event_time: event_time.value(r),
                     resolved_at: None,
                     payload: payload.value(r).to_string(),
-                });
+                }
+            });
         }
     }
     for (id, t) in resolved {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use weir_engine::pipeline::Engine;
-use weir_engine::system::SourceStats;
+use weir_engine::serving::system::SourceStats;
 
 /// Where the slowest pipeline of a source stands while it is not caught up.
 #[derive(Debug, Clone, PartialEq)]

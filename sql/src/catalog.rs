@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use weir_engine::view::EmitMode;
+use weir_engine::pipeline::view::EmitMode;
 
 use crate::dialect::{ColumnDef, WatermarkDef};
 use crate::error::{Result, SqlError};
@@ -315,7 +315,7 @@ fn options_sql(options: &BTreeMap<String, String>) -> String {
             let v = if is_secret_option(k) {
                 "***".to_string()
             } else {
-                weir_engine::sink::mask_url(v)
+                weir_engine::connector::sink::mask_url(v)
             };
             format!("{k} = '{}'", v.replace('\'', "''"))
         })

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
-use weir_engine::view::EmitMode;
+use weir_engine::pipeline::view::EmitMode;
 
 use crate::error::{Result, SqlError};
 
@@ -117,6 +117,8 @@ pub enum Show {
     CreateView(String),
     CreateSink(String),
     CreateAlert(String),
+    /// `EXPLAIN MATERIALIZED VIEW name` / `EXPLAIN ALERT name`: the view's operators.
+    Operators(String),
     /// `SHOW name` of a session variable; `all` for `SHOW ALL`.
     Variable(String),
 }
@@ -362,6 +364,24 @@ pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
     if p.eat_kw("SHOW") {
         return p.show();
     }
+    if p.peek_kw("EXPLAIN") {
+        let save = p.pos;
+        p.pos += 1;
+        let alert = p.eat_kw("ALERT");
+        if alert || p.eat_kw("MATERIALIZED") {
+            if !alert {
+                p.expect_kw("VIEW")?;
+            }
+            let name = p.object_name(if alert {
+                "an alert name"
+            } else {
+                "a view name"
+            })?;
+            p.end()?;
+            return Ok(WeirStatement::Show(Show::Operators(name)));
+        }
+        p.pos = save;
+    }
     if p.eat_kw("SET") {
         return p.set();
     }
@@ -400,15 +420,16 @@ pub fn token_text(token: &Token) -> String {
     }
 }
 
-/// Rewrites `TUMBLE(rel, col, …)` and `HOP(rel, col, …)` so the first two arguments are
-/// string literals holding the (normalized) names.
+/// Rewrites `TUMBLE(rel, col, …)`, `HOP(…)`, `CUMULATE(…)` and `SESSION(…)` so the first two
+/// arguments are string literals holding the (normalized) names.
 pub fn rewrite_window_functions(tokens: &[Token]) -> String {
     let mut out = String::new();
     let mut i = 0;
     while i < tokens.len() {
         if let Token::Word(w) = &tokens[i] {
             let upper = w.value.to_uppercase();
-            if w.quote_style.is_none() && (upper == "TUMBLE" || upper == "HOP") {
+            let window = matches!(upper.as_str(), "TUMBLE" | "HOP" | "CUMULATE" | "SESSION");
+            if w.quote_style.is_none() && window {
                 // Table function names are looked up case-sensitively: use the registered one.
                 out.push_str(&upper.to_lowercase());
                 // Find `(` ident `,` ident, skipping whitespace.

@@ -2,7 +2,7 @@
 //! for `OVER (PARTITION BY … ORDER BY <event time>)` in materialized views and alerts.
 //!
 //! They are registered so DataFusion can plan them; the engine computes them
-//! (`weir_engine::over`), decaying by event time: an event `half_life` older weighs half
+//! (`weir_engine::operator::over`), decaying by event time: an event `half_life` older weighs half
 //! as much. Both score an event against the events before it and keep three numbers per
 //! key, no events. Outside a streaming view there is no event-time order to decay along,
 //! so evaluating them in an ordinary query is an error that says so.

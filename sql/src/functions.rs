@@ -15,7 +15,7 @@ use datafusion::datasource::provider_as_source;
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{cast, lit, Expr, LogicalPlan, LogicalPlanBuilder};
 use parking_lot::Mutex;
-use weir_engine::window::WindowKind;
+use weir_engine::operator::window::WindowKind;
 
 use crate::error::SqlError;
 
@@ -31,17 +31,26 @@ pub struct PlanCapture {
     pub windows: Vec<WindowKind>,
 }
 
-/// `TUMBLE` or `HOP`.
+/// Which window table function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Tumble,
+    Hop,
+    Cumulate,
+    Session,
+}
+
+/// `TUMBLE`, `HOP` or `SESSION`.
 #[derive(Clone)]
 pub struct WindowFunction {
-    hop: bool,
+    shape: Shape,
     resolver: RelationResolver,
     capture: Arc<Mutex<PlanCapture>>,
 }
 
 impl std::fmt::Debug for WindowFunction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.hop { "HOP" } else { "TUMBLE" })
+        write!(f, "{:?}", self.shape)
     }
 }
 
@@ -49,7 +58,7 @@ impl WindowFunction {
     /// The `TUMBLE` function.
     pub fn tumble(resolver: RelationResolver, capture: Arc<Mutex<PlanCapture>>) -> Self {
         Self {
-            hop: false,
+            shape: Shape::Tumble,
             resolver,
             capture,
         }
@@ -58,25 +67,64 @@ impl WindowFunction {
     /// The `HOP` function.
     pub fn hop(resolver: RelationResolver, capture: Arc<Mutex<PlanCapture>>) -> Self {
         Self {
-            hop: true,
+            shape: Shape::Hop,
+            resolver,
+            capture,
+        }
+    }
+
+    /// The `CUMULATE` function.
+    pub fn cumulate(resolver: RelationResolver, capture: Arc<Mutex<PlanCapture>>) -> Self {
+        Self {
+            shape: Shape::Cumulate,
+            resolver,
+            capture,
+        }
+    }
+
+    /// The `SESSION` function: per-row provisional bounds that the view's session operator
+    /// replaces (see `weir_engine::operator::session`), so only views may use it.
+    pub fn session(resolver: RelationResolver, capture: Arc<Mutex<PlanCapture>>) -> Self {
+        Self {
+            shape: Shape::Session,
             resolver,
             capture,
         }
     }
 
     fn usage(&self) -> &'static str {
-        if self.hop {
-            "HOP(relation, time_column, slide, size), e.g. HOP(events, \"timestamp\", INTERVAL '10 seconds', INTERVAL '1 minute')"
-        } else {
-            "TUMBLE(relation, time_column, size), e.g. TUMBLE(events, \"timestamp\", INTERVAL '1 minute')"
+        match self.shape {
+            Shape::Hop => "HOP(relation, time_column, slide, size), e.g. HOP(events, \"timestamp\", INTERVAL '10 seconds', INTERVAL '1 minute')",
+            Shape::Tumble => "TUMBLE(relation, time_column, size), e.g. TUMBLE(events, \"timestamp\", INTERVAL '1 minute')",
+            Shape::Cumulate => "CUMULATE(relation, time_column, step, size), e.g. CUMULATE(events, \"timestamp\", INTERVAL '1 minute', INTERVAL '1 hour')",
+            Shape::Session => "SESSION(relation, time_column, gap), e.g. SESSION(events, \"timestamp\", INTERVAL '30 minutes')",
         }
+    }
+}
+
+/// `SESSION(…)` outside a materialized view: session windows are kept by views only.
+#[derive(Debug)]
+pub struct SessionOutsideViews;
+
+impl TableFunctionImpl for SessionOutsideViews {
+    fn call_with_args(&self, _args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        Err(datafusion::error::DataFusionError::External(Box::new(
+            SqlError::FeatureNotSupported(
+                "SESSION windows are kept by materialized views: CREATE MATERIALIZED VIEW … AS \
+                 SELECT …, window_start, window_end, … FROM SESSION(…) GROUP BY …, then query the view"
+                    .into(),
+            ),
+        )))
     }
 }
 
 impl TableFunctionImpl for WindowFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
         let exprs = args.exprs();
-        let want = if self.hop { 4 } else { 3 };
+        let want = match self.shape {
+            Shape::Hop | Shape::Cumulate => 4,
+            Shape::Tumble | Shape::Session => 3,
+        };
         if exprs.len() != want {
             return plan_err!("wrong number of arguments: {}", self.usage());
         }
@@ -92,19 +140,35 @@ impl TableFunctionImpl for WindowFunction {
                 self.usage()
             ))
         })?;
-        let kind = if self.hop {
+        let kind = if self.shape == Shape::Session {
+            WindowKind::Session {
+                gap: interval_ns(&exprs[2], self.usage())?,
+            }
+        } else if matches!(self.shape, Shape::Hop | Shape::Cumulate) {
             let slide = interval_ns(&exprs[2], self.usage())?;
             let size = interval_ns(&exprs[3], self.usage())?;
+            let (name, step) = match self.shape {
+                Shape::Hop => ("HOP", "slide"),
+                _ => ("CUMULATE", "step"),
+            };
             if size % slide != 0 {
-                return plan_err!("HOP size must be a multiple of its slide");
+                return plan_err!("{name} size must be a multiple of its {step}");
             }
             if size / slide > MAX_HOP_WINDOWS {
+                let up_to = if self.shape == Shape::Hop {
+                    ""
+                } else {
+                    "up to "
+                };
                 return Err(invalid_window(format!(
-                    "HOP puts each row in size / slide = {} windows; at most {MAX_HOP_WINDOWS} are allowed: use a longer slide or a shorter size",
+                    "{name} puts each row in {up_to}size / {step} = {} windows; at most {MAX_HOP_WINDOWS} are allowed: use a longer {step} or a shorter size",
                     size / slide
                 )));
             }
-            WindowKind::Hop { slide, size }
+            match self.shape {
+                Shape::Hop => WindowKind::Hop { slide, size },
+                _ => WindowKind::Cumulate { step: slide, size },
+            }
         } else {
             WindowKind::Tumble {
                 size: interval_ns(&exprs[2], self.usage())?,
@@ -129,7 +193,8 @@ fn name_arg(e: &Expr) -> Option<String> {
     }
 }
 
-/// The most windows `HOP` assigns one row to (`size / slide`): each is a copy of the row.
+/// The most windows `HOP` or `CUMULATE` assigns one row to (`size / slide`): each is a copy
+/// of the row.
 pub const MAX_HOP_WINDOWS: i64 = 10_000;
 
 /// A window argument out of range: SQLSTATE 22023 through DataFusion.
@@ -215,6 +280,8 @@ pub fn window_plan(
     let amount = |ns: i64| if nanos { lit(ns) } else { interval_lit(ns) };
     let (builder, start) = match kind {
         WindowKind::Tumble { size } => (scan, date_bin.call(vec![interval_lit(size), ts])),
+        // Each event's own session; the view's session operator merges them.
+        WindowKind::Session { .. } => (scan, ts),
         WindowKind::Hop { slide, size } => {
             let offsets: Vec<Vec<Expr>> =
                 (0..size / slide).map(|i| vec![amount(i * slide)]).collect();
@@ -231,6 +298,28 @@ pub fn window_plan(
                 false,
             );
             (offsets.cross_join(scan.build()?)?, start)
+        }
+        WindowKind::Cumulate { step, size } => {
+            // Every window of the event's period, `step` to `size` long; those ending at or
+            // before the event are filtered out below.
+            let ends: Vec<Vec<Expr>> = (1..=size / step).map(|i| vec![amount(i * step)]).collect();
+            let ends = LogicalPlanBuilder::values(ends)?
+                .project(vec![
+                    Expr::Column(Column::from_name("column1")).alias("__weir_cumulate_end")
+                ])?;
+            let start = date_bin.call(vec![interval_lit(size), ts.clone()]);
+            let end = shift(
+                start.clone(),
+                Expr::Column(Column::from_name("__weir_cumulate_end")),
+                true,
+            );
+            exprs.push(start.alias("window_start"));
+            exprs.push(end.clone().alias("window_end"));
+            return ends
+                .cross_join(scan.build()?)?
+                .filter(end.gt(ts))?
+                .project(exprs)?
+                .build();
         }
     };
     let end = shift(start.clone(), amount(kind.size()), true);

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use weir_engine::over::OverOrder;
-use weir_engine::view::ViewPlan;
+use weir_engine::operator::over::OverOrder;
+use weir_engine::pipeline::view::ViewPlan;
 
 use crate::error::{Result, SqlError};
 

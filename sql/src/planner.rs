@@ -26,10 +26,14 @@ use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use parking_lot::Mutex;
-use weir_engine::aggregate::{AggregateSpec, WindowBinding};
-use weir_engine::feed::Feed;
-use weir_engine::over::{Bound, Frame, OverFunction, OverKind, OverOrder, OverSpec, Units};
-use weir_engine::view::{EmitMode, FedPlan, ViewPlan};
+use weir_engine::operator::aggregate::{AggregateSpec, WindowBinding};
+use weir_engine::operator::feed::Feed;
+use weir_engine::operator::over::{
+    Bound, Frame, OverFunction, OverKind, OverOrder, OverSpec, Units,
+};
+use weir_engine::operator::plan::FedPlan;
+use weir_engine::operator::window::WindowKind;
+use weir_engine::pipeline::view::{EmitMode, ViewPlan};
 
 use crate::dialect::{parse_statement, WeirStatement};
 use crate::error::{Result, SqlError};
@@ -56,6 +60,9 @@ pub struct PlannedView {
     /// The source at the root.
     pub root_source: String,
 }
+
+/// Why a view over `SESSION(…)` must aggregate per key and window.
+const SESSION_NEEDS_GROUP_BY: &str = "SESSION(…) windows are formed per group key: GROUP BY the key and window_start (and window_end), e.g. SELECT user_id, window_start, window_end, count(*) FROM SESSION(events, \"timestamp\", INTERVAL '30 minutes') GROUP BY user_id, window_start, window_end";
 
 /// Session settings shared by every context Weir plans in.
 pub fn base_config() -> SessionConfig {
@@ -90,6 +97,7 @@ fn streaming_context() -> SessionContext {
         .build();
     let ctx = SessionContext::new_with_state(state);
     crate::percentile::register(&ctx);
+    crate::percentile_exact::register(&ctx);
     crate::ewm::register(&ctx);
     crate::bounded::register(&ctx);
     ctx
@@ -138,7 +146,15 @@ pub async fn plan_stream(
     );
     ctx.register_udtf(
         "hop",
-        Arc::new(WindowFunction::hop(resolver, capture.clone())),
+        Arc::new(WindowFunction::hop(resolver.clone(), capture.clone())),
+    );
+    ctx.register_udtf(
+        "cumulate",
+        Arc::new(WindowFunction::cumulate(resolver.clone(), capture.clone())),
+    );
+    ctx.register_udtf(
+        "session",
+        Arc::new(WindowFunction::session(resolver, capture.clone())),
     );
 
     let state = ctx.state();
@@ -193,6 +209,11 @@ pub async fn plan_stream(
     }
 
     let output_schema = physical.schema();
+    let sessions = capture
+        .lock()
+        .windows
+        .iter()
+        .any(|w| matches!(w, WindowKind::Session { .. }));
     let mut windows: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
     physical.apply(|p| {
         if p.downcast_ref::<BoundedWindowAggExec>().is_some()
@@ -202,6 +223,9 @@ pub async fn plan_stream(
         }
         Ok(TreeNodeRecursion::Continue)
     })?;
+    if sessions && aggregates.is_empty() {
+        return Err(SqlError::FeatureNotSupported(SESSION_NEEDS_GROUP_BY.into()));
+    }
     if !windows.is_empty() {
         if !aggregates.is_empty() {
             return Err(SqlError::FeatureNotSupported(
@@ -269,27 +293,52 @@ pub async fn plan_stream(
     let args = aggregate_expressions(&aggr, bottom_exec.mode(), 0)?;
     let window = {
         let capture = capture.lock();
-        match (
-            capture.windows.first(),
-            group_names.iter().position(|n| n == "window_start"),
-        ) {
-            (Some(kind), Some(group_index)) => Some(WindowBinding {
-                group_index,
-                kind: *kind,
-            }),
-            _ => None,
+        match capture.windows.first() {
+            Some(kind) => {
+                group_names
+                    .iter()
+                    .position(|n| n == kind.key_column())
+                    .map(|group_index| WindowBinding {
+                        group_index,
+                        kind: *kind,
+                    })
+            }
+            None => None,
         }
     };
+    let cumulative = capture
+        .lock()
+        .windows
+        .iter()
+        .any(|w| matches!(w, WindowKind::Cumulate { .. }));
+    if cumulative && window.is_none() {
+        return Err(SqlError::FeatureNotSupported(
+            "CUMULATE windows of one period share their window_start: GROUP BY window_end (and window_start), e.g. GROUP BY source, window_start, window_end".into(),
+        ));
+    }
+    if sessions && window.is_none() {
+        return Err(SqlError::FeatureNotSupported(SESSION_NEEDS_GROUP_BY.into()));
+    }
+    if sessions && emit == Some(EmitMode::OnUpdate) {
+        return Err(SqlError::FeatureNotSupported(
+            "EMIT ON UPDATE is not supported for SESSION windows: a session is emitted once the watermark passes its end".into(),
+        ));
+    }
     let emit = match (emit, &window) {
         (Some(EmitMode::OnWindowClose), None) => {
             return Err(SqlError::FeatureNotSupported(
-                "EMIT ON WINDOW CLOSE needs a windowed GROUP BY: group by window_start of TUMBLE(…) or HOP(…)".into(),
+                "EMIT ON WINDOW CLOSE needs a windowed GROUP BY: group by window_start of TUMBLE(…) or HOP(…) (window_end of CUMULATE(…))".into(),
             ))
         }
         (Some(e), _) => e,
         (None, Some(_)) => EmitMode::OnWindowClose,
         (None, None) => EmitMode::OnUpdate,
     };
+    // Accumulators are created when a window first gets rows: create one of each now, so a
+    // bad argument (a percentile outside [0, 1]) fails CREATE, not the running view.
+    for a in &aggr {
+        a.create_accumulator()?;
+    }
     let spec = AggregateSpec {
         group_exprs: group_by.expr().iter().map(|(e, _)| e.clone()).collect(),
         aggregates: aggr,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use weir_engine::history::Retention;
-use weir_engine::view::ViewPlan;
+use weir_engine::pipeline::view::ViewPlan;
 
 use crate::error::{Result, SqlError};
 

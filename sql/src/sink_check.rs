@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_engine::sink::{SinkError, SinkFactory, SinkSpec};
+use weir_engine::connector::sink::{SinkError, SinkFactory, SinkSpec};
 
 use crate::error::{Result, SqlError};
 

@@ -18,7 +18,7 @@ use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::record_batch::RecordBatch;
 use parking_lot::Mutex;
 use weir_engine::history::{read_file, HistoryRoot};
-use weir_engine::system::{LogKind, SystemLog};
+use weir_engine::serving::system::{LogKind, SystemLog};
 
 use crate::error::{Result, SqlError};
 
@@ -206,7 +206,7 @@ fn received_ns(batch: &RecordBatch) -> Result<Vec<i64>> {
     let column = batch
         .column_by_name("received_at")
         .ok_or_else(|| SqlError::Internal("system relation without received_at".into()))?;
-    let times = weir_engine::aggregate::timestamps_ns(column)?;
+    let times = weir_engine::operator::aggregate::timestamps_ns(column)?;
     Ok((0..times.len())
         .map(|r| {
             if times.is_valid(r) {

@@ -31,8 +31,8 @@ use std::collections::BTreeMap;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use serde_json::{json, Map, Value};
+use weir_engine::connector::sink::{settings_from, SinkError, SinkFactory, SinkSpec, SinkWriter};
 use weir_engine::error::{EngineError, Result};
-use weir_engine::sink::{settings_from, SinkError, SinkFactory, SinkSpec, SinkWriter};
 
 use crate::options::Options;
 use crate::rows::{rfc3339, timestamp_ns};
@@ -327,7 +327,7 @@ mod tests {
             name: "am".into(),
             input: "weir.alerts".into(),
             from_source: false,
-            schema: weir_engine::alert::message_schema(),
+            schema: weir_engine::operator::alert::message_schema(),
             key: vec!["alert_id".into(), "status".into()],
             event_time: None,
             updating: false,
@@ -345,7 +345,7 @@ mod tests {
                 .with_timezone("+00:00"),
         );
         RecordBatch::try_new(
-            weir_engine::alert::message_schema(),
+            weir_engine::operator::alert::message_schema(),
             vec![
                 text(|r| r.0.to_string()),
                 text(|_| "hot".to_string()),

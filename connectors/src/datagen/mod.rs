@@ -14,8 +14,8 @@ pub use source::DatagenSource;
 
 use std::collections::BTreeMap;
 
+use weir_engine::connector::source::{Source, SourceFactory, SourceSpec};
 use weir_engine::error::Result;
-use weir_engine::source::{Source, SourceFactory, SourceSpec};
 
 /// Factory of datagen sources.
 #[derive(Debug)]

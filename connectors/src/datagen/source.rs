@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use weir_engine::decode::JsonLinesDecoder;
+use weir_engine::connector::decode::JsonLinesDecoder;
+use weir_engine::connector::source::{Poll, RowOrigins, Source, SourceBatch, SourceSpec};
 use weir_engine::error::Result;
-use weir_engine::source::{Poll, RowOrigins, Source, SourceBatch, SourceSpec};
 
 use super::{DatagenConfig, EventGenerator};
 

@@ -9,8 +9,8 @@ pub use source::FileSource;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use weir_engine::connector::source::{Source, SourceFactory, SourceSpec};
 use weir_engine::error::{EngineError, Result};
-use weir_engine::source::{Source, SourceFactory, SourceSpec};
 
 /// Factory of file sources, reading only files under the directories it is given.
 ///

@@ -4,9 +4,9 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
-use weir_engine::decode::JsonLinesDecoder;
+use weir_engine::connector::decode::JsonLinesDecoder;
+use weir_engine::connector::source::{Poll, Source, SourceBatch, SourceSpec};
 use weir_engine::error::{EngineError, Result};
-use weir_engine::source::{Poll, Source, SourceBatch, SourceSpec};
 
 use super::FileConfig;
 

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use weir_engine::connector::source::{Source, SourceFactory, SourceSpec};
 use weir_engine::error::{EngineError, Result};
-use weir_engine::source::{Source, SourceFactory, SourceSpec};
 
 use crate::file::{FileConfig, FileSource};
 use crate::options::Options;
@@ -350,7 +350,7 @@ mod tests {
     #[test]
     fn a_checkpointed_prefix_of_the_log_is_freed_and_new_readers_start_after_it() {
         use std::os::unix::fs::MetadataExt;
-        use weir_engine::source::Poll;
+        use weir_engine::connector::source::Poll;
         let dir = tempfile::tempdir().unwrap();
         let connector = HttpConnector::new(dir.path());
         let spec = SourceSpec {

@@ -16,8 +16,8 @@ pub use source::KafkaSource;
 
 use std::collections::BTreeMap;
 
+use weir_engine::connector::source::{Source, SourceFactory, SourceSpec};
 use weir_engine::error::Result;
-use weir_engine::source::{Source, SourceFactory, SourceSpec};
 
 /// Factory of Kafka sources.
 #[derive(Debug)]

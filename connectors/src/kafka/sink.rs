@@ -23,8 +23,8 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
+use weir_engine::connector::sink::{SinkError, SinkFactory, SinkSpec, SinkWriter, QUEUE_OPTIONS};
 use weir_engine::error::{EngineError, Result};
-use weir_engine::sink::{SinkError, SinkFactory, SinkSpec, SinkWriter, QUEUE_OPTIONS};
 
 use crate::options::{resolve_secret, Options};
 use crate::rows::row_object;

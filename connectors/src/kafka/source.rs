@@ -28,11 +28,11 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use weir_engine::decode::JsonDecoder;
-use weir_engine::error::{EngineError, Result};
-use weir_engine::source::{
+use weir_engine::connector::decode::JsonDecoder;
+use weir_engine::connector::source::{
     DeadLetter, Poll, RowOrigins, Source, SourceBatch, SourceSpec, SourceStatus, SplitProgress,
 };
+use weir_engine::error::{EngineError, Result};
 
 use super::config::{KafkaConfig, OnError, StartPosition};
 use super::metadata::MetadataColumns;

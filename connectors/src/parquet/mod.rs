@@ -28,9 +28,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
+use weir_engine::connector::sink::{SinkError, SinkFactory, SinkSpec, SinkWriter};
 use weir_engine::error::{EngineError, Result};
 use weir_engine::history::HistoryRoot;
-use weir_engine::sink::{SinkError, SinkFactory, SinkSpec, SinkWriter};
 
 use crate::options::Options;
 
@@ -220,7 +220,7 @@ impl ParquetWriter {
             out.insert(None, batch.clone());
             return Ok(out);
         };
-        let times = weir_engine::aggregate::timestamps_ns(batch.column(column))?;
+        let times = weir_engine::operator::aggregate::timestamps_ns(batch.column(column))?;
         let hours: Vec<Option<i64>> = (0..times.len())
             .map(|r| {
                 times

@@ -35,8 +35,10 @@ use datafusion::arrow::datatypes::{
 use datafusion::arrow::record_batch::RecordBatch;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, Row};
+use weir_engine::connector::sink::{
+    mask_url, SinkError, SinkFactory, SinkSpec, SinkWriter, QUEUE_OPTIONS,
+};
 use weir_engine::error::Result;
-use weir_engine::sink::{mask_url, SinkError, SinkFactory, SinkSpec, SinkWriter, QUEUE_OPTIONS};
 
 use crate::options::{resolve_secret, Options};
 use crate::rows::{cell_json, cell_key_text, leaf_array, leaves, timestamp_ns, Leaf};

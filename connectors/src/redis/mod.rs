@@ -18,8 +18,10 @@ use std::time::Duration;
 use datafusion::arrow::record_batch::RecordBatch;
 use redis::aio::MultiplexedConnection;
 use serde_json::Value;
+use weir_engine::connector::sink::{
+    mask_url, SinkError, SinkFactory, SinkSpec, SinkWriter, QUEUE_OPTIONS,
+};
 use weir_engine::error::{EngineError, Result};
-use weir_engine::sink::{mask_url, SinkError, SinkFactory, SinkSpec, SinkWriter, QUEUE_OPTIONS};
 
 use crate::options::{resolve_secret, Options};
 use crate::rows::{cell_json, timestamp_ns, Template};

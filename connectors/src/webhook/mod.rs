@@ -40,10 +40,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use weir_engine::error::{EngineError, Result};
-use weir_engine::sink::{
+use weir_engine::connector::sink::{
     mask_url, settings_from, SinkError, SinkFactory, SinkSpec, SinkWriter, QUEUE_OPTIONS,
 };
+use weir_engine::error::{EngineError, Result};
 
 use crate::options::{resolve_secret, Options};
 use crate::rows::{cell_key_text, row_object};

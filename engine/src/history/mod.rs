@@ -81,7 +81,7 @@ pub type HistoryFiles = (HistoryRoot, Vec<HistoryFile>);
 
 /// Deletes the history of view `name` (checkpoints under `checkpoints`).
 pub fn remove_view(checkpoints: &Path, name: &str) {
-    root_for(checkpoints).remove_dir(&crate::checkpoint::file_name(name));
+    root_for(checkpoints).remove_dir(&crate::paths::file_name(name));
 }
 
 /// A date partition name for a watermark: `date=YYYY-MM-DD`.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::source::{SourceFactory, SourceSpec};
-use crate::system::SourceStats;
+use crate::connector::source::{SourceFactory, SourceSpec};
+use crate::serving::system::SourceStats;
 
 /// Every pipeline of a source, by its counters (which hold its committed position).
 pub(super) struct Readers {

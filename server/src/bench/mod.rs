@@ -87,6 +87,12 @@ pub enum Window {
     /// `HOP(events, "timestamp", INTERVAL '10 seconds', INTERVAL '1 minute')`: each event
     /// in six windows, the demo's `kpi_1m_hop`.
     Hop,
+    /// `CUMULATE(events, "timestamp", INTERVAL '10 seconds', INTERVAL '1 minute')`: each
+    /// event in one to six windows (3.5 on average).
+    Cumulate,
+    /// `SESSION(events, "timestamp", INTERVAL '30 seconds')`: per source, one session while
+    /// its events keep coming.
+    Session,
 }
 
 impl Window {
@@ -95,6 +101,10 @@ impl Window {
         match self {
             Window::Tumble => "TUMBLE(events, \"timestamp\", INTERVAL '1 minute')",
             Window::Hop => "HOP(events, \"timestamp\", INTERVAL '10 seconds', INTERVAL '1 minute')",
+            Window::Cumulate => {
+                "CUMULATE(events, \"timestamp\", INTERVAL '10 seconds', INTERVAL '1 minute')"
+            }
+            Window::Session => "SESSION(events, \"timestamp\", INTERVAL '30 seconds')",
         }
     }
 }

@@ -1,12 +1,12 @@
 //! The REST API on `--http-addr` (axum): hot-aggregate point reads (`/kpi`), time series
 //! (`/series`), alerts (`/alerts`), health and readiness, and SQL over HTTP (`/sql`).
 //!
-//! Point reads never plan SQL: they resolve the view, look the key up in the view's index
-//! (closed windows) and scan its cached snapshot of open windows. Bad parameters are 400s
-//! with a JSON body naming the parameter; an unknown view or key is a 404.
+//! What a read means — which view answers, what the parameters say, which rows and in what
+//! order — is [`weir_sql::serving`]; this module wires HTTP to it and encodes the answers as
+//! JSON. Bad parameters are 400s with a JSON body naming the parameter; an unknown view or
+//! key is a 404.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -14,14 +14,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use datafusion::arrow::array::{Array, BooleanArray, RecordBatch};
-use datafusion::arrow::compute::{and, filter_record_batch};
-use datafusion::arrow::datatypes::DataType;
-use datafusion::common::ScalarValue;
+use datafusion::arrow::array::RecordBatch;
 use serde_json::{json, Map, Value};
-use weir_engine::aggregate::timestamps_ns;
-use weir_engine::view::ViewRuntime;
-use weir_engine::window::WindowKind;
+use weir_sql::serving::{self, NotReady, ServingError};
 use weir_sql::{Database, Outcome, Session};
 
 use crate::metrics::ServerMetrics;
@@ -29,9 +24,6 @@ use crate::metrics::ServerMetrics;
 pub mod auth;
 mod openapi;
 mod origin;
-
-/// Most rows one `/series` page returns.
-const MAX_LIMIT: usize = 10_000;
 
 /// The API's routes over `db`, with metrics of their own.
 pub fn router(db: Arc<Database>) -> Router {
@@ -67,6 +59,7 @@ pub fn router_secured(
         .route("/kpi", get(kpi))
         .route("/series", get(series))
         .route("/alerts", get(alerts))
+        .route("/subscribe", get(subscribe))
         .route("/sql", post(sql))
         .route("/ingest/{source}", post(ingest))
         .route("/metrics", get(scrape))
@@ -114,6 +107,22 @@ impl ApiError {
     }
 }
 
+/// A refused read: 404, 400 or 500 with the same body as the errors above.
+impl From<ServingError> for ApiError {
+    fn from(e: ServingError) -> Self {
+        let status = match &e {
+            ServingError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ServingError::BadParameter { .. } => StatusCode::BAD_REQUEST,
+            ServingError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let body = match e.parameter() {
+            Some(parameter) => json!({ "error": e.to_string(), "parameter": parameter }),
+            None => json!({ "error": e.to_string() }),
+        };
+        Self { status, body }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(self.body)).into_response()
@@ -129,35 +138,7 @@ async fn health() -> Json<Value> {
 /// 200 when every source is reachable and every view has caught up; 503 with the reasons
 /// otherwise.
 async fn ready(State(db): State<Arc<Database>>) -> Response {
-    let mut reasons = Vec::new();
-    for s in db.engine().sources() {
-        let status = s.stats.status.lock().clone();
-        if status.starts_with("error") || status.starts_with("disconnected") {
-            reasons.push(json!({ "source": s.name, "status": status }));
-        }
-        // A crash now would lose the work since the last checkpoint that was written.
-        for p in db.engine().pipeline_stats(&s.name) {
-            if let Some(e) = p.checkpoint_error.lock().clone() {
-                reasons.push(
-                    json!({ "source": s.name, "status": format!("checkpoints failing: {e}") }),
-                );
-            }
-        }
-    }
-    for (name, view) in db.views() {
-        if !view.stats.caught_up.load(Ordering::Acquire) {
-            reasons.push(json!({ "view": name, "status": "catching up with its source" }));
-        }
-    }
-    for (_, sink) in db.engine().sinks() {
-        if !sink.is_healthy() {
-            reasons.push(json!({
-                "sink": sink.name(),
-                "status": sink.stats.status(),
-                "backlog": sink.backlog(),
-            }));
-        }
-    }
+    let reasons: Vec<Value> = serving::not_ready(&db).iter().map(reason_json).collect();
     if reasons.is_empty() {
         (StatusCode::OK, Json(json!({ "ready": true }))).into_response()
     } else {
@@ -169,35 +150,119 @@ async fn ready(State(db): State<Arc<Database>>) -> Response {
     }
 }
 
+/// One `/ready` reason: what is not ready (`source`, `view` or `sink`) and its status.
+fn reason_json(reason: &NotReady) -> Value {
+    let status = reason.status();
+    match reason {
+        NotReady::Source { source, .. } | NotReady::CheckpointsFailing { source, .. } => {
+            json!({ "source": source, "status": status })
+        }
+        NotReady::CatchingUp { view } => json!({ "view": view, "status": status }),
+        NotReady::Sink { sink, backlog, .. } => {
+            json!({ "sink": sink, "status": status, "backlog": backlog })
+        }
+    }
+}
+
+/// `GET /subscribe?view=kpi_1m[&source=web][&snapshot=true][&limit=n]`: the view's rows as
+/// server-sent events — with `snapshot=true` first the rows it holds now (`event: snapshot`),
+/// then every row it emits (`event: row`), each a JSON object like `/kpi`'s; with `limit`,
+/// the stream ends after `n` of them. A client that
+/// falls more than `SUBSCRIBER_BACKLOG` batches behind gets `event: lagged` and the stream
+/// ends; one whose view is dropped gets `event: end`.
+async fn subscribe(
+    State(db): State<Arc<Database>>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+
+    let subscription = serving::subscribe(&db, &params)?;
+    let events = |kind: &'static str, batches: &[RecordBatch]| -> Result<Vec<Event>, ApiError> {
+        let mut out = Vec::new();
+        for b in batches {
+            for object in row_objects(b)? {
+                out.push(
+                    Event::default()
+                        .event(kind)
+                        .data(Value::Object(object).to_string()),
+                );
+            }
+        }
+        Ok(out)
+    };
+    let pending: std::collections::VecDeque<Event> =
+        events("snapshot", &subscription.snapshot)?.into();
+    // Rows still to send (`limit=`).
+    let left = subscription.limit.unwrap_or(usize::MAX);
+    let state = (subscription, pending, false, left);
+    let stream = futures::stream::unfold(
+        state,
+        move |(mut sub, mut pending, mut done, left)| async move {
+            loop {
+                if left == 0 {
+                    return None;
+                }
+                if let Some(event) = pending.pop_front() {
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(event),
+                        (sub, pending, done, left - 1),
+                    ));
+                }
+                if done {
+                    return None;
+                }
+                match sub.changes.recv().await {
+                    Ok(emitted) => match sub.matching(&emitted).map_err(ApiError::from) {
+                        Ok(rows) => match events("row", &rows) {
+                            Ok(rows) => pending.extend(rows),
+                            Err(e) => {
+                                pending.push_back(
+                                    Event::default().event("error").data(e.body.to_string()),
+                                );
+                                done = true;
+                            }
+                        },
+                        Err(e) => {
+                            pending.push_back(
+                                Event::default().event("error").data(e.body.to_string()),
+                            );
+                            done = true;
+                        }
+                    },
+                    Err(RecvError::Lagged(skipped)) => {
+                        pending.push_back(Event::default().event("lagged").data(format!(
+                        "{skipped} batches of rows were skipped because this client read too slowly; subscribe again (with snapshot=true) to catch up"
+                    )));
+                        done = true;
+                    }
+                    Err(RecvError::Closed) => {
+                        pending.push_back(
+                            Event::default()
+                                .event("end")
+                                .data(format!("materialized view \"{}\" was dropped", sub.view)),
+                        );
+                        done = true;
+                    }
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
 /// `GET /kpi?source=web&window=1m`: the most recent window the view shows for the key.
 async fn kpi(
     State(db): State<Arc<Database>>,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
-    let (name, view) = resolve_view(&db, &params)?;
-    let closed = flag(&params, "closed")?;
-    let filters = key_filters(&view, &params, &["view", "window", "closed"])?;
-    let rows = read(&view, &filters, !closed)?;
-    let ws = window_start_column(&view, &name)?;
-    let mut best: Option<(i64, &RecordBatch, usize)> = None;
-    for b in &rows {
-        let starts = timestamps_ns(b.column(ws)).map_err(ApiError::internal)?;
-        for i in 0..b.num_rows() {
-            if starts.is_valid(i) && best.is_none_or(|(t, _, _)| starts.value(i) > t) {
-                best = Some((starts.value(i), b, i));
-            }
-        }
-    }
-    let Some((_, batch, row)) = best else {
-        return Err(ApiError::not_found(format!(
-            "no window in {name} for {}",
-            describe(&filters)
-        )));
-    };
-    let mut object = row_objects(&batch.slice(row, 1))?.pop().unwrap_or_default();
-    object.insert("view".into(), json!(name));
-    if let Some(kind) = view.window() {
-        object.insert("window".into(), json!(window_label(kind.size())));
+    let kpi = serving::kpi(&db, &params)?;
+    let mut object = row_objects(&kpi.row)?.pop().unwrap_or_default();
+    object.insert("view".into(), json!(kpi.view));
+    if let Some(kind) = kpi.window {
+        object.insert("window".into(), json!(serving::window_label(kind.size())));
     }
     Ok(Json(Value::Object(object)))
 }
@@ -207,85 +272,28 @@ async fn series(
     State(db): State<Arc<Database>>,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
-    let (name, view) = resolve_view(&db, &params)?;
-    let from = params
-        .get("from")
-        .map(|v| parse_time("from", v))
-        .transpose()?
-        .unwrap_or(i64::MIN);
-    let to = params
-        .get("to")
-        .map(|v| parse_time("to", v))
-        .transpose()?
-        .unwrap_or(i64::MAX);
-    if to <= from {
-        return Err(ApiError::bad(
-            "to",
-            "to must be after from: windows are those with from <= window_start < to",
-        ));
-    }
-    let limit = parse_limit(&params)?;
-    let cursor = params.get("cursor").map(|c| parse_cursor(c)).transpose()?;
-    let closed = flag(&params, "closed")?;
-    let filters = key_filters(
-        &view,
-        &params,
-        &["view", "window", "from", "to", "limit", "cursor", "closed"],
-    )?;
-    let ws = window_start_column(&view, &name)?;
-    let mut rows: Vec<(i64, String, Map<String, Value>)> = Vec::new();
-    let (memory, history) = read_all(&view, &filters, !closed)?;
-    // History files whose newest row was emitted before `from` hold no window starting at
-    // or after it (a window is emitted after its end).
+    let query = serving::SeriesQuery::parse(&db, &params)?;
+    let (memory, history) = query.read_memory()?;
+    // History files are read on a blocking thread.
     let cold = match history {
-        Some((root, files)) => {
-            let files: Vec<_> = files
-                .into_iter()
-                .filter(|f| f.max_emitted_wm >= from)
-                .collect();
-            let filters = filters.clone();
-            tokio::task::spawn_blocking(move || -> Result<Vec<RecordBatch>, ApiError> {
-                let mut out = Vec::new();
-                for f in &files {
-                    let batches = weir_engine::history::read_file(&root, &f.path)
-                        .map_err(ApiError::internal)?;
-                    out.extend(keep_matching(batches, &filters)?);
-                }
-                Ok(out)
-            })
-            .await
-            .map_err(ApiError::internal)??
+        Some(history) => {
+            let (from, filters) = (query.from, query.filters.clone());
+            tokio::task::spawn_blocking(move || serving::read_history(history, from, &filters))
+                .await
+                .map_err(ApiError::internal)??
         }
         None => Vec::new(),
     };
-    for b in cold.into_iter().chain(memory) {
-        let starts = timestamps_ns(b.column(ws)).map_err(ApiError::internal)?;
-        for (i, object) in row_objects(&b)?.into_iter().enumerate() {
-            let t = starts.value(i);
-            if starts.is_valid(i) && t >= from && t < to {
-                let order = Value::Object(object.clone()).to_string();
-                rows.push((t, order, object));
-            }
-        }
-    }
-    rows.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    let start = match cursor {
-        None => 0,
-        Some((t, skip)) => rows.partition_point(|r| r.0 < t) + skip,
-    };
-    let start = start.min(rows.len());
-    let end = (start + limit).min(rows.len());
-    let page = &rows[start..end];
-    // The cursor names the last window start returned and how many rows with that start
-    // have been returned, so a page boundary inside one window start resumes exactly.
-    let next = (end < rows.len()).then(|| {
-        let t = rows[end - 1].0;
-        format!("{t}.{}", end - rows.partition_point(|r| r.0 < t))
-    });
+    // Rows of one window start are ordered by their JSON text, so pages are stable.
+    let page = query.page(
+        cold.into_iter().chain(memory),
+        row_objects,
+        |object: &Map<String, Value>| Value::Object(object.clone()).to_string(),
+    )?;
     Ok(Json(json!({
-        "view": name,
-        "rows": page.iter().map(|r| Value::Object(r.2.clone())).collect::<Vec<_>>(),
-        "next_cursor": next,
+        "view": query.name,
+        "rows": page.rows.into_iter().map(Value::Object).collect::<Vec<_>>(),
+        "next_cursor": page.next_cursor.map(|c| c.to_string()),
     })))
 }
 
@@ -322,43 +330,11 @@ async fn alerts(
     State(db): State<Arc<Database>>,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
-    for key in params.keys() {
-        if !matches!(key.as_str(), "since" | "name" | "severity" | "limit") {
-            return Err(ApiError::bad(key, format!("unknown parameter '{key}'")));
-        }
-    }
-    let since = params
-        .get("since")
-        .map(|v| parse_time("since", v))
-        .transpose()?
-        .unwrap_or(i64::MIN);
-    let limit = parse_limit(&params)?;
-    if let Some(name) = params.get("name") {
-        if db.view(name).is_none_or(|v| !v.is_alert()) {
-            return Err(ApiError {
-                status: StatusCode::NOT_FOUND,
-                body: json!({ "error": format!("no alert rule named '{name}'"), "parameter": "name" }),
-            });
-        }
-    }
-    let mut rows: Vec<_> = db
-        .alert_records()
-        .into_iter()
-        .filter(|(spec, r)| {
-            r.event_time >= since
-                && params.get("name").is_none_or(|n| n == &spec.name)
-                && params
-                    .get("severity")
-                    .is_none_or(|s| s.eq_ignore_ascii_case(&spec.severity))
-        })
-        .collect();
-    rows.sort_by(|a, b| (a.1.event_time, &a.1.alert_id).cmp(&(b.1.event_time, &b.1.alert_id)));
-    let skip = rows.len().saturating_sub(limit);
     let time = |ns: i64| {
         chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(ns)
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
     };
-    let out: Vec<Value> = rows[skip..]
+    let out: Vec<Value> = serving::alerts(&db, &params)?
         .iter()
         .map(|(spec, r)| {
             json!({
@@ -488,241 +464,6 @@ async fn ingest(
             other => ApiError::internal(other),
         })?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted }))).into_response())
-}
-
-/// The view named by `view=`, or the view whose window is `window=` (a tumbling window is
-/// preferred over a hopping one, then the first by name).
-fn resolve_view(
-    db: &Database,
-    params: &BTreeMap<String, String>,
-) -> Result<(String, Arc<ViewRuntime>), ApiError> {
-    if let Some(name) = params.get("view") {
-        let view = db.view(name).ok_or_else(|| {
-            ApiError::not_found(format!("materialized view \"{name}\" does not exist"))
-        })?;
-        if let Some(w) = params.get("window") {
-            let size = parse_window(w)?;
-            if view.window().map(|k| k.size()) != Some(size) {
-                return Err(ApiError::bad(
-                    "window",
-                    format!("view {name} does not have {w} windows"),
-                ));
-            }
-        }
-        return Ok((name.clone(), view));
-    }
-    let Some(w) = params.get("window") else {
-        return Err(ApiError::bad(
-            "window",
-            "name a window (window=1m) or a view (view=kpi_1m)",
-        ));
-    };
-    let size = parse_window(w)?;
-    let mut candidates: Vec<(bool, String, Arc<ViewRuntime>)> = db
-        .views()
-        .into_iter()
-        // An alert rule that aggregates has windows too, but its rows are alerts.
-        .filter(|(_, v)| !v.is_alert())
-        .filter_map(|(n, v)| {
-            let kind = v.window()?;
-            (kind.size() == size).then_some((matches!(kind, WindowKind::Hop { .. }), n, v))
-        })
-        .collect();
-    candidates.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    candidates
-        .into_iter()
-        .next()
-        .map(|(_, n, v)| (n, v))
-        .ok_or_else(|| ApiError::not_found(format!("no materialized view has {w} windows")))
-}
-
-fn parse_window(w: &str) -> Result<i64, ApiError> {
-    weir_connectors::options::parse_duration(w)
-        .and_then(|d| i64::try_from(d.as_nanos()).ok())
-        .filter(|ns| *ns > 0)
-        .ok_or_else(|| {
-            ApiError::bad(
-                "window",
-                format!("'{w}' is not a duration such as 1m or 10s"),
-            )
-        })
-}
-
-/// `60_000_000_000` → `1m`.
-fn window_label(ns: i64) -> String {
-    let s = ns / 1_000_000_000;
-    match s {
-        _ if ns % 1_000_000_000 != 0 => format!("{}ms", ns / 1_000_000),
-        _ if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        _ if s % 3_600 == 0 => format!("{}h", s / 3_600),
-        _ if s % 60 == 0 => format!("{}m", s / 60),
-        _ => format!("{s}s"),
-    }
-}
-
-/// RFC 3339 or epoch milliseconds, as nanoseconds.
-fn parse_time(parameter: &str, v: &str) -> Result<i64, ApiError> {
-    if let Ok(ms) = v.parse::<i64>() {
-        return ms
-            .checked_mul(1_000_000)
-            .ok_or_else(|| ApiError::bad(parameter, "out of range"));
-    }
-    chrono::DateTime::parse_from_rfc3339(v)
-        .ok()
-        .and_then(|t| t.timestamp_nanos_opt())
-        .ok_or_else(|| {
-            ApiError::bad(
-                parameter,
-                format!("'{v}' is not an RFC 3339 time or epoch milliseconds"),
-            )
-        })
-}
-
-/// `limit=`: 1 to [`MAX_LIMIT`], default 1000.
-fn parse_limit(params: &BTreeMap<String, String>) -> Result<usize, ApiError> {
-    match params.get("limit") {
-        None => Ok(1_000),
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(ApiError::bad(
-                "limit",
-                format!("limit must be a number from 1 to {MAX_LIMIT}"),
-            )),
-        },
-    }
-}
-
-fn parse_cursor(c: &str) -> Result<(i64, usize), ApiError> {
-    let (t, n) = c
-        .split_once('.')
-        .ok_or_else(|| ApiError::bad("cursor", "not a cursor from next_cursor"))?;
-    match (t.parse(), n.parse()) {
-        (Ok(t), Ok(n)) => Ok((t, n)),
-        _ => Err(ApiError::bad("cursor", "not a cursor from next_cursor")),
-    }
-}
-
-fn flag(params: &BTreeMap<String, String>, name: &str) -> Result<bool, ApiError> {
-    match params.get(name).map(|v| v.to_lowercase()) {
-        None => Ok(false),
-        Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(true),
-        Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => Ok(false),
-        Some(v) => Err(ApiError::bad(name, format!("'{v}' is not true or false"))),
-    }
-}
-
-/// Every parameter that is not one of `reserved` must be a column of the view; its value,
-/// cast to the column's type, filters the rows.
-fn key_filters(
-    view: &ViewRuntime,
-    params: &BTreeMap<String, String>,
-    reserved: &[&str],
-) -> Result<Vec<(usize, String, ScalarValue)>, ApiError> {
-    let schema = view.schema();
-    let mut out = Vec::new();
-    for (k, v) in params {
-        if reserved.contains(&k.as_str()) {
-            continue;
-        }
-        let Ok(col) = schema.index_of(k) else {
-            return Err(ApiError::bad(
-                k,
-                format!(
-                    "unknown parameter '{k}': filter on a column of {} ({})",
-                    view.name(),
-                    schema
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        };
-        let data_type = schema.field(col).data_type();
-        let value = match data_type {
-            DataType::Timestamp(_, _) => {
-                ScalarValue::TimestampNanosecond(Some(parse_time(k, v)?), None).cast_to(data_type)
-            }
-            _ => ScalarValue::try_from_string(v.clone(), data_type),
-        }
-        .map_err(|_| ApiError::bad(k, format!("'{v}' is not a valid {data_type} for {k}")))?;
-        out.push((col, k.clone(), value));
-    }
-    Ok(out)
-}
-
-fn describe(filters: &[(usize, String, ScalarValue)]) -> String {
-    if filters.is_empty() {
-        return "any key".into();
-    }
-    filters
-        .iter()
-        .map(|(_, k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The view's rows matching every filter, looked up through the index of the first
-/// indexed filter column.
-fn read(
-    view: &ViewRuntime,
-    filters: &[(usize, String, ScalarValue)],
-    include_open: bool,
-) -> Result<Vec<RecordBatch>, ApiError> {
-    read_all(view, filters, include_open).map(|(rows, _)| rows)
-}
-
-/// Like [`read`], with the view's history files (read at the same instant: each row is in
-/// memory or in a file, never both).
-fn read_all(
-    view: &ViewRuntime,
-    filters: &[(usize, String, ScalarValue)],
-    include_open: bool,
-) -> Result<(Vec<RecordBatch>, Option<weir_engine::history::HistoryFiles>), ApiError> {
-    let lookup = filters
-        .iter()
-        .find(|(c, _, _)| view.key_columns().contains(c))
-        .map(|(c, _, v)| (*c, v));
-    let (batches, history) = view
-        .read(lookup, include_open)
-        .map_err(ApiError::internal)?;
-    Ok((keep_matching(batches, filters)?, history))
-}
-
-/// The rows of `batches` whose columns equal every filter's value.
-fn keep_matching(
-    batches: Vec<RecordBatch>,
-    filters: &[(usize, String, ScalarValue)],
-) -> Result<Vec<RecordBatch>, ApiError> {
-    batches
-        .into_iter()
-        .map(|b| {
-            let mut mask: Option<BooleanArray> = None;
-            for (col, _, value) in filters {
-                let scalar = value.to_scalar().map_err(ApiError::internal)?;
-                let eq = datafusion::arrow::compute::kernels::cmp::eq(b.column(*col), &scalar)
-                    .map_err(ApiError::internal)?;
-                mask = Some(match mask {
-                    None => eq,
-                    Some(m) => and(&m, &eq).map_err(ApiError::internal)?,
-                });
-            }
-            match mask {
-                None => Ok(b),
-                Some(m) => filter_record_batch(&b, &m).map_err(ApiError::internal),
-            }
-        })
-        .collect()
-}
-
-fn window_start_column(view: &ViewRuntime, name: &str) -> Result<usize, ApiError> {
-    view.schema().index_of("window_start").map_err(|_| {
-        ApiError::bad(
-            "view",
-            format!("view {name} has no window_start column to order windows by"),
-        )
-    })
 }
 
 /// Rows as JSON objects (timestamps as RFC 3339 text).

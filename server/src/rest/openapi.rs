@@ -83,6 +83,20 @@ pub fn spec() -> Value {
                 ],
                 "responses": { "200": { "description": "A JSON array" }, "400": error("A bad parameter"), "404": error("No alert rule of that name") }
             }},
+            "/subscribe": { "get": {
+                "summary": "A view's rows as server-sent events",
+                "description": "text/event-stream: with snapshot=true first `event: snapshot` per row the view holds now, then `event: row` per row it emits (closed windows, rows, alert messages), each a JSON object like /kpi's. `event: lagged` (the client fell behind) and `event: end` (the view was dropped) end the stream.",
+                "parameters": [
+                    key, window, view,
+                    query("snapshot", "true: start with the rows the view holds now.", false),
+                    query("limit", "End the stream after this many rows (1 to 10000; default: never).", false)
+                ],
+                "responses": {
+                    "200": { "description": "An event stream", "content": { "text/event-stream": { "schema": { "type": "string" } } } },
+                    "400": error("A bad parameter, named in the body"),
+                    "404": error("No such view")
+                }
+            }},
             "/sql": { "post": {
                 "summary": "Run statements",
                 "description": "The body is SQL text, or {\"sql\": \"…\"}. Returns the last statement's {columns, rows} or {command}.",

@@ -17,10 +17,10 @@ use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use parking_lot::RwLock;
 use weir_engine::checkpoint::CheckpointConfig;
+use weir_engine::connector::source::{SourceRegistry, SourceSpec};
+use weir_engine::pipeline::view::{EmitMode, ViewRuntime};
 use weir_engine::pipeline::{Engine, WatermarkDecl};
-use weir_engine::source::{SourceRegistry, SourceSpec};
-use weir_engine::state::ViewTable;
-use weir_engine::view::{EmitMode, ViewRuntime};
+use weir_engine::serving::table::ViewTable;
 
 use crate::catalog::{AlertDef, Catalog, CatalogEntry, SinkDef, SourceDef, ViewDef};
 use crate::dialect::{
@@ -171,6 +171,7 @@ impl Database {
         .map_err(|e| SqlError::Internal(format!("pg_catalog: {e}")))?;
         crate::pg::register_functions(&ctx);
         crate::percentile::register(&ctx);
+        crate::percentile_exact::register(&ctx);
         crate::ewm::register(&ctx);
         crate::bounded::register(&ctx);
         crate::checked::register(&ctx);
@@ -845,7 +846,7 @@ impl Database {
         )?);
         planned.plan.fingerprint = fingerprint;
         planned.plan.alert = Some(spec);
-        planned.plan.output_schema = weir_engine::alert::message_schema();
+        planned.plan.output_schema = weir_engine::operator::alert::message_schema();
         planned.plan.key_columns = vec![3];
         def.input = planned.input.clone();
         def.options = options;
@@ -977,6 +978,17 @@ impl Database {
             Show::MaterializedViews => "SELECT name, emit, rows, watermark, caught_up, definition FROM weir.views ORDER BY name".to_string(),
             Show::Sinks => "SELECT name, relation, connector, status, rows_written, backlog, errors, last_error FROM weir.sinks ORDER BY name".to_string(),
             Show::Alerts => "SELECT name, severity, key, cooldown, relation, alerts, firing, repeats FROM weir.alert_rules ORDER BY name".to_string(),
+            Show::Operators(name) => {
+                if self.view(name).is_none() {
+                    return Err(SqlError::UndefinedObject(format!(
+                        "materialized view or alert \"{name}\" does not exist"
+                    )));
+                }
+                format!(
+                    "SELECT step, operator, detail FROM weir.view_operators WHERE view = '{}' ORDER BY step",
+                    name.replace('\'', "''")
+                )
+            }
             Show::CreateSource(name)
             | Show::CreateView(name)
             | Show::CreateSink(name)
@@ -1025,8 +1037,16 @@ impl Database {
             "tumble",
             Arc::new(WindowFunction::tumble(resolver.clone(), capture.clone())),
         );
+        self.ctx.register_udtf(
+            "hop",
+            Arc::new(WindowFunction::hop(resolver.clone(), capture.clone())),
+        );
+        self.ctx.register_udtf(
+            "cumulate",
+            Arc::new(WindowFunction::cumulate(resolver, capture)),
+        );
         self.ctx
-            .register_udtf("hop", Arc::new(WindowFunction::hop(resolver, capture)));
+            .register_udtf("session", Arc::new(crate::functions::SessionOutsideViews));
     }
 
     /// Names of the materialized views.

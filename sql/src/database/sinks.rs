@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use weir_engine::connector::sink::SinkSpec;
+use weir_engine::pipeline::sink_queue::SinkRuntime;
 use weir_engine::pipeline::SinkNode;
-use weir_engine::sink::{SinkRuntime, SinkSpec};
 
 use crate::catalog::{Catalog, CatalogEntry, SinkDef};
 use crate::dialect::{CreateSink, ALL_ALERTS};
@@ -32,7 +33,7 @@ impl Database {
         // A `${env:…}`/`${file:…}` reference that does not resolve now would fail the sink
         // when it connects: say so at creation (the catalog keeps the reference).
         for (key, value) in &c.options {
-            weir_engine::sink::resolve_secret(key, value)?;
+            weir_engine::connector::sink::resolve_secret(key, value)?;
         }
         let def = SinkDef {
             name: c.name.clone(),
@@ -66,7 +67,7 @@ impl Database {
         }
         let (factory, spec) = self.sink_spec(&def, &def.name, None)?;
         def.options = factory.validate(&spec)?;
-        weir_engine::sink::settings_from(&def.options)?;
+        weir_engine::connector::sink::settings_from(&def.options)?;
         for alert in self.alert_names() {
             self.start_sink(&def, &alert_sink_name(&def.name, &alert), &alert)?;
         }
@@ -80,7 +81,7 @@ impl Database {
         def: &SinkDef,
         name: &str,
         relation: Option<&str>,
-    ) -> Result<(Arc<dyn weir_engine::sink::SinkFactory>, SinkSpec)> {
+    ) -> Result<(Arc<dyn weir_engine::connector::sink::SinkFactory>, SinkSpec)> {
         let registry = self.engine.registry();
         let Some(connector) = def.options.get("connector").cloned() else {
             return Err(SqlError::InvalidParameter(format!(
@@ -95,7 +96,7 @@ impl Database {
                 name: name.to_string(),
                 input: ALL_ALERTS.to_string(),
                 from_source: false,
-                schema: weir_engine::alert::message_schema(),
+                schema: weir_engine::operator::alert::message_schema(),
                 key: alert_key(),
                 event_time: None,
                 updating: false,
@@ -156,7 +157,7 @@ impl Database {
     ) -> Result<BTreeMap<String, String>> {
         let (factory, mut spec) = self.sink_spec(def, name, Some(relation))?;
         let options = factory.validate(&spec)?;
-        let settings = weir_engine::sink::settings_from(&options)?;
+        let settings = weir_engine::connector::sink::settings_from(&options)?;
         spec.options = options.clone();
         let writer = factory.create(&spec)?;
         let fingerprint = format!("{relation}|{options:?}");

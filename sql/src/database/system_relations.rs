@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
-use weir_engine::alert::{AlertRecord, AlertSpec};
-use weir_engine::sink::SinkRuntime;
-use weir_engine::view::ViewRuntime;
+use weir_engine::operator::alert::{AlertRecord, AlertSpec};
+use weir_engine::pipeline::sink_queue::SinkRuntime;
+use weir_engine::pipeline::view::ViewRuntime;
 
 use crate::catalog::{AlertDef, CatalogEntry};
 use crate::error::{Result, SqlError};
@@ -68,6 +68,13 @@ impl Database {
                 Arc::new(move || {
                     let db = weak.upgrade().ok_or_else(shutting_down)?;
                     db.alert_rules_batch()
+                })
+            }),
+            ("view_operators", {
+                let weak = weak.clone();
+                Arc::new(move || {
+                    let db = weak.upgrade().ok_or_else(shutting_down)?;
+                    db.view_operators_batch()
                 })
             }),
             ("users", {
@@ -468,6 +475,22 @@ impl Database {
             .finish()
     }
 
+    /// Every view's and alert rule's operators, in the order a batch goes through them.
+    fn view_operators_batch(&self) -> datafusion::error::Result<RecordBatch> {
+        let mut rows: Vec<(String, i64, &'static str, String)> = Vec::new();
+        for (name, view) in self.views() {
+            for (i, (kind, detail)) in view.operators().into_iter().enumerate() {
+                rows.push((name.clone(), i as i64 + 1, kind, detail));
+            }
+        }
+        Columns::new()
+            .text("view", rows.iter().map(|r| Some(r.0.clone())))
+            .int("step", rows.iter().map(|r| Some(r.1)))
+            .text("operator", rows.iter().map(|r| Some(r.2)))
+            .text("detail", rows.iter().map(|r| Some(r.3.clone())))
+            .finish()
+    }
+
     fn alert_rules_batch(&self) -> datafusion::error::Result<RecordBatch> {
         let catalog = self.catalog.try_lock().ok();
         let mut rows = Vec::new();
@@ -536,8 +559,12 @@ impl Database {
             self.engine.system(),
             |kind| {
                 Ok(match kind {
-                    weir_engine::system::LogKind::DeadLetters => self.dead_letters_memory()?,
-                    weir_engine::system::LogKind::LateEvents => self.late_events_memory()?,
+                    weir_engine::serving::system::LogKind::DeadLetters => {
+                        self.dead_letters_memory()?
+                    }
+                    weir_engine::serving::system::LogKind::LateEvents => {
+                        self.late_events_memory()?
+                    }
                 })
             },
             now,

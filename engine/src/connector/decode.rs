@@ -12,8 +12,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::json::ReaderBuilder;
 use datafusion::arrow::record_batch::RecordBatch;
 
+use crate::connector::source::{DeadLetter, RowOrigins};
 use crate::error::Result;
-use crate::source::{DeadLetter, RowOrigins};
 
 /// A chunk decoded: rows, their origins, and the lines that failed.
 #[derive(Debug)]

@@ -1,9 +1,11 @@
 //! A materialized view at run time: its pre-planned pipeline and its state.
 //!
 //! `weir-sql` plans a view's query once into a [`ViewPlan`]: the physical plan below the
-//! aggregation (filters, projections, window assignment) reading a [`Feed`], the
-//! [`AggregateSpec`] taken from DataFusion's `AggregateExec`, and the plan above it (HAVING,
-//! final projection). [`ViewRuntime::process`] pushes one micro-batch through all three.
+//! aggregation (filters, projections, window assignment) reading a feed, the
+//! [`AggregateSpec`] taken from DataFusion's `AggregateExec` (or the `OVER` frames), the plan
+//! above it (HAVING, final projection) and an alert rule's settings. The runtime turns them
+//! into a chain of operators ([`crate::operator::chain`]); [`ViewRuntime::process`] pushes one
+//! micro-batch through the chain and keeps the rows it emits.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,17 +13,17 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::TaskContext;
-use datafusion::physical_plan::ExecutionPlan;
 use parking_lot::{Mutex, RwLock};
 
-use crate::aggregate::{AggregateSpec, IncrementalAggregate};
-use crate::alert::{AlertRecord, AlertSpec, AlertStage};
 use crate::checkpoint::{HistoryMove, RestoredView, ViewSnapshot};
-use crate::error::Result;
-use crate::feed::Feed;
+use crate::error::{EngineError, Result};
 use crate::history::{HistoryFile, HistoryFiles, HistoryRoot, Retention};
-use crate::over::{OverSpec, OverState, OVER_STATE_BATCHES};
-use crate::state::RowStore;
+use crate::operator::aggregate::AggregateSpec;
+use crate::operator::alert::{AlertRecord, AlertSpec, AlertStage};
+use crate::operator::over::OverSpec;
+use crate::operator::plan::FedPlan;
+use crate::operator::{Operator, Tick};
+use crate::serving::rows::RowStore;
 
 /// When a view's rows become visible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -39,26 +41,6 @@ impl EmitMode {
             EmitMode::OnWindowClose => "ON WINDOW CLOSE",
             EmitMode::OnUpdate => "ON UPDATE",
         }
-    }
-}
-
-/// A pre-planned plan and the feed its leaves read.
-#[derive(Debug, Clone)]
-pub struct FedPlan {
-    /// Filled before each execution.
-    pub feed: Feed,
-    /// Executed once per micro-batch.
-    pub plan: Arc<dyn ExecutionPlan>,
-}
-
-impl FedPlan {
-    /// The schema of the rows the plan produces.
-    pub fn feed_output_schema(&self) -> SchemaRef {
-        self.plan.schema()
-    }
-
-    fn run(&self, task: &Arc<TaskContext>, input: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-        self.feed.run(&self.plan, task, input)
     }
 }
 
@@ -115,19 +97,29 @@ pub struct ViewStats {
 }
 
 struct Inner {
-    aggregate: Option<IncrementalAggregate>,
-    over: Option<OverState>,
-    alert: Option<AlertStage>,
+    /// The view's operators, in the order a batch goes through them.
+    chain: Vec<Box<dyn Operator>>,
     /// When open rows of an updating input were last fed to this alert rule.
     last_update: Option<std::time::Instant>,
+    /// The watermark of the last batch processed.
+    last_wm: i64,
     /// Bumped on every change of open state, to cache snapshots.
     version: u64,
     snapshot: Option<(u64, Vec<RecordBatch>)>,
 }
 
+/// Batches of rows a view emitted together, as subscribers receive them.
+pub type Emitted = Arc<Vec<RecordBatch>>;
+
+/// How many emitted batches a subscriber may fall behind before it misses rows.
+pub const SUBSCRIBER_BACKLOG: usize = 4096;
+
 /// A live view: shared by the pipeline thread that maintains it and the queries that read it.
 pub struct ViewRuntime {
     plan: ViewPlan,
+    /// Every emitted batch, for subscribers (`GET /subscribe`); taken when the view is
+    /// dropped, which ends their streams.
+    changes: Mutex<Option<tokio::sync::broadcast::Sender<Emitted>>>,
     inner: Mutex<Inner>,
     store: RwLock<RowStore>,
     /// The highest finite watermark seen: the clock rows age by.
@@ -149,27 +141,21 @@ impl std::fmt::Debug for ViewRuntime {
 impl ViewRuntime {
     /// A view with empty state.
     pub fn new(plan: ViewPlan) -> Result<Arc<Self>> {
-        let aggregate = plan
-            .aggregate
-            .clone()
-            .map(IncrementalAggregate::new)
-            .transpose()?;
         let store = RowStore::new(plan.output_schema.clone(), plan.key_columns.clone());
         let stats = ViewStats::default();
         stats.watermark.store(i64::MIN, Ordering::Relaxed);
-        let (over, alert) = fresh_stages(&plan)?;
         Ok(Arc::new(Self {
             inner: Mutex::new(Inner {
-                aggregate,
-                over,
-                alert,
+                chain: crate::operator::chain(&plan)?,
                 last_update: None,
+                last_wm: i64::MIN,
                 version: 0,
                 snapshot: None,
             }),
             store: RwLock::new(store),
             clock: AtomicI64::new(i64::MIN),
             retention: RwLock::new(plan.retention),
+            changes: Mutex::new(Some(tokio::sync::broadcast::channel(SUBSCRIBER_BACKLOG).0)),
             stats,
             plan,
         }))
@@ -193,13 +179,8 @@ impl ViewRuntime {
     /// Drops all state (the pipeline is about to replay the source from its start).
     pub fn reset(&self) -> Result<()> {
         let mut inner = self.inner.lock();
-        inner.aggregate = self
-            .plan
-            .aggregate
-            .clone()
-            .map(IncrementalAggregate::new)
-            .transpose()?;
-        (inner.over, inner.alert) = fresh_stages(&self.plan)?;
+        inner.chain = crate::operator::chain(&self.plan)?;
+        inner.last_wm = i64::MIN;
         inner.version += 1;
         inner.snapshot = None;
         *self.store.write() = RowStore::new(
@@ -224,17 +205,11 @@ impl ViewRuntime {
     /// number of emitted batches it covers.
     pub fn checkpoint(&self, persisted_batches: usize) -> Result<(ViewSnapshot, usize)> {
         let mut inner = self.inner.lock();
-        let (buckets, closed_before) = match inner.aggregate.as_mut() {
-            Some(agg) => (agg.export()?, agg.closed_before()),
-            None => (Vec::new(), i64::MIN),
-        };
-        let mut extra = match inner.over.as_ref() {
-            Some(over) => over.export()?,
-            None => Vec::new(),
-        };
-        if let Some(alert) = inner.alert.as_ref() {
-            extra.push(alert.export()?);
-        }
+        let operators = inner
+            .chain
+            .iter_mut()
+            .map(|op| op.snapshot())
+            .collect::<Result<Vec<_>>>()?;
         let store = self.store.read();
         let retention = *self.retention.read();
         let moves = retention.map(|r| {
@@ -260,13 +235,11 @@ impl ViewRuntime {
             history: moves,
             new_rows_wm: store.max_wm_from(persisted_batches),
             clock: self.clock.load(Ordering::Relaxed),
-            extra,
+            operators,
             name: self.plan.name.clone(),
             fingerprint: self.plan.fingerprint.clone(),
             rows_in: self.stats.rows_in.load(Ordering::Relaxed),
             dropped_rows: self.stats.dropped_rows.load(Ordering::Relaxed),
-            closed_before,
-            buckets,
             new_rows: store.batches_from(persisted_batches),
         };
         Ok((snapshot, store.batch_count()))
@@ -277,20 +250,18 @@ impl ViewRuntime {
     pub fn restore(&self, restored: &RestoredView) -> Result<usize> {
         self.reset()?;
         let mut inner = self.inner.lock();
-        if let Some(agg) = inner.aggregate.as_mut() {
-            agg.import(
-                &restored.buckets,
-                restored.meta.closed_before,
-                restored.meta.dropped_rows,
-            )?;
+        if restored.operators.len() != inner.chain.len() {
+            return Err(EngineError::Checkpoint(format!(
+                "the checkpoint holds {} operators' state, view {} has {}",
+                restored.operators.len(),
+                self.plan.name,
+                inner.chain.len()
+            )));
         }
-        let mut extra = restored.extra.as_slice();
-        if let Some(over) = inner.over.as_mut() {
-            over.import(extra)?;
-            extra = extra.get(OVER_STATE_BATCHES..).unwrap_or_default();
-        }
-        if let (Some(alert), Some(state)) = (inner.alert.as_mut(), extra.first()) {
-            alert.import(state)?;
+        for (op, state) in inner.chain.iter_mut().zip(&restored.operators) {
+            op.restore(state).map_err(|e| {
+                EngineError::Checkpoint(format!("restoring {} state: {e}", op.kind()))
+            })?;
         }
         inner.version += 1;
         drop(inner);
@@ -341,65 +312,57 @@ impl ViewRuntime {
         let rows: usize = input.iter().map(|b| b.num_rows()).sum();
         self.stats.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
         self.stats.watermark.store(wm, Ordering::Relaxed);
-        let resolve_input = match &self.plan.alert {
-            Some(a) if a.resolve.is_some() => input.clone(),
-            _ => Vec::new(),
+        let tick = Tick {
+            watermark: wm,
+            input: &input,
         };
-        let pre = if rows > 0 {
-            self.plan.input.run(&self.plan.task, input)?
-        } else {
-            vec![]
-        };
+        let retention = *self.retention.read();
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let emitted = match inner.aggregate.as_mut() {
-            None if inner.over.is_some() => {
-                let over = inner.over.as_mut().expect("over");
-                let windowed = over.process(&pre, wm)?;
-                inner.version += 1;
-                self.post(windowed)?
+        let mut emitted = input.clone();
+        for op in inner.chain.iter_mut() {
+            emitted = op.process(emitted, &tick)?;
+        }
+        if let Some(retention) = retention {
+            let cutoff = retention.memory_cutoff(self.clock.load(Ordering::Relaxed));
+            for op in inner.chain.iter_mut() {
+                op.prune(cutoff);
             }
-            None => pre,
-            Some(agg) => {
-                for b in &pre {
-                    agg.update(b)?;
-                }
-                let closed = agg.close(wm)?;
-                self.stats
-                    .dropped_rows
-                    .store(agg.dropped_rows(), Ordering::Relaxed);
-                if !pre.is_empty() || !closed.is_empty() {
-                    inner.version += 1;
-                }
-                self.post(closed)?
-            }
-        };
-        let emitted = match inner.alert.as_mut() {
-            Some(alert) => {
-                let messages = alert.apply(&emitted, &resolve_input)?;
-                if let Some(retention) = *self.retention.read() {
-                    alert.prune(retention.memory_cutoff(self.clock.load(Ordering::Relaxed)));
-                }
-                messages
-            }
-            None => emitted,
-        };
+        }
+        let dropped: u64 = inner.chain.iter().map(|op| op.dropped_rows()).sum();
+        self.stats.dropped_rows.store(dropped, Ordering::Relaxed);
+        if rows > 0 || wm != inner.last_wm {
+            inner.version += 1;
+            inner.last_wm = wm;
+        }
         drop(guard);
+        let emitted: Vec<RecordBatch> = emitted.into_iter().filter(|b| b.num_rows() > 0).collect();
         if !emitted.is_empty() {
             self.store.write().append(&emitted, wm)?;
+            if let Some(changes) = self.changes.lock().as_ref() {
+                if changes.receiver_count() > 0 {
+                    // A receiver that went away in between is no error.
+                    let _ = changes.send(Arc::new(emitted.clone()));
+                }
+            }
         }
         Ok(emitted)
     }
 
-    fn post(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
-        if batches.is_empty() {
-            return Ok(batches);
+    /// Every batch of rows the view emits from now on (closed windows, new rows, alert
+    /// messages; not the changing rows of open windows). A receiver more than
+    /// [`SUBSCRIBER_BACKLOG`] batches behind misses rows and is told so (`Lagged`).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Emitted> {
+        match self.changes.lock().as_ref() {
+            Some(changes) => changes.subscribe(),
+            // Dropped: a receiver whose stream has ended.
+            None => tokio::sync::broadcast::channel(1).1,
         }
-        match &self.plan.post {
-            None => Ok(batches),
-            Some(post) => post.run(&self.plan.task, batches),
-        }
+    }
+
+    /// Ends every subscription (the view is being dropped).
+    pub fn close_subscriptions(&self) {
+        self.changes.lock().take();
     }
 
     /// For an alert rule over an updating view: whether its open rows are due again (at
@@ -417,8 +380,9 @@ impl ViewRuntime {
     pub fn alerts(&self) -> Option<(AlertSpec, Vec<AlertRecord>, usize)> {
         let inner = self.inner.lock();
         inner
-            .alert
-            .as_ref()
+            .chain
+            .iter()
+            .find_map(|op| op.as_any().downcast_ref::<AlertStage>())
             .map(|a| (a.spec().clone(), a.alerts().to_vec(), a.firing()))
     }
 
@@ -437,10 +401,11 @@ impl ViewRuntime {
     /// The watermark of this view's output stream, for views defined over it: future output
     /// rows have window starts above it.
     pub fn output_watermark(&self, wm: i64) -> i64 {
-        match self.plan.aggregate.as_ref().and_then(|a| a.window.as_ref()) {
-            Some(w) if wm != i64::MAX => wm.saturating_sub(w.kind.size()),
-            _ => wm,
-        }
+        let inner = self.inner.lock();
+        inner
+            .chain
+            .iter()
+            .fold(wm, |wm, op| op.output_watermark(wm))
     }
 
     /// Rows visible in memory, optionally only those whose indexed column `key_col` equals
@@ -515,7 +480,7 @@ impl ViewRuntime {
     }
 
     /// The window kind, for a windowed aggregate.
-    pub fn window(&self) -> Option<crate::window::WindowKind> {
+    pub fn window(&self) -> Option<crate::operator::window::WindowKind> {
         self.plan
             .aggregate
             .as_ref()
@@ -545,11 +510,11 @@ impl ViewRuntime {
                 return Ok(rows.clone());
             }
         }
-        let open = match inner.aggregate.as_mut() {
-            Some(agg) => agg.snapshot()?,
-            None => vec![],
-        };
-        let rows = self.post(open)?;
+        let mut rows = Vec::new();
+        for op in inner.chain.iter_mut() {
+            rows = op.open_rows(rows)?;
+        }
+        let rows: Vec<RecordBatch> = rows.into_iter().filter(|b| b.num_rows() > 0).collect();
         inner.snapshot = Some((version, rows.clone()));
         Ok(rows)
     }
@@ -564,11 +529,19 @@ impl ViewRuntime {
         self.rows_and_history().map(|(rows, _)| rows)
     }
 
+    /// The view's operators in order: kind and description (`weir.view_operators`).
+    pub fn operators(&self) -> Vec<(&'static str, String)> {
+        let inner = self.inner.lock();
+        inner
+            .chain
+            .iter()
+            .map(|op| (op.kind(), op.describe()))
+            .collect()
+    }
+
     /// Live groups in open windows (keys of `OVER` windows).
     pub fn groups(&self) -> usize {
-        let inner = self.inner.lock();
-        let over = inner.over.as_ref().map(|o| o.keys()).unwrap_or(0);
-        inner.aggregate.as_ref().map(|a| a.groups()).unwrap_or(0) + over
+        self.inner.lock().chain.iter().map(|op| op.groups()).sum()
     }
 
     /// Approximate bytes of state (open accumulators plus emitted rows in memory).
@@ -578,26 +551,13 @@ impl ViewRuntime {
 
     /// Approximate bytes of open windows' state: accumulators and `OVER` frames.
     pub fn open_state_bytes(&self) -> usize {
-        let inner = self.inner.lock();
-        inner
-            .aggregate
-            .as_ref()
-            .map(|a| a.state_bytes())
-            .unwrap_or(0)
-            + inner.over.as_ref().map(|o| o.bytes()).unwrap_or(0)
+        self.inner
+            .lock()
+            .chain
+            .iter()
+            .map(|op| op.state_bytes())
+            .sum()
     }
-}
-
-/// Empty `OVER` state and alert stage for `plan`.
-fn fresh_stages(plan: &ViewPlan) -> Result<(Option<OverState>, Option<AlertStage>)> {
-    let over = match &plan.over {
-        Some(spec) => Some(OverState::new(
-            spec.clone(),
-            &plan.input.feed_output_schema(),
-        )?),
-        None => None,
-    };
-    Ok((over, plan.alert.clone().map(AlertStage::new)))
 }
 
 /// `batch` under the view's schema when it fits (checkpoint files store every field

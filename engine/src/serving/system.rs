@@ -6,9 +6,17 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 
-use crate::checkpoint::SourceCounters;
-use crate::source::SplitProgress;
+use crate::connector::source::SplitProgress;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+/// Counters of a source that survive restarts.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceCounters {
+    pub events_in: u64,
+    pub late_events: u64,
+    pub dead_letters: u64,
+}
 
 /// Most rows kept per system log; older rows are dropped (and counted) beyond this.
 pub const SYSTEM_LOG_CAPACITY: usize = 100_000;

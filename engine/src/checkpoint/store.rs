@@ -1,31 +1,5 @@
-//! Checkpoints: a pipeline's whole state and its source position, written together.
-//!
-//! One *pipeline* (a source reader, its processor, and the views it feeds) owns one
-//! checkpoint directory. A checkpoint is taken between two micro-batches on the processor
-//! thread — the only thread that changes the pipeline's state — so every view's state, the
-//! watermark tracker, the counters and the source position describe the same point of the
-//! input (the "barrier" is the batch boundary). An *epoch* is one such checkpoint.
-//!
-//! Layout of a pipeline directory:
-//!
-//! ```text
-//! MANIFEST.json              the last complete epoch: position, watermarks, counters, and
-//!                            for each view the files that hold its state
-//! state-<view>-<epoch>.arrow open windows' accumulator states (Arrow IPC), rewritten each epoch
-//! rows-<view>-<epoch>.arrow  rows the view emitted during that epoch (append-only segments)
-//! log-<epoch>.jsonl          dead letters and late events of that epoch (append-only; the
-//!                            oldest files go once the newer ones hold SYSTEM_LOG_CAPACITY
-//!                            records, as many as `weir.dead_letters` keeps)
-//! COMMITTED                  written after the first manifest: a directory with it and
-//!                            without MANIFEST.json lost its manifest (an error naming the
-//!                            way out), one without it only had its first checkpoint cut short
-//! ```
-//!
-//! Data files are written and fsynced first; then `MANIFEST.json` is replaced atomically
-//! (temp file, fsync, rename, fsync of the directory). A crash at any instant leaves either
-//! the old or the new manifest, and every file it names complete. Files no manifest names
-//! (an epoch cut short, an old state file, a dropped view's segments) are deleted after the
-//! next manifest is written.
+//! The checkpoint directory of one pipeline: writing an epoch atomically, reading the last
+//! complete one back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -37,231 +11,11 @@ use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::arrow::ipc::writer::FileWriter;
 use datafusion::arrow::record_batch::RecordBatch;
-use serde::{Deserialize, Serialize};
 
+use super::*;
 use crate::error::{EngineError, Result};
-use crate::history::{HistoryFile, HistoryRoot};
-use crate::system::SYSTEM_LOG_CAPACITY;
-use crate::watermark::WatermarkTracker;
-
-/// The state format this build writes and reads. Accumulator states are DataFusion's own,
-/// so a checkpoint is only readable by the DataFusion version that wrote it.
-pub const STATE_FORMAT: &str = concat!("weir-state/1 datafusion/", "55");
-
-const MANIFEST: &str = "MANIFEST.json";
-const COMMITTED: &str = "COMMITTED";
-
-/// Where checkpoints go and how often.
-#[derive(Debug, Clone)]
-pub struct CheckpointConfig {
-    /// Root directory (`<data dir>/checkpoints`).
-    pub dir: PathBuf,
-    /// Time between checkpoints of a pipeline that has processed new input.
-    pub interval: std::time::Duration,
-    /// Discard checkpoints this build cannot read and rebuild state from the sources.
-    pub rebuild_incompatible: bool,
-}
-
-/// Counters of a source that survive restarts.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SourceCounters {
-    pub events_in: u64,
-    pub late_events: u64,
-    pub dead_letters: u64,
-}
-
-/// A file of emitted rows and how many it holds.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Segment {
-    pub file: String,
-    pub rows: u64,
-    /// The highest watermark at which its rows were emitted.
-    #[serde(default)]
-    pub emitted_wm: i64,
-}
-
-/// One view's entry in a manifest.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ViewManifest {
-    pub name: String,
-    /// Identifies the view's definition; state is only restored into the same definition.
-    pub fingerprint: String,
-    pub rows_in: u64,
-    pub dropped_rows: u64,
-    /// Windows starting before this have been emitted.
-    pub closed_before: i64,
-    /// Open windows' state, if any window is open.
-    pub state: Option<String>,
-    /// Files of other state (`OVER` windows, alerts), one batch each.
-    #[serde(default)]
-    pub extra: Vec<String>,
-    /// Emitted rows, oldest first.
-    pub segments: Vec<Segment>,
-    /// Rows at the start of `segments` that left memory for history (or expired).
-    #[serde(default)]
-    pub skip_rows: u64,
-    /// Parquet files holding the rows that left memory, oldest first.
-    #[serde(default)]
-    pub history: Vec<HistoryFile>,
-    /// The view's retention clock (its highest finite watermark).
-    #[serde(default = "no_clock")]
-    pub clock: i64,
-}
-
-fn no_clock() -> i64 {
-    i64::MIN
-}
-
-/// A file of a sink's queued rows: rows `start..start + rows`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SinkSegment {
-    pub file: String,
-    pub start: u64,
-    pub rows: u64,
-}
-
-/// One sink's entry in a manifest: its queue at the checkpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SinkManifest {
-    pub name: String,
-    /// Identifies the sink's definition; the queue is only restored into the same one.
-    pub fingerprint: String,
-    /// Rows pushed to the sink so far.
-    pub pushed: u64,
-    /// Rows the target had acknowledged.
-    pub acked: u64,
-    /// The writer's position at `acked` (connector-specific).
-    pub position: serde_json::Value,
-    /// Files holding the rows `acked..pushed`, oldest first.
-    pub segments: Vec<SinkSegment>,
-}
-
-/// The last complete epoch of a pipeline.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    /// [`STATE_FORMAT`] of the build that wrote it.
-    pub format: String,
-    pub source: String,
-    pub pipeline: u64,
-    pub epoch: u64,
-    /// Wall time of the checkpoint (ms since the epoch).
-    pub written_at_ms: i64,
-    /// The source's position after the last batch in this epoch (connector-specific).
-    pub position: serde_json::Value,
-    pub tracker: WatermarkTracker,
-    pub counters: SourceCounters,
-    pub views: Vec<ViewManifest>,
-    /// Dead-letter and late-event segments, oldest first.
-    pub logs: Vec<String>,
-    /// Sinks fed by this pipeline.
-    #[serde(default)]
-    pub sinks: Vec<SinkManifest>,
-}
-
-/// A dead letter or late event, as persisted.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum LogRecord {
-    DeadLetter {
-        location: String,
-        raw: String,
-        error: String,
-        received_at_ms: i64,
-    },
-    Late {
-        location: String,
-        event_time: i64,
-        watermark: i64,
-        raw: Option<String>,
-        received_at_ms: i64,
-    },
-}
-
-/// One view's state at a checkpoint, as captured by the processor.
-#[derive(Debug, Clone)]
-pub struct ViewSnapshot {
-    pub name: String,
-    pub fingerprint: String,
-    pub rows_in: u64,
-    pub dropped_rows: u64,
-    pub closed_before: i64,
-    /// Open buckets (see `IncrementalAggregate::export`).
-    pub buckets: Vec<RecordBatch>,
-    /// Other state (`OVER` windows, an alert rule's alerts), one file per batch.
-    pub extra: Vec<RecordBatch>,
-    /// Rows emitted since the previous checkpoint.
-    pub new_rows: Vec<RecordBatch>,
-    /// The highest watermark at which one of `new_rows` was emitted.
-    pub new_rows_wm: i64,
-    /// The view's retention clock.
-    pub clock: i64,
-    /// For a view with retention: rows leaving memory and the history files to keep.
-    pub history: Option<HistoryMove>,
-}
-
-/// Rows of a view that leave memory in this epoch.
-#[derive(Debug, Clone)]
-pub struct HistoryMove {
-    /// The first batches in memory, emitted at watermarks `min_wm..=max_wm`.
-    pub evicted: Vec<RecordBatch>,
-    pub min_wm: i64,
-    pub max_wm: i64,
-    /// Write them to a Parquet file (false: `history = 0`, they are dropped).
-    pub write: bool,
-    /// The history files that stay (the others expired).
-    pub kept: Vec<HistoryFile>,
-}
-
-/// Everything a pipeline writes in one epoch.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub position: serde_json::Value,
-    pub tracker: WatermarkTracker,
-    pub counters: SourceCounters,
-    pub views: Vec<ViewSnapshot>,
-    pub sinks: Vec<crate::sink::SinkSnapshot>,
-    /// Dead letters and late events since the previous checkpoint.
-    pub new_log: Vec<LogRecord>,
-}
-
-/// What a checkpoint cost, and where sinks' queued rows now are.
-#[derive(Debug, Clone)]
-pub struct WriteReport {
-    pub epoch: u64,
-    /// Bytes written in this epoch.
-    pub bytes: u64,
-    /// Bytes of all files the manifest names.
-    pub total_bytes: u64,
-    /// Per sink, the files holding its unacknowledged rows.
-    pub sink_files: Vec<(String, Vec<crate::sink::DiskSegment>)>,
-    /// Per view with retention: its name, the batches that left memory, its history
-    /// files now.
-    pub history: Vec<(String, usize, Vec<HistoryFile>)>,
-    /// Where history files are.
-    pub history_root: HistoryRoot,
-}
-
-/// A view's state read back from a checkpoint.
-#[derive(Debug, Clone)]
-pub struct RestoredView {
-    pub meta: ViewManifest,
-    pub buckets: Vec<RecordBatch>,
-    pub extra: Vec<RecordBatch>,
-    /// Emitted rows still in memory, and the watermark each batch was emitted at.
-    pub rows: Vec<RecordBatch>,
-    pub row_wms: Vec<i64>,
-    /// Where `meta.history` files are.
-    pub history_root: HistoryRoot,
-}
-
-/// A pipeline's state read back from a checkpoint.
-#[derive(Debug)]
-pub struct Restored {
-    pub manifest: Manifest,
-    pub views: BTreeMap<String, RestoredView>,
-    pub sinks: BTreeMap<String, crate::sink::RestoredSink>,
-    pub log: Vec<LogRecord>,
-}
+use crate::paths::file_name;
+use crate::serving::system::SYSTEM_LOG_CAPACITY;
 
 /// The checkpoint directory of one pipeline.
 #[derive(Debug)]
@@ -386,10 +140,6 @@ impl CheckpointStore {
         })?;
         let mut views = BTreeMap::new();
         for v in &manifest.views {
-            let buckets = match &v.state {
-                Some(f) => read_batches(&self.dir.join(f))?,
-                None => Vec::new(),
-            };
             let mut rows = Vec::new();
             let mut row_wms = Vec::new();
             let mut skip = v.skip_rows as usize;
@@ -405,20 +155,23 @@ impl CheckpointStore {
                     skip = 0;
                 }
             }
-            let mut extra = Vec::new();
-            for f in &v.extra {
-                let batches = read_batches(&self.dir.join(f))?;
-                extra.push(match batches.len() {
-                    1 => batches.into_iter().next().expect("one"),
-                    _ => concat_or_empty(&batches, f)?,
-                });
+            let mut operators = Vec::with_capacity(v.operators.len());
+            for files in &v.operators {
+                let mut state = Vec::with_capacity(files.len());
+                for f in files {
+                    let batches = read_batches(&self.dir.join(f))?;
+                    state.push(match batches.len() {
+                        1 => batches.into_iter().next().expect("one"),
+                        _ => concat_or_empty(&batches, f)?,
+                    });
+                }
+                operators.push(state);
             }
             views.insert(
                 v.name.clone(),
                 RestoredView {
                     meta: v.clone(),
-                    buckets,
-                    extra,
+                    operators,
                     rows,
                     row_wms,
                     history_root: self.history_root.clone(),
@@ -440,7 +193,7 @@ impl CheckpointStore {
             }
             sinks.insert(
                 k.name.clone(),
-                crate::sink::RestoredSink {
+                crate::checkpoint::RestoredSink {
                     fingerprint: k.fingerprint.clone(),
                     pushed: k.pushed,
                     acked: k.acked,
@@ -494,22 +247,17 @@ impl CheckpointStore {
         let mut moved_views = Vec::new();
         for v in snapshot.views {
             let stem = file_name(&v.name);
-            let state = if v.buckets.is_empty() {
-                None
-            } else {
-                let f = format!("state-{stem}-{epoch}.arrow");
-                let n = write_batches(&self.dir.join(&f), &v.buckets)?;
-                bytes += n;
-                self.sizes.insert(f.clone(), n);
-                Some(f)
-            };
-            let mut extra = Vec::with_capacity(v.extra.len());
-            for (i, b) in v.extra.iter().enumerate() {
-                let f = format!("extra-{stem}-{epoch}-{i}.arrow");
-                let n = write_batches(&self.dir.join(&f), std::slice::from_ref(b))?;
-                bytes += n;
-                self.sizes.insert(f.clone(), n);
-                extra.push(f);
+            let mut operators = Vec::with_capacity(v.operators.len());
+            for (o, state) in v.operators.iter().enumerate() {
+                let mut files = Vec::with_capacity(state.len());
+                for (i, b) in state.iter().enumerate() {
+                    let f = format!("state-{stem}-{epoch}-{o}-{i}.arrow");
+                    let n = write_batches(&self.dir.join(&f), std::slice::from_ref(b))?;
+                    bytes += n;
+                    self.sizes.insert(f.clone(), n);
+                    files.push(f);
+                }
+                operators.push(files);
             }
             // Segments and history carry over only into the same definition.
             let previous = self
@@ -568,9 +316,7 @@ impl CheckpointStore {
                 fingerprint: v.fingerprint,
                 rows_in: v.rows_in,
                 dropped_rows: v.dropped_rows,
-                closed_before: v.closed_before,
-                state,
-                extra,
+                operators,
                 segments,
                 skip_rows,
                 history,
@@ -682,7 +428,7 @@ impl CheckpointStore {
                         let files = k
                             .segments
                             .iter()
-                            .map(|s| crate::sink::DiskSegment {
+                            .map(|s| crate::checkpoint::DiskSegment {
                                 path: self.dir.join(&s.file),
                                 start: s.start,
                                 rows: s.rows,
@@ -720,8 +466,7 @@ impl CheckpointStore {
 fn referenced(m: &Manifest) -> BTreeSet<String> {
     let mut files: BTreeSet<String> = m.logs.iter().cloned().collect();
     for v in &m.views {
-        files.extend(v.state.iter().cloned());
-        files.extend(v.extra.iter().cloned());
+        files.extend(v.operators.iter().flatten().cloned());
         files.extend(v.segments.iter().map(|s| s.file.clone()));
     }
     for k in &m.sinks {
@@ -751,19 +496,6 @@ fn skip_rows(mut rows: Vec<RecordBatch>, mut skip: usize) -> Vec<RecordBatch> {
         }
         out.push(b.slice(skip, b.num_rows() - skip));
         skip = 0;
-    }
-    out
-}
-
-/// A file-name-safe spelling of an identifier: `[A-Za-z0-9_]` kept, anything else as `%XX`.
-pub(crate) fn file_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'_' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
     }
     out
 }
@@ -904,9 +636,7 @@ mod tests {
                 fingerprint: "f".into(),
                 rows_in: 1,
                 dropped_rows: 0,
-                closed_before: 7,
-                buckets: state,
-                extra: Vec::new(),
+                operators: vec![Vec::new(), state],
                 new_rows,
                 new_rows_wm: position,
                 clock: position,
@@ -946,9 +676,10 @@ mod tests {
         assert_eq!(restored.manifest.epoch, 2);
         assert_eq!(restored.manifest.position["next"], 20);
         let v = &restored.views["v 1"];
-        assert_eq!(v.meta.closed_before, 7);
-        assert_eq!(v.buckets.len(), 1);
-        assert_eq!(v.buckets[0].columns(), rows(&["b"], &[2]).columns());
+        assert_eq!(v.operators.len(), 2);
+        assert!(v.operators[0].is_empty());
+        assert_eq!(v.operators[1].len(), 1);
+        assert_eq!(v.operators[1][0].columns(), rows(&["b"], &[2]).columns());
         assert_eq!(v.rows.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
         assert_eq!(restored.log.len(), 2);
         // The first epoch's state file is gone; its row segment is still named.
@@ -956,7 +687,8 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert!(!files.contains("state-v%201-1.arrow"), "{files:?}");
+        assert!(!files.contains("state-v%201-1-1-0.arrow"), "{files:?}");
+        assert!(files.contains("state-v%201-2-1-0.arrow"), "{files:?}");
         assert!(files.contains("rows-v%201-1.arrow"), "{files:?}");
         assert_eq!(CheckpointStore::pipelines(root.path(), "src"), vec![0]);
     }

@@ -41,8 +41,9 @@ use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::timestamps_ns;
+use super::{Operator, Tick};
 use crate::error::{EngineError, Result};
+use crate::operator::aggregate::timestamps_ns;
 
 /// The aggregate an `OVER` column computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,9 +217,6 @@ impl KeyState {
         self.values[slot][(seq - self.base) as usize]
     }
 }
-
-/// How many checkpoint batches [`OverState::export`] writes.
-pub const OVER_STATE_BATCHES: usize = 3;
 
 /// The incremental state of an [`OverSpec`].
 pub struct OverState {
@@ -847,6 +845,66 @@ fn evict(ks: &mut KeyState, functions: &[OverFunction]) {
             v.pop_front();
         }
         ks.base += 1;
+    }
+}
+
+impl Operator for OverState {
+    fn kind(&self) -> &'static str {
+        "over"
+    }
+
+    fn describe(&self) -> String {
+        let partition: Vec<String> = self
+            .spec
+            .partition_by
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        let functions: Vec<&str> = self
+            .spec
+            .output_schema
+            .fields()
+            .iter()
+            .rev()
+            .take(self.spec.functions.len())
+            .rev()
+            .map(|f| f.name().as_str())
+            .collect();
+        let order = match self.spec.order {
+            OverOrder::EventTime => "in event-time order once the watermark passes each row",
+            OverOrder::Arrival => "in arrival order",
+        };
+        format!(
+            "OVER (PARTITION BY {} ORDER BY {}) computing {}, {order}; keys {}",
+            partition.join(", "),
+            self.spec.order_by,
+            functions.join(", "),
+            self.keys()
+        )
+    }
+
+    fn process(&mut self, rows: Vec<RecordBatch>, tick: &Tick<'_>) -> Result<Vec<RecordBatch>> {
+        OverState::process(self, &rows, tick.watermark)
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        self.export()
+    }
+
+    fn restore(&mut self, state: &[RecordBatch]) -> Result<()> {
+        self.import(state)
+    }
+
+    fn groups(&self) -> usize {
+        self.keys()
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.bytes()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -24,8 +24,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::arrow::json::LineDelimitedWriter;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
-use crate::aggregate::timestamps_ns;
+use super::{Operator, Tick};
 use crate::error::{EngineError, Result};
+use crate::operator::aggregate::timestamps_ns;
 
 /// Where the input rows that can clear a threshold alert keep their key and time.
 #[derive(Debug, Clone)]
@@ -386,7 +387,7 @@ impl AlertStage {
                 .column_by_name(name)
                 .ok_or_else(|| EngineError::Checkpoint(format!("alert state lacks {name}")))?;
             let c = datafusion::arrow::compute::cast(c, &DataType::Int64)?;
-            crate::over::typed::<Int64Array>(&c)
+            crate::operator::over::typed::<Int64Array>(&c)
         };
         let b = |name: &str| -> Result<BooleanArray> {
             batch
@@ -526,6 +527,66 @@ pub fn alert_id(name: &str, key: &str, t: i64) -> String {
         }
     }
     format!("{h:032x}")
+}
+
+impl Operator for AlertStage {
+    fn kind(&self) -> &'static str {
+        "alert"
+    }
+
+    fn describe(&self) -> String {
+        let fields = self.spec.query_schema.fields();
+        let key: Vec<&str> = self
+            .spec
+            .key_columns
+            .iter()
+            .map(|&i| fields[i].name().as_str())
+            .collect();
+        format!(
+            "alert rule {} (severity {}): one alert per key ({}) and cooldown of {} on {}; {}; \
+             alerts {}, firing {}",
+            self.spec.name,
+            self.spec.severity,
+            key.join(", "),
+            super::describe_ns(self.spec.cooldown_ns),
+            fields[self.spec.time_column].name(),
+            if self.spec.resolve.is_some() {
+                "resolved when an input row of a firing key no longer matches"
+            } else {
+                "alerts are not resolved"
+            },
+            self.alerts.len(),
+            self.firing()
+        )
+    }
+
+    fn process(&mut self, rows: Vec<RecordBatch>, tick: &Tick<'_>) -> Result<Vec<RecordBatch>> {
+        let input = if self.spec.resolve.is_some() {
+            tick.input
+        } else {
+            &[]
+        };
+        self.apply(&rows, input)
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        Ok(vec![self.export()?])
+    }
+
+    fn restore(&mut self, state: &[RecordBatch]) -> Result<()> {
+        match state.first() {
+            Some(batch) => self.import(batch),
+            None => Ok(()),
+        }
+    }
+
+    fn prune(&mut self, cutoff: i64) {
+        AlertStage::prune(self, cutoff)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 #[cfg(test)]

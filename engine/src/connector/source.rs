@@ -298,7 +298,7 @@ pub trait SourceFactory: Send + Sync {
 #[derive(Default, Clone)]
 pub struct SourceRegistry {
     factories: BTreeMap<&'static str, Arc<dyn SourceFactory>>,
-    sinks: BTreeMap<&'static str, Arc<dyn crate::sink::SinkFactory>>,
+    sinks: BTreeMap<&'static str, Arc<dyn crate::connector::sink::SinkFactory>>,
 }
 
 impl std::fmt::Debug for SourceRegistry {
@@ -333,7 +333,7 @@ impl SourceRegistry {
     }
 
     /// Adds a sink connector.
-    pub fn register_sink(&mut self, factory: Arc<dyn crate::sink::SinkFactory>) {
+    pub fn register_sink(&mut self, factory: Arc<dyn crate::connector::sink::SinkFactory>) {
         self.sinks.insert(factory.name(), factory);
     }
 
@@ -343,7 +343,7 @@ impl SourceRegistry {
     }
 
     /// Looks up a sink connector by name.
-    pub fn sink(&self, name: &str) -> Result<Arc<dyn crate::sink::SinkFactory>> {
+    pub fn sink(&self, name: &str) -> Result<Arc<dyn crate::connector::sink::SinkFactory>> {
         self.sinks.get(name).cloned().ok_or_else(|| {
             let known: Vec<_> = self.sinks.keys().copied().collect();
             EngineError::InvalidOption {

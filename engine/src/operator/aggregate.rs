@@ -25,13 +25,15 @@ use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 
+use super::{Operator, Tick};
 use crate::error::{EngineError, Result};
-use crate::window::WindowKind;
+use crate::operator::window::WindowKind;
 
 /// Which group column carries the window start, and the window's shape.
 #[derive(Debug, Clone)]
 pub struct WindowBinding {
-    /// Index of the `window_start` expression among the group expressions.
+    /// Index of the expression windows are keyed by (`window_start`; `window_end` for
+    /// `CUMULATE`) among the group expressions.
     pub group_index: usize,
     /// Window kind (its size decides when a window closes).
     pub kind: WindowKind,
@@ -238,9 +240,8 @@ impl IncrementalAggregate {
             out.push(bucket.evaluate(&self.spec, &self.converter)?);
             self.closed_before = self.closed_before.max(start.saturating_add(1));
         }
-        // Windows whose start is at or before `wm - size` can no longer receive rows.
-        let bound = wm.saturating_sub(window.kind.size()).saturating_add(1);
-        self.closed_before = self.closed_before.max(bound);
+        // Windows keyed below this can no longer receive rows.
+        self.closed_before = self.closed_before.max(window.kind.open_from(wm));
         Ok(out)
     }
 
@@ -287,7 +288,8 @@ impl IncrementalAggregate {
         Ok(out)
     }
 
-    /// Replaces the state with one [`export`](Self::export)ed earlier.
+    /// Replaces the state with one [`export`](Self::export)ed earlier. A batch may hold
+    /// several windows (consecutive rows of one `__bucket`), as a checkpoint file does.
     pub fn import(
         &mut self,
         buckets: &[RecordBatch],
@@ -305,30 +307,44 @@ impl IncrementalAggregate {
             .map(|a| Ok(a.state_fields()?.len()))
             .collect::<Result<_>>()?;
         let expected = 1 + keys + arities.iter().sum::<usize>();
-        for batch in buckets {
-            let n = batch.num_rows();
-            if n == 0 {
+        for whole in buckets {
+            if whole.num_rows() == 0 {
                 continue;
             }
-            if batch.num_columns() != expected {
+            if whole.num_columns() != expected {
                 return Err(EngineError::Checkpoint(format!(
                     "state has {} columns, this view needs {expected}",
-                    batch.num_columns()
+                    whole.num_columns()
                 )));
             }
-            let start = timestamps_ns(batch.column(0))?.value(0);
-            let rows = self
-                .converter
-                .convert_columns(&batch.columns()[1..1 + keys])?;
-            let mut bucket = new_bucket(&self.spec, &self.converter)?;
-            let groups: Vec<usize> = (0..n).map(|i| bucket.intern(rows.row(i))).collect();
-            let total = bucket.keys.num_rows();
-            let mut col = 1 + keys;
-            for (acc, &arity) in bucket.accumulators.iter_mut().zip(&arities) {
-                acc.merge_batch(&batch.columns()[col..col + arity], &groups, total)?;
-                col += arity;
+            let starts = timestamps_ns(whole.column(0))?;
+            let mut from = 0;
+            while from < whole.num_rows() {
+                let start = starts.value(from);
+                let mut to = from + 1;
+                while to < whole.num_rows() && starts.value(to) == start {
+                    to += 1;
+                }
+                let batch = whole.slice(from, to - from);
+                from = to;
+                let n = batch.num_rows();
+                let rows = self
+                    .converter
+                    .convert_columns(&batch.columns()[1..1 + keys])?;
+                let bucket = match self.buckets.entry(start) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(new_bucket(&self.spec, &self.converter)?)
+                    }
+                };
+                let groups: Vec<usize> = (0..n).map(|i| bucket.intern(rows.row(i))).collect();
+                let total = bucket.keys.num_rows();
+                let mut col = 1 + keys;
+                for (acc, &arity) in bucket.accumulators.iter_mut().zip(&arities) {
+                    acc.merge_batch(&batch.columns()[col..col + arity], &groups, total)?;
+                    col += arity;
+                }
             }
-            self.buckets.insert(start, bucket);
         }
         Ok(())
     }
@@ -344,7 +360,10 @@ impl IncrementalAggregate {
     }
 }
 
-fn evaluate_all(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+pub(crate) fn evaluate_all(
+    exprs: &[Arc<dyn PhysicalExpr>],
+    batch: &RecordBatch,
+) -> Result<Vec<ArrayRef>> {
     exprs
         .iter()
         .map(|e| Ok(e.evaluate(batch)?.into_array(batch.num_rows())?))
@@ -417,7 +436,7 @@ impl Bucket {
 
 /// Builds a batch of `schema`, casting columns whose type differs only in detail (an
 /// accumulator may report e.g. a different timezone string).
-fn batch_with_schema(schema: &SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+pub(crate) fn batch_with_schema(schema: &SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
     let columns = columns
         .into_iter()
         .zip(schema.fields())
@@ -446,6 +465,122 @@ fn batch_with_schema(schema: &SchemaRef, columns: Vec<ArrayRef>) -> Result<Recor
     Ok(RecordBatch::try_new_with_options(
         relaxed, columns, &options,
     )?)
+}
+
+/// The checkpointed form: a first batch with `closed_before` and `dropped_rows`, then the
+/// open windows ([`IncrementalAggregate::export`]) as one batch.
+impl Operator for IncrementalAggregate {
+    fn kind(&self) -> &'static str {
+        "aggregate"
+    }
+
+    fn process(&mut self, rows: Vec<RecordBatch>, tick: &Tick<'_>) -> Result<Vec<RecordBatch>> {
+        for b in &rows {
+            self.update(b)?;
+        }
+        self.close(tick.watermark)
+    }
+
+    fn open_rows(&mut self, _upstream: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        self.snapshot()
+    }
+
+    fn describe(&self) -> String {
+        let fields = self.spec.output_schema.fields();
+        let groups: Vec<&str> = fields
+            .iter()
+            .take(self.spec.group_exprs.len())
+            .map(|f| f.name().as_str())
+            .collect();
+        let aggregates: Vec<&str> = self.spec.aggregates.iter().map(|a| a.name()).collect();
+        let windows = match self.spec.window.as_ref().map(|w| w.kind) {
+            Some(WindowKind::Tumble { size }) => {
+                format!("tumbling windows of {}", super::describe_ns(size))
+            }
+            Some(WindowKind::Hop { slide, size }) => format!(
+                "hopping windows of {} every {}",
+                super::describe_ns(size),
+                super::describe_ns(slide)
+            ),
+            Some(WindowKind::Cumulate { step, size }) => format!(
+                "cumulative windows growing by {} up to {}, keyed by window_end",
+                super::describe_ns(step),
+                super::describe_ns(size)
+            ),
+            Some(WindowKind::Session { gap }) => {
+                format!("session windows, gap {}", super::describe_ns(gap))
+            }
+            None => "no windows: one state per group for the whole stream".to_string(),
+        };
+        format!(
+            "{windows}; group by {}; aggregates {}; open groups {}",
+            if groups.is_empty() {
+                "()".to_string()
+            } else {
+                groups.join(", ")
+            },
+            aggregates.join(", "),
+            self.groups()
+        )
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        let meta = RecordBatch::try_from_iter(vec![
+            (
+                "closed_before",
+                Arc::new(Int64Array::from(vec![self.closed_before])) as ArrayRef,
+            ),
+            (
+                "dropped_rows",
+                Arc::new(Int64Array::from(vec![self.dropped_rows as i64])) as ArrayRef,
+            ),
+        ])?;
+        let buckets = self.export()?;
+        let mut out = vec![meta];
+        if let Some(first) = buckets.first() {
+            out.push(datafusion::arrow::compute::concat_batches(
+                &first.schema(),
+                &buckets,
+            )?);
+        }
+        Ok(out)
+    }
+
+    fn restore(&mut self, state: &[RecordBatch]) -> Result<()> {
+        let meta = state
+            .first()
+            .filter(|m| m.num_rows() == 1 && m.num_columns() == 2)
+            .ok_or_else(|| {
+                EngineError::Checkpoint("aggregate state without its counters".into())
+            })?;
+        let closed_before = timestamps_ns(meta.column(0))?.value(0);
+        let dropped_rows = timestamps_ns(meta.column(1))?.value(0).max(0) as u64;
+        self.import(&state[1..], closed_before, dropped_rows)
+    }
+
+    fn groups(&self) -> usize {
+        IncrementalAggregate::groups(self)
+    }
+
+    fn state_bytes(&self) -> usize {
+        IncrementalAggregate::state_bytes(self)
+    }
+
+    fn dropped_rows(&self) -> u64 {
+        self.dropped_rows
+    }
+
+    /// Future windows start after `wm − size`.
+    fn output_watermark(&self, wm: i64) -> i64 {
+        match &self.spec.window {
+            Some(w) if wm != i64::MAX => wm.saturating_sub(w.kind.size()),
+            _ => wm,
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 /// Reads a timestamp (or integer) column as nanoseconds since the epoch.
