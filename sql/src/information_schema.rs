@@ -42,6 +42,10 @@ fn relations(catalog: &Arc<dyn CatalogProvider>, with_catalog_schemas: bool) -> 
             let Ok(Some(table)) = futures::executor::block_on(schema.table(&name)) else {
                 continue;
             };
+            // A source answers queries with its latest events, but is not stored.
+            if table.table_type() == TableType::Temporary {
+                continue;
+            }
             // A materialized view stores its rows: clients (Grafana's query builder lists
             // `table_type = 'BASE TABLE'`) see a table, as PostgreSQL spells it. Weir's
             // system relations are tables too, as PostgreSQL's own catalogs are.

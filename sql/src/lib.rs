@@ -29,6 +29,7 @@ pub mod retention;
 pub mod serving;
 pub mod session;
 pub mod sink_check;
+pub mod source_peek;
 pub mod system;
 pub mod system_archive;
 pub mod types;

@@ -24,6 +24,7 @@ pub type RowsFn = Arc<dyn Fn() -> DfResult<RecordBatch> + Send + Sync>;
 pub struct SystemTable {
     schema: SchemaRef,
     rows: RowsFn,
+    kind: TableType,
 }
 
 impl std::fmt::Debug for SystemTable {
@@ -37,7 +38,21 @@ impl std::fmt::Debug for SystemTable {
 impl SystemTable {
     /// A table of `schema` filled by `rows`.
     pub fn new(schema: SchemaRef, rows: RowsFn) -> Self {
-        Self { schema, rows }
+        Self {
+            schema,
+            rows,
+            kind: TableType::View,
+        }
+    }
+
+    /// A table computed at scan time that catalogs do not list (`TableType::Temporary`):
+    /// a source's latest events.
+    pub fn unlisted(schema: SchemaRef, rows: RowsFn) -> Self {
+        Self {
+            schema,
+            rows,
+            kind: TableType::Temporary,
+        }
     }
 }
 
@@ -48,7 +63,7 @@ impl TableProvider for SystemTable {
     }
 
     fn table_type(&self) -> TableType {
-        TableType::View
+        self.kind
     }
 
     async fn scan(

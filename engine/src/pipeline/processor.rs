@@ -245,6 +245,9 @@ impl Processor {
         let now = Utc::now();
         let n = b.batch.num_rows();
         self.stats.events_in.fetch_add(n as u64, Ordering::Relaxed);
+        if self.primary.load(Ordering::Acquire) {
+            self.system.add_recent(&self.source, &b.batch);
+        }
         *self.stats.position.lock() = b.position.clone();
         self.position = b.position;
         self.dirty();

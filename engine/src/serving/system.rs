@@ -1,9 +1,11 @@
 //! Facts the engine reports about itself: per-source counters, dead letters and late events.
 //! `weir-sql` serves them as the `weir.*` system relations.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
+use datafusion::arrow::record_batch::RecordBatch;
 use parking_lot::Mutex;
 
 use crate::connector::source::SplitProgress;
@@ -295,9 +297,62 @@ pub enum LogKind {
 pub struct SystemLog {
     dead_letters: Mutex<Vec<DeadLetterRow>>,
     late_events: Mutex<Vec<LateEventRow>>,
+    /// Per source, its latest decoded events (`SELECT … FROM source`).
+    recent: Mutex<HashMap<String, Recent>>,
+}
+
+/// How many of a source's latest events `SELECT … FROM source` shows.
+pub const RECENT_EVENTS: usize = 1_000;
+
+/// A source's latest [`RECENT_EVENTS`] events, as the batches they came in (the oldest
+/// batch may start earlier).
+#[derive(Debug, Default)]
+struct Recent {
+    batches: VecDeque<RecordBatch>,
+    rows: usize,
 }
 
 impl SystemLog {
+    /// Keeps `batch`'s events as `source`'s latest (forgetting those more than
+    /// [`RECENT_EVENTS`] back).
+    pub fn add_recent(&self, source: &str, batch: &RecordBatch) {
+        let n = batch.num_rows();
+        if n == 0 {
+            return;
+        }
+        let tail = batch.slice(n.saturating_sub(RECENT_EVENTS), n.min(RECENT_EVENTS));
+        let mut recent = self.recent.lock();
+        let r = recent.entry(source.to_string()).or_default();
+        r.rows += tail.num_rows();
+        r.batches.push_back(tail);
+        while r
+            .batches
+            .front()
+            .is_some_and(|b| r.rows - b.num_rows() >= RECENT_EVENTS)
+        {
+            let old = r.batches.pop_front().expect("front");
+            r.rows -= old.num_rows();
+        }
+    }
+
+    /// `source`'s latest events, oldest first, at most [`RECENT_EVENTS`].
+    pub fn recent(&self, source: &str) -> Vec<RecordBatch> {
+        let recent = self.recent.lock();
+        let Some(r) = recent.get(source) else {
+            return Vec::new();
+        };
+        let mut skip = r.rows.saturating_sub(RECENT_EVENTS);
+        r.batches
+            .iter()
+            .map(|b| {
+                let from = skip.min(b.num_rows());
+                skip -= from;
+                b.slice(from, b.num_rows() - from)
+            })
+            .filter(|b| b.num_rows() > 0)
+            .collect()
+    }
+
     /// Records dead letters.
     pub fn add_dead_letters(&self, rows: impl IntoIterator<Item = DeadLetterRow>) {
         let mut log = self.dead_letters.lock();
@@ -323,6 +378,7 @@ impl SystemLog {
 
     /// Forgets a source's rows (before a replay, or when it is dropped).
     pub fn forget_source(&self, source: &str) {
+        self.recent.lock().remove(source);
         self.dead_letters.lock().retain(|r| r.source != source);
         self.late_events.lock().retain(|r| r.source != source);
     }

@@ -358,7 +358,7 @@ impl Database {
             datafusion::sql::parser::Statement::Statement(Box::new(statements.remove(0)));
         let plan = match self.ctx.state().statement_to_plan(statement).await {
             Ok(plan) => plan,
-            Err(e) => return Err(self.explain_source_read(e.into())),
+            Err(e) => return Err(e.into()),
         };
         match &plan {
             LogicalPlan::Ddl(DdlStatement::CreateView(_)) => Err(SqlError::FeatureNotSupported(
@@ -373,26 +373,6 @@ impl Database {
                 "this statement is not supported by Weir".into(),
             )),
             _ => Ok(crate::pg_compat::int4_literal_columns(plan)),
-        }
-    }
-
-    /// A query that names a source gets "table not found" from DataFusion; say what the
-    /// relation is and how to read it instead.
-    fn explain_source_read(&self, e: SqlError) -> SqlError {
-        let SqlError::UndefinedObject(message) = &e else {
-            return e;
-        };
-        let relations = self.relations.read();
-        let source = relations.iter().find(|(name, r)| {
-            r.view.is_none()
-                && (message.contains(&format!("'weir.public.{name}'"))
-                    || message.contains(&format!("'{name}'")))
-        });
-        match source {
-            Some((name, _)) => SqlError::WrongObjectType(format!(
-                "\"{name}\" is a source, a stream that is not stored, so it cannot be queried directly; define a materialized view over it and query that: CREATE MATERIALIZED VIEW {name}_rows AS SELECT * FROM {name}"
-            )),
-            None => e,
         }
     }
 
@@ -490,6 +470,7 @@ impl Database {
         if let Err(e) = catalog.add(CatalogEntry::Source(def)) {
             // An error means no change.
             self.engine.drop_source(&name);
+            let _ = self.ctx.deregister_table(&name);
             self.relations.write().remove(&name);
             return Err(e);
         }
@@ -529,6 +510,11 @@ impl Database {
             options: split_max_future(&def.options).0,
         };
         self.engine.add_source(spec, watermark)?;
+        // `SELECT … FROM source`: its latest events.
+        self.ctx.register_table(
+            def.name.as_str(),
+            crate::source_peek::table(self.engine.system().clone(), &def.name, schema.clone()),
+        )?;
         self.relations.write().insert(
             def.name.clone(),
             Relation {
@@ -949,6 +935,7 @@ impl Database {
             match kind {
                 ObjectKind::Source => {
                     self.engine.drop_source(&name);
+                    let _ = self.ctx.deregister_table(&name);
                     self.relations.write().remove(&name);
                 }
                 ObjectKind::MaterializedView => self.remove_view(&name),

@@ -1,0 +1,37 @@
+//! `SELECT … FROM source`: a source is a stream and is not stored, but its latest events
+//! (the last [`RECENT_EVENTS`] it delivered, kept by the engine) can be looked at — to check
+//! a schema, see what a connector decodes, or debug a view's input. Views are the way to
+//! compute over the whole stream. Catalogs (`information_schema`, `pg_catalog`, Grafana's
+//! table list) do not list sources as tables: only stored relations are.
+
+use std::sync::Arc;
+
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
+use weir_engine::serving::system::SystemLog;
+pub use weir_engine::serving::system::RECENT_EVENTS;
+
+use crate::system::SystemTable;
+
+/// The table `source` answers queries with: its latest events, oldest first.
+pub fn table(system: Arc<SystemLog>, source: &str, schema: SchemaRef) -> Arc<dyn TableProvider> {
+    let source = source.to_string();
+    let rows_schema = schema.clone();
+    Arc::new(SystemTable::unlisted(
+        schema,
+        Arc::new(move || {
+            let batches: Vec<RecordBatch> = system
+                .recent(&source)
+                .into_iter()
+                // Decoded batches carry the declared schema; relabel any that differ only
+                // in metadata or nullability.
+                .map(|b| {
+                    RecordBatch::try_new(rows_schema.clone(), b.columns().to_vec()).unwrap_or(b)
+                })
+                .collect();
+            Ok(concat_batches(&rows_schema, &batches)?)
+        }),
+    ))
+}
