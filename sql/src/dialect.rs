@@ -160,6 +160,21 @@ pub enum WeirStatement {
     Query(String),
     /// `CREATE USER`, `ALTER USER`, `DROP USER`.
     User(UserStatement),
+    /// `DECLARE name CURSOR FOR SUBSCRIBE [TO] view [WITH (snapshot = true)]`.
+    DeclareSubscribe {
+        cursor: String,
+        view: String,
+        options: BTreeMap<String, String>,
+    },
+    /// `FETCH [ALL | n | NEXT] [FROM | IN] cursor [WITH (timeout = '1s')]`; `count` is
+    /// `None` for `ALL`.
+    Fetch {
+        cursor: String,
+        count: Option<usize>,
+        options: BTreeMap<String, String>,
+    },
+    /// `CLOSE cursor` (`None`: `CLOSE ALL`).
+    CloseCursor(Option<String>),
 }
 
 impl WeirStatement {
@@ -171,6 +186,7 @@ impl WeirStatement {
         match self {
             S::Empty | S::Show(_) | S::Set { .. } | S::Reset(_) => true,
             S::Begin | S::Commit | S::Rollback | S::NoOp(_) => true,
+            S::DeclareSubscribe { .. } | S::Fetch { .. } | S::CloseCursor(_) => true,
             S::Query(text) => {
                 let first = text
                     .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
@@ -398,7 +414,68 @@ pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
     if p.eat_kw("ROLLBACK") || p.eat_kw("ABORT") {
         return Ok(WeirStatement::Rollback);
     }
-    for kw in ["DISCARD", "DEALLOCATE", "CLOSE", "LISTEN", "UNLISTEN"] {
+    if p.peek_kw("DECLARE") {
+        let save = p.pos;
+        p.pos += 1;
+        let cursor = p.ident("a cursor name")?;
+        if p.eat_kw("CURSOR") && p.eat_kw("FOR") && p.eat_kw("SUBSCRIBE") {
+            p.eat_kw("TO");
+            let view = p.object_name("a materialized view or alert rule")?;
+            let options = p.with_options()?;
+            p.end()?;
+            return Ok(WeirStatement::DeclareSubscribe {
+                cursor,
+                view,
+                options,
+            });
+        }
+        p.pos = save;
+        return Err(SqlError::FeatureNotSupported(
+            "Weir's cursors subscribe to views: DECLARE c CURSOR FOR SUBSCRIBE view, then FETCH ALL c".into(),
+        ));
+    }
+    if p.eat_kw("FETCH") {
+        let count = if p.eat_kw("ALL") {
+            None
+        } else if p.eat_kw("NEXT") {
+            Some(1)
+        } else {
+            p.eat_kw("FORWARD");
+            if p.eat_kw("ALL") {
+                None
+            } else {
+                match p.peek() {
+                    Some(Token::Number(n, _)) => {
+                        let n = n
+                            .parse::<usize>()
+                            .map_err(|_| p.error("expected a row count"))?;
+                        p.pos += 1;
+                        Some(n)
+                    }
+                    _ => Some(1),
+                }
+            }
+        };
+        let _ = p.eat_kw("FROM") || p.eat_kw("IN");
+        let cursor = p.ident("a cursor name")?;
+        let options = p.with_options()?;
+        p.end()?;
+        return Ok(WeirStatement::Fetch {
+            cursor,
+            count,
+            options,
+        });
+    }
+    if p.eat_kw("CLOSE") {
+        if p.eat_kw("ALL") {
+            p.end()?;
+            return Ok(WeirStatement::CloseCursor(None));
+        }
+        let cursor = p.ident("a cursor name")?;
+        p.end()?;
+        return Ok(WeirStatement::CloseCursor(Some(cursor)));
+    }
+    for kw in ["DISCARD", "DEALLOCATE", "LISTEN", "UNLISTEN"] {
         if p.peek_kw(kw) {
             return Ok(WeirStatement::NoOp(kw.to_string()));
         }

@@ -84,6 +84,12 @@ pub enum SqlError {
     /// 08001: a target the statement must reach (a sink's) did not answer or refused.
     #[error("{0}")]
     ConnectionFailure(String),
+    /// 34000: no cursor of that name.
+    #[error("{0}")]
+    InvalidCursorName(String),
+    /// 42P03: a cursor of that name exists.
+    #[error("{0}")]
+    DuplicateCursor(String),
     /// XX000: a bug.
     #[error("internal error (this is a bug): {0}")]
     Internal(String),
@@ -119,6 +125,8 @@ impl SqlError {
             SqlError::AmbiguousColumn(_) => "42702",
             SqlError::DuplicateColumn(_) => "42701",
             SqlError::ConnectionFailure(_) => "08001",
+            SqlError::InvalidCursorName(_) => "34000",
+            SqlError::DuplicateCursor(_) => "42P03",
             SqlError::Internal(_) => "XX000",
         }
     }

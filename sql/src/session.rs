@@ -145,9 +145,16 @@ pub struct Session {
     overrides: BTreeMap<String, String>,
     /// Where NOTICE messages of the running statement go (a pgwire client), if anywhere.
     notices: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Open `SUBSCRIBE` cursors (`DECLARE … CURSOR FOR SUBSCRIBE …`).
+    cursors: crate::database::subscribe::Cursors,
 }
 
 impl Session {
+    /// The session's open cursors.
+    pub(crate) fn cursors(&self) -> &crate::database::subscribe::Cursors {
+        &self.cursors
+    }
+
     /// Sends the running statement's NOTICE messages to `to`.
     pub fn send_notices(&mut self, to: tokio::sync::mpsc::UnboundedSender<String>) {
         self.notices = Some(to);

@@ -191,17 +191,7 @@ pub fn plan(
                 continue;
             }
         }
-        let i = *fresh.get_or_insert_with(|| {
-            pipelines.push(PlannedPipeline {
-                id: next_id,
-                restored: false,
-                absorbed: Vec::new(),
-                views: Vec::new(),
-                sinks: Vec::new(),
-            });
-            next_id += 1;
-            pipelines.len() - 1
-        });
+        let i = *fresh.get_or_insert_with(|| new_pipeline(&mut pipelines, &mut next_id));
         pipelines[i].views.push((v.name.clone(), ViewStart::Fresh));
     }
     for k in sinks {
@@ -230,17 +220,7 @@ pub fn plan(
             None => {
                 let i = match pipelines.iter().position(|p| !p.restored) {
                     Some(i) => i,
-                    None => {
-                        pipelines.push(PlannedPipeline {
-                            id: next_id,
-                            restored: false,
-                            absorbed: Vec::new(),
-                            views: Vec::new(),
-                            sinks: Vec::new(),
-                        });
-                        next_id += 1;
-                        pipelines.len() - 1
-                    }
+                    None => new_pipeline(&mut pipelines, &mut next_id),
                 };
                 pipelines[i].sinks.push((k.name.clone(), SinkStart::Fresh));
             }
@@ -264,7 +244,20 @@ pub fn plan(
     }
 }
 
-/// The views and sinks a plan leaves out (a sink whose view has no pipeline).
+/// Adds a pipeline that reads the source from its start; returns its index.
+fn new_pipeline(pipelines: &mut Vec<PlannedPipeline>, next_id: &mut u64) -> usize {
+    pipelines.push(PlannedPipeline {
+        id: *next_id,
+        restored: false,
+        absorbed: Vec::new(),
+        views: Vec::new(),
+        sinks: Vec::new(),
+    });
+    *next_id += 1;
+    pipelines.len() - 1
+}
+
+/// The sinks a plan leaves out (a sink whose view has no pipeline).
 pub fn unplaced_sinks(plan: &RecoveryPlan, sinks: &[WantedSink]) -> BTreeSet<String> {
     sinks
         .iter()

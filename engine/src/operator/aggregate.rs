@@ -56,6 +56,34 @@ pub struct AggregateSpec {
     pub window: Option<WindowBinding>,
 }
 
+impl AggregateSpec {
+    /// Every aggregate's arguments and `FILTER` mask over `batch`.
+    #[allow(clippy::type_complexity)]
+    pub fn inputs(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<(Vec<Vec<ArrayRef>>, Vec<Option<BooleanArray>>)> {
+        let n = batch.num_rows();
+        let args = self
+            .args
+            .iter()
+            .map(|exprs| evaluate_all(exprs, batch))
+            .collect::<Result<_>>()?;
+        let filters = self
+            .filters
+            .iter()
+            .map(|f| match f {
+                None => Ok(None),
+                Some(expr) => {
+                    let arr = expr.evaluate(batch)?.into_array(n)?;
+                    Ok(Some(as_boolean_array(&arr)?.clone()))
+                }
+            })
+            .collect::<Result<_>>()?;
+        Ok((args, filters))
+    }
+}
+
 /// Group state of one window.
 struct Bucket {
     index: HashMap<Box<[u8]>, u32>,
@@ -149,24 +177,7 @@ impl IncrementalAggregate {
         } else {
             evaluate_all(&self.spec.group_exprs, batch)?
         };
-        let args: Vec<Vec<ArrayRef>> = self
-            .spec
-            .args
-            .iter()
-            .map(|exprs| evaluate_all(exprs, batch))
-            .collect::<Result<_>>()?;
-        let filters: Vec<Option<BooleanArray>> = self
-            .spec
-            .filters
-            .iter()
-            .map(|f| match f {
-                None => Ok(None),
-                Some(expr) => {
-                    let arr = expr.evaluate(batch)?.into_array(n)?;
-                    Ok(Some(as_boolean_array(&arr)?.clone()))
-                }
-            })
-            .collect::<Result<_>>()?;
+        let (args, filters) = self.spec.inputs(batch)?;
         let rows = self.converter.convert_columns(&keys)?;
 
         let window_starts = match &self.spec.window {

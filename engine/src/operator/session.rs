@@ -22,7 +22,6 @@ use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::common::cast::as_boolean_array;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 
@@ -131,24 +130,7 @@ impl SessionAggregate {
                 .evaluate(batch)?
                 .into_array(n)?,
         )?;
-        let args: Vec<Vec<ArrayRef>> = self
-            .spec
-            .args
-            .iter()
-            .map(|exprs| evaluate_all(exprs, batch))
-            .collect::<Result<_>>()?;
-        let filters: Vec<Option<BooleanArray>> = self
-            .spec
-            .filters
-            .iter()
-            .map(|f| match f {
-                None => Ok(None),
-                Some(expr) => {
-                    let arr = expr.evaluate(batch)?.into_array(n)?;
-                    Ok(Some(as_boolean_array(&arr)?.clone()))
-                }
-            })
-            .collect::<Result<_>>()?;
+        let (args, filters) = self.spec.inputs(batch)?;
         let rows = self.converter.convert_columns(&keys)?;
         let mut order: Vec<u32> = (0..n as u32)
             .filter(|&i| times.is_valid(i as usize))

@@ -36,6 +36,7 @@ use crate::session::Session;
 use crate::system::Columns;
 
 mod sinks;
+pub(crate) mod subscribe;
 mod system_relations;
 
 use sinks::{alert_sink_name, alert_sinks};
@@ -413,6 +414,17 @@ impl Database {
             WeirStatement::Rollback => Ok(Outcome::Command("ROLLBACK".into())),
             WeirStatement::NoOp(tag) => Ok(Outcome::Command(tag)),
             WeirStatement::User(u) => crate::users::execute(&self.users, u),
+            WeirStatement::DeclareSubscribe {
+                cursor,
+                view,
+                options,
+            } => self.declare_subscribe(session, cursor, &view, &options),
+            WeirStatement::Fetch {
+                cursor,
+                count,
+                options,
+            } => self.fetch(session, &cursor, count, &options).await,
+            WeirStatement::CloseCursor(name) => self.close_cursor(session, name.as_deref()),
             WeirStatement::Query(text) => {
                 let plan = self.plan_query(&text).await?;
                 Ok(Outcome::Rows(self.ctx.execute_logical_plan(plan).await?))
