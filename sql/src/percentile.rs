@@ -386,7 +386,13 @@ impl AggregateUDFImpl for ApproxPercentileSketch {
     }
 }
 
-fn as_f64(values: &ArrayRef) -> Result<Float64Array> {
+/// Whether row `i` of `values` counts: not null and selected by the aggregate's FILTER.
+pub(crate) fn kept(values: &Float64Array, filter: Option<&BooleanArray>, i: usize) -> bool {
+    values.is_valid(i) && filter.is_none_or(|f| f.is_valid(i) && f.value(i))
+}
+
+/// The argument as doubles.
+pub(crate) fn as_f64(values: &ArrayRef) -> Result<Float64Array> {
     Ok(cast(values, &DataType::Float64)?
         .as_primitive::<Float64Type>()
         .clone())
@@ -463,8 +469,7 @@ impl GroupsAccumulator for SketchGroups {
             }
             _ => {
                 for (i, &g) in group_indices.iter().enumerate() {
-                    let keep = values.is_valid(i)
-                        && opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i));
+                    let keep = kept(&values, opt_filter, i);
                     if keep {
                         self.sketches[g].add(values.value(i));
                     }
@@ -549,8 +554,7 @@ impl GroupsAccumulator for SketchGroups {
         let values = as_f64(&values[0])?;
         let encoded: Vec<Option<Vec<u8>>> = (0..values.len())
             .map(|i| {
-                let keep =
-                    values.is_valid(i) && opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i));
+                let keep = kept(&values, opt_filter, i);
                 let mut s = Sketch::default();
                 if keep {
                     s.add(values.value(i));

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Float64Array};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{plan_err, DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
@@ -30,6 +30,8 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::expressions::Literal;
 use datafusion::prelude::SessionContext;
+
+use crate::percentile::{as_f64, kept};
 
 /// Which function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -231,12 +233,6 @@ impl Rule {
     }
 }
 
-fn as_f64(values: &ArrayRef) -> Result<Float64Array> {
-    Ok(cast(values, &DataType::Float64)?
-        .as_primitive::<Float64Type>()
-        .clone())
-}
-
 fn encode(values: &[f64], out: &mut Vec<u8>) {
     for v in values {
         out.extend_from_slice(&v.to_le_bytes());
@@ -310,7 +306,7 @@ impl GroupsAccumulator for ExactGroups {
         self.groups.resize_with(total_num_groups, Vec::new);
         let values = as_f64(&values[0])?;
         for (i, &g) in group_indices.iter().enumerate() {
-            let keep = values.is_valid(i) && opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i));
+            let keep = kept(&values, opt_filter, i);
             if keep {
                 self.groups[g].push(values.value(i));
             }
@@ -373,8 +369,7 @@ impl GroupsAccumulator for ExactGroups {
         let values = as_f64(&values[0])?;
         let encoded: Vec<Option<Vec<u8>>> = (0..values.len())
             .map(|i| {
-                let keep =
-                    values.is_valid(i) && opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i));
+                let keep = kept(&values, opt_filter, i);
                 Some(if keep {
                     values.value(i).to_le_bytes().to_vec()
                 } else {

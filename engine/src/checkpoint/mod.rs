@@ -51,6 +51,10 @@ pub use store::CheckpointStore;
 /// so a checkpoint is only readable by the DataFusion version that wrote it.
 pub const STATE_FORMAT: &str = concat!("weir-state/2 datafusion/", "55");
 
+/// The format before state was stored per operator: still read (see [`LegacyState`]), never
+/// written.
+pub const LEGACY_STATE_FORMAT: &str = concat!("weir-state/1 datafusion/", "55");
+
 const MANIFEST: &str = "MANIFEST.json";
 const COMMITTED: &str = "COMMITTED";
 
@@ -85,7 +89,17 @@ pub struct ViewManifest {
     pub dropped_rows: u64,
     /// Per operator of the view's chain, in order, the files of its state (one batch
     /// each; see [`crate::operator::Operator::snapshot`]).
+    #[serde(default)]
     pub operators: Vec<Vec<String>>,
+    /// [`LEGACY_STATE_FORMAT`]: windows starting before this had been emitted.
+    #[serde(default = "no_clock", skip_serializing)]
+    pub closed_before: i64,
+    /// [`LEGACY_STATE_FORMAT`]: the open windows' state file.
+    #[serde(default, skip_serializing)]
+    pub state: Option<String>,
+    /// [`LEGACY_STATE_FORMAT`]: files of `OVER` and alert state, one batch each.
+    #[serde(default, skip_serializing)]
+    pub extra: Vec<String>,
     /// Emitted rows, oldest first.
     pub segments: Vec<Segment>,
     /// Rows at the start of `segments` that left memory for history (or expired).
@@ -235,11 +249,24 @@ pub struct RestoredView {
     pub meta: ViewManifest,
     /// Per operator of the view's chain, its state.
     pub operators: Vec<Vec<RecordBatch>>,
+    /// The state as a checkpoint of [`LEGACY_STATE_FORMAT`] held it (then `operators` is
+    /// empty): the view hands each operator its part.
+    pub legacy: Option<LegacyState>,
     /// Emitted rows still in memory, and the watermark each batch was emitted at.
     pub rows: Vec<RecordBatch>,
     pub row_wms: Vec<i64>,
     /// Where `meta.history` files are.
     pub history_root: HistoryRoot,
+}
+
+/// A view's state in a [`LEGACY_STATE_FORMAT`] checkpoint: a window aggregate's open
+/// windows and `closed_before`, then `OVER` frames (three batches) and an alert rule's
+/// alerts (one batch), in that order.
+#[derive(Debug, Clone)]
+pub struct LegacyState {
+    pub buckets: Vec<RecordBatch>,
+    pub closed_before: i64,
+    pub extra: Vec<RecordBatch>,
 }
 
 /// A pipeline's state read back from a checkpoint.

@@ -128,7 +128,8 @@ impl CheckpointStore {
             EngineError::Checkpoint(format!("{} is not a Weir manifest: {e}", path.display()))
         })?;
         let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("?");
-        if format != STATE_FORMAT {
+        let legacy = format == LEGACY_STATE_FORMAT;
+        if format != STATE_FORMAT && !legacy {
             return Err(EngineError::Checkpoint(format!(
                 "checkpoint {} was written by an incompatible build (state format '{format}'; \
                  this build reads '{STATE_FORMAT}')",
@@ -155,23 +156,35 @@ impl CheckpointStore {
                     skip = 0;
                 }
             }
-            let mut operators = Vec::with_capacity(v.operators.len());
-            for files in &v.operators {
-                let mut state = Vec::with_capacity(files.len());
-                for f in files {
-                    let batches = read_batches(&self.dir.join(f))?;
-                    state.push(match batches.len() {
-                        1 => batches.into_iter().next().expect("one"),
-                        _ => concat_or_empty(&batches, f)?,
-                    });
+            let one_batch = |f: &String| -> Result<RecordBatch> {
+                let batches = read_batches(&self.dir.join(f))?;
+                match batches.len() {
+                    1 => Ok(batches.into_iter().next().expect("one")),
+                    _ => concat_or_empty(&batches, f),
                 }
-                operators.push(state);
-            }
+            };
+            let operators = v
+                .operators
+                .iter()
+                .map(|files| files.iter().map(one_batch).collect::<Result<Vec<_>>>())
+                .collect::<Result<Vec<_>>>()?;
+            let legacy = match legacy {
+                false => None,
+                true => Some(LegacyState {
+                    buckets: match &v.state {
+                        Some(f) => read_batches(&self.dir.join(f))?,
+                        None => Vec::new(),
+                    },
+                    closed_before: v.closed_before,
+                    extra: v.extra.iter().map(one_batch).collect::<Result<Vec<_>>>()?,
+                }),
+            };
             views.insert(
                 v.name.clone(),
                 RestoredView {
                     meta: v.clone(),
                     operators,
+                    legacy,
                     rows,
                     row_wms,
                     history_root: self.history_root.clone(),
@@ -317,6 +330,9 @@ impl CheckpointStore {
                 rows_in: v.rows_in,
                 dropped_rows: v.dropped_rows,
                 operators,
+                closed_before: i64::MIN,
+                state: None,
+                extra: Vec::new(),
                 segments,
                 skip_rows,
                 history,
@@ -691,6 +707,56 @@ mod tests {
         assert!(files.contains("state-v%201-2-1-0.arrow"), "{files:?}");
         assert!(files.contains("rows-v%201-1.arrow"), "{files:?}");
         assert_eq!(CheckpointStore::pipelines(root.path(), "src"), vec![0]);
+    }
+
+    /// A checkpoint of the format before state was stored per operator is read, its state
+    /// handed over as it was (the view maps it to its operators); the next epoch is written
+    /// in the new format and the old files go.
+    #[test]
+    fn a_legacy_checkpoint_is_read_and_rewritten() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = CheckpointStore::pipeline_dir(root.path(), "src", 0);
+        std::fs::create_dir_all(&dir).unwrap();
+        write_batches(&dir.join("state-v-1.arrow"), &[rows(&["a"], &[1])]).unwrap();
+        write_batches(&dir.join("extra-v-1-0.arrow"), &[rows(&["b"], &[2])]).unwrap();
+        write_batches(&dir.join("rows-v-1.arrow"), &[rows(&["x"], &[5])]).unwrap();
+        let manifest = serde_json::json!({
+            "format": LEGACY_STATE_FORMAT,
+            "source": "src", "pipeline": 0, "epoch": 1, "written_at_ms": 0,
+            "position": { "next": 10 },
+            "tracker": WatermarkTracker::new(0),
+            "counters": SourceCounters::default(),
+            "views": [{
+                "name": "v", "fingerprint": "f", "rows_in": 1, "dropped_rows": 3,
+                "closed_before": 7, "state": "state-v-1.arrow", "extra": ["extra-v-1-0.arrow"],
+                "segments": [{ "file": "rows-v-1.arrow", "rows": 1, "emitted_wm": 10 }]
+            }],
+            "logs": []
+        });
+        std::fs::write(dir.join(MANIFEST), manifest.to_string()).unwrap();
+        let mut store = CheckpointStore::new(root.path(), "src", 0);
+        let restored = store.load().unwrap().unwrap();
+        let v = &restored.views["v"];
+        assert!(v.operators.is_empty());
+        let legacy = v.legacy.as_ref().expect("legacy state");
+        assert_eq!(legacy.closed_before, 7);
+        assert_eq!(legacy.buckets[0].columns(), rows(&["a"], &[1]).columns());
+        assert_eq!(legacy.extra[0].columns(), rows(&["b"], &[2]).columns());
+        assert_eq!(v.rows.len(), 1);
+
+        let mut next = snapshot(11, vec![rows(&["c"], &[3])], vec![]);
+        next.views[0].name = "v".into();
+        store.write(next).unwrap();
+        let text = std::fs::read_to_string(dir.join(MANIFEST)).unwrap();
+        assert!(text.contains(STATE_FORMAT), "{text}");
+        assert!(!dir.join("state-v-1.arrow").exists());
+        assert!(dir.join("rows-v-1.arrow").exists(), "segments carry over");
+        let again = CheckpointStore::new(root.path(), "src", 0)
+            .load()
+            .unwrap()
+            .unwrap();
+        assert!(again.views["v"].legacy.is_none());
+        assert_eq!(again.views["v"].rows.len(), 1);
     }
 
     #[test]

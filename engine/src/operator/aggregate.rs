@@ -536,16 +536,7 @@ impl Operator for IncrementalAggregate {
     }
 
     fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
-        let meta = RecordBatch::try_from_iter(vec![
-            (
-                "closed_before",
-                Arc::new(Int64Array::from(vec![self.closed_before])) as ArrayRef,
-            ),
-            (
-                "dropped_rows",
-                Arc::new(Int64Array::from(vec![self.dropped_rows as i64])) as ArrayRef,
-            ),
-        ])?;
+        let meta = counters_batch(self.closed_before, self.dropped_rows)?;
         let buckets = self.export()?;
         let mut out = vec![meta];
         if let Some(first) = buckets.first() {
@@ -592,6 +583,21 @@ impl Operator for IncrementalAggregate {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
+}
+
+/// The first batch of a window aggregate's checkpointed state: `closed_before` and
+/// `dropped_rows`.
+pub fn counters_batch(closed_before: i64, dropped_rows: u64) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_from_iter(vec![
+        (
+            "closed_before",
+            Arc::new(Int64Array::from(vec![closed_before])) as ArrayRef,
+        ),
+        (
+            "dropped_rows",
+            Arc::new(Int64Array::from(vec![dropped_rows as i64])) as ArrayRef,
+        ),
+    ])?)
 }
 
 /// Reads a timestamp (or integer) column as nanoseconds since the epoch.

@@ -250,15 +250,23 @@ impl ViewRuntime {
     pub fn restore(&self, restored: &RestoredView) -> Result<usize> {
         self.reset()?;
         let mut inner = self.inner.lock();
-        if restored.operators.len() != inner.chain.len() {
+        let converted;
+        let operators = match &restored.legacy {
+            None => &restored.operators,
+            Some(legacy) => {
+                converted = legacy_operators(&inner.chain, legacy, restored.meta.dropped_rows)?;
+                &converted
+            }
+        };
+        if operators.len() != inner.chain.len() {
             return Err(EngineError::Checkpoint(format!(
                 "the checkpoint holds {} operators' state, view {} has {}",
-                restored.operators.len(),
+                operators.len(),
                 self.plan.name,
                 inner.chain.len()
             )));
         }
-        for (op, state) in inner.chain.iter_mut().zip(&restored.operators) {
+        for (op, state) in inner.chain.iter_mut().zip(operators) {
             op.restore(state).map_err(|e| {
                 EngineError::Checkpoint(format!("restoring {} state: {e}", op.kind()))
             })?;
@@ -558,6 +566,32 @@ impl ViewRuntime {
             .map(|op| op.state_bytes())
             .sum()
     }
+}
+
+/// The per-operator state of a checkpoint written before state was stored per operator
+/// ([`crate::checkpoint::LEGACY_STATE_FORMAT`]): the aggregate's open windows with its
+/// counters, then `OVER` frames' three batches and an alert rule's one, in chain order.
+fn legacy_operators(
+    chain: &[Box<dyn Operator>],
+    legacy: &crate::checkpoint::LegacyState,
+    dropped_rows: u64,
+) -> Result<Vec<Vec<RecordBatch>>> {
+    let mut extra = legacy.extra.iter().cloned();
+    chain
+        .iter()
+        .map(|op| match op.kind() {
+            "aggregate" => {
+                let meta =
+                    crate::operator::aggregate::counters_batch(legacy.closed_before, dropped_rows)?;
+                let mut state = vec![meta];
+                state.extend(legacy.buckets.iter().cloned());
+                Ok(state)
+            }
+            "over" => Ok(extra.by_ref().take(3).collect()),
+            "alert" => Ok(extra.by_ref().take(1).collect()),
+            _ => Ok(Vec::new()),
+        })
+        .collect()
 }
 
 /// `batch` under the view's schema when it fits (checkpoint files store every field
