@@ -295,3 +295,98 @@ async fn emit_on_update_shows_the_open_window_and_views_compose() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Session windows against sessions computed here from the on-time events: per source,
+/// sorted by time, a new session wherever the next event comes `gap` or more after the
+/// session's latest one. The events arrive out of order (1.5 s of disorder), so sessions
+/// are extended and bridged as they stream in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_view_equals_sessions_of_the_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    // 20 events/s over 8 sources: a source's events come about 0.4 s apart, at random.
+    let lines = event_lines(&common::kafka::generator_at_rate(13, 1_500, 20), 6_000, 0);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let (events, _, _) = reference_events(&lines, DELAY_NS);
+    let gap = 500_000_000i64;
+
+    let db = memory_db().await;
+    exec(&db, &create_source(&path)).await;
+    exec(
+        &db,
+        "CREATE MATERIALIZED VIEW visits AS \
+         SELECT source, window_start, window_end, count(*) AS n, sum(attributes.metric) AS total \
+         FROM SESSION(events, \"timestamp\", INTERVAL '500 milliseconds') \
+         GROUP BY source, window_start, window_end",
+    )
+    .await;
+    wait_caught_up(&db, "events").await;
+    let batches = db
+        .query(
+            "SELECT source, CAST(window_start AS BIGINT), CAST(window_end AS BIGINT), n, total \
+             FROM visits",
+        )
+        .await
+        .unwrap();
+    let mut streaming: Vec<(String, i64, i64, i64, f64)> = Vec::new();
+    for b in &batches {
+        let text = |c: usize, r: usize| {
+            datafusion::arrow::util::display::array_value_to_string(b.column(c), r).unwrap()
+        };
+        for r in 0..b.num_rows() {
+            streaming.push((
+                text(0, r),
+                text(1, r).parse().unwrap(),
+                text(2, r).parse().unwrap(),
+                text(3, r).parse().unwrap(),
+                text(4, r).parse().unwrap(),
+            ));
+        }
+    }
+    streaming.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+
+    let mut by_source: BTreeMap<&str, Vec<&RefEvent>> = BTreeMap::new();
+    for e in &events {
+        by_source.entry(&e.source).or_default().push(e);
+    }
+    let mut reference: Vec<(String, i64, i64, i64, f64)> = Vec::new();
+    for (source, mut list) in by_source {
+        list.sort_by_key(|e| e.time_ns);
+        let mut current: Option<(i64, i64, i64, f64)> = None;
+        for e in list {
+            match current.as_mut() {
+                Some((_, last, n, total)) if e.time_ns < *last + gap => {
+                    *last = e.time_ns.max(*last);
+                    *n += 1;
+                    *total += e.metric;
+                }
+                _ => {
+                    if let Some((start, last, n, total)) = current.take() {
+                        reference.push((source.to_string(), start, last + gap, n, total));
+                    }
+                    current = Some((e.time_ns, e.time_ns, 1, e.metric));
+                }
+            }
+        }
+        if let Some((start, last, n, total)) = current {
+            reference.push((source.to_string(), start, last + gap, n, total));
+        }
+    }
+    reference.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    assert!(
+        reference.len() > 100 && reference.iter().any(|r| r.3 > 1),
+        "the input must make many sessions, some of several events"
+    );
+    assert_eq!(streaming.len(), reference.len(), "session count");
+    for (s, r) in streaming.iter().zip(&reference) {
+        assert_eq!(
+            (&s.0, s.1, s.2, s.3),
+            (&r.0, r.1, r.2, r.3),
+            "session {r:?}"
+        );
+        assert!(
+            (s.4 - r.4).abs() <= 1e-9 * r.4.abs().max(1.0),
+            "{s:?} vs {r:?}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! Crash recovery: a run crashed at random batch boundaries and restored from its
 //! checkpoints ends with exactly the rows of a run without crashes, for every window kind
-//! and aggregate family, with dead letters and counters intact.
+//! (TUMBLE, HOP, CUMULATE, SESSION) and aggregate family (exact percentiles included), with
+//! dead letters and counters intact.
 
 mod common;
 
@@ -68,6 +69,30 @@ fn views() -> Vec<(&'static str, String)> {
             "kpi_5m",
             "SELECT source, window_start, sum(count) AS n \
              FROM TUMBLE(kpi_1m, window_start, INTERVAL '5 minutes') \
+             GROUP BY source, window_start"
+                .into(),
+        ),
+        (
+            // Session windows per user: sessions open, extended and bridged across crashes.
+            "sessions",
+            "SELECT attributes.user_id AS user_id, window_start, window_end, count(*) AS n, \
+             sum(attributes.metric) AS total, max(attributes.metric) AS hi \
+             FROM SESSION(events, \"timestamp\", INTERVAL '3 seconds') \
+             GROUP BY attributes.user_id, window_start, window_end"
+                .into(),
+        ),
+        (
+            "running",
+            "SELECT source, window_start, window_end, count(*) AS n \
+             FROM CUMULATE(events, \"timestamp\", INTERVAL '10 seconds', INTERVAL '1 minute') \
+             GROUP BY source, window_start, window_end"
+                .into(),
+        ),
+        (
+            "exact",
+            "SELECT source, window_start, median(attributes.metric) AS med, \
+             percentile_disc(0.9) WITHIN GROUP (ORDER BY attributes.metric) AS p90 \
+             FROM TUMBLE(events, \"timestamp\", INTERVAL '30 seconds') \
              GROUP BY source, window_start"
                 .into(),
         ),
