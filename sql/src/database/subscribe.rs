@@ -19,8 +19,9 @@ use super::{Database, Outcome};
 use crate::error::{Result, SqlError};
 use crate::session::Session;
 
-/// The cursors of one session.
-pub type Cursors = Arc<parking_lot::Mutex<BTreeMap<String, Cursor>>>;
+/// The cursors of one session. Each is locked while a FETCH waits on it, so a FETCH that is
+/// cancelled or times out leaves the cursor as it was.
+pub type Cursors = Arc<parking_lot::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<Cursor>>>>>;
 
 /// A subscription to one view.
 #[derive(Debug)]
@@ -135,13 +136,13 @@ impl Database {
         }
         cursors.insert(
             cursor,
-            Cursor {
+            Arc::new(tokio::sync::Mutex::new(Cursor {
                 view: view_name.to_string(),
                 schema: view.schema(),
                 changes,
                 pending,
                 ended: false,
-            },
+            })),
         );
         Ok(Outcome::Command("DECLARE CURSOR".into()))
     }
@@ -168,12 +169,14 @@ impl Database {
                 }
             }
         }
-        // Taken out while waiting, so the session's lock is not held across the wait.
-        let mut cursor = session
+        // The session's map is not locked across the wait; the cursor is.
+        let cursor = session
             .cursors()
             .lock()
-            .remove(name)
+            .get(name)
+            .cloned()
             .ok_or_else(|| cursor_missing(name))?;
+        let mut cursor = cursor.lock().await;
         let result = async {
             cursor.drain()?;
             if cursor.pending.is_empty() && !cursor.ended && count != Some(0) {
@@ -194,8 +197,10 @@ impl Database {
         }
         .await;
         let schema = cursor.schema.clone();
-        if result.is_ok() {
-            session.cursors().lock().insert(name.to_string(), cursor);
+        if result.is_err() {
+            // It missed rows: it cannot go on.
+            drop(cursor);
+            session.cursors().lock().remove(name);
         }
         let mut batches = result?;
         if batches.is_empty() {
