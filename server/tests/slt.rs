@@ -2,7 +2,9 @@
 //! server (one server and data dir per file). Errors are reported as `SQLSTATE code: message`
 //! so files can assert the code.
 
-use std::path::PathBuf;
+mod common;
+
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
@@ -70,6 +72,61 @@ impl AsyncDB for Pg {
     }
 }
 
+/// The files are written against PostgreSQL at 127.0.0.1:5432 (user postgres, trust): the
+/// machine's. With `WEIR_TEST_POSTGRES` naming another, a copy of `file` (in `dir`) points
+/// there: `psql` command lines, sink URLs and the masked URLs `SHOW CREATE SINK` prints.
+fn localize(file: &Path, dir: &Path) -> PathBuf {
+    let Ok(words) = std::env::var("WEIR_TEST_POSTGRES") else {
+        return file.to_path_buf();
+    };
+    let word = |key: &str, default: &str| {
+        words
+            .split_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map_or(default.to_string(), |(_, v)| v.to_string())
+    };
+    let (host, port, user) = (
+        word("host", "127.0.0.1"),
+        word("port", "5432"),
+        word("user", "postgres"),
+    );
+    let password = word("password", "");
+    if !password.is_empty() {
+        std::env::set_var("PGPASSWORD", &password);
+    }
+    let at = format!("@{host}:{port}");
+    let with_password = if password.is_empty() {
+        "hunter2"
+    } else {
+        &password
+    };
+    let url = common::pg_url("", "");
+    let plain = url.trim_end_matches('/');
+    let text = std::fs::read_to_string(file).unwrap();
+    let localized: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let l = match l.strip_prefix("psql -h 127.0.0.1 -U postgres") {
+                Some(rest) => format!("psql -h {host} -p {port} -U {user}{rest}"),
+                None => l.to_string(),
+            };
+            l.replace(
+                "postgres://postgres:hunter2@127.0.0.1:5432",
+                &format!("postgres://{user}:{with_password}{at}"),
+            )
+            .replace(
+                "postgres://postgres:***@127.0.0.1:5432",
+                &format!("postgres://{user}:***{at}"),
+            )
+            .replace("postgres://postgres@127.0.0.1:5432", plain)
+        })
+        .collect();
+    let copy = dir.join(file.file_name().unwrap());
+    std::fs::write(&copy, localized.join("\n") + "\n").unwrap();
+    copy
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqllogictest_files() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
@@ -109,7 +166,8 @@ async fn sqllogictest_files() {
             tokio::spawn(connection);
             Ok(Pg { client })
         });
-        match runner.run_file_async(&file).await {
+        let localized = localize(&file, data.path());
+        match runner.run_file_async(&localized).await {
             Ok(()) => println!("ok {}", file.display()),
             Err(e) => failures.push(format!("{}: {}", file.display(), e.display(true))),
         }
