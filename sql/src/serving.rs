@@ -647,11 +647,11 @@ impl NotReady {
 pub fn not_ready(db: &Database) -> Vec<NotReady> {
     let mut reasons = Vec::new();
     for s in db.engine().sources() {
-        let status = s.stats.status.lock().clone();
-        if status.starts_with("error") || status.starts_with("disconnected") {
+        // The same test as `weir_source_up` in /metrics.
+        if s.stats.is_failing() {
             reasons.push(NotReady::Source {
                 source: s.name.clone(),
-                status,
+                status: s.stats.status.lock().clone(),
             });
         }
         for p in db.engine().pipeline_stats(&s.name) {
