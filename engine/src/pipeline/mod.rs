@@ -620,6 +620,38 @@ impl Engine {
         self.sources.lock().get(name).map(|e| e.stats())
     }
 
+    /// The latest events of `source` for a query (`SELECT … FROM source`): those its first
+    /// pipeline kept; when no pipeline reads the source, its first events, read from its
+    /// start by a reader of their own (for at most `timeout`; nothing is committed).
+    pub fn peek(&self, source: &str, timeout: Duration) -> Result<Vec<RecordBatch>> {
+        let (factory, spec, read) = {
+            let sources = self.sources.lock();
+            let Some(e) = sources.get(source) else {
+                return Ok(Vec::new());
+            };
+            (e.factory.clone(), e.spec.clone(), !e.pipelines.is_empty())
+        };
+        if read {
+            return Ok(self.system.recent(source));
+        }
+        let limit = crate::serving::system::RECENT_EVENTS;
+        let mut reader = factory.open(&spec, None)?;
+        let deadline = Instant::now() + timeout;
+        let (mut out, mut rows) = (Vec::new(), 0);
+        while rows < limit && Instant::now() < deadline {
+            match reader.next_batch()? {
+                Poll::Batch(b) => {
+                    let n = b.batch.num_rows().min(limit - rows);
+                    rows += n;
+                    out.push(b.batch.slice(0, n));
+                }
+                Poll::Idle | Poll::End => break,
+                Poll::Waiting => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        Ok(out)
+    }
+
     /// Stats of every pipeline of `source`, oldest first.
     pub fn pipeline_stats(&self, source: &str) -> Vec<Arc<SourceStats>> {
         self.sources
