@@ -146,10 +146,13 @@ async fn wait_read(db: &Arc<Database>, feed: &Path) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let stats = db.engine().pipeline_stats("events");
+        // The position moves when a batch arrives, before the views have processed it: wait
+        // for the pipelines to have caught up too.
         let done = !stats.is_empty()
-            && stats
-                .iter()
-                .all(|s| s.position.lock().get("offset").and_then(|o| o.as_u64()) == Some(len));
+            && stats.iter().all(|s| {
+                s.position.lock().get("offset").and_then(|o| o.as_u64()) == Some(len)
+                    && s.caught_up.load(std::sync::atomic::Ordering::Acquire)
+            });
         if done {
             return;
         }

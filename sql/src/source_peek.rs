@@ -22,12 +22,19 @@ const PEEK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The table `source` answers queries with: its latest events, oldest first (or, while no
 /// view or sink reads it, its first ones).
-pub fn table(engine: Arc<Engine>, source: &str, schema: SchemaRef) -> Arc<dyn TableProvider> {
+///
+/// It holds the engine weakly: the query context must not keep an engine alive after its
+/// database is dropped (dropping the engine is its shutdown and last checkpoint).
+pub fn table(engine: &Arc<Engine>, source: &str, schema: SchemaRef) -> Arc<dyn TableProvider> {
+    let engine = Arc::downgrade(engine);
     let source = source.to_string();
     let rows_schema = schema.clone();
     Arc::new(SystemTable::unlisted(
         schema,
         Arc::new(move || {
+            let engine = engine.upgrade().ok_or_else(|| {
+                datafusion::error::DataFusionError::Execution("Weir is shutting down".into())
+            })?;
             let batches: Vec<RecordBatch> = engine
                 .peek(&source, PEEK_TIMEOUT)
                 .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?

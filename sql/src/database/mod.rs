@@ -525,7 +525,7 @@ impl Database {
         // `SELECT … FROM source`: its latest events.
         self.ctx.register_table(
             def.name.as_str(),
-            crate::source_peek::table(self.engine.clone(), &def.name, schema.clone()),
+            crate::source_peek::table(&self.engine, &def.name, schema.clone()),
         )?;
         self.relations.write().insert(
             def.name.clone(),
