@@ -145,8 +145,28 @@ impl SessionAggregate {
         let mut target: Option<(Box<[u8]>, usize)> = None;
         for &i in &order {
             let t = times.value(i as usize);
-            let key: Box<[u8]> = rows.row(i as usize).as_ref().into();
-            let list = self.sessions.entry(key.clone()).or_default();
+            let row = rows.row(i as usize);
+            // The common case: the run's key, and the event falls in the run's session and
+            // reaches no later one. (Rows come sorted by key and time, so no earlier session
+            // of the key can reach it.)
+            if let Some((k, s)) = &target {
+                if k.as_ref() == row.as_ref() {
+                    let list = self.sessions.get_mut(k.as_ref()).expect("the run's key");
+                    let bridges = list
+                        .get(*s + 1)
+                        .is_some_and(|next| next.start < t.saturating_add(gap));
+                    let session = &mut list[*s];
+                    if t < session.last.saturating_add(gap) && !bridges {
+                        session.last = session.last.max(t);
+                        pending.push(i);
+                        continue;
+                    }
+                }
+            }
+            if !self.sessions.contains_key(row.as_ref()) {
+                self.sessions.insert(row.as_ref().into(), Vec::new());
+            }
+            let list = &self.sessions[row.as_ref()];
             // Sessions whose span [start, last + gap) overlaps [t, t + gap).
             let first = list.partition_point(|s| s.last.saturating_add(gap) <= t);
             let mut end = first;
@@ -154,18 +174,6 @@ impl SessionAggregate {
                 end += 1;
             }
             let here = if end > first { Some(first) } else { None };
-            let same = here.is_some()
-                && end == first + 1
-                && target
-                    .as_ref()
-                    .is_some_and(|(k, s)| *k == key && *s == first);
-            if same {
-                let s = &mut list[first];
-                s.last = s.last.max(t);
-                s.start = s.start.min(t);
-                pending.push(i);
-                continue;
-            }
             // The sessions change shape: hand the waiting rows over first.
             if let Some((k, s)) = target.take() {
                 self.flush(&k, s, &mut pending, &args, &filters)?;
@@ -175,7 +183,7 @@ impl SessionAggregate {
             } else {
                 None
             };
-            let list = self.sessions.get_mut(&key).expect("entry");
+            let list = self.sessions.get_mut(row.as_ref()).expect("entry");
             let index = match fresh {
                 Some(accumulators) => {
                     list.insert(
@@ -201,7 +209,7 @@ impl SessionAggregate {
                 }
             };
             pending.push(i);
-            target = Some((key, index));
+            target = Some((row.as_ref().into(), index));
         }
         if let Some((k, s)) = target.take() {
             self.flush(&k, s, &mut pending, &args, &filters)?;
