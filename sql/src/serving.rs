@@ -244,14 +244,11 @@ pub fn parse_cursor(c: &str) -> Result<SeriesCursor, ServingError> {
 
 /// A boolean parameter (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`); absent is false.
 pub fn parse_flag(params: &Params, name: &str) -> Result<bool, ServingError> {
-    match params.get(name).map(|v| v.to_lowercase()) {
+    match params.get(name) {
         None => Ok(false),
-        Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(true),
-        Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => Ok(false),
-        Some(v) => Err(ServingError::bad(
-            name,
-            format!("'{v}' is not true or false"),
-        )),
+        Some(v) => crate::session::parse_bool(v).ok_or_else(|| {
+            ServingError::bad(name, format!("'{}' is not true or false", v.to_lowercase()))
+        }),
     }
 }
 

@@ -7,6 +7,16 @@ use datafusion::arrow::record_batch::RecordBatch;
 use crate::error::{Result, SqlError};
 use crate::system::Columns;
 
+/// A boolean as PostgreSQL spells it: `true`/`false`, `on`/`off`, `yes`/`no`, `1`/`0`, in
+/// any case; `None` for anything else.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "on" | "yes" | "1" => Some(true),
+        "false" | "off" | "no" | "0" => Some(false),
+        _ => None,
+    }
+}
+
 /// The server version reported to clients.
 pub const SERVER_VERSION: &str = "16.0";
 
@@ -178,8 +188,7 @@ impl Session {
 
     /// Whether a boolean setting is on (`on`, `true`, `1`, `yes`).
     pub fn is_on(&self, name: &str) -> bool {
-        self.get(name)
-            .is_some_and(|v| matches!(v.to_lowercase().as_str(), "on" | "true" | "1" | "yes"))
+        self.get(name).is_some_and(|v| parse_bool(&v) == Some(true))
     }
 
     /// `SET name = value`. Unknown settings are accepted (clients set many), as PostgreSQL

@@ -79,14 +79,6 @@ fn lagged(view: &str, batches: u64) -> SqlError {
     ))
 }
 
-fn parse_bool(value: &str) -> Option<bool> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" | "on" | "yes" | "1" => Some(true),
-        "false" | "off" | "no" | "0" => Some(false),
-        _ => None,
-    }
-}
-
 fn cursor_missing(name: &str) -> SqlError {
     SqlError::InvalidCursorName(format!("cursor \"{name}\" does not exist"))
 }
@@ -104,7 +96,7 @@ impl Database {
         for (key, value) in options {
             match key.as_str() {
                 "snapshot" => {
-                    snapshot = parse_bool(value).ok_or_else(|| {
+                    snapshot = crate::session::parse_bool(value).ok_or_else(|| {
                         SqlError::InvalidParameter(format!(
                             "snapshot = '{value}': use true or false"
                         ))
