@@ -93,6 +93,10 @@ pub fn register_all_with(
         file_dirs.clone(),
     )));
     #[cfg(feature = "file")]
+    registry.register_loader(std::sync::Arc::new(file::FileTableLoader::new(
+        file_dirs.clone(),
+    )));
+    #[cfg(feature = "file")]
     registry.register(std::sync::Arc::new(file::FileConnector::new(file_dirs)));
     #[cfg(feature = "datagen")]
     registry.register(std::sync::Arc::new(datagen::DatagenConnector));
@@ -104,6 +108,8 @@ pub fn register_all_with(
     registry.register_sink(std::sync::Arc::new(crate::redis::RedisSinkConnector));
     #[cfg(feature = "postgres")]
     registry.register_sink(std::sync::Arc::new(postgres::PostgresSinkConnector));
+    #[cfg(feature = "postgres")]
+    registry.register_loader(std::sync::Arc::new(postgres::PostgresTableLoader));
     #[cfg(feature = "webhook")]
     registry.register_sink(std::sync::Arc::new(webhook::WebhookSinkConnector));
     #[cfg(feature = "alertmanager")]

@@ -26,6 +26,18 @@ pub enum EngineError {
     /// A checkpoint cannot be written or read.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// A service the statement must reach (a table's PostgreSQL) did not answer or refused.
+    #[error("{0}")]
+    Connection(String),
+    /// A row would repeat a table's primary key.
+    #[error("{0}")]
+    UniqueViolation(String),
+    /// A row has no value for a column that must have one.
+    #[error("{0}")]
+    NotNullViolation(String),
+    /// A statement would change one row twice.
+    #[error("{0}")]
+    CardinalityViolation(String),
     /// An invariant broke: this is a bug.
     #[error("internal error (this is a bug): {0}")]
     Internal(String),

@@ -15,6 +15,8 @@
 //! - [`history`]: retention, Parquet history and its compaction.
 //! - [`serving`]: what queries read — a view's emitted rows with a keyed index, a view as a
 //!   DataFusion table, the counters and logs behind `weir.*`, `/metrics` and `/ready`.
+//! - [`table`]: tables — keyed rows changed by `INSERT`/`UPDATE`/`DELETE`/`COPY`, stored in
+//!   the data dir on every change, read by queries and joined by views (lookup joins).
 //!
 //! This crate parses no SQL and opens no sockets: `weir-sql` plans views into
 //! [`pipeline::view::ViewPlan`]s and `weir-connectors` implements the connector traits.
@@ -27,5 +29,6 @@ pub mod operator;
 mod paths;
 pub mod pipeline;
 pub mod serving;
+pub mod table;
 
 pub use error::{EngineError, Result};

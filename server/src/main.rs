@@ -246,6 +246,10 @@ enum Command {
         /// (10 s steps to 1 minute) or SESSION (30 s gap, per source).
         #[arg(long, value_enum, default_value = "tumble")]
         window: bench::Window,
+        /// Join every event to a table of this many rows (`owners`, keyed by source) in the
+        /// view: the cost of a lookup join. 0: no join.
+        #[arg(long, default_value_t = 0)]
+        lookup_rows: u64,
     },
 }
 
@@ -588,6 +592,7 @@ fn main() -> anyhow::Result<()> {
             events,
             file,
             window,
+            lookup_rows,
         }) => {
             init_logging("text", "warn");
             let path = match file {
@@ -602,9 +607,12 @@ fn main() -> anyhow::Result<()> {
                 }
             };
             let runtime = tokio::runtime::Runtime::new()?;
-            let report = runtime.block_on(bench::run(&path, events, window))?;
+            let report = runtime.block_on(bench::run(&path, events, window, lookup_rows))?;
             println!("file:        {}", path.display());
             println!("window:      {}", window.windowed_relation());
+            if lookup_rows > 0 {
+                println!("lookup join: a table of {lookup_rows} rows (owners, keyed by source)");
+            }
             println!("events:      {}", report.events);
             println!("windows:     {}", report.windows);
             println!(

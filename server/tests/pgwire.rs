@@ -368,3 +368,150 @@ async fn a_long_backfill_sends_progress_notices_to_psql() {
     let done: f64 = rows(&progress)[0].get(0).unwrap().parse().unwrap();
     assert_eq!(done, 1.0);
 }
+
+/// A table filled from psql's `\copy` (CSV), a client library's `COPY … FROM STDIN` (text
+/// format), prepared INSERT/UPDATE with parameters, a file and a PostgreSQL query; a COPY
+/// with a bad row adds nothing; every row is there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_take_rows_from_copy_prepared_statements_files_and_postgres() {
+    use futures::SinkExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data).await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE devices (id TEXT PRIMARY KEY, site TEXT, weight DOUBLE PRECISION)",
+        )
+        .await
+        .unwrap();
+    let csv = dir.path().join("devices.csv");
+    let mut text = String::from("id,site,weight\n");
+    for i in 0..1000 {
+        text.push_str(&format!("d{i},\"site, {}\",{}.5\n", i % 7, i));
+    }
+    std::fs::write(&csv, &text).unwrap();
+    let port = server.addr.port();
+    let copy = |command: String| {
+        tokio::task::spawn_blocking(move || {
+            psql_to(port)
+                .args(["-v", "ON_ERROR_STOP=1", "-c"])
+                .arg(command)
+                .output()
+                .expect("psql must be installed (apt-get install postgresql-client)")
+        })
+    };
+    let out = copy(format!(
+        "\\copy devices FROM '{}' WITH (FORMAT csv, HEADER)",
+        csv.display()
+    ))
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "COPY 1000");
+
+    // A repeated key fails the whole COPY.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "x1,a,1\nd5,b,2\n").unwrap();
+    let out = copy(format!("\\copy devices FROM '{}' CSV", bad.display()))
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("Key (id)=(d5) already exists"), "{stderr}");
+
+    // Text format from a client library, two columns.
+    let sink = client
+        .copy_in("COPY devices (id, site) FROM STDIN")
+        .await
+        .unwrap();
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"t1\tnorth\nt2\t\\N\n"))
+        .await
+        .unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 2);
+
+    // Prepared statements with parameters.
+    let n = client
+        .execute(
+            "INSERT INTO devices VALUES ($1, $2, $3)",
+            &[&"p1", &"south", &2.25f64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let n = client
+        .execute(
+            "UPDATE devices SET weight = $1 WHERE site = $2",
+            &[&9.0f64, &"site, 3"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 143);
+    assert_eq!(
+        client
+            .execute("DELETE FROM devices WHERE id = $1", &[&"t2"])
+            .await
+            .unwrap(),
+        1
+    );
+
+    // Loaded from a file and from a PostgreSQL query.
+    let url = pg_url("postgres", "");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE from_file (id TEXT PRIMARY KEY, site TEXT, weight DOUBLE PRECISION) \
+               WITH (connector = 'file', path = '{}');\n\
+             CREATE TABLE from_pg (id TEXT PRIMARY KEY, weight DOUBLE PRECISION) \
+               WITH (connector = 'postgres', url = '{url}', \
+                     query = 'SELECT * FROM (VALUES (''a'', 1.5), (''b'', 2.5)) AS v(id, weight)')",
+            csv.display()
+        ))
+        .await
+        .unwrap();
+    let summary = "SELECT (SELECT count(*) FROM devices) AS n, \
+                   (SELECT sum(weight) FROM devices) AS total, \
+                   (SELECT site FROM devices WHERE id = 't1') AS t1, \
+                   (SELECT count(*) FROM from_file) AS file_rows, \
+                   (SELECT sum(weight) FROM from_pg) AS pg_total";
+    let before: Vec<Option<String>> = {
+        let r = client.simple_query(summary).await.unwrap();
+        let row = rows(&r)[0];
+        (0..5).map(|i| row.get(i).map(str::to_string)).collect()
+    };
+    let expected_sum: f64 = (0..1000)
+        .map(|i| if i % 7 == 3 { 9.0 } else { i as f64 + 0.5 })
+        .sum::<f64>()
+        + 2.25;
+    assert_eq!(before[0].as_deref(), Some("1002"));
+    let sum: f64 = before[1].as_deref().unwrap().parse().unwrap();
+    assert!((sum - expected_sum).abs() < 1e-6, "{sum} vs {expected_sum}");
+    assert_eq!(before[2].as_deref(), Some("north"));
+    assert_eq!(before[3].as_deref(), Some("1000"));
+    assert_eq!(before[4].as_deref(), Some("4.0"));
+    // A refused connection is 08001, with the URL's password masked.
+    assert_eq!(
+        sqlstate(
+            &client,
+            "CREATE TABLE gone (id INT PRIMARY KEY) WITH (connector = 'postgres', \
+             url = 'postgres://u:secret@127.0.0.1:1/x', query = 'SELECT 1 AS id')"
+        )
+        .await,
+        "08001"
+    );
+    drop(client);
+    server.stop().await;
+
+    let server = Server::start(&data).await;
+    let client = server.client().await;
+    let r = client.simple_query(summary).await.unwrap();
+    let row = rows(&r)[0];
+    let after: Vec<Option<String>> = (0..5).map(|i| row.get(i).map(str::to_string)).collect();
+    assert_eq!(after, before);
+    drop(client);
+    server.stop().await;
+}

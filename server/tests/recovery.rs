@@ -1,7 +1,7 @@
 //! Crash recovery: a run crashed at random batch boundaries and restored from its
 //! checkpoints ends with exactly the rows of a run without crashes, for every window kind
-//! (TUMBLE, HOP, CUMULATE, SESSION) and aggregate family (exact percentiles included), with
-//! dead letters and counters intact.
+//! (TUMBLE, HOP, CUMULATE, SESSION) and aggregate family (exact percentiles included), for
+//! interval self-joins and lookup joins of a table, with dead letters and counters intact.
 
 mod common;
 
@@ -89,6 +89,23 @@ fn views() -> Vec<(&'static str, String)> {
                 .into(),
         ),
         (
+            // Interval self-join: kept rows cross crashes in checkpoints.
+            "recoveries",
+            "SELECT a.event_id AS failed, b.event_id AS next, b.\"timestamp\" AS next_at \
+             FROM events a JOIN events b ON a.source = b.source \
+             AND b.\"timestamp\" BETWEEN a.\"timestamp\" AND a.\"timestamp\" + INTERVAL '800 milliseconds' \
+             WHERE a.attributes.status = 'error' AND b.event_id <> a.event_id"
+                .into(),
+        ),
+        (
+            // A lookup join of a table the crashes do not change.
+            "tiered",
+            "SELECT t.tier, window_start, count(*) AS n \
+             FROM TUMBLE(events, \"timestamp\", INTERVAL '30 seconds') e \
+             JOIN tiers t ON e.source = t.source GROUP BY t.tier, window_start"
+                .into(),
+        ),
+        (
             "exact",
             "SELECT source, window_start, median(attributes.metric) AS med, \
              percentile_disc(0.9) WITHIN GROUP (ORDER BY attributes.metric) AS p90 \
@@ -114,6 +131,13 @@ async fn create(db: &Database, feed: &Path) {
                 feed.display()
             ),
         ),
+    )
+    .await;
+    exec(
+        db,
+        "CREATE TABLE tiers (source TEXT PRIMARY KEY, tier INT NOT NULL);\n\
+         INSERT INTO tiers SELECT 'src-' || lpad(CAST(i AS TEXT), 4, '0'), i % 3 \
+         FROM (SELECT unnest(range(0, 6)) AS i)",
     )
     .await;
     for (name, query) in views() {

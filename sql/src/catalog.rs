@@ -27,6 +27,47 @@ pub struct SourceDef {
     pub options: BTreeMap<String, String>,
 }
 
+/// A persisted `CREATE TABLE` (its rows live in `tables/<name>.arrow`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TableDef {
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+    pub primary_key: Vec<String>,
+    /// Where its rows were loaded from (`connector = 'file' | 'postgres'`), if anywhere.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+impl TableDef {
+    /// `CREATE TABLE …` as it would recreate this table (without its rows), secrets masked.
+    pub fn to_sql(&self) -> String {
+        let mut parts: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}{}",
+                    quote_ident(&c.name),
+                    c.data_type,
+                    if c.not_null { " NOT NULL" } else { "" }
+                )
+            })
+            .collect();
+        let key: Vec<String> = self.primary_key.iter().map(|k| quote_ident(k)).collect();
+        parts.push(format!("PRIMARY KEY ({})", key.join(", ")));
+        let with = if self.options.is_empty() {
+            String::new()
+        } else {
+            format!(" WITH ({})", options_sql(&self.options))
+        };
+        format!(
+            "CREATE TABLE {} (\n    {}\n){with}",
+            quote_ident(&self.name),
+            parts.join(",\n    ")
+        )
+    }
+}
+
 /// A persisted `CREATE MATERIALIZED VIEW`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ViewDef {
@@ -40,6 +81,9 @@ pub struct ViewDef {
     pub options: BTreeMap<String, String>,
     /// The relation it reads.
     pub input: String,
+    /// The tables it joins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
 }
 
 /// A persisted `CREATE SINK`.
@@ -63,6 +107,9 @@ pub struct AlertDef {
     pub options: BTreeMap<String, String>,
     /// The relation it reads.
     pub input: String,
+    /// The tables it joins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
 }
 
 impl AlertDef {
@@ -82,6 +129,7 @@ impl AlertDef {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CatalogEntry {
     Source(SourceDef),
+    Table(TableDef),
     View(ViewDef),
     Sink(SinkDef),
     Alert(AlertDef),
@@ -92,6 +140,7 @@ impl CatalogEntry {
     pub fn name(&self) -> &str {
         match self {
             CatalogEntry::Source(s) => &s.name,
+            CatalogEntry::Table(t) => &t.name,
             CatalogEntry::View(v) => &v.name,
             CatalogEntry::Sink(k) => &k.name,
             CatalogEntry::Alert(a) => &a.name,
@@ -174,8 +223,12 @@ impl Catalog {
         self.entries
             .iter()
             .filter_map(|e| match e {
-                CatalogEntry::View(v) if v.input == name => Some(v.name.clone()),
-                CatalogEntry::Alert(a) if a.input == name => Some(a.name.clone()),
+                CatalogEntry::View(v) if v.input == name || v.tables.iter().any(|t| t == name) => {
+                    Some(v.name.clone())
+                }
+                CatalogEntry::Alert(a) if a.input == name || a.tables.iter().any(|t| t == name) => {
+                    Some(a.name.clone())
+                }
                 CatalogEntry::Sink(k) if k.from == name => Some(k.name.clone()),
                 _ => None,
             })

@@ -24,6 +24,9 @@ pub struct ColumnDef {
     pub data_type: String,
     /// `NOT NULL` was declared.
     pub not_null: bool,
+    /// `PRIMARY KEY` was declared on the column (`CREATE TABLE`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub primary_key: bool,
 }
 
 /// `WATERMARK FOR col AS col - INTERVAL '…'`.
@@ -44,6 +47,29 @@ pub struct CreateSource {
     pub if_not_exists: bool,
     pub columns: Vec<ColumnDef>,
     pub watermark: Option<WatermarkDef>,
+    pub options: BTreeMap<String, String>,
+}
+
+/// `CREATE TABLE name (columns, PRIMARY KEY (…)) [WITH (connector = …)]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateTable {
+    pub name: String,
+    pub if_not_exists: bool,
+    pub columns: Vec<ColumnDef>,
+    /// `PRIMARY KEY (a, b)` or the column declared `PRIMARY KEY`.
+    pub primary_key: Vec<String>,
+    /// Where to load the rows from (`connector = 'file' | 'postgres'`), if anywhere.
+    pub options: BTreeMap<String, String>,
+}
+
+/// `COPY table [(columns)] FROM STDIN [WITH (…)]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyFrom {
+    pub table: String,
+    /// The columns the data holds, in order; empty: every column.
+    pub columns: Vec<String>,
+    /// `format` (`text`, `csv`), `header`, `delimiter`, `null`, `quote`, `escape`,
+    /// lower-cased keys.
     pub options: BTreeMap<String, String>,
 }
 
@@ -87,6 +113,7 @@ pub const ALL_ALERTS: &str = "weir.alerts";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
     Source,
+    Table,
     MaterializedView,
     Sink,
     Alert,
@@ -97,6 +124,7 @@ impl ObjectKind {
     pub fn as_sql(&self) -> &'static str {
         match self {
             ObjectKind::Source => "SOURCE",
+            ObjectKind::Table => "TABLE",
             ObjectKind::MaterializedView => "MATERIALIZED VIEW",
             ObjectKind::Sink => "SINK",
             ObjectKind::Alert => "ALERT",
@@ -114,6 +142,7 @@ pub enum Show {
     Sinks,
     Alerts,
     CreateSource(String),
+    CreateTable(String),
     CreateView(String),
     CreateSink(String),
     CreateAlert(String),
@@ -128,6 +157,7 @@ pub enum Show {
 pub enum WeirStatement {
     Empty,
     CreateSource(CreateSource),
+    CreateTable(CreateTable),
     CreateView(CreateView),
     CreateSink(CreateSink),
     CreateAlert(CreateAlert),
@@ -175,6 +205,12 @@ pub enum WeirStatement {
     },
     /// `CLOSE cursor` (`None`: `CLOSE ALL`).
     CloseCursor(Option<String>),
+    /// `COPY table FROM STDIN …`.
+    CopyFrom(CopyFrom),
+    /// `TRUNCATE [TABLE] name, …`.
+    Truncate(Vec<String>),
+    /// `REFRESH TABLE name`: its rows read from its connector again.
+    RefreshTable(String),
 }
 
 impl WeirStatement {
@@ -302,6 +338,9 @@ pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
         if p.eat_kw("SOURCE") {
             return p.create_source().map(WeirStatement::CreateSource);
         }
+        if p.eat_kw("TABLE") {
+            return p.create_table().map(WeirStatement::CreateTable);
+        }
         if p.eat_kw("MATERIALIZED") {
             p.expect_kw("VIEW")?;
             return p.create_view(&tokens).map(WeirStatement::CreateView);
@@ -331,6 +370,8 @@ pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
         }
         let kind = if p.eat_kw("SOURCE") {
             Some(ObjectKind::Source)
+        } else if p.eat_kw("TABLE") {
+            Some(ObjectKind::Table)
         } else if p.eat_kw("MATERIALIZED") {
             p.expect_kw("VIEW")?;
             Some(ObjectKind::MaterializedView)
@@ -345,7 +386,7 @@ pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
             return p.drop(kind);
         }
         return Err(SqlError::FeatureNotSupported(format!(
-            "DROP {} is not supported; Weir has DROP SOURCE, DROP MATERIALIZED VIEW, DROP SINK and DROP ALERT",
+            "DROP {} is not supported; Weir has DROP SOURCE, DROP TABLE, DROP MATERIALIZED VIEW, DROP SINK and DROP ALERT",
             p.peek_text()
         )));
     }
@@ -474,6 +515,33 @@ pub fn parse_statement(sql: &str) -> Result<WeirStatement> {
         let cursor = p.ident("a cursor name")?;
         p.end()?;
         return Ok(WeirStatement::CloseCursor(Some(cursor)));
+    }
+    if p.peek_kw("COPY") {
+        let save = p.pos;
+        p.pos += 1;
+        if let Some(copy) = p.copy_from()? {
+            return Ok(WeirStatement::CopyFrom(copy));
+        }
+        p.pos = save;
+    }
+    if p.peek_kw("REFRESH") {
+        let save = p.pos;
+        p.pos += 1;
+        if p.eat_kw("TABLE") {
+            let name = p.object_name("a table name")?;
+            p.end()?;
+            return Ok(WeirStatement::RefreshTable(name));
+        }
+        p.pos = save;
+    }
+    if p.eat_kw("TRUNCATE") {
+        p.eat_kw("TABLE");
+        let mut names = vec![p.object_name("a table name")?];
+        while p.eat(&Token::Comma) {
+            names.push(p.object_name("a table name")?);
+        }
+        p.end()?;
+        return Ok(WeirStatement::Truncate(names));
     }
     for kw in ["DISCARD", "DEALLOCATE", "LISTEN", "UNLISTEN"] {
         if p.peek_kw(kw) {
@@ -727,12 +795,162 @@ impl Parser {
         })
     }
 
+    fn create_table(&mut self) -> Result<CreateTable> {
+        let if_not_exists = self.if_not_exists()?;
+        let name = self.object_name("a table name")?;
+        self.expect(&Token::LParen, "( and a column list")?;
+        let mut columns: Vec<ColumnDef> = Vec::new();
+        let mut primary_key = Vec::new();
+        loop {
+            if self.peek_kw("PRIMARY") {
+                self.pos += 1;
+                self.expect_kw("KEY")?;
+                if !primary_key.is_empty() {
+                    return Err(SqlError::Syntax(format!(
+                        "multiple primary keys for table \"{name}\" are not allowed"
+                    )));
+                }
+                primary_key = self.column_list()?;
+            } else {
+                columns.push(self.column_def()?);
+            }
+            if self.eat(&Token::Comma) {
+                continue;
+            }
+            self.expect(&Token::RParen, ", or )")?;
+            break;
+        }
+        let inline: Vec<String> = columns
+            .iter()
+            .filter(|c| c.primary_key)
+            .map(|c| c.name.clone())
+            .collect();
+        if !inline.is_empty() {
+            if !primary_key.is_empty() || inline.len() > 1 {
+                return Err(SqlError::Syntax(format!(
+                    "multiple primary keys for table \"{name}\" are not allowed"
+                )));
+            }
+            primary_key = inline;
+        }
+        let options = self.with_options()?;
+        self.end()?;
+        Ok(CreateTable {
+            name,
+            if_not_exists,
+            columns,
+            primary_key,
+            options,
+        })
+    }
+
+    /// `(a, b, …)`.
+    fn column_list(&mut self) -> Result<Vec<String>> {
+        self.expect(&Token::LParen, "( and column names")?;
+        let mut names = vec![self.ident("a column name")?];
+        while self.eat(&Token::Comma) {
+            names.push(self.ident("a column name")?);
+        }
+        self.expect(&Token::RParen, ", or )")?;
+        Ok(names)
+    }
+
+    /// After `COPY`: `table [(columns)] FROM STDIN [[WITH] (option [value], …) | legacy
+    /// options]`; `None` for any other COPY (left to DataFusion, which refuses it).
+    fn copy_from(&mut self) -> Result<Option<CopyFrom>> {
+        let Ok(table) = self.object_name("a table name") else {
+            return Ok(None);
+        };
+        let columns = if self.peek() == Some(&Token::LParen) {
+            self.column_list()?
+        } else {
+            Vec::new()
+        };
+        if !self.eat_kw("FROM") {
+            return Ok(None);
+        }
+        if !self.eat_kw("STDIN") {
+            return Err(SqlError::FeatureNotSupported(
+                "COPY … FROM reads STDIN only (psql: \\copy table FROM 'file.csv' WITH (FORMAT csv, HEADER)); a server-side file is loaded with CREATE TABLE … WITH (connector = 'file', path = '…')".into(),
+            ));
+        }
+        let mut options = BTreeMap::new();
+        let with = self.eat_kw("WITH");
+        if self.eat(&Token::LParen) {
+            loop {
+                let key = self.option_key()?;
+                let value = match self.peek() {
+                    Some(Token::Comma) | Some(Token::RParen) => "true".to_string(),
+                    Some(Token::SingleQuotedString(s)) => {
+                        let s = s.clone();
+                        self.pos += 1;
+                        s
+                    }
+                    Some(Token::Word(w)) => {
+                        let v = w.value.to_lowercase();
+                        self.pos += 1;
+                        v
+                    }
+                    Some(Token::Number(n, _)) => {
+                        let n = n.clone();
+                        self.pos += 1;
+                        n
+                    }
+                    _ => return Err(self.error(&format!("expected a value for COPY option {key}"))),
+                };
+                options.insert(key, value);
+                if self.eat(&Token::Comma) {
+                    continue;
+                }
+                self.expect(&Token::RParen, ", or ) after a COPY option")?;
+                break;
+            }
+        } else {
+            let _ = with;
+            // PostgreSQL's older syntax: CSV HEADER DELIMITER ',' NULL '' …
+            while let Some(Token::Word(w)) = self.peek() {
+                let key = w.value.to_lowercase();
+                self.pos += 1;
+                match key.as_str() {
+                    "csv" | "binary" | "text" => {
+                        options.insert("format".into(), key);
+                    }
+                    "header" => {
+                        options.insert("header".into(), "true".into());
+                    }
+                    "delimiter" | "null" | "quote" | "escape" => {
+                        self.eat_kw("AS");
+                        match self.peek() {
+                            Some(Token::SingleQuotedString(s)) => {
+                                options.insert(key, s.clone());
+                                self.pos += 1;
+                            }
+                            _ => return Err(self.error(&format!("expected a string after {key}"))),
+                        }
+                    }
+                    _ => {
+                        return Err(
+                            self.error("expected a COPY option (CSV, HEADER, DELIMITER, NULL)")
+                        )
+                    }
+                }
+            }
+        }
+        self.end()?;
+        Ok(Some(CopyFrom {
+            table,
+            columns,
+            options,
+        }))
+    }
+
     fn column_def(&mut self) -> Result<ColumnDef> {
         let name = self.ident("a column name")?;
         let mut depth_paren = 0i32;
         let mut depth_angle = 0i32;
         let mut parts: Vec<String> = Vec::new();
         let mut not_null = false;
+        let mut primary_key = false;
         while let Some(t) = self.peek() {
             match t {
                 Token::Comma | Token::RParen if depth_paren == 0 && depth_angle == 0 => break,
@@ -751,6 +969,12 @@ impl Parser {
             }
             if depth_paren == 0 && depth_angle == 0 && self.peek_kw("NULL") {
                 self.pos += 1;
+                continue;
+            }
+            if depth_paren == 0 && depth_angle == 0 && self.peek_kw("PRIMARY") {
+                self.pos += 1;
+                self.expect_kw("KEY")?;
+                primary_key = true;
                 continue;
             }
             parts.push(t.to_string());
@@ -779,6 +1003,7 @@ impl Parser {
             name,
             data_type,
             not_null,
+            primary_key,
         })
     }
 
@@ -1052,6 +1277,11 @@ impl Parser {
                 let name = self.object_name("a source name")?;
                 self.end()?;
                 return Ok(WeirStatement::Show(Show::CreateSource(name)));
+            }
+            if self.eat_kw("TABLE") {
+                let name = self.object_name("a table name")?;
+                self.end()?;
+                return Ok(WeirStatement::Show(Show::CreateTable(name)));
             }
             if self.eat_kw("SINK") {
                 let name = self.object_name("a sink name")?;

@@ -90,6 +90,21 @@ pub enum SqlError {
     /// 42P03: a cursor of that name exists.
     #[error("{0}")]
     DuplicateCursor(String),
+    /// 23505: a row would repeat a table's primary key.
+    #[error("{0}")]
+    UniqueViolation(String),
+    /// 23502: a row has no value for a NOT NULL column.
+    #[error("{0}")]
+    NotNullViolation(String),
+    /// 21000: a statement would change one row twice.
+    #[error("{0}")]
+    CardinalityViolation(String),
+    /// 22P04: COPY data that does not follow its format.
+    #[error("{0}")]
+    BadCopyFormat(String),
+    /// 22P02: a value that does not read as its column's type.
+    #[error("{0}")]
+    InvalidTextRepresentation(String),
     /// XX000: a bug.
     #[error("internal error (this is a bug): {0}")]
     Internal(String),
@@ -127,6 +142,11 @@ impl SqlError {
             SqlError::ConnectionFailure(_) => "08001",
             SqlError::InvalidCursorName(_) => "34000",
             SqlError::DuplicateCursor(_) => "42P03",
+            SqlError::UniqueViolation(_) => "23505",
+            SqlError::NotNullViolation(_) => "23502",
+            SqlError::CardinalityViolation(_) => "21000",
+            SqlError::BadCopyFormat(_) => "22P04",
+            SqlError::InvalidTextRepresentation(_) => "22P02",
             SqlError::Internal(_) => "XX000",
         }
     }
@@ -155,6 +175,10 @@ impl From<EngineError> for SqlError {
             EngineError::Source { .. } => SqlError::InvalidParameter(e.to_string()),
             EngineError::Arrow(e) => SqlError::DataException(e.to_string()),
             EngineError::Checkpoint(_) => SqlError::Io(e.to_string()),
+            EngineError::Connection(m) => SqlError::ConnectionFailure(m),
+            EngineError::UniqueViolation(m) => SqlError::UniqueViolation(m),
+            EngineError::NotNullViolation(m) => SqlError::NotNullViolation(m),
+            EngineError::CardinalityViolation(m) => SqlError::CardinalityViolation(m),
             EngineError::Internal(m) => SqlError::Internal(m),
         }
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::ScalarValue;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -48,6 +49,8 @@ pub struct StreamRelation {
     pub root_source: String,
     /// For a view: whether its rows are updated in place (EMIT ON UPDATE aggregate).
     pub updating: bool,
+    /// For a source: its event-time column (`WATERMARK FOR …`).
+    pub event_time: Option<String>,
 }
 
 /// A view planned against its input.
@@ -59,6 +62,17 @@ pub struct PlannedView {
     pub input: String,
     /// The source at the root.
     pub root_source: String,
+    /// The tables it joins (lookup joins).
+    pub tables: Vec<String>,
+}
+
+/// What a view may read: streams (sources and views) and tables.
+#[derive(Debug, Default, Clone)]
+pub struct Relations {
+    /// Sources and views, by name.
+    pub streams: BTreeMap<String, StreamRelation>,
+    /// Tables, by name, as the relations their scans read at execution.
+    pub tables: BTreeMap<String, Arc<dyn TableProvider>>,
 }
 
 /// Why a view over `SESSION(…)` must aggregate per key and window.
@@ -108,7 +122,7 @@ pub async fn plan_view(
     name: &str,
     query: &str,
     emit: Option<EmitMode>,
-    relations: &BTreeMap<String, StreamRelation>,
+    relations: &Relations,
 ) -> Result<PlannedView> {
     plan_stream(name, query, emit, relations, false).await
 }
@@ -119,9 +133,10 @@ pub async fn plan_stream(
     name: &str,
     query: &str,
     emit: Option<EmitMode>,
-    relations: &BTreeMap<String, StreamRelation>,
+    all: &Relations,
     over_updating: bool,
 ) -> Result<PlannedView> {
+    let relations = &all.streams;
     let WeirStatement::Query(sql) = parse_statement(query)? else {
         return Err(SqlError::Syntax(
             "a materialized view is defined by a SELECT query".into(),
@@ -134,6 +149,9 @@ pub async fn plan_stream(
         .collect();
     for (n, feed) in &feeds {
         ctx.register_table(n.as_str(), feed.table())?;
+    }
+    for (n, table) in &all.tables {
+        ctx.register_table(n.as_str(), table.clone())?;
     }
     let capture = Arc::new(Mutex::new(PlanCapture::default()));
     let resolver: RelationResolver = {
@@ -172,9 +190,43 @@ pub async fn plan_stream(
         }
         Ok(TreeNodeRecursion::Continue)
     })?;
+    let (mut scans, joined): (Vec<String>, Vec<String>) =
+        scans.into_iter().partition(|s| !all.tables.contains_key(s));
+    let tables: Vec<String> = joined
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let inputs: BTreeSet<String> = scans.iter().cloned().collect();
+    if scans.len() == 2 && inputs.len() == 1 {
+        let input = scans.remove(0);
+        let relation = relations
+            .get(&input)
+            .ok_or_else(|| SqlError::Internal(format!("planned over unknown relation {input}")))?;
+        let physical = state.create_physical_plan(&logical).await?;
+        let plan = crate::interval_join::plan(
+            name,
+            &optimized,
+            physical,
+            &input,
+            relation,
+            ctx.task_ctx(),
+        )?;
+        return Ok(PlannedView {
+            plan,
+            input,
+            root_source: relation.root_source.clone(),
+            tables,
+        });
+    }
     let input = match scans.len() {
         1 => scans.remove(0),
+        0 if !tables.is_empty() => {
+            return Err(SqlError::FeatureNotSupported(format!(
+                "a materialized view reads a stream (a source or another materialized view) and may join tables to it; {} only reads tables, which a query reads directly",
+                tables.join(", ")
+            )))
+        }
         0 => {
             return Err(SqlError::FeatureNotSupported(
                 "a materialized view must read a source or another materialized view".into(),
@@ -182,12 +234,12 @@ pub async fn plan_stream(
         }
         _ => {
             return Err(SqlError::FeatureNotSupported(format!(
-                "a materialized view reads one stream once; this query reads {} {} times — joins between streams are not supported yet",
-                inputs.into_iter().collect::<Vec<_>>().join(", "),
-                scans.len()
+                "a materialized view reads one stream; this query reads {} — joins between different streams are not supported yet (a stream may JOIN itself in a time interval, and JOIN tables: CREATE TABLE)",
+                inputs.into_iter().collect::<Vec<_>>().join(", ")
             )))
         }
     };
+    check_lookup_joins(&optimized, &input)?;
     let relation = relations
         .get(&input)
         .ok_or_else(|| SqlError::Internal(format!("planned over unknown relation {input}")))?;
@@ -246,6 +298,7 @@ pub async fn plan_stream(
             plan,
             input,
             root_source: relation.root_source.clone(),
+            tables,
         });
     }
     let (top, bottom) = match aggregates.as_slice() {
@@ -255,6 +308,7 @@ pub async fn plan_stream(
                 plan,
                 input,
                 root_source: relation.root_source.clone(),
+                tables,
             });
         }
         [single] => (single.clone(), single.clone()),
@@ -359,6 +413,7 @@ pub async fn plan_stream(
             feed,
             plan: bottom_exec.input().clone(),
         },
+        join: None,
         aggregate: Some(spec),
         over: None,
         post,
@@ -374,11 +429,65 @@ pub async fn plan_stream(
         plan,
         input,
         root_source: relation.root_source.clone(),
+        tables,
     })
 }
 
+/// Refuses a join that would emit a table's rows on its own: a view's output comes from its
+/// stream, so the stream's side of every join must be kept (`JOIN`, `LEFT JOIN` with the
+/// stream on the left, semi and anti joins from `IN`/`EXISTS`), never only the table's
+/// (`RIGHT JOIN` with the stream on the left, `FULL JOIN`), which would repeat the table's
+/// unmatched rows with every micro-batch.
+fn check_lookup_joins(plan: &LogicalPlan, stream: &str) -> Result<()> {
+    use datafusion::logical_expr::JoinType as J;
+    let mut refused = None;
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::Join(join) = node {
+            let left = reads(&join.left, stream);
+            let right = reads(&join.right, stream);
+            let kept = match (left, right) {
+                (true, false) => matches!(
+                    join.join_type,
+                    J::Inner | J::Left | J::LeftSemi | J::LeftAnti | J::LeftMark
+                ),
+                (false, true) => matches!(
+                    join.join_type,
+                    J::Inner | J::Right | J::RightSemi | J::RightAnti | J::RightMark
+                ),
+                _ => true,
+            };
+            if !kept {
+                refused = Some(join.join_type);
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    match refused {
+        None => Ok(()),
+        Some(kind) => Err(SqlError::FeatureNotSupported(format!(
+            "a materialized view joins tables to its stream {stream} as lookups: use JOIN or LEFT JOIN with {stream} on the left; this {kind} join would emit the table's unmatched rows with every batch"
+        ))),
+    }
+}
+
+/// Whether `plan` scans `relation`.
+fn reads(plan: &LogicalPlan, relation: &str) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if scan.table_name.table() == relation {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
 /// A view without aggregation: `plan` over `feed` produces its rows.
-fn row_plan(
+pub(crate) fn row_plan(
     name: &str,
     feed: Feed,
     plan: Arc<dyn ExecutionPlan>,
@@ -388,6 +497,7 @@ fn row_plan(
     ViewPlan {
         name: name.to_string(),
         input: FedPlan { feed, plan },
+        join: None,
         aggregate: None,
         over: None,
         post: None,

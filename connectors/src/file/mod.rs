@@ -2,9 +2,11 @@
 
 mod config;
 mod source;
+mod table;
 
 pub use config::FileConfig;
 pub use source::FileSource;
+pub use table::FileTableLoader;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +31,7 @@ impl FileConnector {
     }
 
     /// `path` resolved, if it lies under one of the allowed directories.
-    fn check(&self, path: &Path) -> Result<()> {
+    pub(crate) fn check(&self, path: &Path) -> Result<()> {
         let refused = |why: String| EngineError::InvalidOption {
             option: "path".into(),
             message: why,

@@ -19,8 +19,10 @@
 //! skipped when present. A table with no such key gets plain inserts (at least once).
 
 mod migrate;
+mod table;
 
 pub use migrate::{migrate, migrate_url, MIGRATIONS};
+pub use table::PostgresTableLoader;
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;

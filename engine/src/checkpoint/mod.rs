@@ -44,8 +44,8 @@ use serde::{Deserialize, Serialize};
 use crate::history::{HistoryFile, HistoryRoot};
 use crate::pipeline::watermark::WatermarkTracker;
 pub use crate::serving::system::SourceCounters;
-pub(crate) use store::read_batches;
 pub use store::CheckpointStore;
+pub(crate) use store::{read_batches, replace_batches};
 
 /// The state format this build writes and reads. Accumulator states are DataFusion's own,
 /// so a checkpoint is only readable by the DataFusion version that wrote it.

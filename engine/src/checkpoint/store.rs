@@ -540,6 +540,20 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Replaces `path` atomically with `batches` as one Arrow IPC file (temp file, fsync,
+/// rename, fsync of the directory); returns its size.
+pub(crate) fn replace_batches(path: &Path, batches: &[RecordBatch]) -> Result<u64> {
+    let tmp = path.with_extension("tmp");
+    let size = write_batches(&tmp, batches)?;
+    std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_error(dir, e))?;
+    }
+    Ok(size)
+}
+
 /// Writes batches as one Arrow IPC file (fsynced) and returns its size. Fields are written
 /// nullable so batches that differ only in declared nullability share one schema.
 fn write_batches(path: &Path, batches: &[RecordBatch]) -> Result<u64> {

@@ -1,10 +1,12 @@
 //! The connector seam: the [`source::Source`] trait every input implements and the registry
 //! of `connector = '…'` names, the [`sink::SinkWriter`] trait every output implements, and
-//! the JSON decoder sources share ([`decode`]).
+//! the JSON decoder sources share ([`decode`]), and [`table::TableLoader`], which reads a
+//! table's rows from outside once (`CREATE TABLE … WITH (connector = …)`).
 
 pub mod decode;
 pub mod sink;
 pub mod source;
+pub mod table;
 
 use std::time::Duration;
 

@@ -299,6 +299,7 @@ pub trait SourceFactory: Send + Sync {
 pub struct SourceRegistry {
     factories: BTreeMap<&'static str, Arc<dyn SourceFactory>>,
     sinks: BTreeMap<&'static str, Arc<dyn crate::connector::sink::SinkFactory>>,
+    loaders: BTreeMap<&'static str, Arc<dyn crate::connector::table::TableLoader>>,
 }
 
 impl std::fmt::Debug for SourceRegistry {
@@ -330,6 +331,25 @@ impl SourceRegistry {
     /// Names of all connectors.
     pub fn names(&self) -> Vec<&'static str> {
         self.factories.keys().copied().collect()
+    }
+
+    /// Adds a table loader.
+    pub fn register_loader(&mut self, loader: Arc<dyn crate::connector::table::TableLoader>) {
+        self.loaders.insert(loader.name(), loader);
+    }
+
+    /// Looks up a table loader by connector name.
+    pub fn loader(&self, name: &str) -> Result<Arc<dyn crate::connector::table::TableLoader>> {
+        self.loaders.get(name).cloned().ok_or_else(|| {
+            let known: Vec<_> = self.loaders.keys().copied().collect();
+            EngineError::InvalidOption {
+                option: "connector".into(),
+                message: format!(
+                    "tables load from connector {}, not '{name}'",
+                    known.join(" or ")
+                ),
+            }
+        })
     }
 
     /// Adds a sink connector.

@@ -69,6 +69,17 @@ impl Feed {
         Ok(out?)
     }
 
+    /// Puts `batches` in the feed for the next execution of a plan reading it (and another
+    /// feed, which [`run`](Self::run) fills); [`clear`](Self::clear) empties it after.
+    pub fn fill(&self, batches: Vec<RecordBatch>) {
+        *self.batches.lock() = batches;
+    }
+
+    /// Empties the feed.
+    pub fn clear(&self) {
+        self.batches.lock().clear();
+    }
+
     /// A table provider whose scans read this feed; register it under the source's name in
     /// the context a view is planned in.
     pub fn table(&self) -> Arc<dyn TableProvider> {

@@ -4,7 +4,8 @@
 //! source's rows ([`plan::PlanStage`]: filters, projections, window assignment), then at most
 //! one stateful step — window aggregates ([`aggregate`]) or streaming `OVER` frames
 //! ([`over`]) — then the plan above it (HAVING, the final projection), then for an alert rule
-//! the [`alert`] stage that turns rows into alert messages. The view runtime, the checkpoint
+//! the [`alert`] stage that turns rows into alert messages. A view that joins its stream with
+//! itself in a time interval starts with the [`join`] operator instead of the input plan. The view runtime, the checkpoint
 //! writer and recovery know operators only through the trait: each batch goes through
 //! [`Operator::process`] in order, a checkpoint stores each operator's
 //! [`Operator::snapshot`] (one file per batch, in chain order) and recovery hands the same
@@ -15,6 +16,7 @@
 pub mod aggregate;
 pub mod alert;
 pub mod feed;
+pub mod join;
 pub mod over;
 pub mod plan;
 pub mod session;
@@ -120,10 +122,10 @@ pub fn describe_ns(ns: i64) -> String {
 /// The operators of `plan`, in the order a batch goes through them. The one place that
 /// knows which operators exist.
 pub fn chain(plan: &ViewPlan) -> Result<Vec<Box<dyn Operator>>> {
-    let mut chain: Vec<Box<dyn Operator>> = vec![Box::new(plan::PlanStage::new(
-        plan.input.clone(),
-        plan.task.clone(),
-    ))];
+    let mut chain: Vec<Box<dyn Operator>> = vec![match &plan.join {
+        Some(spec) => Box::new(join::IntervalJoin::new(spec.clone(), plan.task.clone())),
+        None => Box::new(plan::PlanStage::new(plan.input.clone(), plan.task.clone())),
+    }];
     if let Some(spec) = &plan.aggregate {
         chain.push(match spec.window.as_ref().map(|w| w.kind) {
             Some(window::WindowKind::Session { gap }) => {

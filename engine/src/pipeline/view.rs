@@ -51,6 +51,9 @@ pub struct ViewPlan {
     pub name: String,
     /// Rows before aggregation (the whole query for a view without GROUP BY).
     pub input: FedPlan,
+    /// An interval join of the stream with itself, which then replaces `input` as the
+    /// first step (such a view has no aggregation).
+    pub join: Option<crate::operator::join::JoinSpec>,
     /// The aggregation, if any.
     pub aggregate: Option<AggregateSpec>,
     /// Streaming `OVER` windows between the input plan and `post` (never with `aggregate`).

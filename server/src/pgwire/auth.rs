@@ -198,6 +198,8 @@ pub fn needs_admin(prepared: &Prepared) -> bool {
         // Planned by DataFusion: a query (DDL and DML are refused when planning).
         Prepared::Query { .. } => false,
         Prepared::Statement(s) => !s.reads_only(),
+        // INSERT, UPDATE, DELETE change a table.
+        Prepared::Modify { .. } => true,
     }
 }
 

@@ -70,6 +70,7 @@ impl ConnectionHandlers {
                     db,
                     session,
                     metrics,
+                    copy: Mutex::new(None),
                 })
             },
         }
@@ -98,6 +99,10 @@ impl PgWireServerHandlers for ConnectionHandlers {
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         self.connections.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        self.inner.clone()
     }
 }
 
@@ -131,11 +136,13 @@ impl NoopStartupHandler for TrustStartup {
     }
 }
 
-struct Handler {
-    db: Arc<Database>,
+pub(super) struct Handler {
+    pub(super) db: Arc<Database>,
     session: Arc<Mutex<Session>>,
     parser: Arc<StatementParser>,
     metrics: ServerMetrics,
+    /// The `COPY … FROM STDIN` in progress, collecting the client's data.
+    pub(super) copy: Mutex<Option<super::copy::CopyIn>>,
 }
 
 /// A bounded label for a statement: `query`, `create`, `drop`, `show`, `set`,
@@ -143,12 +150,15 @@ struct Handler {
 pub fn statement_kind(p: &Prepared) -> &'static str {
     match p {
         Prepared::Query { .. } => "query",
+        Prepared::Modify { .. } => "modify",
         Prepared::Statement(s) => match s {
             WeirStatement::Query(_) => "query",
             WeirStatement::CreateSource(_)
             | WeirStatement::CreateView(_)
             | WeirStatement::CreateSink(_)
-            | WeirStatement::CreateAlert(_) => "create",
+            | WeirStatement::CreateAlert(_)
+            | WeirStatement::CreateTable(_) => "create",
+            WeirStatement::CopyFrom(_) | WeirStatement::Truncate(_) => "modify",
             WeirStatement::Drop { .. } => "drop",
             WeirStatement::Show(_) => "show",
             WeirStatement::Set { .. } | WeirStatement::Reset(_) => "set",
@@ -159,11 +169,12 @@ pub fn statement_kind(p: &Prepared) -> &'static str {
 }
 
 /// Parses and describes statements for the extended protocol.
-struct StatementParser {
+pub(super) struct StatementParser {
     db: Arc<Database>,
     session: Arc<Mutex<Session>>,
 }
 
+/// A statement's error as pgwire reports it.
 pub(super) fn user_error(e: SqlError) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         "ERROR".to_string(),
@@ -197,6 +208,15 @@ impl Handler {
             },
             Outcome::Rows(df) => {
                 Response::Query(super::encode::encode_dataframe(df, format, options, limits).await?)
+            }
+            Outcome::CopyIn(target) => {
+                let width = target.width();
+                *self.copy.lock() = Some(super::copy::CopyIn::new(target));
+                Response::CopyIn(pgwire::api::results::CopyResponse::new(
+                    0,
+                    width,
+                    futures::stream::empty::<PgWireResult<pgwire::messages::copy::CopyData>>(),
+                ))
             }
         })
     }
@@ -363,7 +383,7 @@ impl QueryParser for StatementParser {
             .await
             .map_err(user_error)?;
         let params = match &prepared {
-            Prepared::Query { plan } => {
+            Prepared::Query { plan } | Prepared::Modify { plan, .. } => {
                 let types = plan
                     .get_parameter_types()
                     .map_err(|e| user_error(e.into()))?;

@@ -5,6 +5,7 @@
 
 mod auth;
 mod connection;
+mod copy;
 mod encode;
 mod framing;
 mod handler;

@@ -384,6 +384,13 @@ async fn sql(
     match outcomes.into_iter().last() {
         None | Some(Outcome::Empty) => Ok(Json(json!({ "command": "" }))),
         Some(Outcome::Command(tag)) => Ok(Json(json!({ "command": tag }))),
+        Some(Outcome::CopyIn(_)) => Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            body: json!({
+                "error": "COPY … FROM STDIN needs the PostgreSQL protocol (psql's \\copy); over HTTP, add rows with INSERT",
+                "sqlstate": "0A000",
+            }),
+        }),
         Some(Outcome::Rows(df)) => {
             let columns: Vec<String> = df
                 .schema()

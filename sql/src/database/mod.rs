@@ -30,7 +30,7 @@ use crate::error::{Result, SqlError};
 use crate::functions::{PlanCapture, RelationResolver, WindowFunction};
 use crate::max_future::{max_future_ns, split_max_future, MAX_FUTURE};
 use crate::over_order::{apply_emit_option, EMIT_OPTION};
-use crate::planner::{base_config, plan_stream, plan_view, StreamRelation};
+use crate::planner::{base_config, plan_stream, plan_view, Relations, StreamRelation};
 use crate::retention::{apply_retention_options, HISTORY_OPTION, RETENTION_OPTION};
 use crate::session::Session;
 use crate::system::Columns;
@@ -38,6 +38,9 @@ use crate::system::Columns;
 mod sinks;
 pub(crate) mod subscribe;
 mod system_relations;
+mod tables;
+
+pub use tables::CopyTarget;
 
 use sinks::{alert_sink_name, alert_sinks};
 
@@ -110,6 +113,12 @@ pub enum Prepared {
     Statement(WeirStatement),
     /// A DataFusion query.
     Query { plan: LogicalPlan },
+    /// `INSERT`, `UPDATE` or `DELETE` into a table: DataFusion's DML plan, and what an
+    /// insert does with a key the table has.
+    Modify {
+        plan: LogicalPlan,
+        conflict: weir_engine::table::OnConflict,
+    },
 }
 
 /// The result of one statement.
@@ -121,6 +130,8 @@ pub enum Outcome {
     Command(String),
     /// Rows.
     Rows(DataFrame),
+    /// `COPY … FROM STDIN`: the client sends the data next (see [`Database::copy_in`]).
+    CopyIn(CopyTarget),
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +158,10 @@ pub struct Database {
     archive: Option<Arc<crate::system_archive::SystemArchive>>,
     /// pgwire users.
     users: crate::users::Users,
+    /// Tables, by name.
+    tables: RwLock<BTreeMap<String, Arc<weir_engine::table::Table>>>,
+    /// The data dir, if any.
+    data_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Database {
@@ -200,6 +215,8 @@ impl Database {
             relations: Arc::new(RwLock::new(BTreeMap::new())),
             backfill_timeout: options.backfill_timeout,
             persistent: options.data_dir.is_some(),
+            tables: RwLock::new(BTreeMap::new()),
+            data_dir: options.data_dir.clone(),
             users: crate::users::Users::open(options.data_dir.as_deref())?,
             view_defaults: options.view_defaults.clone(),
             archive: match (&options.data_dir, options.system_log_retention) {
@@ -233,6 +250,7 @@ impl Database {
         for (i, entry) in entries.iter().enumerate() {
             let replayed = match entry {
                 CatalogEntry::Source(def) => db.instantiate_source(def.clone()).map(|_| ()),
+                CatalogEntry::Table(def) => db.instantiate_table(def).await,
                 CatalogEntry::View(def) => db.instantiate_view(def.clone()).await.map(|_| ()),
                 CatalogEntry::Sink(def) => db.instantiate_sink(def.clone()).map(|_| ()),
                 CatalogEntry::Alert(def) => db
@@ -279,9 +297,7 @@ impl Database {
     /// Parses and plans one statement (no top-level `;`).
     pub async fn prepare(&self, sql: &str) -> Result<Prepared> {
         match dialect::parse_statement(sql)? {
-            WeirStatement::Query(text) => Ok(Prepared::Query {
-                plan: self.plan_query(&text).await?,
-            }),
+            WeirStatement::Query(text) => self.plan_query(&text).await,
             other => Ok(Prepared::Statement(other)),
         }
     }
@@ -298,7 +314,7 @@ impl Database {
                 let df = self.show(session, show).await?;
                 Ok(Some(Arc::new(df.schema().as_arrow().clone())))
             }
-            Prepared::Statement(_) => Ok(None),
+            Prepared::Statement(_) | Prepared::Modify { .. } => Ok(None),
         }
     }
 
@@ -316,6 +332,9 @@ impl Database {
                     None => plan.clone(),
                 };
                 Ok(Outcome::Rows(self.ctx.execute_logical_plan(plan).await?))
+            }
+            Prepared::Modify { plan, conflict } => {
+                self.execute_modify(plan, conflict, params).await
             }
             Prepared::Statement(s) => self.execute_statement(session, s.clone()).await,
         }
@@ -342,7 +361,8 @@ impl Database {
         }
     }
 
-    async fn plan_query(&self, sql: &str) -> Result<LogicalPlan> {
+    /// Plans a query, or an `INSERT`/`UPDATE`/`DELETE` into a table.
+    async fn plan_query(&self, sql: &str) -> Result<Prepared> {
         let rewritten = crate::pg_compat::rewrite(sql);
         let sql = rewritten.as_deref().unwrap_or(sql);
         let mut statements = self
@@ -355,8 +375,11 @@ impl Database {
                 statements.len()
             )));
         }
-        let statement =
-            datafusion::sql::parser::Statement::Statement(Box::new(statements.remove(0)));
+        let statement = statements.remove(0);
+        if let Some(modify) = self.plan_modify(&statement).await? {
+            return Ok(modify);
+        }
+        let statement = datafusion::sql::parser::Statement::Statement(Box::new(statement));
         let plan = match self.ctx.state().statement_to_plan(statement).await {
             Ok(plan) => plan,
             Err(e) => return Err(e.into()),
@@ -367,13 +390,15 @@ impl Database {
             )),
             LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) => {
                 Err(SqlError::FeatureNotSupported(
-                    "Weir's relations are sources and materialized views: tables, INSERT, UPDATE and DELETE are not supported; use CREATE SOURCE and CREATE MATERIALIZED VIEW".into(),
+                    "this statement is not supported by Weir: its relations are sources, tables (CREATE TABLE; INSERT, UPDATE, DELETE, COPY FROM STDIN) and materialized views".into(),
                 ))
             }
             LogicalPlan::Statement(_) => Err(SqlError::FeatureNotSupported(
                 "this statement is not supported by Weir".into(),
             )),
-            _ => Ok(crate::pg_compat::int4_literal_columns(plan)),
+            _ => Ok(Prepared::Query {
+                plan: crate::pg_compat::int4_literal_columns(plan),
+            }),
         }
     }
 
@@ -426,9 +451,13 @@ impl Database {
             } => self.fetch(session, &cursor, count, &options).await,
             WeirStatement::CloseCursor(name) => self.close_cursor(session, name.as_deref()),
             WeirStatement::Query(text) => {
-                let plan = self.plan_query(&text).await?;
-                Ok(Outcome::Rows(self.ctx.execute_logical_plan(plan).await?))
+                let prepared = self.plan_query(&text).await?;
+                Box::pin(self.execute(session, &prepared, None)).await
             }
+            WeirStatement::CreateTable(c) => self.create_table(c).await,
+            WeirStatement::CopyFrom(c) => self.copy_target(c),
+            WeirStatement::Truncate(names) => self.truncate(&names),
+            WeirStatement::RefreshTable(name) => self.refresh_table(&name).await,
         }
     }
 
@@ -534,6 +563,7 @@ impl Database {
                     schema,
                     root_source: def.name.clone(),
                     updating: false,
+                    event_time: def.watermark.as_ref().map(|w| w.column.clone()),
                 },
                 view: None,
                 event_time: def.watermark.as_ref().map(|w| w.column.clone()),
@@ -560,6 +590,7 @@ impl Database {
             emit: c.emit,
             options,
             input: String::new(),
+            tables: Vec::new(),
         };
         let def = self.instantiate_view(def).await?;
         if let Err(e) = catalog.add(CatalogEntry::View(def.clone())) {
@@ -614,12 +645,16 @@ impl Database {
     }
 
     /// Every relation a view can read, as the planner sees it.
-    fn streams(&self) -> BTreeMap<String, StreamRelation> {
-        self.relations
-            .read()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.stream.clone()))
-            .collect()
+    fn streams(&self) -> Relations {
+        Relations {
+            streams: self
+                .relations
+                .read()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.stream.clone()))
+                .collect(),
+            tables: self.table_relations(),
+        }
     }
 
     /// Plans and starts a view; returns its definition with the input filled in.
@@ -646,6 +681,7 @@ impl Database {
             planned.plan.fingerprint.push_str(&format!("|emit={emit}"));
         }
         def.input = planned.input.clone();
+        def.tables = planned.tables.clone();
         let updating = planned.plan.emit == EmitMode::OnUpdate && planned.plan.aggregate.is_some();
         self.start_view(&def.name, &def.to_sql(), planned, updating)?;
         Ok(def)
@@ -775,6 +811,7 @@ impl Database {
                     schema,
                     root_source: planned.root_source,
                     updating,
+                    event_time: None,
                 },
                 view: Some(runtime),
                 event_time: None,
@@ -800,6 +837,7 @@ impl Database {
             query: c.query,
             options,
             input: String::new(),
+            tables: Vec::new(),
         };
         let sinks = alert_sinks(catalog.entries());
         let def = self.instantiate_alert(def, &sinks).await?;
@@ -820,6 +858,7 @@ impl Database {
         let mut planned = plan_stream(&def.name, &def.query, None, &streams, true).await?;
         let emit = self.apply_emit(&def.options, &mut planned)?;
         let input = streams
+            .streams
             .get(&planned.input)
             .ok_or_else(|| SqlError::Internal("alert input".into()))?;
         let (spec, mut options) = crate::alerts::alert_spec(
@@ -847,6 +886,7 @@ impl Database {
         planned.plan.output_schema = weir_engine::operator::alert::message_schema();
         planned.plan.key_columns = vec![3];
         def.input = planned.input.clone();
+        def.tables = planned.tables.clone();
         def.options = options;
         self.start_view(&def.name, &def.to_sql(), planned, false)?;
         for sink in sinks {
@@ -883,6 +923,7 @@ impl Database {
             let matches = matches!(
                 (&entry, kind),
                 (Some(CatalogEntry::Source(_)), ObjectKind::Source)
+                    | (Some(CatalogEntry::Table(_)), ObjectKind::Table)
                     | (Some(CatalogEntry::View(_)), ObjectKind::MaterializedView)
                     | (Some(CatalogEntry::Sink(_)), ObjectKind::Sink)
                     | (Some(CatalogEntry::Alert(_)), ObjectKind::Alert)
@@ -951,6 +992,7 @@ impl Database {
                     self.relations.write().remove(&name);
                 }
                 ObjectKind::MaterializedView => self.remove_view(&name),
+                ObjectKind::Table => self.remove_table(&name),
                 ObjectKind::Alert => {
                     self.drop_alert_sinks(&name);
                     self.remove_view(&name);
@@ -989,18 +1031,21 @@ impl Database {
                 )
             }
             Show::CreateSource(name)
+            | Show::CreateTable(name)
             | Show::CreateView(name)
             | Show::CreateSink(name)
             | Show::CreateAlert(name) => {
                 let catalog = self.catalog.lock().await;
                 let sql = match (catalog.get(name), show) {
                     (Some(CatalogEntry::Source(s)), Show::CreateSource(_)) => s.to_sql(),
+                    (Some(CatalogEntry::Table(t)), Show::CreateTable(_)) => t.to_sql(),
                     (Some(CatalogEntry::View(v)), Show::CreateView(_)) => v.to_sql(),
                     (Some(CatalogEntry::Sink(k)), Show::CreateSink(_)) => k.to_sql(),
                     (Some(CatalogEntry::Alert(a)), Show::CreateAlert(_)) => a.to_sql(),
                     _ => {
                         let what = match show {
                             Show::CreateSource(_) => "source",
+                            Show::CreateTable(_) => "table",
                             Show::CreateSink(_) => "sink",
                             Show::CreateAlert(_) => "alert",
                             _ => "materialized view",

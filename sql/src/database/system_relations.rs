@@ -77,6 +77,13 @@ impl Database {
                     db.view_operators_batch()
                 })
             }),
+            ("tables", {
+                let weak = weak.clone();
+                Arc::new(move || {
+                    let db = weak.upgrade().ok_or_else(shutting_down)?;
+                    db.tables_batch()
+                })
+            }),
             ("users", {
                 let weak = weak.clone();
                 Arc::new(move || {

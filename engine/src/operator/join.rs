@@ -1,0 +1,173 @@
+//! Interval joins of a stream with itself: `FROM events a JOIN events b ON a.source =
+//! b.source AND b.ts BETWEEN a.ts - INTERVAL '…' AND a.ts + INTERVAL '…'`.
+//!
+//! Both sides read the same stream. Each micro-batch `N` is joined with the rows kept from
+//! earlier batches `S`: the view's plan runs once with one side reading `N` and the other
+//! `S ∪ N`, and once with the first side reading `S` and the other `N`. Together these are
+//! every pair of rows with at least one row in `N`, each pair once, so over the whole stream
+//! the view's rows are the batch join of all its (on-time) events.
+//!
+//! The time bound caps how far apart a pair's event times are (`horizon`). Rows arriving
+//! later are at or past the watermark, so once the watermark is `horizon` past a row, no
+//! future row pairs with it: it leaves the state. Rows the view emits therefore have event
+//! times at or after `watermark − horizon` (its output watermark, which views over it use).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, Int64Array};
+use datafusion::arrow::compute::{cast, max};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::ExecutionPlan;
+
+use super::feed::Feed;
+use super::{describe_ns, Operator, Tick};
+use crate::error::Result;
+
+/// An interval self-join, as planned.
+#[derive(Debug, Clone)]
+pub struct JoinSpec {
+    /// The view's plan; one of its two leaves reads `left`, the other `right`.
+    pub plan: Arc<dyn ExecutionPlan>,
+    /// The feed of one side.
+    pub left: Feed,
+    /// The feed of the other side.
+    pub right: Feed,
+    /// The stream's event-time column (an index into the feeds' schema).
+    pub time_column: usize,
+    /// The most the event times of a pair may differ (ns).
+    pub horizon_ns: i64,
+}
+
+/// The interval join operator: the stream's recent rows and the plan that pairs them.
+#[derive(Debug)]
+pub struct IntervalJoin {
+    spec: JoinSpec,
+    task: Arc<TaskContext>,
+    /// Rows of earlier batches that may still pair, each batch with its latest event time.
+    kept: VecDeque<(RecordBatch, i64)>,
+}
+
+impl IntervalJoin {
+    /// A join with no rows kept yet.
+    pub fn new(spec: JoinSpec, task: Arc<TaskContext>) -> Self {
+        Self {
+            spec,
+            task,
+            kept: VecDeque::new(),
+        }
+    }
+
+    /// The plan's rows with one side reading `left` and the other `right`.
+    fn run(&self, left: Vec<RecordBatch>, right: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        self.spec.left.fill(left);
+        let out = self.spec.right.run(&self.spec.plan, &self.task, right);
+        self.spec.left.clear();
+        out
+    }
+
+    /// The latest event time of `batch` (ns; `i64::MIN` when it has none).
+    fn latest(&self, batch: &RecordBatch) -> Result<i64> {
+        let column = cast(batch.column(self.spec.time_column), &DataType::Int64)?;
+        let times = column
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .map(|a| max(a).unwrap_or(i64::MIN))
+            .unwrap_or(i64::MAX);
+        Ok(times)
+    }
+
+    /// Keeps `batch` for later batches to pair with.
+    fn keep(&mut self, batch: RecordBatch) -> Result<()> {
+        let latest = self.latest(&batch)?;
+        self.kept.push_back((batch, latest));
+        Ok(())
+    }
+}
+
+impl Operator for IntervalJoin {
+    fn kind(&self) -> &'static str {
+        "join"
+    }
+
+    fn process(&mut self, rows: Vec<RecordBatch>, tick: &Tick<'_>) -> Result<Vec<RecordBatch>> {
+        let rows: Vec<RecordBatch> = rows.into_iter().filter(|b| b.num_rows() > 0).collect();
+        let mut out = Vec::new();
+        if !rows.is_empty() {
+            let kept: Vec<RecordBatch> = self.kept.iter().map(|(b, _)| b.clone()).collect();
+            let mut both = kept.clone();
+            both.extend(rows.iter().cloned());
+            out.extend(self.run(rows.clone(), both)?);
+            if !kept.is_empty() {
+                out.extend(self.run(kept, rows.clone())?);
+            }
+            for batch in rows {
+                self.keep(batch)?;
+            }
+        }
+        if tick.watermark == i64::MAX {
+            // A bounded input ended: nothing arrives to pair with.
+            self.kept.clear();
+        } else {
+            let cutoff = tick.watermark.saturating_sub(self.spec.horizon_ns);
+            self.kept.retain(|(_, latest)| *latest >= cutoff);
+        }
+        Ok(out)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "interval join of the stream with itself: rows kept until the watermark is {} past them\n{}",
+            describe_ns(self.spec.horizon_ns),
+            datafusion::physical_plan::displayable(self.spec.plan.as_ref())
+                .indent(false)
+                .to_string()
+                .trim_end()
+        )
+    }
+
+    /// Rows still unpaired are none: a join's open rows are what it already emitted.
+    fn open_rows(&mut self, _upstream: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        Ok(Vec::new())
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<RecordBatch>> {
+        Ok(self.kept.iter().map(|(b, _)| b.clone()).collect())
+    }
+
+    fn restore(&mut self, state: &[RecordBatch]) -> Result<()> {
+        self.kept.clear();
+        let schema = self.spec.left.schema();
+        for batch in state {
+            // Checkpoint files store every field nullable: back to the stream's schema.
+            let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?;
+            self.keep(batch)?;
+        }
+        Ok(())
+    }
+
+    fn groups(&self) -> usize {
+        self.kept.iter().map(|(b, _)| b.num_rows()).sum()
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.kept
+            .iter()
+            .map(|(b, _)| b.get_array_memory_size())
+            .sum()
+    }
+
+    fn output_watermark(&self, wm: i64) -> i64 {
+        if wm == i64::MAX {
+            wm
+        } else {
+            wm.saturating_sub(self.spec.horizon_ns)
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
