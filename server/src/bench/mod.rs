@@ -130,8 +130,8 @@ fn file_session_joined(path: &Path, options: &str, window: Window, lookup_rows: 
     format!(
         "{source};\n\
          CREATE TABLE owners (source TEXT PRIMARY KEY, team TEXT NOT NULL);\n\
-         INSERT INTO owners SELECT 'src-' || lpad(CAST(i AS TEXT), 4, '0'), 'team-' || CAST(i % 10 AS TEXT) \
-           FROM (SELECT unnest(range(0, {lookup_rows})) AS i);\n\
+         INSERT INTO owners SELECT 'src-' || lpad(CAST(i AS TEXT), greatest(4, length(CAST(i AS TEXT))), '0'), \
+           'team-' || CAST(i % 10 AS TEXT) FROM (SELECT unnest(range(0, {lookup_rows})) AS i);\n\
          CREATE MATERIALIZED VIEW kpi_1m AS {};",
         weir_server::demo::kpi_query(&format!(
             "{} JOIN owners USING (source)",
