@@ -3,7 +3,6 @@
 //! scraped; HTTP request counts and latencies are recorded as requests are served. Labels are
 //! bounded: source, view and partition names come from the catalog, routes from the router.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -334,45 +333,27 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
             .inc_by(records.iter().map(|r| r.repeats).sum());
         alerts_firing.with_label_values(&l).set(firing as i64);
     }
-    for (_, sink) in db.engine().sinks() {
-        let connector = sink
-            .spec()
-            .options
-            .get("connector")
-            .cloned()
-            .unwrap_or_default();
-        let l = [sink.name(), connector.as_str()];
-        sink_rows
-            .with_label_values(&l)
-            .inc_by(sink.stats.rows_written.load(Ordering::Relaxed));
-        sink_errors
-            .with_label_values(&l)
-            .inc_by(sink.stats.errors.load(Ordering::Relaxed));
-        sink_backlog
-            .with_label_values(&l)
-            .set(sink.backlog() as i64);
-        sink_up
-            .with_label_values(&l)
-            .set(i64::from(sink.is_healthy()));
+    // One snapshot, the one weir.* and /ready read.
+    let counters = db.counters();
+    for sink in &counters.sinks {
+        let l = [sink.name.as_str(), sink.connector.as_str()];
+        sink_rows.with_label_values(&l).inc_by(sink.rows_written);
+        sink_errors.with_label_values(&l).inc_by(sink.errors);
+        sink_backlog.with_label_values(&l).set(sink.backlog as i64);
+        sink_up.with_label_values(&l).set(i64::from(sink.healthy));
     }
     let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-    for s in db.engine().sources() {
-        let st = &s.stats;
+    for s in &counters.sources {
         let l = [s.name.as_str()];
-        events
-            .with_label_values(&l)
-            .inc_by(st.events_in.load(Ordering::Relaxed));
-        late.with_label_values(&l)
-            .inc_by(st.late_events.load(Ordering::Relaxed));
-        dead.with_label_values(&l)
-            .inc_by(st.dead_letters.load(Ordering::Relaxed));
-        let wm = st.watermark.load(Ordering::Relaxed);
-        if wm != i64::MIN && wm != i64::MAX {
+        events.with_label_values(&l).inc_by(s.events_in);
+        late.with_label_values(&l).inc_by(s.late_events);
+        dead.with_label_values(&l).inc_by(s.dead_letters);
+        if s.watermark != i64::MIN && s.watermark != i64::MAX {
             wm_lag
                 .with_label_values(&l)
-                .set(now_ns.saturating_sub(wm) / 1_000_000_000);
+                .set(now_ns.saturating_sub(s.watermark) / 1_000_000_000);
         }
-        for p in st.splits.lock().iter() {
+        for p in &s.splits {
             let l = [s.name.as_str(), &p.split.to_string()];
             if let Some(lag) = p.lag() {
                 partition_lag.with_label_values(&l).set(lag);
@@ -380,9 +361,7 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
             partition_position.with_label_values(&l).set(p.position);
             partition_idle.with_label_values(&l).set(i64::from(p.idle));
         }
-        source_up
-            .with_label_values(&l)
-            .set(i64::from(!st.is_failing()));
+        source_up.with_label_values(&l).set(i64::from(!s.failing));
         if s.checkpoints.oldest_at_ms > 0 {
             ck_time
                 .with_label_values(&l)
@@ -406,24 +385,21 @@ pub fn render(db: &Arc<Database>, server: &ServerMetrics) -> String {
     if let Some(bytes) = process_memory("VmRSS") {
         rss.with_label_values::<&str>(&[]).set(bytes as i64);
     }
-    for (name, v) in db.views() {
-        let l = [name.as_str()];
-        let (memory, history) = v.rows_and_history().unwrap_or_default();
-        rows.with_label_values(&l).set(memory as i64);
-        history_rows.with_label_values(&l).set(history.rows as i64);
+    for v in &counters.views {
+        let l = [v.name.as_str()];
+        rows.with_label_values(&l).set(v.rows as i64);
+        history_rows
+            .with_label_values(&l)
+            .set(v.history.rows as i64);
         history_bytes
             .with_label_values(&l)
-            .set(history.bytes as i64);
-        groups.with_label_values(&l).set(v.groups() as i64);
-        state_bytes
-            .with_label_values(&l)
-            .set(v.state_bytes() as i64);
+            .set(v.history.bytes as i64);
+        groups.with_label_values(&l).set(v.groups as i64);
+        state_bytes.with_label_values(&l).set(v.state_bytes as i64);
         open_state_bytes
             .with_label_values(&l)
-            .set(v.open_state_bytes() as i64);
-        rows_in
-            .with_label_values(&l)
-            .inc_by(v.stats.rows_in.load(Ordering::Relaxed));
+            .set(v.open_state_bytes as i64);
+        rows_in.with_label_values(&l).inc_by(v.rows_in);
     }
     for c in [
         &events,

@@ -124,7 +124,20 @@ async fn users_log_in_with_scram_and_read_only_users_get_42501() {
         .batch_execute("SET statement_timeout = '5s'; SHOW ALL; DISCARD ALL; BEGIN; COMMIT")
         .await
         .unwrap();
+    admin
+        .batch_execute(
+            "CREATE TABLE notes (id INT PRIMARY KEY, note TEXT); INSERT INTO notes VALUES (1, 'a')",
+        )
+        .await
+        .unwrap();
     for ddl in [
+        "CREATE TABLE t2 (id INT PRIMARY KEY)",
+        "INSERT INTO notes VALUES (2, 'b')",
+        "UPDATE notes SET note = 'c'",
+        "DELETE FROM notes",
+        "TRUNCATE notes",
+        "COPY notes FROM STDIN",
+        "DROP TABLE notes",
         "DROP MATERIALIZED VIEW per_source",
         "CREATE SINK s FROM per_source WITH (connector = 'parquet', path = 'out')",
         "CREATE MATERIALIZED VIEW v2 AS SELECT source FROM events",
@@ -140,6 +153,14 @@ async fn users_log_in_with_scram_and_read_only_users_get_42501() {
         .await
         .unwrap_err();
     assert_eq!(err.as_db_error().unwrap().code().code(), "42501");
+    let err = grafana
+        .execute("INSERT INTO notes VALUES ($1, $2)", &[&5i32, &"e"])
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "42501");
+    // The table is as the admin left it; a read-only user reads it.
+    let rows = grafana.query("SELECT id FROM notes", &[]).await.unwrap();
+    assert_eq!(rows.len(), 1);
 
     // An admin changes a password; the old one stops working.
     admin

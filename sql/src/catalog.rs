@@ -41,18 +41,7 @@ pub struct TableDef {
 impl TableDef {
     /// `CREATE TABLE …` as it would recreate this table (without its rows), secrets masked.
     pub fn to_sql(&self) -> String {
-        let mut parts: Vec<String> = self
-            .columns
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {}{}",
-                    quote_ident(&c.name),
-                    c.data_type,
-                    if c.not_null { " NOT NULL" } else { "" }
-                )
-            })
-            .collect();
+        let mut parts: Vec<String> = self.columns.iter().map(column_sql).collect();
         let key: Vec<String> = self.primary_key.iter().map(|k| quote_ident(k)).collect();
         parts.push(format!("PRIMARY KEY ({})", key.join(", ")));
         let with = if self.options.is_empty() {
@@ -320,18 +309,7 @@ pub fn is_secret_option(key: &str) -> bool {
 impl SourceDef {
     /// `CREATE SOURCE …` as it would recreate this source, secrets masked.
     pub fn to_sql(&self) -> String {
-        let mut parts: Vec<String> = self
-            .columns
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {}{}",
-                    quote_ident(&c.name),
-                    c.data_type,
-                    if c.not_null { " NOT NULL" } else { "" }
-                )
-            })
-            .collect();
+        let mut parts: Vec<String> = self.columns.iter().map(column_sql).collect();
         if let Some(w) = &self.watermark {
             let col = quote_ident(&w.column);
             parts.push(format!(
@@ -394,6 +372,16 @@ impl ViewDef {
             self.query
         )
     }
+}
+
+/// A column as `CREATE SOURCE` / `CREATE TABLE` declare it.
+fn column_sql(c: &ColumnDef) -> String {
+    format!(
+        "{} {}{}",
+        quote_ident(&c.name),
+        c.data_type,
+        if c.not_null { " NOT NULL" } else { "" }
+    )
 }
 
 /// Quotes an identifier when PostgreSQL would need it.

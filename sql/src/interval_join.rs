@@ -31,7 +31,7 @@ use weir_engine::operator::join::JoinSpec;
 use weir_engine::pipeline::view::ViewPlan;
 
 use crate::error::{Result, SqlError};
-use crate::planner::StreamRelation;
+use crate::planner::{reads, StreamRelation};
 
 /// What every refusal of an interval join ends with: the shape that works.
 const SHAPE: &str = "join a source with itself in a time interval, e.g. FROM events a JOIN events b ON a.source = b.source AND b.\"timestamp\" BETWEEN a.\"timestamp\" - INTERVAL '10 seconds' AND a.\"timestamp\" + INTERVAL '10 seconds'";
@@ -146,21 +146,6 @@ pub fn plan(
         horizon_ns,
     });
     Ok(view)
-}
-
-/// Whether `plan` scans `relation`.
-fn reads(plan: &LogicalPlan, relation: &str) -> bool {
-    let mut found = false;
-    let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            if scan.table_name.table() == relation {
-                found = true;
-                return Ok(TreeNodeRecursion::Stop);
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    found
 }
 
 /// Which side of the join a term reads.

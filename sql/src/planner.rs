@@ -472,7 +472,7 @@ fn check_lookup_joins(plan: &LogicalPlan, stream: &str) -> Result<()> {
 }
 
 /// Whether `plan` scans `relation`.
-fn reads(plan: &LogicalPlan, relation: &str) -> bool {
+pub(crate) fn reads(plan: &LogicalPlan, relation: &str) -> bool {
     let mut found = false;
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, BooleanArray, RecordBatch};
@@ -642,35 +641,36 @@ impl NotReady {
 /// Why the database is not ready: sources in error or disconnected and failing checkpoints
 /// (by source), views catching up, unhealthy sinks. Empty when it is ready.
 pub fn not_ready(db: &Database) -> Vec<NotReady> {
+    let counters = db.counters();
     let mut reasons = Vec::new();
-    for s in db.engine().sources() {
+    for s in &counters.sources {
         // The same test as `weir_source_up` in /metrics.
-        if s.stats.is_failing() {
+        if s.failing {
             reasons.push(NotReady::Source {
                 source: s.name.clone(),
-                status: s.stats.status.lock().clone(),
+                status: s.status.clone(),
             });
         }
-        for p in db.engine().pipeline_stats(&s.name) {
-            if let Some(error) = p.checkpoint_error.lock().clone() {
-                reasons.push(NotReady::CheckpointsFailing {
-                    source: s.name.clone(),
-                    error,
-                });
-            }
+        for error in &s.checkpoint_errors {
+            reasons.push(NotReady::CheckpointsFailing {
+                source: s.name.clone(),
+                error: error.clone(),
+            });
         }
     }
-    for (name, view) in db.views() {
-        if !view.stats.caught_up.load(Ordering::Acquire) {
-            reasons.push(NotReady::CatchingUp { view: name });
+    for view in &counters.views {
+        if !view.caught_up {
+            reasons.push(NotReady::CatchingUp {
+                view: view.name.clone(),
+            });
         }
     }
-    for (_, sink) in db.engine().sinks() {
-        if !sink.is_healthy() {
+    for sink in &counters.sinks {
+        if !sink.healthy {
             reasons.push(NotReady::Sink {
-                sink: sink.name().to_string(),
-                status: sink.stats.status(),
-                backlog: sink.backlog(),
+                sink: sink.name.clone(),
+                status: sink.status.clone(),
+                backlog: sink.backlog,
             });
         }
     }

@@ -6,10 +6,9 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use weir_engine::connector::table::TableLoader;
 use weir_engine::error::{EngineError, Result};
@@ -109,13 +108,7 @@ impl TableLoader for FileTableLoader {
             message: format!("file {} cannot be read: {e}", table.path.display()),
         };
         // Read nullable: a missing NOT NULL value is reported by the table, with its name.
-        let nullable: SchemaRef = Arc::new(Schema::new(
-            schema
-                .fields()
-                .iter()
-                .map(|f| Field::new(f.name(), f.data_type().clone(), true))
-                .collect::<Vec<_>>(),
-        ));
+        let nullable = weir_engine::table::all_nullable(&schema);
         let file = File::open(&table.path).map_err(unreadable)?;
         let bad = |e: datafusion::arrow::error::ArrowError| EngineError::InvalidOption {
             option: "path".into(),

@@ -5,11 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, Row};
@@ -88,13 +87,7 @@ impl TableLoader for PostgresTableLoader {
             lines.push('\n');
         }
         // Read nullable: a missing NOT NULL value is reported by the table, with its name.
-        let nullable: SchemaRef = Arc::new(Schema::new(
-            schema
-                .fields()
-                .iter()
-                .map(|f| Field::new(f.name(), f.data_type().clone(), true))
-                .collect::<Vec<_>>(),
-        ));
+        let nullable = weir_engine::table::all_nullable(&schema);
         let bad = |e: datafusion::arrow::error::ArrowError| EngineError::InvalidOption {
             option: "query".into(),
             message: format!("its rows do not fit the table's columns: {e}"),

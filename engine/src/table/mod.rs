@@ -19,13 +19,26 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array};
 use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch, interleave, take};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::arrow::util::display::array_value_to_string;
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{EngineError, Result};
+
+/// `schema` with every field nullable: how a table's rows are read from outside (and how
+/// DataFusion sees the table), so a missing NOT NULL value is reported by the table, with
+/// PostgreSQL's error naming the column.
+pub fn all_nullable(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ))
+}
 
 /// What an insert does with a row whose key the table already has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -431,7 +444,7 @@ fn take_rows(batch: &RecordBatch, rows: &[u32]) -> Result<RecordBatch> {
 mod tests {
     use super::*;
     use datafusion::arrow::array::{Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::datatypes::{DataType, Field};
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![

@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -37,14 +37,7 @@ pub struct TableRelation {
 impl TableRelation {
     /// `table` as a relation.
     pub fn provider(table: Arc<Table>) -> Arc<dyn TableProvider> {
-        let schema = Arc::new(Schema::new(
-            table
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_nullable(true))
-                .collect::<Vec<_>>(),
-        ));
+        let schema = super::all_nullable(&table.schema());
         Arc::new(Self { table, schema })
     }
 }

@@ -1117,6 +1117,12 @@ impl Database {
             .collect()
     }
 
+    /// One snapshot of every source's, view's and sink's counters: what `weir.*`,
+    /// `/metrics` and `/ready` report.
+    pub fn counters(&self) -> weir_engine::serving::counters::Counters {
+        weir_engine::serving::counters::Counters::capture(&self.engine, &self.views())
+    }
+
     /// Stops all pipelines.
     pub fn shutdown(&self) {
         self.engine.shutdown();

@@ -14,7 +14,7 @@ use weir_engine::pipeline::view::ViewRuntime;
 use crate::catalog::{AlertDef, CatalogEntry};
 use crate::error::{Result, SqlError};
 use crate::retention::format_age;
-use crate::system::{count, Columns, SystemTable};
+use crate::system::{Columns, SystemTable};
 
 use super::Database;
 
@@ -115,50 +115,27 @@ impl Database {
     }
 
     fn sources_batch(&self) -> RecordBatch {
-        let sources = self.engine.sources();
-        // A finished source shows the watermark its events reached (its status says it
-        // finished), not the end of time.
-        let wm = |s: &weir_engine::pipeline::SourceInfo| {
-            Some(match s.stats.watermark.load(Ordering::Relaxed) {
-                i64::MAX => s.stats.last_watermark.load(Ordering::Relaxed),
-                wm => wm,
-            })
-        };
+        let sources = self.counters().sources;
         Columns::new()
             .text("name", sources.iter().map(|s| Some(s.name.clone())))
             .text(
                 "connector",
                 sources.iter().map(|s| Some(s.connector.clone())),
             )
-            .text(
-                "status",
-                sources.iter().map(|s| Some(s.stats.status.lock().clone())),
+            .text("status", sources.iter().map(|s| Some(s.status.clone())))
+            // A finished source shows the watermark its events reached.
+            .time_ns(
+                "watermark",
+                sources.iter().map(|s| Some(s.reported_watermark())),
             )
-            .time_ns("watermark", sources.iter().map(wm))
-            .int(
-                "events_in",
-                sources.iter().map(|s| count(&s.stats.events_in)),
-            )
-            .int(
-                "late_events",
-                sources.iter().map(|s| count(&s.stats.late_events)),
-            )
-            .int(
-                "dead_letters",
-                sources.iter().map(|s| count(&s.stats.dead_letters)),
-            )
-            .int("lag", sources.iter().map(|s| Some(s.stats.lag())))
-            .bool(
-                "caught_up",
-                sources
-                    .iter()
-                    .map(|s| Some(s.stats.caught_up.load(Ordering::Relaxed))),
-            )
+            .int("events_in", sources.iter().map(|s| int(s.events_in)))
+            .int("late_events", sources.iter().map(|s| int(s.late_events)))
+            .int("dead_letters", sources.iter().map(|s| int(s.dead_letters)))
+            .int("lag", sources.iter().map(|s| Some(s.lag)))
+            .bool("caught_up", sources.iter().map(|s| Some(s.caught_up)))
             .text(
                 "position",
-                sources
-                    .iter()
-                    .map(|s| Some(s.stats.position.lock().to_string())),
+                sources.iter().map(|s| Some(s.position.to_string())),
             )
             .text("views", sources.iter().map(|s| Some(s.views.join(","))))
             .int(
@@ -203,33 +180,31 @@ impl Database {
             idle: bool,
         }
         let mut rows = Vec::new();
-        for s in self.engine.sources() {
-            let splits = s.stats.splits.lock().clone();
-            let watermarks = s.stats.split_watermarks.lock().clone();
-            if splits.is_empty() {
+        for s in self.counters().sources {
+            if s.splits.is_empty() {
                 // A source of one split: its position is the connector's own counter.
-                let position = s.stats.position.lock().clone();
                 rows.push(Row {
                     source: s.name.clone(),
                     split: 0,
                     position: ["offset", "next"]
                         .iter()
-                        .find_map(|k| position.get(k).and_then(|v| v.as_i64())),
+                        .find_map(|k| s.position.get(k).and_then(|v| v.as_i64())),
                     high_watermark: None,
                     lag: Some(0),
-                    watermark: Some(s.stats.watermark.load(Ordering::Relaxed)),
+                    watermark: Some(s.watermark),
                     idle: false,
                 });
                 continue;
             }
-            for p in splits {
+            for p in &s.splits {
                 rows.push(Row {
                     source: s.name.clone(),
                     split: p.split,
                     position: Some(p.position),
                     high_watermark: p.high_watermark,
                     lag: p.lag(),
-                    watermark: watermarks
+                    watermark: s
+                        .split_watermarks
                         .iter()
                         .find(|(w, _)| *w == p.split)
                         .map(|(_, wm)| *wm),
@@ -253,6 +228,8 @@ impl Database {
         let mut sinks = self.engine.sinks();
         sinks.sort_by(|a, b| a.1.name().cmp(b.1.name()));
         let sinks: Vec<Arc<SinkRuntime>> = sinks.into_iter().map(|(_, s)| s).collect();
+        let counters = self.counters();
+        let counted = |s: &SinkRuntime| counters.sink(s.name());
         let catalog = self.catalog.try_lock().ok();
         let definition = |name: &str| {
             let def = |n: &str| {
@@ -277,14 +254,27 @@ impl Database {
                     .iter()
                     .map(|s| s.spec().options.get("connector").cloned()),
             )
-            .text("status", sinks.iter().map(|s| Some(s.stats.status())))
+            .text(
+                "status",
+                sinks.iter().map(|s| counted(s).map(|c| c.status.clone())),
+            )
             .int(
                 "rows_written",
-                sinks.iter().map(|s| count(&s.stats.rows_written)),
+                sinks
+                    .iter()
+                    .map(|s| counted(s).and_then(|c| int(c.rows_written))),
             )
-            .int("backlog", sinks.iter().map(|s| Some(s.backlog() as i64)))
+            .int(
+                "backlog",
+                sinks
+                    .iter()
+                    .map(|s| counted(s).and_then(|c| int(c.backlog))),
+            )
             .int("buffered", sinks.iter().map(|s| Some(s.buffered() as i64)))
-            .int("errors", sinks.iter().map(|s| count(&s.stats.errors)))
+            .int(
+                "errors",
+                sinks.iter().map(|s| counted(s).and_then(|c| int(c.errors))),
+            )
             .text(
                 "last_error",
                 sinks.iter().map(|s| s.stats.last_error.lock().clone()),
@@ -319,6 +309,8 @@ impl Database {
                 _ => None,
             })
         };
+        let counters = self.counters();
+        let counted = |name: &str| counters.view(name);
         let mut rows = Vec::new();
         let mut history = Vec::new();
         for (_, v) in &views {
@@ -336,10 +328,17 @@ impl Database {
                 views.iter().map(|(_, v)| Some(v.plan().emit.as_sql())),
             )
             .int("rows", rows)
-            .int("groups", views.iter().map(|(_, v)| Some(v.groups() as i64)))
+            .int(
+                "groups",
+                views
+                    .iter()
+                    .map(|(n, _)| counted(n).map(|c| c.groups as i64)),
+            )
             .int(
                 "state_bytes",
-                views.iter().map(|(_, v)| Some(v.state_bytes() as i64)),
+                views
+                    .iter()
+                    .map(|(n, _)| counted(n).map(|c| c.state_bytes as i64)),
             )
             .time_ns(
                 "watermark",
@@ -347,14 +346,12 @@ impl Database {
             )
             .bool(
                 "caught_up",
-                views
-                    .iter()
-                    .map(|(_, v)| Some(v.stats.caught_up.load(Ordering::Relaxed))),
+                views.iter().map(|(n, _)| counted(n).map(|c| c.caught_up)),
             )
             .float(
                 "backfill_progress",
-                views.iter().map(|(n, v)| {
-                    if v.stats.caught_up.load(Ordering::Relaxed) {
+                views.iter().map(|(n, _)| {
+                    if counted(n)?.caught_up {
                         return Some(1.0);
                     }
                     let root = roots.get(n)?;
@@ -363,11 +360,15 @@ impl Database {
             )
             .int(
                 "rows_in",
-                views.iter().map(|(_, v)| count(&v.stats.rows_in)),
+                views
+                    .iter()
+                    .map(|(n, _)| counted(n).and_then(|c| int(c.rows_in))),
             )
             .int(
                 "dropped_rows",
-                views.iter().map(|(_, v)| count(&v.stats.dropped_rows)),
+                views
+                    .iter()
+                    .map(|(n, _)| counted(n).and_then(|c| int(c.dropped_rows))),
             )
             .text(
                 "retention",
@@ -604,4 +605,9 @@ impl Database {
 
 fn shutting_down() -> datafusion::error::DataFusionError {
     datafusion::error::DataFusionError::Execution("the database is shutting down".into())
+}
+
+/// A counter as a column value (counters stay far below `i64::MAX`).
+fn int(n: impl TryInto<i64>) -> Option<i64> {
+    n.try_into().ok()
 }

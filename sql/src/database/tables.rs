@@ -526,13 +526,7 @@ impl Database {
                 None => datafusion::arrow::array::new_null_array(field.data_type(), rows),
             });
         }
-        let nullable = Arc::new(datafusion::arrow::datatypes::Schema::new(
-            schema
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_nullable(true))
-                .collect::<Vec<_>>(),
-        ));
+        let nullable = weir_engine::table::all_nullable(&schema);
         let batch = datafusion::arrow::record_batch::RecordBatch::try_new_with_options(
             nullable,
             columns,
