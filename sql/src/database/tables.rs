@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
@@ -111,12 +112,16 @@ impl Database {
     }
 
     pub(super) async fn create_table(&self, c: CreateTable) -> Result<Outcome> {
-        let mut catalog = self.catalog.lock().await;
-        if catalog.get(&c.name).is_some() {
-            if c.if_not_exists {
-                return Ok(Outcome::Command("CREATE TABLE".into()));
-            }
-            return Err(self.exists_error(&c.name));
+        let taken = |catalog: &crate::catalog::Catalog| -> Option<Result<Outcome>> {
+            catalog.get(&c.name)?;
+            Some(if c.if_not_exists {
+                Ok(Outcome::Command("CREATE TABLE".into()))
+            } else {
+                Err(self.exists_error(&c.name))
+            })
+        };
+        if let Some(done) = taken(&*self.catalog.lock().await) {
+            return done;
         }
         if c.primary_key.is_empty() {
             return Err(SqlError::FeatureNotSupported(format!(
@@ -155,19 +160,31 @@ impl Database {
         };
         let def = TableDef {
             name: c.name.clone(),
-            columns: c.columns,
-            primary_key: c.primary_key,
+            columns: c.columns.clone(),
+            primary_key: c.primary_key.clone(),
             options,
         };
+        // Rows from outside are read before the catalog is locked: other statements do not
+        // wait for a slow file or server. The name is checked again after.
+        let rows = if def.options.is_empty() {
+            None
+        } else {
+            let (schema, _) = self.table_schema(&def).await?;
+            Some(self.read_rows(&def, schema).await?)
+        };
+        let mut catalog = self.catalog.lock().await;
+        if let Some(done) = taken(&catalog) {
+            return done;
+        }
         // A file without a catalog entry is left from a CREATE that did not finish.
         if let Some(stale) = self.table_file(&def.name) {
             let _ = std::fs::remove_file(stale);
         }
         let table = self.open_table(&def).await?;
-        if !def.options.is_empty() {
-            if let Err(e) = self.load_table(&def, &table).await {
+        if let Some(rows) = rows {
+            if let Err(e) = table.replace(&rows) {
                 table.remove_file();
-                return Err(e);
+                return Err(e.into());
             }
         }
         self.register_table(&table)?;
@@ -191,6 +208,17 @@ impl Database {
     }
 
     async fn open_table(&self, def: &TableDef) -> Result<Arc<Table>> {
+        let (schema, key) = self.table_schema(def).await?;
+        Ok(Arc::new(Table::open(
+            &def.name,
+            schema,
+            key,
+            self.table_file(&def.name),
+        )?))
+    }
+
+    /// The table's columns (its primary key NOT NULL) and the primary key's indices.
+    async fn table_schema(&self, def: &TableDef) -> Result<(SchemaRef, Vec<usize>)> {
         let schema = crate::types::source_schema(&self.ctx, &def.columns).await?;
         let key: Vec<usize> = def
             .primary_key
@@ -215,13 +243,10 @@ impl Database {
                 }
             })
             .collect();
-        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
-        Ok(Arc::new(Table::open(
-            &def.name,
-            schema,
+        Ok((
+            Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
             key,
-            self.table_file(&def.name),
-        )?))
+        ))
     }
 
     fn register_table(&self, table: &Arc<Table>) -> Result<()> {
@@ -243,6 +268,16 @@ impl Database {
 
     /// Replaces the rows of `table` with those its connector reads.
     async fn load_table(&self, def: &TableDef, table: &Table) -> Result<u64> {
+        let rows = self.read_rows(def, table.schema()).await?;
+        Ok(table.replace(&rows)?)
+    }
+
+    /// The rows table `def`'s connector reads, as batches of `schema`.
+    async fn read_rows(
+        &self,
+        def: &TableDef,
+        schema: SchemaRef,
+    ) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
         let Some(connector) = def.options.get("connector") else {
             return Err(SqlError::FeatureNotSupported(format!(
                 "table {} was not created from a connector (CREATE TABLE … WITH (connector = …)); change its rows with INSERT, UPDATE, DELETE or COPY",
@@ -250,8 +285,7 @@ impl Database {
             )));
         };
         let loader = self.engine.registry().loader(connector)?;
-        let rows = loader.load(&def.options, table.schema()).await?;
-        Ok(table.replace(&rows)?)
+        Ok(loader.load(&def.options, schema).await?)
     }
 
     /// `REFRESH TABLE name`: reads the table's rows from its connector again.
