@@ -15,7 +15,8 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
 use datafusion::sql::sqlparser::ast::{
-    AssignmentTarget, ConflictTarget, Expr as SqlExpr, OnConflictAction, OnInsert, Statement,
+    AssignmentTarget, ConflictTarget, Expr as SqlExpr, Ident, ObjectName, OnConflictAction,
+    OnInsert, Statement,
 };
 use weir_engine::table::scan::TableRelation;
 use weir_engine::table::{OnConflict, Table};
@@ -316,60 +317,29 @@ impl Database {
     /// them.
     pub(super) async fn plan_modify(&self, statement: &Statement) -> Result<Option<Prepared>> {
         let mut statement = statement.clone();
-        let mut conflict = OnConflict::Error;
         let unsupported = |what: &str| -> Result<Option<Prepared>> {
             Err(SqlError::FeatureNotSupported(format!(
                 "{what} is not supported on Weir tables"
             )))
         };
+        // Checked once DataFusion has planned the statement and resolved its table.
+        let mut on = None;
+        let mut assigned: Vec<String> = Vec::new();
         match &mut statement {
             Statement::Insert(insert) => {
                 if insert.returning.is_some() {
                     return unsupported("INSERT … RETURNING");
                 }
-                if let Some(on) = insert.on.take() {
-                    let name = insert.table.to_string();
-                    let name = name
-                        .rsplit('.')
-                        .next()
-                        .unwrap_or(&name)
-                        .trim_matches('"')
-                        .to_string();
-                    conflict = self.on_conflict(&name, on)?;
-                }
+                on = insert.on.take();
             }
             Statement::Update(update) => {
                 if update.returning.is_some() {
                     return unsupported("UPDATE … RETURNING");
                 }
-                let name = update.table.relation.to_string();
-                let name = name
-                    .rsplit('.')
-                    .next()
-                    .unwrap_or(&name)
-                    .trim_matches('"')
-                    .to_string();
-                if let Ok(table) = self.table(&name) {
-                    let schema = table.schema();
-                    for a in &update.assignments {
-                        let targets: Vec<String> = match &a.target {
-                            AssignmentTarget::ColumnName(n) => vec![n.to_string()],
-                            AssignmentTarget::Tuple(ns) => {
-                                ns.iter().map(|n| n.to_string()).collect()
-                            }
-                        };
-                        for t in targets {
-                            let t = t.trim_matches('"').to_lowercase();
-                            let keyed = table
-                                .key_columns()
-                                .iter()
-                                .any(|&k| schema.field(k).name().eq_ignore_ascii_case(&t));
-                            if keyed {
-                                return Err(SqlError::FeatureNotSupported(format!(
-                                    "UPDATE of primary key column \"{t}\" of table {name}: DELETE the row and INSERT it with the new key"
-                                )));
-                            }
-                        }
+                for a in &update.assignments {
+                    match &a.target {
+                        AssignmentTarget::ColumnName(n) => assigned.push(last_name(n)),
+                        AssignmentTarget::Tuple(ns) => assigned.extend(ns.iter().map(last_name)),
                     }
                 }
             }
@@ -387,7 +357,24 @@ impl Database {
                 "a DML statement planned to something else".into(),
             ));
         };
-        self.table(dml.table_name.table())?;
+        let name = dml.table_name.table().to_string();
+        let table = self.table(&name)?;
+        let schema = table.schema();
+        for column in &assigned {
+            if table
+                .key_columns()
+                .iter()
+                .any(|&k| schema.field(k).name() == column)
+            {
+                return Err(SqlError::FeatureNotSupported(format!(
+                    "UPDATE of primary key column \"{column}\" of table {name}: DELETE the row and INSERT it with the new key"
+                )));
+            }
+        }
+        let conflict = match on {
+            Some(on) => self.on_conflict(&name, on)?,
+            None => OnConflict::Error,
+        };
         Ok(Some(Prepared::Modify { plan, conflict }))
     }
 
@@ -408,9 +395,8 @@ impl Database {
         match &on.conflict_target {
             None => {}
             Some(ConflictTarget::Columns(columns)) => {
-                let named: HashSet<String> =
-                    columns.iter().map(|c| c.value.to_lowercase()).collect();
-                let keyed: HashSet<String> = key.iter().map(|k| k.to_lowercase()).collect();
+                let named: HashSet<String> = columns.iter().map(ident_name).collect();
+                let keyed: HashSet<String> = key.iter().map(|k| k.to_string()).collect();
                 if named != keyed {
                     return Err(SqlError::FeatureNotSupported(format!(
                         "there is no unique constraint matching the ON CONFLICT specification: table {table}'s primary key is ({})",
@@ -419,7 +405,7 @@ impl Database {
                 }
             }
             Some(ConflictTarget::OnConstraint(name))
-                if name.to_string().trim_matches('"') != format!("{table}_pkey") =>
+                if last_name(name) != format!("{table}_pkey") =>
             {
                 return Err(SqlError::UndefinedObject(format!(
                     "constraint \"{name}\" for table \"{table}\" does not exist (its primary key is {table}_pkey)"
@@ -442,11 +428,11 @@ impl Database {
                             "ON CONFLICT DO UPDATE SET (a, b) = … is not supported; write SET a = EXCLUDED.a, b = EXCLUDED.b".into(),
                         ));
                     };
-                    let target = target.to_string().trim_matches('"').to_lowercase();
+                    let target = last_name(target);
                     let from_excluded = match &a.value {
                         SqlExpr::CompoundIdentifier(parts) if parts.len() == 2 => {
                             parts[0].value.eq_ignore_ascii_case("excluded")
-                                && parts[1].value.to_lowercase() == target
+                                && ident_name(&parts[1]) == target
                         }
                         _ => false,
                     };
@@ -568,4 +554,21 @@ impl Database {
         )?;
         Ok(table.insert(&[batch], &OnConflict::Error)?)
     }
+}
+
+/// An identifier as PostgreSQL resolves it: quoted as written, otherwise lower-cased.
+fn ident_name(ident: &Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
+    }
+}
+
+/// The last part of a possibly qualified name (`public.devices` → `devices`).
+fn last_name(name: &ObjectName) -> String {
+    name.0
+        .last()
+        .and_then(|part| part.as_ident())
+        .map(ident_name)
+        .unwrap_or_else(|| name.to_string())
 }
