@@ -583,3 +583,92 @@ async fn interval_join_view_equals_the_batch_join() {
         "the pairs differ from the batch join"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_join_of_two_sources_equals_the_batch_join() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two sources, each out of order within its watermark delay (1.5 s against 2 s), read
+    // in several micro-batches each; alarms also holds malformed lines.
+    let alarm_lines = event_lines(
+        &common::kafka::generator_at_rate(21, 1_500, 400),
+        30_000,
+        997,
+    );
+    let event_lines = event_lines(&common::kafka::generator_at_rate(22, 1_500, 400), 30_000, 0);
+    let (alarms, late_a, bad_a) = reference_events(&alarm_lines, DELAY_NS);
+    let (events, late_e, _) = reference_events(&event_lines, DELAY_NS);
+    assert_eq!(
+        (late_a, late_e),
+        (0, 0),
+        "every event is on time in its own source"
+    );
+    assert!(bad_a > 0, "the input must exercise malformed events");
+    let (alarm_path, event_path) = (
+        dir.path().join("alarms.jsonl"),
+        dir.path().join("events.jsonl"),
+    );
+    std::fs::write(&alarm_path, alarm_lines.join("\n") + "\n").unwrap();
+    std::fs::write(&event_path, event_lines.join("\n") + "\n").unwrap();
+
+    let db = memory_db().await;
+    for (name, path) in [("events", &event_path), ("alarms", &alarm_path)] {
+        let options = format!(
+            "connector = 'file', path = '{}', chunk_bytes = '200000'",
+            path.display()
+        );
+        exec(&db, &weir_server::demo::seed_source(name, &options)).await;
+    }
+    exec(
+        &db,
+        "CREATE MATERIALIZED VIEW context AS \
+         SELECT a.event_id AS alarm, e.event_id AS event \
+         FROM alarms a JOIN events e ON e.source = a.source \
+         AND e.\"timestamp\" BETWEEN a.\"timestamp\" - INTERVAL '100 milliseconds' \
+                              AND a.\"timestamp\" + INTERVAL '200 milliseconds' \
+         WHERE a.attributes.status <> 'ok'",
+    )
+    .await;
+
+    let id = |e: &RefEvent| -> String {
+        let v: serde_json::Value = serde_json::from_str(&e.line).unwrap();
+        v["event_id"].as_str().unwrap().to_string()
+    };
+    let mut reference: Vec<(String, String)> = Vec::new();
+    for a in alarms.iter().filter(|a| a.error) {
+        for e in events.iter().filter(|e| e.source == a.source) {
+            if (-100_000_000..=200_000_000).contains(&(e.time_ns - a.time_ns)) {
+                reference.push((id(a), id(e)));
+            }
+        }
+    }
+    reference.sort();
+    let mut streaming: Vec<(String, String)> = Vec::new();
+    for b in &db.query("SELECT alarm, event FROM context").await.unwrap() {
+        for r in 0..b.num_rows() {
+            let text = |c: usize| {
+                datafusion::arrow::util::display::array_value_to_string(b.column(c), r).unwrap()
+            };
+            streaming.push((text(0), text(1)));
+        }
+    }
+    streaming.sort();
+    assert!(
+        reference.len() > 1_000,
+        "the input must make many pairs: {}",
+        reference.len()
+    );
+    assert_eq!(streaming.len(), reference.len(), "pair count");
+    assert!(
+        streaming == reference,
+        "the pairs differ from the batch join"
+    );
+
+    // The malformed alarms are dead letters of alarms, once each.
+    let dead = db
+        .query("SELECT count(*) FROM weir.dead_letters WHERE source = 'alarms'")
+        .await
+        .unwrap();
+    let dead =
+        datafusion::arrow::util::display::array_value_to_string(dead[0].column(0), 0).unwrap();
+    assert_eq!(dead, bad_a.to_string());
+}

@@ -106,6 +106,17 @@ fn views() -> Vec<(&'static str, String)> {
                 .into(),
         ),
         (
+            // An interval join of two sources: their pair's positions, watermark and kept
+            // rows cross crashes in one checkpoint.
+            "paired",
+            "SELECT a.event_id AS alarm, e.event_id AS event \
+             FROM alarms a JOIN events e ON a.source = e.source \
+             AND e.\"timestamp\" BETWEEN a.\"timestamp\" - INTERVAL '300 milliseconds' \
+                                  AND a.\"timestamp\" + INTERVAL '500 milliseconds' \
+             WHERE a.attributes.status = 'error'"
+                .into(),
+        ),
+        (
             "exact",
             "SELECT source, window_start, median(attributes.metric) AS med, \
              percentile_disc(0.9) WITHIN GROUP (ORDER BY attributes.metric) AS p90 \
@@ -121,18 +132,29 @@ async fn open(dir: &Path) -> Arc<Database> {
     common::persistent_db(dir, Duration::from_millis(7)).await
 }
 
+/// The feed of the `alarms` source, next to `feed` (the one of `events`).
+fn alarms_feed(feed: &Path) -> PathBuf {
+    feed.with_file_name("alarms.jsonl")
+}
+
 async fn create(db: &Database, feed: &Path) {
-    exec(
-        db,
-        &weir_server::demo::seed_source(
-            "events",
-            &format!(
-                "connector = 'file', path = '{}', follow = 'true', chunk_bytes = '4096'",
-                feed.display()
+    let alarms = alarms_feed(feed);
+    if !alarms.exists() {
+        std::fs::write(&alarms, "").unwrap();
+    }
+    for (name, path) in [("events", feed), ("alarms", alarms.as_path())] {
+        exec(
+            db,
+            &weir_server::demo::seed_source(
+                name,
+                &format!(
+                    "connector = 'file', path = '{}', follow = 'true', chunk_bytes = '4096'",
+                    path.display()
+                ),
             ),
-        ),
-    )
-    .await;
+        )
+        .await;
+    }
     exec(
         db,
         "CREATE TABLE tiers (source TEXT PRIMARY KEY, tier INT NOT NULL);\n\
@@ -164,18 +186,31 @@ fn append(feed: &Path, lines: &[String]) {
     f.flush().unwrap();
 }
 
-/// Waits until every pipeline of `events` has read the whole feed.
+/// Waits until every pipeline of `events` has read the whole feed, and the pipeline of the
+/// pair of `alarms` and `events` both feeds.
 async fn wait_read(db: &Arc<Database>, feed: &Path) {
     let len = std::fs::metadata(feed).unwrap().len();
+    let alarms_len = std::fs::metadata(alarms_feed(feed)).unwrap().len();
     let deadline = Instant::now() + Duration::from_secs(120);
+    let offset = |p: &serde_json::Value| p.get("offset").and_then(|o| o.as_u64());
     loop {
         let stats = db.engine().pipeline_stats("events");
+        let pair = db.engine().pipeline_stats("alarms⋈events");
         // The position moves when a batch arrives, before the views have processed it: wait
         // for the pipelines to have caught up too.
+        let caught_up = |s: &weir_engine::serving::system::SourceStats| {
+            s.caught_up.load(std::sync::atomic::Ordering::Acquire)
+        };
         let done = !stats.is_empty()
-            && stats.iter().all(|s| {
-                s.position.lock().get("offset").and_then(|o| o.as_u64()) == Some(len)
-                    && s.caught_up.load(std::sync::atomic::Ordering::Acquire)
+            && stats
+                .iter()
+                .all(|s| offset(&s.position.lock()) == Some(len) && caught_up(s))
+            && pair.iter().all(|s| {
+                let p = s.position.lock();
+                // Nothing read of an empty feed: no position yet.
+                offset(&p["first"]).unwrap_or(0) == alarms_len
+                    && offset(&p["second"]) == Some(len)
+                    && caught_up(s)
             });
         if done {
             return;
@@ -299,6 +334,10 @@ async fn crashes_at_random_points_change_no_result() {
         lines[i] = lines[i].replace("2026-11-27T10:", "2026-11-27T09:");
     }
     let chunks: Vec<&[String]> = lines.chunks(1_000).collect();
+    // Alarms arrive alongside, in step (on time: the pair's lateness does not depend on how
+    // the two feeds interleave).
+    let alarm_lines = event_lines(&generator_at_rate(8, 1_500, 50), 24_000, 0);
+    let alarm_chunks: Vec<&[String]> = alarm_lines.chunks(1_000).collect();
 
     // The straight run.
     let straight_dir = scratch(root.path(), "straight");
@@ -306,8 +345,9 @@ async fn crashes_at_random_points_change_no_result() {
     std::fs::write(&straight_feed, "").unwrap();
     let db = open(&straight_dir.join("data")).await;
     create(&db, &straight_feed).await;
-    for chunk in &chunks {
+    for (chunk, alarms) in chunks.iter().zip(&alarm_chunks) {
         append(&straight_feed, chunk);
+        append(&alarms_feed(&straight_feed), alarms);
     }
     wait_read(&db, &straight_feed).await;
     wait_history(&db).await;
@@ -329,8 +369,9 @@ async fn crashes_at_random_points_change_no_result() {
         .map(|_| 1 + rng.below(chunks.len() as u64 - 2) as usize)
         .collect();
     crashes.sort();
-    for (i, chunk) in chunks.iter().enumerate() {
+    for (i, (chunk, alarms)) in chunks.iter().zip(&alarm_chunks).enumerate() {
         append(&feed, chunk);
+        append(&alarms_feed(&feed), alarms);
         if crashes.contains(&i) {
             tokio::time::sleep(Duration::from_millis(rng.below(40))).await;
             db.engine().crash();
@@ -466,14 +507,23 @@ async fn a_checkpoint_from_another_build_is_refused_until_rebuilt() {
     assert_eq!(rows(&db, "SELECT * FROM kpi_1m").await, want);
     drop(db);
     // The rebuilt state is checkpointed under its source, and a restart resumes from it.
-    let dirs: Vec<String> = std::fs::read_dir(data.join("checkpoints"))
+    let mut dirs: Vec<String> = std::fs::read_dir(data.join("checkpoints"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(dirs, vec!["events"]);
+    dirs.sort();
+    // The pair of alarms and events (its name percent-encoded) holds the join's state.
+    assert_eq!(dirs, vec!["alarms%E2%8B%88events", "events"]);
     let db = open(&data).await;
     assert_eq!(rows(&db, "SELECT * FROM kpi_1m").await, want);
-    assert!(rows(&db, "SELECT checkpoint_epoch FROM weir.sources").await[0] != "0");
+    assert!(
+        rows(
+            &db,
+            "SELECT checkpoint_epoch FROM weir.sources WHERE name = 'events'"
+        )
+        .await[0]
+            != "0"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

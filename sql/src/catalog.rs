@@ -73,6 +73,9 @@ pub struct ViewDef {
     /// The tables it joins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
+    /// The other source it joins in a time interval (`input` is the first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub joins: Vec<String>,
 }
 
 /// A persisted `CREATE SINK`.
@@ -212,7 +215,11 @@ impl Catalog {
         self.entries
             .iter()
             .filter_map(|e| match e {
-                CatalogEntry::View(v) if v.input == name || v.tables.iter().any(|t| t == name) => {
+                CatalogEntry::View(v)
+                    if v.input == name
+                        || v.tables.iter().any(|t| t == name)
+                        || v.joins.iter().any(|t| t == name) =>
+                {
                     Some(v.name.clone())
                 }
                 CatalogEntry::Alert(a) if a.input == name || a.tables.iter().any(|t| t == name) => {

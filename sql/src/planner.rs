@@ -27,6 +27,7 @@ use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use parking_lot::Mutex;
+use weir_engine::connector::pair::pair_name;
 use weir_engine::operator::aggregate::{AggregateSpec, WindowBinding};
 use weir_engine::operator::feed::Feed;
 use weir_engine::operator::over::{
@@ -64,6 +65,8 @@ pub struct PlannedView {
     pub root_source: String,
     /// The tables it joins (lookup joins).
     pub tables: Vec<String>,
+    /// For an interval join of two sources: both (the view reads their pair, `root_source`).
+    pub pair: Option<(String, String)>,
 }
 
 /// What a view may read: streams (sources and views) and tables.
@@ -198,25 +201,38 @@ pub async fn plan_stream(
         .into_iter()
         .collect();
     let inputs: BTreeSet<String> = scans.iter().cloned().collect();
-    if scans.len() == 2 && inputs.len() == 1 {
-        let input = scans.remove(0);
-        let relation = relations
-            .get(&input)
-            .ok_or_else(|| SqlError::Internal(format!("planned over unknown relation {input}")))?;
+    if scans.len() == 2 {
         let physical = state.create_physical_plan(&logical).await?;
-        let plan = crate::interval_join::plan(
-            name,
-            &optimized,
-            physical,
-            &input,
-            relation,
-            ctx.task_ctx(),
-        )?;
-        return Ok(PlannedView {
-            plan,
-            input,
-            root_source: relation.root_source.clone(),
-            tables,
+        let inputs = inputs
+            .iter()
+            .map(|n| {
+                Ok(crate::interval_join::Input {
+                    name: n,
+                    relation: relations.get(n).ok_or_else(|| {
+                        SqlError::Internal(format!("planned over unknown relation {n}"))
+                    })?,
+                    feed: feeds[n].clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (plan, pair) =
+            crate::interval_join::plan(name, &optimized, physical, &inputs, ctx.task_ctx())?;
+        let input = inputs[0].name.to_string();
+        return Ok(match pair {
+            None => PlannedView {
+                plan,
+                root_source: inputs[0].relation.root_source.clone(),
+                input,
+                tables,
+                pair: None,
+            },
+            Some(p) => PlannedView {
+                plan,
+                root_source: pair_name(&p.first.0, &p.second.0),
+                input,
+                tables,
+                pair: Some((p.first.0, p.second.0)),
+            },
         });
     }
     let input = match scans.len() {
@@ -234,7 +250,7 @@ pub async fn plan_stream(
         }
         _ => {
             return Err(SqlError::FeatureNotSupported(format!(
-                "a materialized view reads one stream; this query reads {} — joins between different streams are not supported yet (a stream may JOIN itself in a time interval, and JOIN tables: CREATE TABLE)",
+                "a materialized view reads one stream, or joins two in a time interval; this query reads {} (a view may also JOIN tables: CREATE TABLE)",
                 inputs.into_iter().collect::<Vec<_>>().join(", ")
             )))
         }
@@ -299,6 +315,7 @@ pub async fn plan_stream(
             input,
             root_source: relation.root_source.clone(),
             tables,
+            pair: None,
         });
     }
     let (top, bottom) = match aggregates.as_slice() {
@@ -309,6 +326,7 @@ pub async fn plan_stream(
                 input,
                 root_source: relation.root_source.clone(),
                 tables,
+                pair: None,
             });
         }
         [single] => (single.clone(), single.clone()),
@@ -430,6 +448,7 @@ pub async fn plan_stream(
         input,
         root_source: relation.root_source.clone(),
         tables,
+        pair: None,
     })
 }
 

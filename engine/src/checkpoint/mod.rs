@@ -172,8 +172,14 @@ pub enum LogRecord {
         raw: String,
         error: String,
         received_at_ms: i64,
+        /// The source, when not the pipeline's own (a pair's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
     },
     Late {
+        /// The source, when not the pipeline's own (a pair's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
         location: String,
         event_time: i64,
         watermark: i64,

@@ -677,6 +677,7 @@ mod tests {
                 raw: "{".into(),
                 error: "bad".into(),
                 received_at_ms: 1,
+                source: None,
             }],
         }
     }

@@ -4,6 +4,7 @@
 //! table's rows from outside once (`CREATE TABLE … WITH (connector = …)`).
 
 pub mod decode;
+pub mod pair;
 pub mod sink;
 pub mod source;
 pub mod table;

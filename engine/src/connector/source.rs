@@ -43,6 +43,18 @@ pub enum RowOrigins {
     },
     /// Rows produced by a generator: row `i` has sequence number `first + i`.
     Sequence { first: u64 },
+    /// Rows of one source of a pair (two sources read as one for a join: see
+    /// [`super::pair`]).
+    Paired {
+        /// The source they came from.
+        source: Arc<str>,
+        /// That source's event-time column.
+        time_column: Arc<str>,
+        /// The pair's split of each row.
+        splits: Vec<i32>,
+        /// Their origins in that source.
+        inner: Box<RowOrigins>,
+    },
 }
 
 impl RowOrigins {
@@ -63,6 +75,23 @@ impl RowOrigins {
                 offsets.get(i).copied().unwrap_or(-1)
             ),
             RowOrigins::Sequence { first } => format!("{source}#{}", first + i as u64),
+            RowOrigins::Paired { source, inner, .. } => inner.location(source, i),
+        }
+    }
+
+    /// The source the rows came from, when it is not the pipeline's own (a pair's).
+    pub fn source(&self) -> Option<&str> {
+        match self {
+            RowOrigins::Paired { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// The event-time column of the source the rows came from, for a pair's rows.
+    pub fn time_column(&self) -> Option<&str> {
+        match self {
+            RowOrigins::Paired { time_column, .. } => Some(time_column),
+            _ => None,
         }
     }
 
@@ -70,6 +99,7 @@ impl RowOrigins {
     pub fn splits(&self) -> Option<&[i32]> {
         match self {
             RowOrigins::Messages { partitions, .. } => Some(partitions),
+            RowOrigins::Paired { splits, .. } => Some(splits),
             _ => None,
         }
     }
@@ -81,6 +111,7 @@ impl RowOrigins {
                 .get(i)
                 .map(|(s, e)| String::from_utf8_lossy(&raw[*s..*e]).into_owned()),
             RowOrigins::Sequence { .. } => None,
+            RowOrigins::Paired { inner, .. } => inner.raw(i),
         }
     }
 
@@ -118,6 +149,17 @@ impl RowOrigins {
                     first: first + i as u64,
                 },
                 None => RowOrigins::Sequence { first: *first },
+            },
+            RowOrigins::Paired {
+                source,
+                time_column,
+                splits,
+                inner,
+            } => RowOrigins::Paired {
+                source: source.clone(),
+                time_column: time_column.clone(),
+                splits: keep.iter().map(|&i| splits[i]).collect(),
+                inner: Box::new(inner.select(keep)),
             },
         }
     }

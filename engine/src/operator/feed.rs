@@ -45,6 +45,11 @@ impl Feed {
         }
     }
 
+    /// Whether `other` is this feed (a clone of it).
+    pub fn same(&self, other: &Feed) -> bool {
+        Arc::ptr_eq(&self.batches, &other.batches)
+    }
+
     /// The schema of the batches this feed carries.
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
@@ -144,6 +149,11 @@ pub struct FeedExec {
 }
 
 impl FeedExec {
+    /// The feed it reads.
+    pub fn feed(&self) -> &Feed {
+        &self.feed
+    }
+
     fn new(feed: Feed) -> Self {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(feed.schema()),

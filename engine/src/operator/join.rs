@@ -1,11 +1,13 @@
-//! Interval joins of a stream with itself: `FROM events a JOIN events b ON a.source =
-//! b.source AND b.ts BETWEEN a.ts - INTERVAL '…' AND a.ts + INTERVAL '…'`.
+//! Interval joins of two sources, or of a stream with itself: `FROM orders o JOIN payments p
+//! ON o.id = p.order_id AND p.ts BETWEEN o.ts AND o.ts + INTERVAL '…'`.
 //!
-//! Both sides read the same stream. Each micro-batch `N` is joined with the rows kept from
-//! earlier batches `S`: the view's plan runs once with one side reading `N` and the other
-//! `S ∪ N`, and once with the first side reading `S` and the other `N`. Together these are
-//! every pair of rows with at least one row in `N`, each pair once, so over the whole stream
-//! the view's rows are the batch join of all its (on-time) events.
+//! A join of two sources reads their [pair](crate::connector::pair): each batch holds rows of
+//! either, told apart by its side column. A self-join reads one stream on both sides. Each
+//! micro-batch `N` (left rows `Nl`, right rows `Nr`) is joined with the rows kept from
+//! earlier batches `S` (`Sl`, `Sr`): the view's plan runs once with the left side reading
+//! `Nl` and the right `Sr ∪ Nr`, and once with the left reading `Sl` and the right `Nr`.
+//! Together these are every pair of rows with at least one row in `N`, each pair once, so
+//! over the whole stream the view's rows are the batch join of all its (on-time) events.
 //!
 //! The time bound caps how far apart a pair's event times are (`horizon`). Rows arriving
 //! later are at or past the watermark, so once the watermark is `horizon` past a row, no
@@ -24,9 +26,10 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use super::feed::Feed;
 use super::{describe_ns, Operator, Tick};
+use crate::connector::pair::PairLayout;
 use crate::error::Result;
 
-/// An interval self-join, as planned.
+/// An interval join, as planned.
 #[derive(Debug, Clone)]
 pub struct JoinSpec {
     /// The view's plan; one of its two leaves reads `left`, the other `right`.
@@ -35,8 +38,11 @@ pub struct JoinSpec {
     pub left: Feed,
     /// The feed of the other side.
     pub right: Feed,
-    /// The stream's event-time column (an index into the feeds' schema).
+    /// The event-time column of the rows the join receives (the stream's, or the pair's).
     pub time_column: usize,
+    /// For a join of two sources: the shape of their pair's rows (the left side reads the
+    /// pair's first source). `None`: a self-join, both sides read the rows received.
+    pub pair: Option<PairLayout>,
     /// The most the event times of a pair may differ (ns).
     pub horizon_ns: i64,
 }
@@ -79,6 +85,14 @@ impl IntervalJoin {
         Ok(times)
     }
 
+    /// The left and the right side's rows of `batches`.
+    fn sides(&self, batches: &[RecordBatch]) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
+        match &self.spec.pair {
+            None => Ok((batches.to_vec(), batches.to_vec())),
+            Some(pair) => Ok((pair.rows_of(0, batches)?, pair.rows_of(1, batches)?)),
+        }
+    }
+
     /// Keeps `batch` for later batches to pair with.
     fn keep(&mut self, batch: RecordBatch) -> Result<()> {
         let latest = self.latest(&batch)?;
@@ -97,11 +111,14 @@ impl Operator for IntervalJoin {
         let mut out = Vec::new();
         if !rows.is_empty() {
             let kept: Vec<RecordBatch> = self.kept.iter().map(|(b, _)| b.clone()).collect();
-            let mut both = kept.clone();
-            both.extend(rows.iter().cloned());
-            out.extend(self.run(rows.clone(), both)?);
-            if !kept.is_empty() {
-                out.extend(self.run(kept, rows.clone())?);
+            let (new_left, new_right) = self.sides(&rows)?;
+            let (kept_left, mut right) = self.sides(&kept)?;
+            right.extend(new_right.iter().cloned());
+            if !new_left.is_empty() && !right.is_empty() {
+                out.extend(self.run(new_left, right)?);
+            }
+            if !kept_left.is_empty() && !new_right.is_empty() {
+                out.extend(self.run(kept_left, new_right)?);
             }
             for batch in rows {
                 self.keep(batch)?;
@@ -118,8 +135,12 @@ impl Operator for IntervalJoin {
     }
 
     fn describe(&self) -> String {
+        let what = match &self.spec.pair {
+            Some(p) => format!("{} and {}", p.first.0, p.second.0),
+            None => "the stream with itself".into(),
+        };
         format!(
-            "interval join of the stream with itself: rows kept until the watermark is {} past them\n{}",
+            "interval join of {what}: rows kept until the watermark is {} past them\n{}",
             describe_ns(self.spec.horizon_ns),
             datafusion::physical_plan::displayable(self.spec.plan.as_ref())
                 .indent(false)
@@ -139,9 +160,12 @@ impl Operator for IntervalJoin {
 
     fn restore(&mut self, state: &[RecordBatch]) -> Result<()> {
         self.kept.clear();
-        let schema = self.spec.left.schema();
+        let schema = match &self.spec.pair {
+            Some(p) => p.schema.clone(),
+            None => self.spec.left.schema(),
+        };
         for batch in state {
-            // Checkpoint files store every field nullable: back to the stream's schema.
+            // Checkpoint files store every field nullable: back to the received schema.
             let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?;
             self.keep(batch)?;
         }

@@ -45,6 +45,7 @@ use crate::checkpoint::recovery;
 use crate::checkpoint::{
     CheckpointConfig, CheckpointStore, LogRecord, Restored, Snapshot, WriteReport,
 };
+use crate::connector::pair::{pair_name, PairFactory, PairLayout, PairSide, PAIR_KEYS};
 use crate::connector::source::{
     Poll, SourceBatch, SourceFactory, SourceRegistry, SourceSpec, SourceStatus,
 };
@@ -147,6 +148,21 @@ struct SourceEntry {
     next_pipeline: u64,
     /// Its pipelines' committed positions, for the connector.
     readers: Arc<Readers>,
+    /// Set while it has pipelines: they record its dead letters and late events.
+    reading: Arc<AtomicBool>,
+    /// For a pair of sources read as one (see [`crate::connector::pair`]).
+    pair: Option<PairEntry>,
+}
+
+/// What a pair's entry knows of its two sources.
+struct PairEntry {
+    /// The two sources, in the pair's order.
+    sides: [String; 2],
+    /// The second source's watermark delay.
+    second_delay_ns: i64,
+    /// Each source's readers (its pipelines' positions for the connector) and whether it
+    /// has pipelines of its own, which then record its dead letters and late events.
+    side_readers: [(Arc<Readers>, Arc<AtomicBool>); 2],
 }
 
 impl SourceEntry {
@@ -246,26 +262,131 @@ impl Engine {
             pending: Vec::new(),
             pending_sinks: Vec::new(),
             next_pipeline: 0,
+            reading: Arc::new(AtomicBool::new(false)),
+            pair: None,
         };
         self.sources.lock().insert(spec.name.clone(), entry);
         Ok(())
     }
 
-    /// Stops and forgets a source (its views must have been dropped), checkpoints included.
-    pub fn drop_source(&self, name: &str) {
-        let entry = self.sources.lock().remove(name);
-        if let Some(mut entry) = entry {
-            for p in &mut entry.pipelines {
-                p.stop();
-                for s in p.sinks.read().iter() {
-                    s.sink.stop();
-                }
+    /// Registers the pair of sources `a` and `b` read as one, for views that join them
+    /// (see [`crate::connector::pair`]), unless it is registered; returns its name, which
+    /// such views are added to. Both sources need a watermark.
+    pub fn add_pair(&self, a: &str, b: &str) -> Result<String> {
+        let name = pair_name(a, b);
+        let mut sources = self.sources.lock();
+        if sources.contains_key(&name) {
+            return Ok(name);
+        }
+        let side = |n: &str| -> Result<(PairSide, WatermarkDecl, Arc<Readers>, Arc<AtomicBool>)> {
+            let e = sources
+                .get(n)
+                .ok_or_else(|| EngineError::Internal(format!("source {n} is not registered")))?;
+            let decl = e.watermark.ok_or_else(|| {
+                EngineError::Unsupported(format!("source {n} has no WATERMARK to join on"))
+            })?;
+            let side = PairSide {
+                factory: e.factory.clone(),
+                spec: e.spec.clone(),
+                time_column: decl.column,
+            };
+            Ok((side, decl, e.readers.clone(), e.reading.clone()))
+        };
+        let layout = PairLayout::new(
+            (a, sources_schema(&sources, a)?),
+            (b, sources_schema(&sources, b)?),
+        );
+        let (first, second) = (layout.first.0.clone(), layout.second.0.clone());
+        let (s1, d1, r1, f1) = side(&first)?;
+        let (s2, d2, r2, f2) = side(&second)?;
+        let max_future_ns = match (d1.max_future_ns, d2.max_future_ns) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
+        let watermark = WatermarkDecl {
+            column: crate::connector::pair::TIME_INDEX,
+            delay_ns: d1.delay_ns,
+            max_future_ns,
+        };
+        let spec = SourceSpec {
+            name: name.clone(),
+            schema: layout.schema.clone(),
+            options: Default::default(),
+        };
+        for (side, other) in [(&first, &second), (&second, &first)] {
+            if let Some(e) = sources.get(side.as_str()) {
+                e.idle_stats
+                    .set_status(format!("idle (its views join {other}: see {name})"));
             }
         }
-        if let Some(c) = &self.checkpoints {
-            CheckpointStore::remove_source(&c.dir, name);
+        let factory: Arc<dyn SourceFactory> = Arc::new(PairFactory {
+            layout,
+            sides: [s1, s2],
+        });
+        if let (true, Some(c)) = (self.started.load(Ordering::Acquire), &self.checkpoints) {
+            CheckpointStore::remove_source(&c.dir, &name);
         }
-        self.system.forget_source(name);
+        let idle_stats = Arc::new(SourceStats::default());
+        idle_stats.set_status("idle (no views)");
+        let readers = Arc::new(Readers::new(
+            factory.clone(),
+            spec.clone(),
+            self.started.load(Ordering::Acquire),
+        ));
+        sources.insert(
+            name.clone(),
+            SourceEntry {
+                spec,
+                factory,
+                readers,
+                watermark: Some(watermark),
+                idle_stats,
+                pipelines: Vec::new(),
+                pending: Vec::new(),
+                pending_sinks: Vec::new(),
+                next_pipeline: 0,
+                reading: Arc::new(AtomicBool::new(false)),
+                pair: Some(PairEntry {
+                    sides: [first, second],
+                    second_delay_ns: d2.delay_ns,
+                    side_readers: [(r1, f1), (r2, f2)],
+                }),
+            },
+        );
+        Ok(name)
+    }
+
+    /// Stops and forgets a source (its views must have been dropped), checkpoints included,
+    /// and the pairs it is part of.
+    pub fn drop_source(&self, name: &str) {
+        let doomed: Vec<String> = {
+            let sources = self.sources.lock();
+            sources
+                .iter()
+                .filter(|(_, e)| {
+                    e.pair
+                        .as_ref()
+                        .is_some_and(|p| p.sides.iter().any(|s| s == name))
+                })
+                .map(|(n, _)| n.clone())
+                .chain(std::iter::once(name.to_string()))
+                .collect()
+        };
+        for name in &doomed {
+            let entry = self.sources.lock().remove(name);
+            if let Some(mut entry) = entry {
+                for p in &mut entry.pipelines {
+                    p.stop();
+                    for s in p.sinks.read().iter() {
+                        s.sink.stop();
+                    }
+                }
+            }
+            if let Some(c) = &self.checkpoints {
+                CheckpointStore::remove_source(&c.dir, name);
+            }
+            self.system.forget_source(name);
+        }
     }
 
     /// Attaches a view to `source` (reading `parent`'s output when given). Before
@@ -415,6 +536,11 @@ impl Engine {
             let mut p = entry.pipelines.remove(i);
             p.stop();
             entry.readers.leave(&p.stats);
+            if let Some(pair) = &entry.pair {
+                for (readers, _) in &pair.side_readers {
+                    readers.leave(&p.stats);
+                }
+            }
             if let Some(c) = &self.checkpoints {
                 let _ = std::fs::remove_dir_all(CheckpointStore::pipeline_dir(
                     &c.dir,
@@ -426,6 +552,9 @@ impl Engine {
         if let Some(first) = entry.pipelines.first() {
             first.primary.store(true, Ordering::Release);
         }
+        entry
+            .reading
+            .store(!entry.pipelines.is_empty(), Ordering::Release);
     }
 
     /// Starts every source's pipelines, resuming from checkpoints. Views recorded before
@@ -436,6 +565,12 @@ impl Engine {
             return;
         }
         let mut sources = self.sources.lock();
+        // Sources about to get pipelines of their own record their dead letters and late
+        // events themselves, whichever starts first (a pair reading them starts too).
+        for entry in sources.values() {
+            let reads = !entry.pending.is_empty() || !entry.pending_sinks.is_empty();
+            entry.reading.store(reads, Ordering::Release);
+        }
         for entry in sources.values_mut() {
             let pending = std::mem::take(&mut entry.pending);
             let sinks = std::mem::take(&mut entry.pending_sinks);
@@ -452,6 +587,10 @@ impl Engine {
                 entry.idle_stats.set_status(format!("error: {e}{hint}"));
             }
         }
+        for entry in sources.values() {
+            let reads = !entry.pipelines.is_empty();
+            entry.reading.store(reads, Ordering::Release);
+        }
     }
 
     /// Builds a pipeline from a draft and starts it.
@@ -461,7 +600,8 @@ impl Engine {
         let mut processor = Processor {
             source: entry.spec.name.clone(),
             watermark_decl: entry.watermark,
-            tracker: WatermarkTracker::new(entry.watermark.map(|w| w.delay_ns).unwrap_or(0)),
+            tracker: WatermarkTracker::new(entry.watermark.map(|w| w.delay_ns).unwrap_or(0))
+                .paired(entry.pair.as_ref().map(|p| p.second_delay_ns)),
             stats: stats.clone(),
             system: self.system.clone(),
             views: Arc::new(RwLock::new(draft.nodes)),
@@ -471,6 +611,17 @@ impl Engine {
             position: serde_json::Value::Null,
             checkpointer: None,
             readers: entry.readers.clone(),
+            recorded_elsewhere: entry
+                .pair
+                .as_ref()
+                .map(|p| {
+                    p.sides
+                        .iter()
+                        .cloned()
+                        .zip(p.side_readers.iter().map(|(_, f)| f.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
             failed: false,
         };
         if let Some(config) = &self.checkpoints {
@@ -497,7 +648,13 @@ impl Engine {
                 }
             }
         }
-        entry.readers.join(&stats);
+        entry.readers.join(&stats, None);
+        if let Some(pair) = &entry.pair {
+            for ((readers, _), key) in pair.side_readers.iter().zip(PAIR_KEYS) {
+                readers.join(&stats, Some(key));
+            }
+        }
+        entry.reading.store(true, Ordering::Release);
         entry.pipelines.push(Pipeline {
             id: draft.id,
             views: processor.views.clone(),
@@ -722,6 +879,17 @@ impl Engine {
             }
         }
     }
+}
+
+/// The declared schema of source `name`.
+fn sources_schema(
+    sources: &BTreeMap<String, SourceEntry>,
+    name: &str,
+) -> Result<datafusion::arrow::datatypes::SchemaRef> {
+    sources
+        .get(name)
+        .map(|e| e.spec.schema.clone())
+        .ok_or_else(|| EngineError::Internal(format!("source {name} is not registered")))
 }
 
 impl Drop for Engine {

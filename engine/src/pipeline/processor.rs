@@ -19,6 +19,9 @@ pub(super) struct Processor {
     pub(super) checkpointer: Option<Checkpointer>,
     /// The source's pipelines, told of each checkpoint.
     pub(super) readers: Arc<Readers>,
+    /// A pair's pipeline: its two sources, each with whether pipelines of its own record
+    /// its dead letters and late events (this one does when it has none).
+    pub(super) recorded_elsewhere: Vec<(String, Arc<AtomicBool>)>,
     /// Set when a batch failed half-way: the state is no longer consistent, so nothing is
     /// processed or checkpointed any more.
     pub(super) failed: bool,
@@ -200,10 +203,18 @@ impl Processor {
         self.stats.caught_up.store(true, Ordering::Release);
     }
 
+    /// Whether another pipeline records `source`'s dead letters and late events.
+    fn recorded_elsewhere(&self, source: &str) -> bool {
+        self.recorded_elsewhere
+            .iter()
+            .any(|(s, reading)| s == source && reading.load(Ordering::Acquire))
+    }
+
     pub(super) fn record_dead_letters(&mut self, mut rows: Vec<DeadLetterRow>) {
         if !self.primary.load(Ordering::Acquire) {
             return;
         }
+        rows.retain(|r| !self.recorded_elsewhere(&r.source));
         for r in &mut rows {
             r.raw = bounded_raw(std::mem::take(&mut r.raw));
         }
@@ -215,6 +226,7 @@ impl Processor {
                     raw: r.raw.clone(),
                     error: r.error.clone(),
                     received_at_ms: r.received_at.timestamp_millis(),
+                    source: (r.source != self.source).then(|| r.source.clone()),
                 }));
         }
         self.system.add_dead_letters(rows);
@@ -224,6 +236,7 @@ impl Processor {
         if !self.primary.load(Ordering::Acquire) {
             return;
         }
+        rows.retain(|r| !self.recorded_elsewhere(&r.source));
         for r in &mut rows {
             r.raw = r.raw.take().map(bounded_raw);
         }
@@ -231,6 +244,7 @@ impl Processor {
             let room = ck.log_room();
             ck.pending_log
                 .extend(rows.iter().take(room).map(|r| LogRecord::Late {
+                    source: (r.source != self.source).then(|| r.source.clone()),
                     location: r.location.clone(),
                     event_time: r.event_time,
                     watermark: r.watermark,
@@ -245,9 +259,12 @@ impl Processor {
         let now = Utc::now();
         let n = b.batch.num_rows();
         self.stats.events_in.fetch_add(n as u64, Ordering::Relaxed);
-        if self.primary.load(Ordering::Acquire) {
+        // Rows of a pair are in the pair's shape: `SELECT … FROM` a source reads its own.
+        if self.primary.load(Ordering::Acquire) && b.origins.source().is_none() {
             self.system.add_recent(&self.source, &b.batch);
         }
+        // Dead and late rows are named after the source they came from.
+        let source = b.origins.source().unwrap_or(&self.source).to_string();
         *self.stats.position.lock() = b.position.clone();
         self.position = b.position;
         self.dirty();
@@ -255,7 +272,7 @@ impl Processor {
             self.stats
                 .dead_letters
                 .fetch_add(b.dead_letters.len() as u64, Ordering::Relaxed);
-            let source = self.source.clone();
+            let source = source.clone();
             self.record_dead_letters(
                 b.dead_letters
                     .into_iter()
@@ -309,11 +326,14 @@ impl Processor {
             self.stats
                 .dead_letters
                 .fetch_add(dead.len() as u64, Ordering::Relaxed);
-            let column = b.batch.schema().field(decl.column).name().clone();
+            let column = match b.origins.time_column() {
+                Some(c) => c.to_string(),
+                None => b.batch.schema().field(decl.column).name().clone(),
+            };
             let rows: Vec<DeadLetterRow> = dead
                 .iter()
                 .map(|&i| DeadLetterRow {
-                    source: self.source.clone(),
+                    source: source.clone(),
                     location: b.origins.location(&self.source, i),
                     raw: b.origins.raw(i).unwrap_or_default(),
                     error: if times.is_null(i) {
@@ -349,7 +369,7 @@ impl Processor {
             let rows: Vec<LateEventRow> = late_rows
                 .iter()
                 .map(|&(i, wm)| LateEventRow {
-                    source: self.source.clone(),
+                    source: source.clone(),
                     location: b.origins.location(&self.source, i),
                     event_time: times.value(i),
                     watermark: wm,
@@ -488,21 +508,23 @@ pub(super) fn log_rows(
                 raw,
                 error,
                 received_at_ms,
+                source: from,
             } => dead.push(DeadLetterRow {
-                source: source.to_string(),
+                source: from.unwrap_or_else(|| source.to_string()),
                 location,
                 raw,
                 error,
                 received_at: at(received_at_ms),
             }),
             LogRecord::Late {
+                source: from,
                 location,
                 event_time,
                 watermark,
                 raw,
                 received_at_ms,
             } => late.push(LateEventRow {
-                source: source.to_string(),
+                source: from.unwrap_or_else(|| source.to_string()),
                 location,
                 event_time,
                 watermark,

@@ -14,7 +14,9 @@ use crate::serving::system::SourceStats;
 pub(super) struct Readers {
     factory: Arc<dyn SourceFactory>,
     spec: SourceSpec,
-    members: Mutex<Vec<Arc<SourceStats>>>,
+    /// Each pipeline's counters, and for a pair's pipeline the key of this source's
+    /// position in the pair's position.
+    members: Mutex<Vec<(Arc<SourceStats>, Option<&'static str>)>>,
     /// False while the engine starts the source's pipelines: a pipeline not launched yet
     /// may read from the start.
     ready: AtomicBool,
@@ -30,14 +32,15 @@ impl Readers {
         }
     }
 
-    /// A pipeline joins (before its threads start).
-    pub(super) fn join(&self, stats: &Arc<SourceStats>) {
-        self.members.lock().push(stats.clone());
+    /// A pipeline joins (before its threads start); a pair's pipeline with the key of this
+    /// source's position in its own.
+    pub(super) fn join(&self, stats: &Arc<SourceStats>, key: Option<&'static str>) {
+        self.members.lock().push((stats.clone(), key));
     }
 
     /// A pipeline leaves (stopped; its checkpoints deleted).
     pub(super) fn leave(&self, stats: &Arc<SourceStats>) {
-        self.members.lock().retain(|m| !Arc::ptr_eq(m, stats));
+        self.members.lock().retain(|(m, _)| !Arc::ptr_eq(m, stats));
     }
 
     /// Every pipeline the engine starts with has joined.
@@ -54,7 +57,14 @@ impl Readers {
             .members
             .lock()
             .iter()
-            .map(|m| m.committed.lock().clone())
+            .map(|(m, key)| {
+                let committed = m.committed.lock().clone()?;
+                match key {
+                    None => Some(committed),
+                    // A pair that has not read this source yet holds all of it.
+                    Some(k) => committed.get(*k).filter(|p| !p.is_null()).cloned(),
+                }
+            })
             .collect();
         if let Some(committed) = committed.filter(|c| !c.is_empty()) {
             self.factory.release(&self.spec, &committed);

@@ -16,6 +16,10 @@
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct WatermarkTracker {
     delay_ns: i64,
+    /// For a pair of sources (see [`crate::connector::pair`]): the second source's delay,
+    /// which applies to the odd splits (the first source's are even).
+    #[serde(default)]
+    second_delay_ns: Option<i64>,
     /// (split, largest event time seen in it), in order of first appearance.
     splits: Vec<(i32, i64)>,
     /// Splits that hold the watermark back; `None` means every split seen.
@@ -30,10 +34,25 @@ impl WatermarkTracker {
     pub fn new(delay_ns: i64) -> Self {
         Self {
             delay_ns,
+            second_delay_ns: None,
             splits: Vec::new(),
             holding: None,
             current: i64::MIN,
             finished: false,
+        }
+    }
+
+    /// A tracker of a pair of sources: odd splits (the second source's) have their own delay.
+    pub fn paired(mut self, second_delay_ns: Option<i64>) -> Self {
+        self.second_delay_ns = second_delay_ns;
+        self
+    }
+
+    /// The delay of `split`.
+    fn delay(&self, split: i32) -> i64 {
+        match self.second_delay_ns {
+            Some(d) if split.rem_euclid(2) == 1 => d,
+            _ => self.delay_ns,
         }
     }
 
@@ -50,7 +69,7 @@ impl WatermarkTracker {
     pub fn split_watermarks(&self) -> Vec<(i32, i64)> {
         self.splits
             .iter()
-            .map(|&(s, m)| (s, m.saturating_sub(self.delay_ns)))
+            .map(|&(s, m)| (s, m.saturating_sub(self.delay(s))))
             .collect()
     }
 
@@ -84,7 +103,7 @@ impl WatermarkTracker {
                     last = self.slot(split);
                 }
                 if t > self.splits[last].1 {
-                    let old = self.splits[last].1.saturating_sub(self.delay_ns);
+                    let old = self.splits[last].1.saturating_sub(self.delay(split));
                     self.splits[last].1 = t;
                     // Only a split at the minimum can move the source watermark.
                     if old <= self.current {
@@ -115,7 +134,7 @@ impl WatermarkTracker {
         self.splits
             .iter()
             .find(|(s, _)| *s == split)
-            .map(|(_, m)| m.saturating_sub(self.delay_ns))
+            .map(|(_, m)| m.saturating_sub(self.delay(split)))
             .unwrap_or(i64::MIN)
     }
 
@@ -124,7 +143,7 @@ impl WatermarkTracker {
             None => self
                 .splits
                 .iter()
-                .map(|(_, m)| m.saturating_sub(self.delay_ns))
+                .map(|&(s, m)| m.saturating_sub(self.delay(s)))
                 .min(),
             Some(h) if h.is_empty() => None,
             Some(h) => h.iter().map(|&s| self.split_wm(s)).min(),

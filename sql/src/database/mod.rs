@@ -591,6 +591,7 @@ impl Database {
             options,
             input: String::new(),
             tables: Vec::new(),
+            joins: Vec::new(),
         };
         let def = self.instantiate_view(def).await?;
         if let Err(e) = catalog.add(CatalogEntry::View(def.clone())) {
@@ -682,6 +683,13 @@ impl Database {
         }
         def.input = planned.input.clone();
         def.tables = planned.tables.clone();
+        def.joins = planned
+            .pair
+            .iter()
+            .flat_map(|(a, b)| [a, b])
+            .filter(|s| **s != def.input)
+            .cloned()
+            .collect();
         let updating = planned.plan.emit == EmitMode::OnUpdate && planned.plan.aggregate.is_some();
         self.start_view(&def.name, &def.to_sql(), planned, updating)?;
         Ok(def)
@@ -796,11 +804,17 @@ impl Database {
         let runtime = ViewRuntime::new(planned.plan)?;
         let table = Arc::new(ViewTable::new(runtime.clone(), sql.to_string()));
         self.ctx.register_table(name, table)?;
-        let parent = (planned.input != planned.root_source).then_some(planned.input.as_str());
-        if let Err(e) = self
-            .engine
-            .add_view(&planned.root_source, parent, runtime.clone())
-        {
+        let parent = (planned.pair.is_none() && planned.input != planned.root_source)
+            .then_some(planned.input.as_str());
+        let added = match &planned.pair {
+            Some((a, b)) => self.engine.add_pair(a, b).map(|_| ()),
+            None => Ok(()),
+        }
+        .and_then(|()| {
+            self.engine
+                .add_view(&planned.root_source, parent, runtime.clone())
+        });
+        if let Err(e) = added {
             let _ = self.ctx.deregister_table(name);
             return Err(e.into());
         }
@@ -856,6 +870,11 @@ impl Database {
     async fn instantiate_alert(&self, mut def: AlertDef, sinks: &[SinkDef]) -> Result<AlertDef> {
         let streams = self.streams();
         let mut planned = plan_stream(&def.name, &def.query, None, &streams, true).await?;
+        if planned.pair.is_some() {
+            return Err(SqlError::FeatureNotSupported(
+                "an alert rule reads one stream: join the sources in a materialized view and define the rule over it".into(),
+            ));
+        }
         let emit = self.apply_emit(&def.options, &mut planned)?;
         let input = streams
             .streams
