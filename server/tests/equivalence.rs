@@ -562,16 +562,7 @@ async fn interval_join_view_equals_the_batch_join() {
         }
     }
     reference.sort();
-    let mut streaming: Vec<(String, String)> = Vec::new();
-    for b in &db.query("SELECT first, second FROM pairs").await.unwrap() {
-        for r in 0..b.num_rows() {
-            let text = |c: usize| {
-                datafusion::arrow::util::display::array_value_to_string(b.column(c), r).unwrap()
-            };
-            streaming.push((text(0), text(1)));
-        }
-    }
-    streaming.sort();
+    let streaming = text_pairs(&db, "SELECT first, second FROM pairs").await;
     assert!(
         reference.len() > 1_000 && reference.iter().any(|(a, b)| a != b),
         "the input must make many pairs: {}",
@@ -642,16 +633,7 @@ async fn interval_join_of_two_sources_equals_the_batch_join() {
         }
     }
     reference.sort();
-    let mut streaming: Vec<(String, String)> = Vec::new();
-    for b in &db.query("SELECT alarm, event FROM context").await.unwrap() {
-        for r in 0..b.num_rows() {
-            let text = |c: usize| {
-                datafusion::arrow::util::display::array_value_to_string(b.column(c), r).unwrap()
-            };
-            streaming.push((text(0), text(1)));
-        }
-    }
-    streaming.sort();
+    let streaming = text_pairs(&db, "SELECT alarm, event FROM context").await;
     assert!(
         reference.len() > 1_000,
         "the input must make many pairs: {}",
@@ -671,4 +653,19 @@ async fn interval_join_of_two_sources_equals_the_batch_join() {
     let dead =
         datafusion::arrow::util::display::array_value_to_string(dead[0].column(0), 0).unwrap();
     assert_eq!(dead, bad_a.to_string());
+}
+
+/// The rows of a two-column query, as sorted text pairs.
+async fn text_pairs(db: &weir_sql::Database, sql: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for b in &db.query(sql).await.unwrap() {
+        for r in 0..b.num_rows() {
+            let text = |c: usize| {
+                datafusion::arrow::util::display::array_value_to_string(b.column(c), r).unwrap()
+            };
+            out.push((text(0), text(1)));
+        }
+    }
+    out.sort();
+    out
 }

@@ -15,6 +15,26 @@ use datafusion::arrow::record_batch::RecordBatch;
 use crate::connector::source::{DeadLetter, RowOrigins};
 use crate::error::Result;
 
+/// Fewer records than this per thread are decoded on one.
+const MIN_PART_RECORDS: usize = 4_096;
+
+/// How many threads decode one large input: the cores this process may run on
+/// (`taskset`, cgroup limits), or `WEIR_DECODE_THREADS`.
+fn decode_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::env::var("WEIR_DECODE_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            })
+            .clamp(1, 64)
+    })
+}
+
 /// A chunk decoded: rows, their origins, and the lines that failed.
 #[derive(Debug)]
 pub struct Decoded {
@@ -59,8 +79,55 @@ impl JsonDecoder {
         &self.schema
     }
 
-    /// Decodes the records at `spans` of `buf`.
+    /// Decodes the records at `spans` of `buf`. A large input is cut into parts decoded on
+    /// the cores the process may use, one thread each; the rows keep their order.
     pub fn decode_spans(&self, buf: &[u8], spans: &[(usize, usize)]) -> Result<SpansDecoded> {
+        let parts = decode_threads().min(spans.len() / MIN_PART_RECORDS).max(1);
+        if parts == 1 {
+            return self.decode_part(buf, spans, 0);
+        }
+        let size = spans.len().div_ceil(parts);
+        let decoded: Vec<Result<SpansDecoded>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = spans
+                .chunks(size)
+                .enumerate()
+                .skip(1)
+                .map(|(i, part)| scope.spawn(move || self.decode_part(buf, part, i * size)))
+                .collect();
+            let mut out = vec![self.decode_part(buf, &spans[..size], 0)];
+            out.extend(handles.into_iter().map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(crate::error::EngineError::Internal(
+                        "a decoding thread panicked".into(),
+                    ))
+                })
+            }));
+            out
+        });
+        let mut batches = Vec::with_capacity(parts);
+        let mut good = Vec::with_capacity(spans.len());
+        let mut failures = Vec::new();
+        for part in decoded {
+            let part = part?;
+            batches.push(part.batch);
+            good.extend(part.good);
+            failures.extend(part.failures);
+        }
+        let batch = concat_batches(&self.schema, &batches)?;
+        Ok(SpansDecoded {
+            batch,
+            good,
+            failures,
+        })
+    }
+
+    /// Decodes one part of the records; `first` is the index of its first record.
+    fn decode_part(
+        &self,
+        buf: &[u8],
+        spans: &[(usize, usize)],
+        first: usize,
+    ) -> Result<SpansDecoded> {
         let mut batches = Vec::new();
         let mut good = Vec::with_capacity(spans.len());
         let mut failures = Vec::new();
@@ -74,6 +141,10 @@ impl JsonDecoder {
             &mut failures,
         );
         let batch = concat_batches(&self.schema, &batches)?;
+        if first > 0 {
+            good.iter_mut().for_each(|i| *i += first);
+            failures.iter_mut().for_each(|(i, _)| *i += first);
+        }
         Ok(SpansDecoded {
             batch,
             good,
@@ -252,5 +323,32 @@ mod tests {
         assert_eq!(d.dead_letters[0].raw, "not json");
         assert_eq!(d.origins.location("s", 2), "f.jsonl:6");
         assert_eq!(d.origins.raw(1).unwrap(), "{\"id\":\"b\",\"n\":2}");
+    }
+
+    #[test]
+    fn a_large_input_decoded_in_parts_equals_one_pass() {
+        let mut text = String::new();
+        for i in 0..20_000 {
+            match i % 997 {
+                13 => text.push_str("{\"id\": broken\n"),
+                14 => text.push_str(&format!("{{\"id\":\"r{i}\",\"n\":\"not a number\"}}\n")),
+                _ => text.push_str(&format!("{{\"id\":\"r{i}\",\"n\":{i}}}\n")),
+            }
+        }
+        let buf = text.into_bytes();
+        let mut spans = Vec::new();
+        let mut start = 0;
+        for end in memchr_newlines(&buf) {
+            spans.push((start, end));
+            start = end + 1;
+        }
+        let decoder = JsonDecoder::new(schema());
+        let parts = decoder.decode_spans(&buf, &spans).unwrap();
+        let whole = decoder.decode_part(&buf, &spans, 0).unwrap();
+        assert_eq!(parts.batch, whole.batch);
+        assert_eq!(parts.good, whole.good);
+        assert_eq!(parts.failures, whole.failures);
+        assert_eq!(whole.failures.len(), 42);
+        assert_eq!(whole.batch.num_rows() + whole.failures.len(), 20_000);
     }
 }

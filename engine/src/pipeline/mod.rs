@@ -241,21 +241,30 @@ impl Engine {
     pub fn add_source(&self, spec: SourceSpec, watermark: Option<WatermarkDecl>) -> Result<()> {
         let connector = spec.options.get("connector").cloned().unwrap_or_default();
         let factory = self.registry.get(&connector)?;
-        if let (true, Some(c)) = (self.started.load(Ordering::Acquire), &self.checkpoints) {
+        let entry = self.new_entry(spec.clone(), factory, watermark, None);
+        self.sources.lock().insert(spec.name.clone(), entry);
+        Ok(())
+    }
+
+    /// The entry of a source (or pair) being registered, without pipelines.
+    fn new_entry(
+        &self,
+        spec: SourceSpec,
+        factory: Arc<dyn SourceFactory>,
+        watermark: Option<WatermarkDecl>,
+        pair: Option<PairEntry>,
+    ) -> SourceEntry {
+        let started = self.started.load(Ordering::Acquire);
+        if let (true, Some(c)) = (started, &self.checkpoints) {
             // A new source: anything stored under its name is left over from an older one.
             CheckpointStore::remove_source(&c.dir, &spec.name);
         }
         let idle_stats = Arc::new(SourceStats::default());
         idle_stats.set_status("idle (no views)");
-        let readers = Arc::new(Readers::new(
-            factory.clone(),
-            spec.clone(),
-            self.started.load(Ordering::Acquire),
-        ));
-        let entry = SourceEntry {
-            spec: spec.clone(),
+        SourceEntry {
+            readers: Arc::new(Readers::new(factory.clone(), spec.clone(), started)),
+            spec,
             factory,
-            readers,
             watermark,
             idle_stats,
             pipelines: Vec::new(),
@@ -263,10 +272,8 @@ impl Engine {
             pending_sinks: Vec::new(),
             next_pipeline: 0,
             reading: Arc::new(AtomicBool::new(false)),
-            pair: None,
-        };
-        self.sources.lock().insert(spec.name.clone(), entry);
-        Ok(())
+            pair,
+        }
     }
 
     /// Registers the pair of sources `a` and `b` read as one, for views that join them
@@ -323,36 +330,13 @@ impl Engine {
             layout,
             sides: [s1, s2],
         });
-        if let (true, Some(c)) = (self.started.load(Ordering::Acquire), &self.checkpoints) {
-            CheckpointStore::remove_source(&c.dir, &name);
-        }
-        let idle_stats = Arc::new(SourceStats::default());
-        idle_stats.set_status("idle (no views)");
-        let readers = Arc::new(Readers::new(
-            factory.clone(),
-            spec.clone(),
-            self.started.load(Ordering::Acquire),
-        ));
-        sources.insert(
-            name.clone(),
-            SourceEntry {
-                spec,
-                factory,
-                readers,
-                watermark: Some(watermark),
-                idle_stats,
-                pipelines: Vec::new(),
-                pending: Vec::new(),
-                pending_sinks: Vec::new(),
-                next_pipeline: 0,
-                reading: Arc::new(AtomicBool::new(false)),
-                pair: Some(PairEntry {
-                    sides: [first, second],
-                    second_delay_ns: d2.delay_ns,
-                    side_readers: [(r1, f1), (r2, f2)],
-                }),
-            },
-        );
+        let pair = PairEntry {
+            sides: [first, second],
+            second_delay_ns: d2.delay_ns,
+            side_readers: [(r1, f1), (r2, f2)],
+        };
+        let entry = self.new_entry(spec, factory, Some(watermark), Some(pair));
+        sources.insert(name.clone(), entry);
         Ok(name)
     }
 
