@@ -43,17 +43,18 @@ PY
 }
 
 weir_run() {
-    # `weir bench` prints "elapsed:     X s (first byte read to last window emitted)".
-    "$weir" bench --file "$file" --events "$events" 2>/dev/null | awk '/^elapsed:/ {print $2}'
+    # `weir bench` prints "windows:     N" and "elapsed:     X s (first byte read to …)".
+    "$weir" bench --file "$file" --events "$events" 2>/dev/null \
+        | awk '/^windows:/ {n = $2} /^elapsed:/ {t = $2} END {print t, n}'
 }
 
 declare -a weir_times duck_times
 for i in $(seq 1 "$runs"); do
-    w="$(weir_run)"
+    read -r w weir_windows < <(weir_run)
     read -r d windows < <(duckdb_run)
     weir_times+=("$w")
     duck_times+=("$d")
-    printf 'run %d: weir %.3f s, duckdb %.3f s (%s windows)\n' "$i" "$w" "$d" "$windows"
+    printf 'run %d: weir %.3f s (%s windows), duckdb %.3f s (%s windows)\n' "$i" "$w" "$weir_windows" "$d" "$windows"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 wm="$(median "${weir_times[@]}")"
