@@ -105,10 +105,7 @@ pub fn plan(
             "a view with an interval join emits the pairs: aggregate them (GROUP BY, OVER) in a view over it".into(),
         );
     }
-    let (a, b) = (
-        inputs[0].name,
-        inputs.last().map_or(inputs[0].name, |i| i.name),
-    );
+    let (a, b) = (inputs[0].name, inputs[inputs.len() - 1].name);
     // The join of the two streams, and which input its left side reads.
     let mut joins = Vec::new();
     logical.apply_with_subqueries(|node| {

@@ -218,21 +218,17 @@ pub async fn plan_stream(
         let (plan, pair) =
             crate::interval_join::plan(name, &optimized, physical, &inputs, ctx.task_ctx())?;
         let input = inputs[0].name.to_string();
-        return Ok(match pair {
-            None => PlannedView {
-                plan,
-                root_source: inputs[0].relation.root_source.clone(),
-                input,
-                tables,
-                pair: None,
-            },
-            Some(p) => PlannedView {
-                plan,
-                root_source: pair_name(&p.first.0, &p.second.0),
-                input,
-                tables,
-                pair: Some((p.first.0, p.second.0)),
-            },
+        let pair = pair.map(|p| (p.first.0, p.second.0));
+        let root_source = match &pair {
+            Some((a, b)) => pair_name(a, b),
+            None => inputs[0].relation.root_source.clone(),
+        };
+        return Ok(PlannedView {
+            plan,
+            root_source,
+            input,
+            tables,
+            pair,
         });
     }
     let input = match scans.len() {

@@ -82,69 +82,55 @@ impl JsonDecoder {
     /// Decodes the records at `spans` of `buf`. A large input is cut into parts decoded on
     /// the cores the process may use, one thread each; the rows keep their order.
     pub fn decode_spans(&self, buf: &[u8], spans: &[(usize, usize)]) -> Result<SpansDecoded> {
-        let parts = decode_threads().min(spans.len() / MIN_PART_RECORDS).max(1);
-        if parts == 1 {
-            return self.decode_part(buf, spans, 0);
-        }
-        let size = spans.len().div_ceil(parts);
-        let decoded: Vec<Result<SpansDecoded>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = spans
-                .chunks(size)
-                .enumerate()
-                .skip(1)
-                .map(|(i, part)| scope.spawn(move || self.decode_part(buf, part, i * size)))
-                .collect();
-            let mut out = vec![self.decode_part(buf, &spans[..size], 0)];
-            out.extend(handles.into_iter().map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(crate::error::EngineError::Internal(
-                        "a decoding thread panicked".into(),
-                    ))
-                })
-            }));
-            out
-        });
-        let mut batches = Vec::with_capacity(parts);
-        let mut good = Vec::with_capacity(spans.len());
-        let mut failures = Vec::new();
-        for part in decoded {
-            let part = part?;
-            batches.push(part.batch);
-            good.extend(part.good);
-            failures.extend(part.failures);
-        }
-        let batch = concat_batches(&self.schema, &batches)?;
-        Ok(SpansDecoded {
-            batch,
-            good,
-            failures,
-        })
+        self.decode_in(buf, spans, decode_threads())
     }
 
-    /// Decodes one part of the records; `first` is the index of its first record.
-    fn decode_part(
+    /// Decodes the records in at most `threads` parts of at least [`MIN_PART_RECORDS`].
+    fn decode_in(
         &self,
         buf: &[u8],
         spans: &[(usize, usize)],
-        first: usize,
+        threads: usize,
     ) -> Result<SpansDecoded> {
+        let parts = threads.min(spans.len() / MIN_PART_RECORDS).max(1);
+        let size = spans.len().div_ceil(parts).max(1);
+        let ranges: Vec<(usize, usize)> = (0..spans.len())
+            .step_by(size)
+            .map(|lo| (lo, (lo + size).min(spans.len())))
+            .collect();
+        // Each part holds its batches, and its good and failed records by index in `spans`.
+        type Part = (Vec<RecordBatch>, Vec<usize>, Vec<(usize, String)>);
+        let decode = |(lo, hi): (usize, usize)| -> Part {
+            let mut part: Part = (Vec::new(), Vec::with_capacity(hi - lo), Vec::new());
+            self.decode_range(buf, spans, lo, hi, &mut part.0, &mut part.1, &mut part.2);
+            part
+        };
+        let decoded: Vec<Part> = match ranges.as_slice() {
+            [] | [_] => ranges.iter().copied().map(decode).collect(),
+            [first, rest @ ..] => std::thread::scope(|scope| {
+                let handles: Vec<_> = rest
+                    .iter()
+                    .map(|&range| scope.spawn(move || decode(range)))
+                    .collect();
+                let mut out = vec![decode(*first)];
+                for h in handles {
+                    out.push(h.join().map_err(|_| {
+                        crate::error::EngineError::Internal("a decoding thread panicked".into())
+                    })?);
+                }
+                Ok::<_, crate::error::EngineError>(out)
+            })?,
+        };
         let mut batches = Vec::new();
         let mut good = Vec::with_capacity(spans.len());
         let mut failures = Vec::new();
-        self.decode_range(
-            buf,
-            spans,
-            0,
-            spans.len(),
-            &mut batches,
-            &mut good,
-            &mut failures,
-        );
-        let batch = concat_batches(&self.schema, &batches)?;
-        if first > 0 {
-            good.iter_mut().for_each(|i| *i += first);
-            failures.iter_mut().for_each(|(i, _)| *i += first);
+        for (b, g, f) in decoded {
+            batches.extend(b);
+            good.extend(g);
+            failures.extend(f);
         }
+        // One copy of the rows, whatever the number of parts.
+        let batch = concat_batches(&self.schema, &batches)?;
         Ok(SpansDecoded {
             batch,
             good,
@@ -343,8 +329,8 @@ mod tests {
             start = end + 1;
         }
         let decoder = JsonDecoder::new(schema());
-        let parts = decoder.decode_spans(&buf, &spans).unwrap();
-        let whole = decoder.decode_part(&buf, &spans, 0).unwrap();
+        let parts = decoder.decode_in(&buf, &spans, 2).unwrap();
+        let whole = decoder.decode_in(&buf, &spans, 1).unwrap();
         assert_eq!(parts.batch, whole.batch);
         assert_eq!(parts.good, whole.good);
         assert_eq!(parts.failures, whole.failures);

@@ -160,7 +160,6 @@ pub struct PairFactory {
 
 /// The keys of the two sources' positions in a pair's position.
 pub const PAIR_KEYS: [&str; 2] = ["first", "second"];
-const KEYS: [&str; 2] = PAIR_KEYS;
 
 /// A split of `side`'s source as a split of the pair.
 fn pair_split(side: u8, split: i32) -> i32 {
@@ -182,7 +181,7 @@ impl SourceFactory for PairFactory {
         position: Option<&serde_json::Value>,
     ) -> Result<Box<dyn Source>> {
         let mut readers = Vec::with_capacity(2);
-        for (side, key) in self.sides.iter().zip(KEYS) {
+        for (side, key) in self.sides.iter().zip(PAIR_KEYS) {
             let at = position.and_then(|p| p.get(key)).filter(|p| !p.is_null());
             readers.push(SideReader {
                 source: side.factory.open(&side.spec, at)?,
@@ -229,7 +228,7 @@ struct PairSource {
 
 impl PairSource {
     fn position(&self) -> serde_json::Value {
-        json!({ KEYS[0]: self.readers[0].position, KEYS[1]: self.readers[1].position })
+        json!({ PAIR_KEYS[0]: self.readers[0].position, PAIR_KEYS[1]: self.readers[1].position })
     }
 
     /// The pair's splits holding the watermark back: those of the sides still reading —

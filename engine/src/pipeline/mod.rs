@@ -299,13 +299,17 @@ impl Engine {
             };
             Ok((side, decl, e.readers.clone(), e.reading.clone()))
         };
+        let (side_a, side_b) = (side(a)?, side(b)?);
         let layout = PairLayout::new(
-            (a, sources_schema(&sources, a)?),
-            (b, sources_schema(&sources, b)?),
+            (a, side_a.0.spec.schema.clone()),
+            (b, side_b.0.spec.schema.clone()),
         );
         let (first, second) = (layout.first.0.clone(), layout.second.0.clone());
-        let (s1, d1, r1, f1) = side(&first)?;
-        let (s2, d2, r2, f2) = side(&second)?;
+        let ((s1, d1, r1, f1), (s2, d2, r2, f2)) = if first == a {
+            (side_a, side_b)
+        } else {
+            (side_b, side_a)
+        };
         let max_future_ns = match (d1.max_future_ns, d2.max_future_ns) {
             (Some(x), Some(y)) => Some(x.min(y)),
             (x, y) => x.or(y),
@@ -863,17 +867,6 @@ impl Engine {
             }
         }
     }
-}
-
-/// The declared schema of source `name`.
-fn sources_schema(
-    sources: &BTreeMap<String, SourceEntry>,
-    name: &str,
-) -> Result<datafusion::arrow::datatypes::SchemaRef> {
-    sources
-        .get(name)
-        .map(|e| e.spec.schema.clone())
-        .ok_or_else(|| EngineError::Internal(format!("source {name} is not registered")))
 }
 
 impl Drop for Engine {
