@@ -110,6 +110,29 @@ fi
 command -v javac >/dev/null 2>&1 || need_apt javac default-jdk-headless
 [ -f /usr/share/java/postgresql.jar ] || need_apt pgjdbc libpostgresql-jdbc-java
 
+# The Helm chart's checker (tests/helm_chart.rs, helm/check_chart.py): Helm v4 as the Go
+# library inside the helm-sdkpy wheel (PyPI), called through ctypes, and kubernetes-validate
+# (PyPI) with the Kubernetes schemas, in a venv under the tools cache.
+HELM_TOOLS="$WEIR_TOOLS_DIR/helm"
+HELM_SDK_VERSION=0.1.32
+if [ ! -f "$HELM_TOOLS/.ready-$HELM_SDK_VERSION" ]; then
+    if [ -n "$NO_INSTALL" ]; then
+        MISSING+=("the chart checker's tools (run once without WEIR_TEST_NO_INSTALL to install them into $HELM_TOOLS)")
+    else
+        python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt "Python venv" python3-venv
+        rm -rf "$HELM_TOOLS"
+        python3 -m venv "$HELM_TOOLS/venv"
+        "$HELM_TOOLS/venv/bin/pip" install --quiet kubernetes-validate==1.37.0 PyYAML
+        # The wheel says Python >= 3.12 for its Python wrapper; only its library is used.
+        "$HELM_TOOLS/venv/bin/pip" download --quiet --no-deps --python-version 3.12 \
+            --only-binary=:all: -d "$HELM_TOOLS" "helm-sdkpy==$HELM_SDK_VERSION"
+        python3 -m zipfile -e "$HELM_TOOLS/helm_sdkpy-$HELM_SDK_VERSION-py3-none-any.whl" "$HELM_TOOLS/wheel"
+        touch "$HELM_TOOLS/.ready-$HELM_SDK_VERSION"
+    fi
+fi
+export WEIR_HELM_PYTHON="$HELM_TOOLS/venv/bin/python"
+export HELM_SDK_LIB="$HELM_TOOLS/wheel/helm_sdkpy/_lib/linux-amd64/libhelm_sdkpy.so"
+
 # A Kafka-compatible broker for the end-to-end tests (tansu, cached outside the clone).
 # shellcheck source=scripts/kafka-broker.sh
 . scripts/kafka-broker.sh

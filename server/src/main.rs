@@ -147,6 +147,9 @@ enum Command {
         /// Length of the latency run.
         #[arg(long, default_value_t = 30)]
         latency_seconds: u64,
+        /// The latency run's `fetch.wait.max.ms` (Weir's default: 50).
+        #[arg(long)]
+        fetch_wait_ms: Option<u64>,
     },
     /// Checkpoint cost: throughput with and without checkpoints, size, duration, restore.
     BenchCheckpoint {
@@ -374,6 +377,7 @@ fn main() -> anyhow::Result<()> {
             partitions,
             latency_rate,
             latency_seconds,
+            fetch_wait_ms,
         }) => {
             init_logging("text", "warn");
             let runtime = tokio::runtime::Runtime::new()?;
@@ -398,6 +402,7 @@ fn main() -> anyhow::Result<()> {
                     latency_rate,
                     latency_seconds,
                     partitions,
+                    fetch_wait_ms,
                 ))?;
                 println!(
                     "latency at {} events/s over {} windows (produce -> 100 ms window emitted): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} events read)",

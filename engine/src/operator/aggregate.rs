@@ -86,7 +86,8 @@ impl AggregateSpec {
 
 /// Group state of one window.
 struct Bucket {
-    index: HashMap<Box<[u8]>, u32>,
+    /// Group number of each key's bytes in Arrow's row format, hashed with foldhash.
+    index: HashMap<Box<[u8]>, u32, foldhash::fast::RandomState>,
     keys: Rows,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
 }
@@ -394,7 +395,7 @@ fn create_accumulator(agg: &Arc<AggregateFunctionExpr>) -> Result<Box<dyn Groups
 
 fn new_bucket(spec: &AggregateSpec, converter: &RowConverter) -> Result<Bucket> {
     Ok(Bucket {
-        index: HashMap::new(),
+        index: HashMap::default(),
         keys: converter.empty_rows(64, 1024),
         accumulators: spec
             .aggregates

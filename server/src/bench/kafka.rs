@@ -186,6 +186,7 @@ pub async fn latency(
     rate: u64,
     seconds: u64,
     partitions: i32,
+    fetch_wait_ms: Option<u64>,
 ) -> Result<LatencyReport> {
     let topic = topic_name("latency");
     create_topic(brokers, &topic, partitions, &BTreeMap::new()).map_err(|e| fail("topic", e))?;
@@ -195,9 +196,12 @@ pub async fn latency(
         r#"CREATE SOURCE events (event_id TEXT, source TEXT, "timestamp" TIMESTAMPTZ,
             attributes STRUCT<user_id TEXT, metric DOUBLE PRECISION, status TEXT>,
             WATERMARK FOR "timestamp" AS "timestamp" - INTERVAL '0 seconds')
-          WITH (connector = 'kafka', brokers = '{brokers}', topic = '{topic}', start = 'earliest');
+          WITH (connector = 'kafka', brokers = '{brokers}', topic = '{topic}', start = 'earliest'{fetch_wait});
           CREATE MATERIALIZED VIEW kpi_100ms AS {};"#,
-        weir_server::demo::kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '100 milliseconds')")
+        weir_server::demo::kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '100 milliseconds')"),
+        fetch_wait = fetch_wait_ms
+            .map(|ms| format!(", kafka.fetch.wait.max.ms = '{ms}'"))
+            .unwrap_or_default(),
     );
     db.run(&mut session, &sql).await?;
     let view = db
