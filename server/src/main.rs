@@ -408,6 +408,10 @@ fn main() -> anyhow::Result<()> {
                     "latency at {} events/s over {} windows (produce -> 100 ms window emitted): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} events read)",
                     l.rate, l.windows, l.p50_ms, l.p99_ms, l.max_ms, l.events_in
                 );
+                println!(
+                    "after the first second:  p99 {:.1} ms, max {:.1} ms",
+                    l.steady_p99_ms, l.steady_max_ms
+                );
             }
             Ok(())
         }

@@ -177,6 +177,9 @@ pub struct LatencyReport {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// The p99 and max without the first second's windows (the consumer starting up).
+    pub steady_p99_ms: f64,
+    pub steady_max_ms: f64,
     pub events_in: u64,
 }
 
@@ -262,14 +265,24 @@ pub async fn latency(
     if samples.is_empty() {
         return Err(fail("bench", "no window was emitted"));
     }
-    samples.sort_by(|a, b| a.total_cmp(b));
-    let pct = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    // Windows come in order, 10 per second: the first 10 are the first second's.
+    let mut steady: Vec<f64> = samples.iter().skip(10).copied().collect();
+    let sorted = |v: &mut Vec<f64>| v.sort_by(|a, b| a.total_cmp(b));
+    sorted(&mut samples);
+    sorted(&mut steady);
+    let pct = |v: &[f64], q: f64| {
+        v.get(((v.len().max(1) - 1) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
     Ok(LatencyReport {
         rate,
         windows: samples.len(),
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
+        p50_ms: pct(&samples, 0.5),
+        p99_ms: pct(&samples, 0.99),
         max_ms: *samples.last().unwrap_or(&0.0),
+        steady_p99_ms: pct(&steady, 0.99),
+        steady_max_ms: steady.last().copied().unwrap_or(0.0),
         events_in,
     })
 }

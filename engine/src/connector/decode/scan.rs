@@ -25,6 +25,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
 
+/// Strings up to this long are scanned byte by byte, longer ones with memchr.
+const SHORT_STRING: usize = 32;
+
 /// Deepest nesting of skipped values the scanner follows before it steps aside.
 const MAX_DEPTH: usize = 64;
 
@@ -55,6 +58,9 @@ struct Leaf {
     kind: Kind,
     nullable: bool,
     data_type: DataType,
+    /// The last date a time of this column fell on (`YYYYMMDD`) and its day number: the
+    /// times of one chunk mostly share their date.
+    last_date: std::cell::Cell<(i64, i64)>,
     builder: Builder,
 }
 
@@ -166,6 +172,7 @@ impl Level {
                 other => {
                     let kind = Kind::of(other)?;
                     leaves.push(Leaf {
+                        last_date: std::cell::Cell::new((-1, 0)),
                         builder: Builder::new(&kind),
                         kind,
                         nullable: field.is_nullable(),
@@ -377,7 +384,20 @@ impl<'a> Cursor<'a> {
         self.expect(b'"')?;
         let start = self.pos;
         let rest = &self.bytes[start..];
-        let len = memchr::memchr2(b'"', b'\\', rest).ok_or(StepAside)?;
+        // Most strings are short: a byte loop finds their end before memchr's vector
+        // set-up would pay off.
+        let len = match rest
+            .iter()
+            .take(SHORT_STRING)
+            .position(|&b| b == b'"' || b == b'\\')
+        {
+            Some(len) => len,
+            None if rest.len() <= SHORT_STRING => return Err(StepAside),
+            None => {
+                SHORT_STRING
+                    + memchr::memchr2(b'"', b'\\', &rest[SHORT_STRING..]).ok_or(StepAside)?
+            }
+        };
         if rest[len] != b'"' {
             return Err(StepAside);
         }
@@ -617,7 +637,7 @@ fn scan_value(leaf: &Leaf, cur: &mut Cursor<'_>) -> Scan<Value> {
         },
         Kind::Timestamp(unit, tz) => {
             let s = cur.plain_string()?;
-            let nanos = match utc_nanos(s) {
+            let nanos = match utc_nanos(s, &leaf.last_date) {
                 Some(n) => n,
                 None => general_time(std::str::from_utf8(s).map_err(|_| StepAside)?, tz)?,
             };
@@ -725,7 +745,7 @@ fn general_time(s: &str, tz: &Option<Tz>) -> Scan<i64> {
 /// Nanoseconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (a `t` or a space may
 /// stand for `T`, `z` for `Z`, 1 to 9 fraction digits): the form arrow's parser reads as
 /// UTC whatever the column's zone. `None` for anything else or a time out of range.
-fn utc_nanos(s: &[u8]) -> Option<i64> {
+fn utc_nanos(s: &[u8], last_date: &std::cell::Cell<(i64, i64)>) -> Option<i64> {
     if s.len() < 20 || !matches!(s[s.len() - 1], b'Z' | b'z') {
         return None;
     }
@@ -752,13 +772,21 @@ fn utc_nanos(s: &[u8]) -> Option<i64> {
         nanos =
             f.iter().fold(0i64, |n, &b| n * 10 + (b - b'0') as i64) * 10i64.pow(9 - f.len() as u32);
     }
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return None;
-    }
     if hour > 23 || minute > 59 || second > 59 {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    let date = year * 10_000 + month * 100 + day;
+    let days = match last_date.get() {
+        (cached, days) if cached == date => days,
+        _ => {
+            if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+                return None;
+            }
+            let days = days_from_civil(year, month, day);
+            last_date.set((date, days));
+            days
+        }
+    };
     let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
     // In i128: the earliest instant is i64::MIN only after the fraction is added.
     i64::try_from(seconds as i128 * 1_000_000_000 + nanos as i128).ok()
@@ -865,12 +893,14 @@ mod tests {
                 w = 1 + r(9, 53) as usize,
             ));
         }
-        for case in &cases {
+        // Each case twice: once computing its date, once from the cache.
+        let cache = std::cell::Cell::new((-1, 0));
+        for case in cases.iter().flat_map(|c| [c, c]) {
             let arrow = string_to_datetime(&chrono::Utc, case)
                 .unwrap()
                 .timestamp_nanos_opt()
                 .unwrap();
-            assert_eq!(utc_nanos(case.as_bytes()), Some(arrow), "{case}");
+            assert_eq!(utc_nanos(case.as_bytes(), &cache), Some(arrow), "{case}");
         }
         for other in [
             "2026-02-29T10:00:00Z",
@@ -883,7 +913,7 @@ mod tests {
             "2026-11-27T10:00Z",
             "2262-04-11T23:47:16.854775808Z",
         ] {
-            assert_eq!(utc_nanos(other.as_bytes()), None, "{other}");
+            assert_eq!(utc_nanos(other.as_bytes(), &cache), None, "{other}");
         }
     }
 }
