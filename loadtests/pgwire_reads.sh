@@ -32,7 +32,7 @@ sleep 5
 # One script per demo source (src-0000 … src-0019), picked at random per statement.
 SCRIPTS=()
 for i in $(seq 0 19); do
-    printf "SELECT window_start, count, p95 FROM kpi_1m WHERE source = 'src-%04d' ORDER BY window_start DESC LIMIT 1;\n" "$i" \
+    printf "SELECT window_start, count, p95_metric FROM kpi_1m WHERE source = 'src-%04d' ORDER BY window_start DESC LIMIT 1;\n" "$i" \
         >"$WORK/q$i.sql"
     SCRIPTS+=(-f "$WORK/q$i.sql")
 done

@@ -150,6 +150,10 @@ enum Command {
         /// The latency run's `fetch.wait.max.ms` (Weir's default: 50).
         #[arg(long)]
         fetch_wait_ms: Option<u64>,
+        /// Further librdkafka consumer properties of the latency run's source, as
+        /// `name=value` (repeatable).
+        #[arg(long = "consumer-property")]
+        consumer_properties: Vec<String>,
     },
     /// Checkpoint cost: throughput with and without checkpoints, size, duration, restore.
     BenchCheckpoint {
@@ -378,6 +382,7 @@ fn main() -> anyhow::Result<()> {
             latency_rate,
             latency_seconds,
             fetch_wait_ms,
+            consumer_properties,
         }) => {
             init_logging("text", "warn");
             let runtime = tokio::runtime::Runtime::new()?;
@@ -403,6 +408,7 @@ fn main() -> anyhow::Result<()> {
                     latency_seconds,
                     partitions,
                     fetch_wait_ms,
+                    &consumer_properties,
                 ))?;
                 println!(
                     "latency at {} events/s over {} windows (produce -> 100 ms window emitted): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} events read)",

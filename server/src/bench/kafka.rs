@@ -190,6 +190,7 @@ pub async fn latency(
     seconds: u64,
     partitions: i32,
     fetch_wait_ms: Option<u64>,
+    consumer_properties: &[String],
 ) -> Result<LatencyReport> {
     let topic = topic_name("latency");
     create_topic(brokers, &topic, partitions, &BTreeMap::new()).map_err(|e| fail("topic", e))?;
@@ -204,7 +205,12 @@ pub async fn latency(
         weir_server::demo::kpi_query("TUMBLE(events, \"timestamp\", INTERVAL '100 milliseconds')"),
         fetch_wait = fetch_wait_ms
             .map(|ms| format!(", kafka.fetch.wait.max.ms = '{ms}'"))
-            .unwrap_or_default(),
+            .into_iter()
+            .chain(consumer_properties.iter().filter_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                Some(format!(", kafka.{k} = '{v}'"))
+            }))
+            .collect::<String>(),
     );
     db.run(&mut session, &sql).await?;
     let view = db
