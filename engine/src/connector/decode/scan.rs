@@ -457,6 +457,34 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
+    /// Walks the members of an object (the cursor on its `{`), calling `member` with each
+    /// key and the cursor on its value; the cursor ends past the `}`.
+    fn object(&mut self, mut member: impl FnMut(&'a [u8], &mut Self) -> Scan<()>) -> Scan<()> {
+        self.expect(b'{')?;
+        self.whitespace();
+        if self.peek()? == b'}' {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.whitespace();
+            let key = self.plain_string()?;
+            self.whitespace();
+            self.expect(b':')?;
+            self.whitespace();
+            member(key, self)?;
+            self.whitespace();
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b'}' => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(StepAside),
+            }
+        }
+    }
+
     /// Skips one value of any kind, checking it against JSON's grammar.
     fn skip_value(&mut self, depth: usize) -> Scan<()> {
         if depth > MAX_DEPTH {
@@ -466,31 +494,7 @@ impl<'a> Cursor<'a> {
             b'"' => {
                 self.string_range()?;
             }
-            b'{' => {
-                self.pos += 1;
-                self.whitespace();
-                if self.peek()? == b'}' {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.whitespace();
-                    self.string_range()?;
-                    self.whitespace();
-                    self.expect(b':')?;
-                    self.whitespace();
-                    self.skip_value(depth + 1)?;
-                    self.whitespace();
-                    match self.peek()? {
-                        b',' => self.pos += 1,
-                        b'}' => {
-                            self.pos += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(StepAside),
-                    }
-                }
-            }
+            b'{' => self.object(|_, cur| cur.skip_value(depth + 1))?,
             b'[' => {
                 self.pos += 1;
                 self.whitespace();
@@ -546,45 +550,24 @@ fn scan_object(
     values: &mut [Value],
     cur: &mut Cursor<'_>,
 ) -> Scan<()> {
-    cur.expect(b'{')?;
-    cur.whitespace();
     let mut seen: u64 = 0;
-    if cur.peek()? == b'}' {
-        cur.pos += 1;
-    } else {
-        let mut hint = 0;
-        loop {
-            cur.whitespace();
-            let key = cur.plain_string()?;
-            cur.whitespace();
-            cur.expect(b':')?;
-            cur.whitespace();
-            match level.find(key, hint) {
-                Some(i) => {
-                    if seen & (1 << i) != 0 {
-                        // A repeated key: which one counts is arrow-json's to say.
-                        return Err(StepAside);
-                    }
-                    seen |= 1 << i;
-                    hint = i + 1;
-                    match &level.slots[i] {
-                        Slot::Leaf(l) => values[*l] = scan_value(&leaves[*l], cur)?,
-                        Slot::Struct(inner) => scan_object(inner, leaves, values, cur)?,
-                    }
-                }
-                None => cur.skip_value(0)?,
-            }
-            cur.whitespace();
-            match cur.peek()? {
-                b',' => cur.pos += 1,
-                b'}' => {
-                    cur.pos += 1;
-                    break;
-                }
-                _ => return Err(StepAside),
-            }
+    let mut hint = 0;
+    cur.object(|key, cur| {
+        let Some(i) = level.find(key, hint) else {
+            return cur.skip_value(0);
+        };
+        if seen & (1 << i) != 0 {
+            // A repeated key: which one counts is arrow-json's to say.
+            return Err(StepAside);
         }
-    }
+        seen |= 1 << i;
+        hint = i + 1;
+        match &level.slots[i] {
+            Slot::Leaf(l) => values[*l] = scan_value(&leaves[*l], cur)?,
+            Slot::Struct(inner) => scan_object(inner, leaves, values, cur)?,
+        }
+        Ok(())
+    })?;
     // Keys not in the object are nulls, where nulls are allowed.
     for (i, slot) in level.slots.iter().enumerate() {
         if seen & (1 << i) != 0 {
