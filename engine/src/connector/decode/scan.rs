@@ -131,8 +131,13 @@ impl Scanner {
             bytes: record,
             pos: 0,
         };
-        let taken = scan_record(&self.root, &self.leaves, &mut self.values, &mut cur);
-        if taken.is_err() {
+        // One object, nothing after it but whitespace.
+        cur.whitespace();
+        let taken = scan_object(&self.root, &self.leaves, &mut self.values, &mut cur).is_ok() && {
+            cur.whitespace();
+            cur.pos == record.len()
+        };
+        if !taken {
             return false;
         }
         for (leaf, value) in self.leaves.iter_mut().zip(&self.values) {
@@ -525,22 +530,6 @@ impl<'a> Cursor<'a> {
         }
         Ok(())
     }
-}
-
-/// Scans a whole record: one object of `root`, nothing after it but whitespace.
-fn scan_record(
-    root: &Level,
-    leaves: &[Leaf],
-    values: &mut [Value],
-    cur: &mut Cursor<'_>,
-) -> Scan<()> {
-    cur.whitespace();
-    scan_object(root, leaves, values, cur)?;
-    cur.whitespace();
-    if cur.pos != cur.bytes.len() {
-        return Err(StepAside);
-    }
-    Ok(())
 }
 
 /// Scans one object of `level` into `values`.
