@@ -462,32 +462,45 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
-    /// Walks the members of an object (the cursor on its `{`), calling `member` with each
-    /// key and the cursor on its value; the cursor ends past the `}`.
-    fn object(&mut self, mut member: impl FnMut(&'a [u8], &mut Self) -> Scan<()>) -> Scan<()> {
-        self.expect(b'{')?;
+    /// Walks the items between `open` and `close` (the cursor on `open`), separated by
+    /// commas, calling `item` with the cursor on each; the cursor ends past `close`.
+    fn sequence(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Scan<()>,
+    ) -> Scan<()> {
+        self.expect(open)?;
         self.whitespace();
-        if self.peek()? == b'}' {
+        if self.peek()? == close {
             self.pos += 1;
             return Ok(());
         }
         loop {
             self.whitespace();
-            let key = self.plain_string()?;
-            self.whitespace();
-            self.expect(b':')?;
-            self.whitespace();
-            member(key, self)?;
+            item(self)?;
             self.whitespace();
             match self.peek()? {
                 b',' => self.pos += 1,
-                b'}' => {
+                b if b == close => {
                     self.pos += 1;
                     return Ok(());
                 }
                 _ => return Err(StepAside),
             }
         }
+    }
+
+    /// Walks the members of an object (the cursor on its `{`), calling `member` with each
+    /// key and the cursor on its value; the cursor ends past the `}`.
+    fn object(&mut self, mut member: impl FnMut(&'a [u8], &mut Self) -> Scan<()>) -> Scan<()> {
+        self.sequence(b'{', b'}', |cur| {
+            let key = cur.plain_string()?;
+            cur.whitespace();
+            cur.expect(b':')?;
+            cur.whitespace();
+            member(key, cur)
+        })
     }
 
     /// Skips one value of any kind, checking it against JSON's grammar.
@@ -500,27 +513,7 @@ impl<'a> Cursor<'a> {
                 self.string_range()?;
             }
             b'{' => self.object(|_, cur| cur.skip_value(depth + 1))?,
-            b'[' => {
-                self.pos += 1;
-                self.whitespace();
-                if self.peek()? == b']' {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.whitespace();
-                    self.skip_value(depth + 1)?;
-                    self.whitespace();
-                    match self.peek()? {
-                        b',' => self.pos += 1,
-                        b']' => {
-                            self.pos += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(StepAside),
-                    }
-                }
-            }
+            b'[' => self.sequence(b'[', b']', |cur| cur.skip_value(depth + 1))?,
             b't' => self.literal(b"true")?,
             b'f' => self.literal(b"false")?,
             b'n' => self.literal(b"null")?,
