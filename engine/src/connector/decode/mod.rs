@@ -25,6 +25,10 @@ use scan::Scanner;
 const SCAN_GIVE_UP: usize = 4;
 const SCAN_PROBE: usize = 1_024;
 
+/// What one part of an input decodes to: its batches, and its good and failed records by
+/// index in the spans.
+type Part = (Vec<RecordBatch>, Vec<usize>, Vec<(usize, String)>);
+
 /// Fewer records than this per thread are decoded on one.
 const MIN_PART_RECORDS: usize = 4_096;
 
@@ -108,8 +112,6 @@ impl JsonDecoder {
             .step_by(size)
             .map(|lo| (lo, (lo + size).min(spans.len())))
             .collect();
-        // Each part holds its batches, and its good and failed records by index in `spans`.
-        type Part = (Vec<RecordBatch>, Vec<usize>, Vec<(usize, String)>);
         let decode = |(lo, hi): (usize, usize)| -> Result<Part> {
             let mut part: Part = (Vec::new(), Vec::with_capacity(hi - lo), Vec::new());
             match Scanner::new(&self.schema) {
@@ -162,7 +164,7 @@ impl JsonDecoder {
         spans: &[(usize, usize)],
         lo: usize,
         hi: usize,
-        (batches, good, failures): &mut (Vec<RecordBatch>, Vec<usize>, Vec<(usize, String)>),
+        (batches, good, failures): &mut Part,
     ) -> Result<()> {
         if lo >= hi {
             return Ok(());

@@ -64,7 +64,6 @@ struct Leaf {
     builder: Builder,
 }
 
-#[derive(Clone)]
 enum Kind {
     Utf8,
     Float64,
@@ -86,7 +85,7 @@ enum Builder {
 
 #[derive(Clone, Copy)]
 enum Value {
-    Missing,
+    /// A JSON `null`, or a key not in the object.
     Null,
     /// A string's bytes in the record.
     Str(usize, usize),
@@ -109,7 +108,7 @@ impl Scanner {
         Some(Self {
             schema: schema.clone(),
             root,
-            values: vec![Value::Missing; leaves.len()],
+            values: vec![Value::Null; leaves.len()],
             leaves,
             text_bytes: 0,
         })
@@ -126,7 +125,7 @@ impl Scanner {
             // String offsets are i32: the rows so far must be finished first.
             return false;
         }
-        self.values.fill(Value::Missing);
+        self.values.fill(Value::Null);
         let mut cur = Cursor {
             bytes: record,
             pos: 0,
@@ -374,8 +373,8 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
-    /// The bytes of a string without escapes or control characters, the cursor past its
-    /// closing quote; the opening quote must be next.
+    /// The bytes of a string without escapes, the cursor past its closing quote; the
+    /// opening quote must be next.
     fn plain_string(&mut self) -> Scan<&'a [u8]> {
         let (start, end) = self.string_range()?;
         let bytes: &'a [u8] = self.bytes;
@@ -418,37 +417,30 @@ impl<'a> Cursor<'a> {
         if b.get(i) == Some(&b'-') {
             i += 1;
         }
-        match b.get(i) {
-            Some(b'0') => i += 1,
-            Some(b'1'..=b'9') => {
-                while b.get(i).is_some_and(u8::is_ascii_digit) {
-                    i += 1;
-                }
-            }
-            _ => return Err(StepAside),
-        }
-        if b.get(i) == Some(&b'.') {
-            i += 1;
-            let digits = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            if i == digits {
+        // Past a run of at least one digit from `i`.
+        let digits = |i: usize| -> Scan<usize> {
+            let end = i + b[i.min(b.len())..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            if end == i {
                 return Err(StepAside);
             }
+            Ok(end)
+        };
+        i = match b.get(i) {
+            Some(b'0') => i + 1,
+            _ => digits(i)?,
+        };
+        if b.get(i) == Some(&b'.') {
+            i = digits(i + 1)?;
         }
         if let Some(b'e' | b'E') = b.get(i) {
             i += 1;
             if let Some(b'+' | b'-') = b.get(i) {
                 i += 1;
             }
-            let digits = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            if i == digits {
-                return Err(StepAside);
-            }
+            i = digits(i)?;
         }
         self.pos = i;
         Ok(&b[start..i])
@@ -584,11 +576,7 @@ fn scan_value(leaf: &Leaf, cur: &mut Cursor<'_>) -> Scan<Value> {
                 .map_err(|_| StepAside)?
                 .parse()
                 .map_err(|_| StepAside)?;
-            if v.is_finite() {
-                Ok(Value::F64(v as f64))
-            } else {
-                Err(StepAside)
-            }
+            finite(v as f64)
         }
         Kind::Int64 => Ok(Value::I64(parse_i64(cur.number()?)?)),
         Kind::Int32 => {
@@ -696,15 +684,14 @@ fn finite(v: f64) -> Scan<Value> {
 
 /// A time string the plain form did not cover, through the function arrow-json uses.
 fn general_time(s: &str, tz: &Option<Tz>) -> Scan<i64> {
-    let nanos = match tz {
-        Some(tz) => string_to_datetime(tz, s)
-            .ok()
-            .and_then(|d| d.timestamp_nanos_opt()),
-        None => string_to_datetime(&chrono::Utc, s)
-            .ok()
-            .and_then(|d| d.timestamp_nanos_opt()),
-    };
-    nanos.ok_or(StepAside)
+    fn in_zone<T: chrono::TimeZone>(tz: &T, s: &str) -> Option<i64> {
+        string_to_datetime(tz, s).ok()?.timestamp_nanos_opt()
+    }
+    match tz {
+        Some(tz) => in_zone(tz, s),
+        None => in_zone(&chrono::Utc, s),
+    }
+    .ok_or(StepAside)
 }
 
 /// Nanoseconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (a `t` or a space may
