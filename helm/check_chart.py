@@ -11,12 +11,14 @@
    grafana/prometheus/weir-rules.yml).
 4. Cross-references: every volume mount has its volume, every Secret key weir.toml reads is
    in the Secret, the Services' target ports are the container's ports, probes ask /health
-   and /ready.
-5. `replicas > 1` is refused with the chart's message.
+   and /ready; with several replicas, the shared claim mounted where weir.toml's [cluster]
+   state_dir points and the pod's name as the replica's; with kafka.brokers, init.sql
+   reading them.
+5. `replicas > 1` without a shared volume is refused with the chart's message.
 
 Not validated: scheduling, pulling the image, admission by a real cluster.
 
-Writes each install's manifests under OUT/<case>/ (weir.toml, secret values) for the Rust
+Writes each install's manifests under OUT/<case>/ (weir.toml, init.sql, secret values) for the Rust
 test that loads the rendered weir.toml with Weir's own configuration loader.
 
     HELM_SDK_LIB=/path/libhelm_sdkpy.so python3 helm/check_chart.py OUT
@@ -233,6 +235,21 @@ def check(objects, values, problems):
             shipped = yaml.safe_load(f)
         if rule["spec"] != shipped:
             problems.append("the PrometheusRule's rules differ from grafana/prometheus/weir-rules.yml")
+    if values.get("replicas", 1) > 1:
+        claim = values["cluster"]["sharedClaim"]
+        shared = [v for v in pod["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == claim]
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        if len(shared) != 1 or mounts.get(shared[0]["name"]) != "/var/lib/weir-shared":
+            problems.append("the shared claim %s is not mounted at /var/lib/weir-shared" % claim)
+        if 'state_dir = "/var/lib/weir-shared"' not in toml or "replicas = %d" % values["replicas"] not in toml:
+            problems.append("weir.toml has no [cluster] for %d replicas on the shared volume" % values["replicas"])
+        named = [e for e in container["env"] if e["name"] == "WEIR_CLUSTER__REPLICA"]
+        if not named or named[0].get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name":
+            problems.append("the replica's name is not the pod's name")
+    if values.get("kafka", {}).get("brokers"):
+        init = by_kind(objects, "ConfigMap")[0]["data"].get("init.sql", "")
+        if "brokers = '%s'" % values["kafka"]["brokers"] not in init or 'init_sql = "/etc/weir/init.sql"' not in toml:
+            problems.append("init.sql does not read the Kafka brokers, or weir.toml does not run it")
     if values.get("metrics", {}).get("serviceMonitor", {}).get("enabled"):
         monitor = by_kind(objects, "ServiceMonitor")[0]
         if monitor["spec"]["endpoints"][0]["port"] != "http" or monitor["spec"]["endpoints"][0]["path"] != "/metrics":
@@ -256,6 +273,14 @@ CASES = {
         "podDisruptionBudget": {"enabled": False},
     },
     "existing-secret": {"auth": {"existingSecret": "weir-credentials"}},
+    # The issue's command: three replicas sharing a topic, history in S3.
+    "cluster": {
+        "replicas": 3,
+        "cluster": {"sharedClaim": "weir-shared"},
+        "kafka": {"brokers": "kafka:9092"},
+        "checkpoints": {"url": "s3://bucket/weir"},
+        "s3": {"existingSecret": "weir-s3"},
+    },
 }
 
 
@@ -276,8 +301,9 @@ def main():
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "manifests.yaml"), "w") as f:
             yaml.safe_dump_all(objects, f)
-        with open(os.path.join(d, "weir.toml"), "w") as f:
-            f.write(by_kind(objects, "ConfigMap")[0]["data"]["weir.toml"])
+        for key, text in by_kind(objects, "ConfigMap")[0]["data"].items():
+            with open(os.path.join(d, key), "w") as f:
+                f.write(text)
         for secret in [o for o in objects if o["kind"] == "Secret"]:
             for key, value in secret["data"].items():
                 with open(os.path.join(d, key), "wb") as f:
@@ -287,12 +313,12 @@ def main():
                                              "valid" if len(problems) == before else "INVALID"))
     try:
         helm.install({"replicas": 3})
-        problems.append("replicas=3 was not refused")
+        problems.append("replicas=3 without a shared volume was not refused")
     except RuntimeError as e:
-        if "partition-sharded replicas are not built yet" not in str(e):
+        if "needs cluster.sharedClaim" not in str(e):
             problems.append("replicas=3 refused for another reason: %s" % e)
         else:
-            print("replicas=3: refused (%s)" % str(e).split("fail:")[-1].strip()[:80])
+            print("replicas=3 without cluster.sharedClaim: refused (%s)" % str(e).split("fail:")[-1].strip()[:80])
     for p in problems:
         print("PROBLEM:", p)
     sys.exit(1 if problems else 0)

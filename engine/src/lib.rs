@@ -15,6 +15,8 @@
 //! - [`history`]: retention, Parquet history and its compaction.
 //! - [`serving`]: what queries read — a view's emitted rows with a keyed index, a view as a
 //!   DataFusion table, the counters and logs behind `weir.*`, `/metrics` and `/ready`.
+//! - [`cluster`]: scale-out — which partitions a replica owns, and the leases that fence a
+//!   replica that lost one.
 //! - [`table`]: tables — keyed rows changed by `INSERT`/`UPDATE`/`DELETE`/`COPY`, stored in
 //!   the data dir on every change, read by queries and joined by views (lookup joins).
 //!
@@ -22,6 +24,7 @@
 //! [`pipeline::view::ViewPlan`]s and `weir-connectors` implements the connector traits.
 
 pub mod checkpoint;
+pub mod cluster;
 pub mod connector;
 pub mod error;
 pub mod history;

@@ -68,6 +68,43 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Refuse pgwire clients that do not ask for TLS (needs `tls_cert`).
     pub require_tls: bool,
+    /// A SQL file run at every start, after the catalog is replayed (`CREATE … IF NOT
+    /// EXISTS` statements): how every replica of a cluster gets the same definitions.
+    pub init_sql: Option<PathBuf>,
+    /// Run as one of several replicas that split Kafka sources by partition (`[cluster]`).
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// `[cluster]`: this process is one replica of several (docs/scale-out.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// How many replicas share each Kafka source's partitions.
+    pub replicas: u32,
+    /// This replica's ordinal, `0..replicas` (default: the number ending its name, as in
+    /// a StatefulSet's `weir-2`).
+    pub ordinal: Option<u32>,
+    /// This replica's name, unique among the replicas (default: the host name, a pod's
+    /// name in Kubernetes).
+    pub replica: Option<String>,
+    /// The directory every replica sees (a shared volume): partitions' checkpoints and
+    /// leases.
+    pub state_dir: Option<PathBuf>,
+    /// A partition's lease not renewed for this long may be taken by another replica
+    /// (default 10s).
+    pub lease_timeout: String,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            ordinal: None,
+            replica: None,
+            state_dir: None,
+            lease_timeout: "10s".into(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -98,6 +135,8 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             require_tls: false,
+            init_sql: None,
+            cluster: None,
         }
     }
 }
@@ -159,6 +198,7 @@ impl Config {
             }
         }
         config.api_tokens()?;
+        config.cluster()?;
         config.admin_password()?;
         config.pg_tls()?;
         config.system_log_retention()?;
@@ -178,6 +218,79 @@ impl Config {
             )));
         }
         Ok(config)
+    }
+
+    /// The replica this process is (`[cluster]`), checked; `None` outside a cluster.
+    pub fn cluster(&self) -> Result<Option<weir_engine::cluster::ClusterConfig>> {
+        let Some(c) = &self.cluster else {
+            return Ok(None);
+        };
+        let bad = |m: String| ServerError::Config(format!("cluster.{m}"));
+        if !(1..=10_000).contains(&c.replicas) {
+            return Err(bad(format!(
+                "replicas: {} is out of range; use 1 to 10000",
+                c.replicas
+            )));
+        }
+        let replica = match &c.replica {
+            Some(r) if !r.trim().is_empty() => r.trim().to_string(),
+            Some(_) => return Err(bad("replica: empty".into())),
+            None => host_name().ok_or_else(|| {
+                bad("replica: no host name to default to; set cluster.replica".into())
+            })?,
+        };
+        let ordinal = match c.ordinal {
+            Some(o) => o,
+            None => replica
+                .rsplit_once('-')
+                .and_then(|(_, n)| n.parse().ok())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "ordinal: not set, and the replica name '{replica}' does not end in -<number>"
+                    ))
+                })?,
+        };
+        if ordinal >= c.replicas {
+            return Err(bad(format!(
+                "ordinal: {ordinal} is not below replicas ({})",
+                c.replicas
+            )));
+        }
+        let state_dir = c.state_dir.clone().ok_or_else(|| {
+            bad(
+                "state_dir: required: the directory every replica shares (checkpoints and leases)"
+                    .into(),
+            )
+        })?;
+        let lease_timeout = weir_connectors::options::parse_duration(&c.lease_timeout)
+            .filter(|d| *d >= std::time::Duration::from_millis(500))
+            .ok_or_else(|| {
+                bad(format!(
+                    "lease_timeout: '{}' is not a duration of at least 500ms",
+                    c.lease_timeout
+                ))
+            })?;
+        Ok(Some(weir_engine::cluster::ClusterConfig {
+            replica,
+            ordinal,
+            replicas: c.replicas,
+            state_dir,
+            lease_timeout,
+        }))
+    }
+
+    /// The statements to run at start: the demo's, then `init_sql`'s.
+    pub fn startup_sql(&self) -> Result<Option<String>> {
+        let mut sql = Vec::new();
+        if self.demo {
+            sql.push(crate::demo::statements(self.demo_rate));
+        }
+        if let Some(path) = &self.init_sql {
+            sql.push(std::fs::read_to_string(path).map_err(|e| {
+                ServerError::Config(format!("init_sql: cannot read {}: {e}", path.display()))
+            })?);
+        }
+        Ok((!sql.is_empty()).then(|| sql.join(";\n")))
     }
 
     /// The REST API's tokens (references resolved); `None` when none are configured.
@@ -341,6 +454,15 @@ impl Config {
     }
 }
 
+/// The machine's host name (a pod's name in Kubernetes).
+fn host_name() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
 fn insert(table: &mut toml::Table, path: &[String], value: toml::Value) {
     match path {
         [] => {}
@@ -405,6 +527,55 @@ mod tests {
         assert_eq!(d["retention"], "1 hour");
         assert_eq!(d["history"], "30 days");
         assert!(Config::default().view_defaults().is_empty());
+    }
+
+    #[test]
+    fn a_replica_takes_its_ordinal_from_its_name() {
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let c = Config::load(
+            None,
+            env(&[
+                ("WEIR_CLUSTER__REPLICAS", "3"),
+                ("WEIR_CLUSTER__REPLICA", "weir-2"),
+                ("WEIR_CLUSTER__STATE_DIR", "/shared"),
+            ]),
+        )
+        .unwrap();
+        let cluster = c.cluster().unwrap().unwrap();
+        assert_eq!((cluster.ordinal, cluster.replicas), (2, 3));
+        assert_eq!(cluster.lease_timeout, std::time::Duration::from_secs(10));
+        for (pairs, word) in [
+            (
+                vec![
+                    ("WEIR_CLUSTER__REPLICAS", "2"),
+                    ("WEIR_CLUSTER__REPLICA", "weir-2"),
+                ],
+                "ordinal",
+            ),
+            (
+                vec![
+                    ("WEIR_CLUSTER__REPLICAS", "2"),
+                    ("WEIR_CLUSTER__REPLICA", "a-0"),
+                ],
+                "state_dir",
+            ),
+            (
+                vec![
+                    ("WEIR_CLUSTER__REPLICAS", "2"),
+                    ("WEIR_CLUSTER__REPLICA", "blue"),
+                    ("WEIR_CLUSTER__STATE_DIR", "/s"),
+                ],
+                "ordinal",
+            ),
+        ] {
+            let e = Config::load(None, env(&pairs)).unwrap_err().to_string();
+            assert!(e.contains(&format!("cluster.{word}")), "{pairs:?}: {e}");
+        }
     }
 
     #[test]

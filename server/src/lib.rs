@@ -31,9 +31,8 @@ pub async fn open_database(config: &Config) -> Result<Arc<Database>> {
     options.view_defaults = config.view_defaults();
     options.history_url = config.history_url.clone();
     options.system_log_retention = config.system_log_retention()?;
-    if config.demo {
-        options.startup_sql = Some(demo::statements(config.demo_rate));
-    }
+    options.startup_sql = config.startup_sql()?;
+    options.cluster = config.cluster()?;
     Ok(Database::open(options).await?)
 }
 

@@ -59,7 +59,11 @@ fn local_config(case: &Path, tls: Option<(&Path, &Path)>) -> PathBuf {
     }
     let mut text = std::fs::read_to_string(case.join("weir.toml"))
         .unwrap()
-        .replace("/run/secrets/weir/", &format!("{}/", secrets.display()));
+        .replace("/run/secrets/weir/", &format!("{}/", secrets.display()))
+        .replace(
+            "/etc/weir/init.sql",
+            case.join("init.sql").to_str().unwrap(),
+        );
     if let Some((cert, key)) = tls {
         text = text
             .replace("/run/tls/tls.crt", cert.to_str().unwrap())
@@ -84,21 +88,37 @@ async fn the_chart_validates_and_weir_runs_with_the_config_it_renders() {
     let out = tempfile::tempdir().unwrap();
     let report = check_chart(out.path());
     println!("{report}");
-    for case in ["defaults", "everything", "existing-secret"] {
+    let cases = ["defaults", "everything", "existing-secret", "cluster"];
+    for case in cases {
         assert!(
             report.contains(&format!("{case}: ")) && !report.contains("INVALID"),
             "{report}"
         );
     }
-    assert!(report.contains("replicas=3: refused"), "{report}");
+    assert!(
+        report.contains("replicas=3 without cluster.sharedClaim: refused"),
+        "{report}"
+    );
 
-    // Every install's weir.toml is one Weir accepts, credentials resolved from the Secret.
+    // Every install's weir.toml is one Weir accepts, credentials resolved from the Secret;
+    // a replica's name is its pod's (weir-1 here).
     let (cert, key) = common::self_signed_cert(out.path());
-    for case in ["defaults", "everything", "existing-secret"] {
+    for case in cases {
         let dir = out.path().join(case);
         let config = local_config(&dir, Some((&cert, &key)));
-        let loaded = weir_server::Config::load(Some(&config), std::iter::empty())
+        // The pod's variables: the chart names the replica only when there are several.
+        let pod: Vec<(String, String)> = match case {
+            "cluster" => vec![("WEIR_CLUSTER__REPLICA".into(), "weir-1".into())],
+            _ => Vec::new(),
+        };
+        let loaded = weir_server::Config::load(Some(&config), pod)
             .unwrap_or_else(|e| panic!("{case}: Weir refuses the chart's weir.toml: {e}"));
+        if case == "cluster" {
+            let cluster = loaded.cluster().unwrap().expect("[cluster]");
+            assert_eq!((cluster.ordinal, cluster.replicas), (1, 3));
+            let sql = loaded.startup_sql().unwrap().expect("init.sql");
+            assert!(sql.contains("brokers = 'kafka:9092'"), "{sql}");
+        }
         let password = loaded.admin_password().unwrap();
         let expected = std::fs::read_to_string(dir.join("secrets/admin-password")).unwrap();
         assert_eq!(password.as_deref(), Some(expected.as_str()), "{case}");
@@ -157,4 +177,62 @@ async fn the_chart_validates_and_weir_runs_with_the_config_it_renders() {
     assert!(tokio_postgres::connect(&wrong, tokio_postgres::NoTls)
         .await
         .is_err());
+    drop(weir);
+
+    // The replicas' install, run as pod weir-1 (the chart's broker name does not resolve
+    // here; DDL does not need it): the seed's pipeline in init.sql is accepted on several
+    // replicas, every view and the alert rule.
+    let case = out.path().join("cluster");
+    let local = local_config(&case, None);
+    let shared = case.join("shared");
+    let text = std::fs::read_to_string(&local)
+        .unwrap()
+        .replace("/var/lib/weir-shared", shared.to_str().unwrap());
+    std::fs::write(&local, text).unwrap();
+    std::fs::create_dir_all(case.join("run")).unwrap();
+    let weir = Weir::start_with(
+        &case.join("run"),
+        &[
+            ("WEIR_CONFIG", local.to_str().unwrap()),
+            ("WEIR_CLUSTER__REPLICA", "weir-1"),
+        ],
+    );
+    let password = std::fs::read_to_string(case.join("secrets/admin-password")).unwrap();
+    let conn = format!(
+        "host=127.0.0.1 port={} user=weir dbname=weir password={password}",
+        weir.port
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let client = loop {
+        if let Ok((client, connection)) =
+            tokio_postgres::connect(&conn, tokio_postgres::NoTls).await
+        {
+            tokio::spawn(connection);
+            break client;
+        }
+        assert!(Instant::now() < deadline, "{}", weir.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let relations: Vec<String> = client
+        .query(
+            "SELECT name FROM weir.views UNION ALL SELECT name FROM weir.alert_rules ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        relations,
+        ["error_burst", "kpi_1m", "kpi_1m_hop"],
+        "{}",
+        weir.log_text()
+    );
+    let status: String = client
+        .query_one("SELECT status FROM weir.sources WHERE name = 'events'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(status.starts_with("sharded: "), "{status}");
 }

@@ -150,9 +150,23 @@ async fn sqllogictest_files() {
         // File sources may also read the fixtures: `path = 'tests/slt/data/….jsonl'`.
         let mut file_dirs = weir_connectors::default_file_dirs(data.path());
         file_dirs.push(dir.join("data"));
+        // `# weir: cluster` on a file's first line: the server is replica weir-0 of 2.
+        let text = std::fs::read_to_string(&file).unwrap();
+        let cluster = text
+            .lines()
+            .next()
+            .is_some_and(|l| l.trim() == "# weir: cluster")
+            .then(|| weir_server::config::ClusterSettings {
+                replicas: 2,
+                ordinal: Some(0),
+                replica: Some("weir-0".into()),
+                state_dir: Some(data.path().join("shared")),
+                ..Default::default()
+            });
         let config = weir_server::Config {
             data_dir: data.path().to_path_buf(),
             file_dirs: Some(file_dirs),
+            cluster,
             ..Default::default()
         };
         let server = tokio::spawn(weir_server::run(config, listener, None, async move {

@@ -28,6 +28,7 @@ pub mod pg_compat;
 pub mod pg_names;
 pub mod planner;
 pub mod retention;
+pub mod scale;
 pub mod serving;
 pub mod session;
 pub mod sink_check;

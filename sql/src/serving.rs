@@ -415,6 +415,9 @@ pub struct Kpi {
     pub window: Option<WindowKind>,
     /// The newest window for the key: one row.
     pub row: RecordBatch,
+    /// On one of several replicas: the partitions this replica reads, which are all it
+    /// answers for.
+    pub partitions: Option<Vec<i32>>,
 }
 
 /// `/kpi?window=1m&source=web[&closed=true]`: the most recent window the view shows for the
@@ -426,6 +429,7 @@ pub fn kpi(db: &Database, params: &Params) -> Result<Kpi, ServingError> {
     let row = latest_window(&view, &name, &filters, !closed)?;
     Ok(Kpi {
         window: view.window(),
+        partitions: view.is_sharded().then(|| view.partitions()),
         view: name,
         row,
     })

@@ -53,6 +53,9 @@ pub struct KafkaConfig {
     /// librdkafka properties given as `kafka.<property>` (secret references resolved by
     /// [`KafkaConfig::client_properties`]).
     pub properties: BTreeMap<String, String>,
+    /// Only these partitions (`partitions = '0,3'`); `None`: all of them. A replica's lane
+    /// reads one (see the engine's `cluster` module).
+    pub partitions: Option<Vec<i32>>,
 }
 
 impl KafkaConfig {
@@ -97,6 +100,12 @@ impl KafkaConfig {
         let max_batch_wait = o
             .duration("max_batch_wait")?
             .unwrap_or(Duration::from_millis(5));
+        let partitions = match o.optional("partitions") {
+            None => None,
+            Some(list) => Some(parse_partitions(&list)?),
+        };
+        // Read by the SQL layer (which column the producer partitions by); checked there.
+        let _ = o.optional("partition_key");
         let properties = o.take_prefixed("kafka.");
         for reserved in ["bootstrap.servers", "group.id", "enable.partition.eof"] {
             if properties.contains_key(reserved) {
@@ -125,6 +134,7 @@ impl KafkaConfig {
             max_batch_messages,
             max_batch_wait,
             properties,
+            partitions,
         })
     }
 
@@ -179,6 +189,23 @@ fn bad(option: &str, message: String) -> EngineError {
     EngineError::InvalidOption {
         option: option.into(),
         message,
+    }
+}
+
+/// `partitions = '0, 3, 5'`.
+fn parse_partitions(list: &str) -> Result<Vec<i32>> {
+    let parsed: std::result::Result<Vec<i32>, _> =
+        list.split(',').map(|p| p.trim().parse::<i32>()).collect();
+    match parsed {
+        Ok(mut v) if !v.is_empty() && v.iter().all(|p| *p >= 0) => {
+            v.sort_unstable();
+            v.dedup();
+            Ok(v)
+        }
+        _ => Err(bad(
+            "partitions",
+            format!("expected partition numbers separated by commas, got '{list}'"),
+        )),
     }
 }
 
@@ -241,5 +268,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.start, StartPosition::Timestamp(1_795_773_600_000));
+        assert!(
+            err(&[("brokers", "b"), ("topic", "t"), ("partitions", "1,x")]).contains("partitions")
+        );
+        let c = KafkaConfig::from_options(
+            "s",
+            &options(&[("brokers", "b"), ("topic", "t"), ("partitions", " 3, 0,3")]),
+        )
+        .unwrap();
+        assert_eq!(c.partitions, Some(vec![0, 3]));
     }
 }

@@ -53,4 +53,13 @@ impl SourceFactory for KafkaConnector {
     fn is_bounded(&self, _spec: &SourceSpec) -> bool {
         false
     }
+
+    fn can_split(&self) -> bool {
+        true
+    }
+
+    fn splits(&self, spec: &SourceSpec) -> Result<Option<Vec<i32>>> {
+        let config = KafkaConfig::from_options(&spec.name, &spec.options)?;
+        source::topic_partitions(&spec.name, &config).map(Some)
+    }
 }

@@ -204,6 +204,26 @@ fn consumer(
         })
 }
 
+/// The partitions of `config`'s topic, from the brokers' metadata.
+pub fn topic_partitions(source: &str, config: &KafkaConfig) -> Result<Vec<i32>> {
+    let consumer = consumer(source, config, Arc::new(Shared::default()), false)?;
+    let unreachable = |e: KafkaError| EngineError::Source {
+        source_name: source.to_string(),
+        message: format!("cannot read the partitions of '{}': {e}", config.topic),
+    };
+    let md = consumer
+        .fetch_metadata(Some(&config.topic), METADATA_TIMEOUT)
+        .map_err(unreachable)?;
+    let mut parts: Vec<i32> = md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == config.topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    parts.sort_unstable();
+    Ok(parts)
+}
+
 /// Checks that librdkafka accepts every property (names and values), without connecting.
 pub fn check_client_config(source: &str, config: &KafkaConfig) -> Result<()> {
     consumer(source, config, Arc::new(Shared::default()), false).map(drop)
@@ -299,6 +319,12 @@ impl KafkaSource {
             .iter()
             .map(|p| p.id())
             .filter(|p| !self.partitions.contains_key(p))
+            .filter(|p| {
+                self.config
+                    .partitions
+                    .as_ref()
+                    .is_none_or(|only| only.contains(p))
+            })
             .collect();
         if new.is_empty() {
             return Ok(());

@@ -150,10 +150,18 @@ impl PgWriter {
             quote(&self.config.table),
             columns.join(", ")
         );
-        sqlx::raw_sql(&sql)
-            .execute(conn)
+        // Replicas starting together create the same table: PostgreSQL's `IF NOT EXISTS`
+        // does not hold against a concurrent creator, so creators take turns.
+        let mut tx = conn.begin().await.map_err(|e| self.err(e))?;
+        sqlx::query("SELECT pg_advisory_xact_lock(7357002)")
+            .execute(&mut *tx)
             .await
             .map_err(|e| self.err(e))?;
+        sqlx::raw_sql(&sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
         tracing::info!(sink = %self.spec.name, table = %self.config.table, "created table");
         Ok(())
     }

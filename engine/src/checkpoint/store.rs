@@ -32,6 +32,8 @@ pub struct CheckpointStore {
     history_root: HistoryRoot,
     /// Deletes history files the manifest no longer names.
     sweeper: crate::history::Sweeper,
+    /// A partition lane's lease: no manifest is written once it is lost.
+    fence: Option<crate::cluster::Fence>,
 }
 
 impl CheckpointStore {
@@ -67,6 +69,51 @@ impl CheckpointStore {
         })
     }
 
+    /// Makes lane `lane`'s checkpoints under lease `epoch` start from the newest earlier
+    /// owner's (the directory of the highest earlier epoch holding a checkpoint), copied
+    /// whole and renamed into place, unless that epoch has its directory already; then
+    /// forgets the directories of epochs two or more behind. The previous owner's is kept:
+    /// if it is still running it writes there, never here.
+    pub fn adopt(root: &Path, lane: &str, epoch: u64) -> Result<()> {
+        let name = |e: u64| file_name(&crate::cluster::lane_store_name(lane, e));
+        let mine = root.join(name(epoch));
+        let prefix = file_name(&crate::cluster::lane_store_prefix(lane));
+        let mut earlier: Vec<(u64, PathBuf)> = std::fs::read_dir(root)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let n = e.file_name().into_string().ok()?;
+                        let k: u64 = n.strip_prefix(&prefix)?.parse().ok()?;
+                        (k < epoch).then(|| (k, e.path()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        earlier.sort();
+        if !mine.exists() {
+            let newest = earlier.iter().rev().find(|(_, dir)| {
+                std::fs::read_dir(dir).is_ok_and(|pipelines| {
+                    pipelines
+                        .filter_map(|p| p.ok())
+                        .any(|p| p.path().join(MANIFEST).is_file())
+                })
+            });
+            if let Some((_, from)) = newest {
+                let tmp = root.join(format!(".{}.tmp", name(epoch)));
+                let _ = std::fs::remove_dir_all(&tmp);
+                copy_tree(from, &tmp).map_err(|e| io_error(from, e))?;
+                std::fs::rename(&tmp, &mine).map_err(|e| io_error(&mine, e))?;
+            }
+        }
+        for (k, dir) in earlier {
+            if k + 1 < epoch {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+        Ok(())
+    }
+
     /// Removes everything stored for `source`.
     pub fn remove_source(root: &Path, source: &str) {
         let _ = std::fs::remove_dir_all(root.join(file_name(source)));
@@ -84,7 +131,14 @@ impl CheckpointStore {
             log_rows: BTreeMap::new(),
             history_root: crate::history::root_for(root),
             sweeper: Default::default(),
+            fence: None,
         }
+    }
+
+    /// Writes only while `fence` holds: a replica that lost a partition's lease never
+    /// replaces the checkpoint its successor restores from or writes.
+    pub fn set_fence(&mut self, fence: crate::cluster::Fence) {
+        self.fence = Some(fence);
     }
 
     /// The pipeline's directory.
@@ -253,8 +307,17 @@ impl CheckpointStore {
 
     /// Writes `snapshot` as the next epoch and makes it the last complete one.
     pub fn write(&mut self, snapshot: Snapshot) -> Result<WriteReport> {
+        if let Some(fence) = self.fence.as_ref().filter(|f| !f.is_current()) {
+            return Err(EngineError::Checkpoint(fence.reason()));
+        }
         std::fs::create_dir_all(&self.dir).map_err(|e| io_error(&self.dir, e))?;
-        let epoch = self.last.as_ref().map(|m| m.epoch + 1).unwrap_or(1);
+        let mut epoch = self.last.as_ref().map(|m| m.epoch + 1).unwrap_or(1);
+        if let Some(fence) = &self.fence {
+            // A lane's checkpoint epochs carry its lease epoch in the high 32 bits, so a
+            // stale owner's files (cut short by its fence) never share a name with its
+            // successor's.
+            epoch = epoch.max((fence.epoch() << 32) | 1);
+        }
         let mut bytes = 0u64;
         let mut views = Vec::with_capacity(snapshot.views.len());
         let mut moved_views = Vec::new();
@@ -417,6 +480,9 @@ impl CheckpointStore {
         };
         let text = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| EngineError::Internal(format!("encoding manifest: {e}")))?;
+        if let Some(fence) = self.fence.as_ref().filter(|f| !f.is_current()) {
+            return Err(EngineError::Checkpoint(fence.reason()));
+        }
         write_atomic(&self.dir.join(MANIFEST), &text)?;
         bytes += text.len() as u64;
         if self.last.is_none() && !self.dir.join(COMMITTED).exists() {
@@ -521,6 +587,22 @@ fn io_error(path: &Path, e: std::io::Error) -> EngineError {
 }
 
 /// Writes `bytes` to `path` and fsyncs it.
+/// Copies directory `from` to `to` (created), files fsynced.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+            File::open(&target)?.sync_all()?;
+        }
+    }
+    File::open(to)?.sync_all()
+}
+
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = File::create(path).map_err(|e| io_error(path, e))?;
     f.write_all(bytes).map_err(|e| io_error(path, e))?;

@@ -325,6 +325,15 @@ pub trait SourceFactory: Send + Sync {
     /// a connector that keeps its own log (`http`) may free it. A new pipeline then starts
     /// at that point instead of the log's beginning. Others ignore it.
     fn release(&self, _spec: &SourceSpec, _committed: &[serde_json::Value]) {}
+    /// Whether replicas can share the source by split (its `partitions` option narrows a
+    /// reader to some): Kafka.
+    fn can_split(&self) -> bool {
+        false
+    }
+    /// The splits (Kafka partitions) the source has now, for a source that can be split.
+    fn splits(&self, _spec: &SourceSpec) -> Result<Option<Vec<i32>>> {
+        Ok(None)
+    }
     /// Takes events pushed to the source (`POST /ingest/{source}`: JSON lines or a JSON
     /// array), durably, before returning how many it took. Only push connectors (`http`)
     /// accept them.

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::feed::Feed;
+use super::feed::{Feed, FeedExec};
 use super::{Operator, Tick};
 use crate::error::Result;
 
@@ -25,6 +26,22 @@ impl FedPlan {
     /// The schema of the rows the plan produces.
     pub fn feed_output_schema(&self) -> SchemaRef {
         self.plan.schema()
+    }
+
+    /// The same plan reading a feed of its own, for a second runtime of the same view (a
+    /// partition's lane): two threads never fill one feed.
+    pub fn fresh(&self) -> Result<FedPlan> {
+        let feed = Feed::new(self.feed.schema());
+        let old = self.feed.clone();
+        let plan = self
+            .plan
+            .clone()
+            .transform_up(|node| match node.downcast_ref::<FeedExec>() {
+                Some(exec) if exec.feed().same(&old) => Ok(Transformed::yes(feed.exec())),
+                _ => Ok(Transformed::no(node)),
+            })?
+            .data;
+        Ok(FedPlan { feed, plan })
     }
 }
 

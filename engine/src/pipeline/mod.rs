@@ -30,7 +30,9 @@ mod checkpointer;
 mod processor;
 mod reader;
 mod readers;
+mod shards;
 pub mod sink_queue;
+pub use shards::PartitionOwner;
 mod start;
 pub mod view;
 pub mod watermark;
@@ -45,6 +47,7 @@ use crate::checkpoint::recovery;
 use crate::checkpoint::{
     CheckpointConfig, CheckpointStore, LogRecord, Restored, Snapshot, WriteReport,
 };
+use crate::cluster::{ClusterConfig, Fence};
 use crate::connector::pair::{pair_name, PairFactory, PairLayout, PairSide, PAIR_KEYS};
 use crate::connector::source::{
     Poll, SourceBatch, SourceFactory, SourceRegistry, SourceSpec, SourceStatus,
@@ -81,12 +84,27 @@ struct ViewNode {
     parent: Option<String>,
 }
 
+/// Makes the sink of one partition's lane (cluster mode): a runtime of its own named
+/// `<sink>@p<partition>`, with a writer of its own.
+pub type SinkLanes = Arc<dyn Fn(i32) -> Result<Arc<SinkRuntime>> + Send + Sync>;
+
 /// A sink attached to a pipeline.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SinkNode {
     pub sink: Arc<SinkRuntime>,
     /// The view it reads, or `None` for the source's events.
     pub view: Option<String>,
+    /// For a sink over a source split into lanes: how to make each lane's sink.
+    pub lanes: Option<SinkLanes>,
+}
+
+impl std::fmt::Debug for SinkNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkNode")
+            .field("sink", &self.sink.name())
+            .field("view", &self.view)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SinkNode {
@@ -131,6 +149,16 @@ impl Pipeline {
         let _ = running.reader.join();
         running.processor.join().ok()
     }
+
+    /// Stops the threads without a last checkpoint.
+    fn abort(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.abort.store(true, Ordering::Release);
+            r.stop.store(true, Ordering::Release);
+            let _ = r.reader.join();
+            let _ = r.processor.join();
+        }
+    }
 }
 
 struct SourceEntry {
@@ -152,6 +180,16 @@ struct SourceEntry {
     reading: Arc<AtomicBool>,
     /// For a pair of sources read as one (see [`crate::connector::pair`]).
     pair: Option<PairEntry>,
+    /// Where its pipelines' checkpoints go (`None`: no checkpoints).
+    root: Option<std::path::PathBuf>,
+    /// Cluster mode: the source is split into partition lanes, which run its views; the
+    /// entry itself runs nothing.
+    shard: Option<shards::Sharded>,
+    /// A partition's lane: the fence of its lease, which checkpoints and sinks consult.
+    fence: Option<Fence>,
+    /// The name its checkpoints are stored under, when not the source's (a lane's: per
+    /// lease epoch).
+    store: Option<String>,
 }
 
 /// What a pair's entry knows of its two sources.
@@ -166,6 +204,11 @@ struct PairEntry {
 }
 
 impl SourceEntry {
+    /// The name its pipelines' checkpoint directories are under.
+    fn store_name(&self) -> &str {
+        self.store.as_deref().unwrap_or(&self.spec.name)
+    }
+
     fn stats(&self) -> Arc<SourceStats> {
         self.pipelines
             .first()
@@ -196,6 +239,11 @@ pub struct Engine {
     runtime: Option<tokio::runtime::Handle>,
     checkpoints: Option<CheckpointConfig>,
     started: AtomicBool,
+    /// Cluster mode: this replica's place among the replicas.
+    cluster: Option<ClusterConfig>,
+    /// Stops the thread that keeps the leases.
+    cluster_stop: Arc<AtomicBool>,
+    cluster_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -217,6 +265,9 @@ impl Engine {
             runtime: tokio::runtime::Handle::try_current().ok(),
             checkpoints: None,
             started: AtomicBool::new(false),
+            cluster: None,
+            cluster_stop: Arc::new(AtomicBool::new(false)),
+            cluster_thread: Mutex::new(None),
         }
     }
 
@@ -225,6 +276,19 @@ impl Engine {
         let mut engine = Self::new(registry);
         engine.checkpoints = Some(config);
         engine
+    }
+
+    /// Runs as one replica of several: sources that can be split (Kafka) are read in
+    /// partition lanes, for the partitions this replica holds the leases of (see
+    /// [`crate::cluster`]); [`run_cluster`](Self::run_cluster) starts taking them.
+    pub fn with_cluster(mut self, cluster: ClusterConfig) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The cluster this engine is a replica of, if any.
+    pub fn cluster(&self) -> Option<&ClusterConfig> {
+        self.cluster.as_ref()
     }
 
     /// The connectors.
@@ -241,7 +305,16 @@ impl Engine {
     pub fn add_source(&self, spec: SourceSpec, watermark: Option<WatermarkDecl>) -> Result<()> {
         let connector = spec.options.get("connector").cloned().unwrap_or_default();
         let factory = self.registry.get(&connector)?;
-        let entry = self.new_entry(spec.clone(), factory, watermark, None);
+        let mut entry = self.new_entry(spec.clone(), factory, watermark, None);
+        if let Some(cluster) = &self.cluster {
+            if entry.factory.can_split() {
+                entry.shard = Some(shards::Sharded::new(cluster.leases(&spec.name)));
+                entry.idle_stats.set_status(format!(
+                    "sharded: this replica (ordinal {} of {}) reads partitions p with p mod {} = {}",
+                    cluster.ordinal, cluster.replicas, cluster.replicas, cluster.ordinal
+                ));
+            }
+        }
         self.sources.lock().insert(spec.name.clone(), entry);
         Ok(())
     }
@@ -255,8 +328,9 @@ impl Engine {
         pair: Option<PairEntry>,
     ) -> SourceEntry {
         let started = self.started.load(Ordering::Acquire);
-        if let (true, Some(c)) = (started, &self.checkpoints) {
+        if let (true, Some(c), None) = (started, &self.checkpoints, &self.cluster) {
             // A new source: anything stored under its name is left over from an older one.
+            // (In a cluster, a lane's checkpoints are the state it takes over.)
             CheckpointStore::remove_source(&c.dir, &spec.name);
         }
         let idle_stats = Arc::new(SourceStats::default());
@@ -273,6 +347,10 @@ impl Engine {
             next_pipeline: 0,
             reading: Arc::new(AtomicBool::new(false)),
             pair,
+            root: self.checkpoints.as_ref().map(|c| c.dir.clone()),
+            shard: None,
+            fence: None,
+            store: None,
         }
     }
 
@@ -351,10 +429,11 @@ impl Engine {
             let sources = self.sources.lock();
             sources
                 .iter()
-                .filter(|(_, e)| {
+                .filter(|(n, e)| {
                     e.pair
                         .as_ref()
                         .is_some_and(|p| p.sides.iter().any(|s| s == name))
+                        || crate::cluster::lane_of(n).is_some_and(|(base, _)| base == name)
                 })
                 .map(|(n, _)| n.clone())
                 .chain(std::iter::once(name.to_string()))
@@ -369,9 +448,14 @@ impl Engine {
                         s.sink.stop();
                     }
                 }
-            }
-            if let Some(c) = &self.checkpoints {
-                CheckpointStore::remove_source(&c.dir, name);
+                if let Some(shard) = &entry.shard {
+                    shard.release_all();
+                }
+                // A lane's checkpoints stay: other replicas' lanes of the source are as
+                // they were, and a new source of this name starts without them anyway.
+                if let (Some(root), None) = (&entry.root, &entry.fence) {
+                    CheckpointStore::remove_source(root, name);
+                }
             }
             self.system.forget_source(name);
         }
@@ -388,13 +472,32 @@ impl Engine {
         view: Arc<ViewRuntime>,
     ) -> Result<()> {
         let mut sources = self.sources.lock();
-        let entry = sources
-            .get_mut(source)
-            .ok_or_else(|| EngineError::Internal(format!("source {source} is not registered")))?;
         let node = ViewNode {
             view,
             parent: parent.map(str::to_string),
         };
+        if let Some(lanes) = shards::record_view(&mut sources, source, &node) {
+            for p in lanes {
+                let lane = shards::lane_view(&node, p)?;
+                self.attach_view(&mut sources, &crate::cluster::lane_name(source, p), lane)?;
+            }
+            return Ok(());
+        }
+        self.attach_view(&mut sources, source, node)
+    }
+
+    /// Attaches a view to a source that is not split into lanes (or to one lane).
+    fn attach_view(
+        &self,
+        sources: &mut BTreeMap<String, SourceEntry>,
+        source: &str,
+        node: ViewNode,
+    ) -> Result<()> {
+        let parent = node.parent.clone();
+        let parent = parent.as_deref();
+        let entry = sources
+            .get_mut(source)
+            .ok_or_else(|| EngineError::Internal(format!("source {source} is not registered")))?;
         if !self.started.load(Ordering::Acquire) {
             entry.pending.push(node);
             return Ok(());
@@ -403,7 +506,7 @@ impl Engine {
             None => {
                 let id = entry.next_pipeline;
                 entry.next_pipeline += 1;
-                let mut draft = Draft::fresh(id, self.checkpoints.as_ref(), &entry.spec.name);
+                let mut draft = Draft::fresh(id, entry.root.as_deref(), entry.store_name());
                 draft.nodes.push(node);
                 self.launch(entry, draft)
             }
@@ -436,6 +539,23 @@ impl Engine {
     /// reads the source from its start, like a new view.
     pub fn add_sink(&self, source: &str, node: SinkNode) -> Result<()> {
         let mut sources = self.sources.lock();
+        if let Some(lanes) = shards::record_sink(&mut sources, source, &node)? {
+            for p in lanes {
+                let lane = shards::lane_sink(&node, p)?;
+                self.attach_sink(&mut sources, &crate::cluster::lane_name(source, p), lane)?;
+            }
+            return Ok(());
+        }
+        self.attach_sink(&mut sources, source, node)
+    }
+
+    /// Attaches a sink to a source that is not split into lanes (or to one lane).
+    fn attach_sink(
+        &self,
+        sources: &mut BTreeMap<String, SourceEntry>,
+        source: &str,
+        node: SinkNode,
+    ) -> Result<()> {
         let entry = sources
             .get_mut(source)
             .ok_or_else(|| EngineError::Internal(format!("source {source} is not registered")))?;
@@ -456,7 +576,10 @@ impl Engine {
         let Some(i) = target else {
             let id = entry.next_pipeline;
             entry.next_pipeline += 1;
-            let mut draft = Draft::fresh(id, self.checkpoints.as_ref(), &entry.spec.name);
+            let mut draft = Draft::fresh(id, entry.root.as_deref(), entry.store_name());
+            if let Some(fence) = &entry.fence {
+                node.sink.set_fence(fence.clone());
+            }
             node.sink.start()?;
             draft.sinks.push(node);
             return self.launch(entry, draft);
@@ -467,6 +590,9 @@ impl Engine {
                 "the pipeline of source {source} crashed"
             )));
         };
+        if let Some(fence) = &entry.fence {
+            node.sink.set_fence(fence.clone());
+        }
         node.sink.start()?;
         let seeded = seed_sink(&pipeline.views.read(), &node);
         pipeline.sinks.write().push(node);
@@ -477,19 +603,27 @@ impl Engine {
     /// Detaches and stops a sink. Rows it had not written are dropped with it.
     pub fn drop_sink(&self, name: &str) {
         let mut sources = self.sources.lock();
-        for entry in sources.values_mut() {
+        for (source, entry) in sources.iter_mut() {
             entry.pending_sinks.retain(|n| n.sink.name() != name);
+            if let Some(shard) = entry.shard.as_mut() {
+                shard.sinks.retain(|n| n.sink.name() != name);
+            }
+            // In a partition's lane the sink runs as `<sink>@p<partition>`.
+            let here = match crate::cluster::lane_of(source) {
+                Some((_, p)) if entry.fence.is_some() => crate::cluster::lane_name(name, p),
+                _ => name.to_string(),
+            };
             for p in &entry.pipelines {
                 let found = p
                     .sinks
                     .read()
                     .iter()
-                    .find(|n| n.sink.name() == name)
+                    .find(|n| n.sink.name() == here)
                     .cloned();
                 if let Some(node) = found {
                     // Stopped first: a processor waiting for room in its queue lets go.
                     node.sink.stop();
-                    p.sinks.write().retain(|n| n.sink.name() != name);
+                    p.sinks.write().retain(|n| n.sink.name() != here);
                 }
             }
             self.retire_empty(entry);
@@ -501,7 +635,14 @@ impl Engine {
         let sources = self.sources.lock();
         let mut out = Vec::new();
         for (name, e) in sources.iter() {
-            for n in &e.pending_sinks {
+            // A source split into lanes: its sinks as defined (each lane's are listed with
+            // the lane).
+            let defined = e
+                .shard
+                .as_ref()
+                .map(|s| s.sinks.as_slice())
+                .unwrap_or_default();
+            for n in e.pending_sinks.iter().chain(defined) {
                 out.push((name.clone(), n.sink.clone()));
             }
             for p in &e.pipelines {
@@ -529,10 +670,10 @@ impl Engine {
                     readers.leave(&p.stats);
                 }
             }
-            if let Some(c) = &self.checkpoints {
+            if let Some(root) = &entry.root {
                 let _ = std::fs::remove_dir_all(CheckpointStore::pipeline_dir(
-                    &c.dir,
-                    &entry.spec.name,
+                    root,
+                    entry.store_name(),
                     p.id,
                 ));
             }
@@ -560,6 +701,10 @@ impl Engine {
             entry.reading.store(reads, Ordering::Release);
         }
         for entry in sources.values_mut() {
+            if entry.shard.is_some() {
+                // Its lanes start as the cluster thread takes their leases.
+                continue;
+            }
             let pending = std::mem::take(&mut entry.pending);
             let sinks = std::mem::take(&mut entry.pending_sinks);
             let started = self.start_source(entry, pending, sinks);
@@ -611,11 +756,15 @@ impl Engine {
                 })
                 .unwrap_or_default(),
             failed: false,
+            fence: entry.fence.clone(),
         };
-        if let Some(config) = &self.checkpoints {
-            let store = draft
+        if let (Some(config), Some(root)) = (&self.checkpoints, &entry.root) {
+            let mut store = draft
                 .store
-                .unwrap_or_else(|| CheckpointStore::new(&config.dir, &entry.spec.name, draft.id));
+                .unwrap_or_else(|| CheckpointStore::new(root, entry.store_name(), draft.id));
+            if let Some(fence) = &entry.fence {
+                store.set_fence(fence.clone());
+            }
             processor.checkpointer = Some(Checkpointer::new(
                 store,
                 config.interval,
@@ -709,11 +858,19 @@ impl Engine {
     /// are deleted.
     pub fn drop_view(&self, name: &str) {
         let mut sources = self.sources.lock();
-        for entry in sources.values_mut() {
+        for (source, entry) in sources.iter_mut() {
             entry.pending.retain(|n| n.view.name() != name);
+            if let Some(shard) = entry.shard.as_mut() {
+                shard.views.retain(|n| n.view.name() != name);
+            }
+            // In a partition's lane the view runs as `<view>@p<partition>`.
+            let here = match crate::cluster::lane_of(source) {
+                Some((_, p)) if entry.fence.is_some() => crate::cluster::lane_name(name, p),
+                _ => name.to_string(),
+            };
             for p in &entry.pipelines {
                 p.views.write().retain(|n| {
-                    let dropped = n.view.name() == name;
+                    let dropped = n.view.name() == here;
                     if dropped {
                         n.view.close_subscriptions();
                     }
@@ -760,6 +917,15 @@ impl Engine {
             .collect()
     }
 
+    /// For a source split into partition lanes: `Some` with its `partition_key` option
+    /// (the column its producers partition by); `None` for any other source.
+    pub fn sharding(&self, source: &str) -> Option<Option<String>> {
+        let sources = self.sources.lock();
+        let entry = sources.get(source)?;
+        entry.shard.as_ref()?;
+        Some(entry.spec.options.get("partition_key").cloned())
+    }
+
     /// Stats of one source (of its primary pipeline).
     pub fn source_stats(&self, name: &str) -> Option<Arc<SourceStats>> {
         self.sources.lock().get(name).map(|e| e.stats())
@@ -799,11 +965,7 @@ impl Engine {
 
     /// Stats of every pipeline of `source`, oldest first.
     pub fn pipeline_stats(&self, source: &str) -> Vec<Arc<SourceStats>> {
-        self.sources
-            .lock()
-            .get(source)
-            .map(|e| e.pipelines.iter().map(|p| p.stats.clone()).collect())
-            .unwrap_or_default()
+        shards::pipelines_of(&self.sources.lock(), source).unwrap_or_default()
     }
 
     /// Blocks until every pipeline of `source` has processed all input available now (a
@@ -812,13 +974,11 @@ impl Engine {
     pub fn wait_caught_up(&self, source: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            let stats: Option<Vec<Arc<SourceStats>>> = self
-                .sources
-                .lock()
-                .get(source)
-                .map(|e| e.pipelines.iter().map(|p| p.stats.clone()).collect());
+            let stats = shards::pipelines_of(&self.sources.lock(), source);
             match stats {
                 None => return false,
+                // Split into lanes, none of them here: nothing to wait for on this replica.
+                Some(s) if s.is_empty() && self.sharding(source).is_some() => return true,
                 Some(s) if s.iter().any(|s| s.is_failing()) => return false,
                 Some(s)
                     if !s.is_empty() && s.iter().all(|s| s.caught_up.load(Ordering::Acquire)) =>
@@ -837,15 +997,11 @@ impl Engine {
     /// Stops every pipeline at once, without a last checkpoint — what a crash leaves
     /// behind, for recovery tests. The engine is unusable afterwards.
     pub fn crash(&self) {
+        self.stop_cluster();
         let mut sources = self.sources.lock();
         for entry in sources.values_mut() {
             for p in &mut entry.pipelines {
-                if let Some(r) = p.running.take() {
-                    r.abort.store(true, Ordering::Release);
-                    r.stop.store(true, Ordering::Release);
-                    let _ = r.reader.join();
-                    let _ = r.processor.join();
-                }
+                p.abort();
                 for s in p.sinks.read().iter() {
                     s.sink.stop();
                 }
@@ -853,8 +1009,10 @@ impl Engine {
         }
     }
 
-    /// Stops every pipeline; each writes a last checkpoint.
+    /// Stops every pipeline; each writes a last checkpoint. A replica then lets go of
+    /// its partitions' leases, so others may take them at once.
     pub fn shutdown(&self) {
+        self.stop_cluster();
         let mut sources = self.sources.lock();
         for entry in sources.values_mut() {
             for p in &mut entry.pipelines {
@@ -864,6 +1022,11 @@ impl Engine {
                 for s in p.sinks.read().iter() {
                     s.sink.stop();
                 }
+            }
+        }
+        for entry in sources.values() {
+            if let Some(shard) = &entry.shard {
+                shard.release_all();
             }
         }
     }

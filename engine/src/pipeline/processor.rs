@@ -25,11 +25,26 @@ pub(super) struct Processor {
     /// Set when a batch failed half-way: the state is no longer consistent, so nothing is
     /// processed or checkpointed any more.
     pub(super) failed: bool,
+    /// A partition lane's lease: once it is lost the lane stops where it is.
+    pub(super) fence: Option<Fence>,
 }
 
 impl Processor {
     pub(super) fn run(&mut self, rx: Receiver<Message>, stop: Arc<AtomicBool>) {
         while !stop.load(Ordering::Acquire) && !self.failed {
+            if let Some(fence) = self.fence.as_ref().filter(|f| !f.is_current()) {
+                if fence.lost() {
+                    // Another replica owns the partition now: nothing more is processed,
+                    // checkpointed or handed to sinks here.
+                    tracing::warn!(source = %self.source, "{}", fence.reason());
+                    self.stats.set_status(fence.reason());
+                    self.failed = true;
+                    return;
+                }
+                // Not renewed lately: wait for the next renewal before doing anything.
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
             let msg = match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => {

@@ -58,7 +58,7 @@ impl SinkStats {
         self.status.lock().clone()
     }
 
-    fn set_status(&self, s: impl Into<String>) {
+    pub(crate) fn set_status(&self, s: impl Into<String>) {
         *self.status.lock() = s.into();
     }
 }
@@ -96,6 +96,8 @@ pub struct SinkRuntime {
     pending_writer: Mutex<Option<Box<dyn SinkWriter>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     last_update_push: Mutex<Option<Instant>>,
+    /// A partition lane's lease: rows are written only while it holds.
+    fence: Mutex<Option<crate::cluster::Fence>>,
     /// Counters.
     pub stats: SinkStats,
 }
@@ -136,6 +138,7 @@ impl SinkRuntime {
             pending_writer: Mutex::new(Some(writer)),
             writer: Mutex::new(None),
             last_update_push: Mutex::new(None),
+            fence: Mutex::new(None),
             stats: SinkStats::default(),
         })
     }
@@ -173,6 +176,12 @@ impl SinkRuntime {
     pub fn is_healthy(&self) -> bool {
         let s = self.stats.status.lock();
         !(s.starts_with("error") || s.starts_with("retrying"))
+    }
+
+    /// Writes only while `fence` holds (the sink of a partition's lane): a replica that
+    /// lost the partition publishes nothing more for it.
+    pub fn set_fence(&self, fence: crate::cluster::Fence) {
+        *self.fence.lock() = Some(fence);
     }
 
     /// Starts the writer thread (once; later calls do nothing).
@@ -376,6 +385,21 @@ impl SinkRuntime {
                 continue;
             };
             let rows: u64 = chunk.iter().map(|b| b.num_rows() as u64).sum();
+            let fence = self.fence.lock().clone().filter(|f| !f.is_current());
+            if let Some(fence) = fence {
+                if !fence.lost() {
+                    // Not renewed lately: the rows (still queued until acknowledged) wait
+                    // for the next renewal.
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                tracing::warn!(sink = %self.spec.name, "{}", fence.reason());
+                self.stats.set_status(fence.reason());
+                // Rows are no longer taken: a processor waiting for room lets go.
+                self.failed.store(true, Ordering::Release);
+                self.changed.notify_all();
+                return;
+            }
             match runtime.block_on(writer.write(&chunk)) {
                 Ok(()) => {
                     backoff = Duration::from_millis(100);

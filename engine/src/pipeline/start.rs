@@ -11,13 +11,14 @@ impl Engine {
         sinks: Vec<SinkNode>,
     ) -> Result<()> {
         let source = entry.spec.name.clone();
+        let stored = entry.store_name().to_string();
         // What is on disk.
         let mut stores: BTreeMap<u64, CheckpointStore> = BTreeMap::new();
         let mut checkpoints: BTreeMap<u64, Restored> = BTreeMap::new();
-        if let Some(config) = &self.checkpoints {
-            for id in CheckpointStore::pipelines(&config.dir, &source) {
+        if let (Some(config), Some(root)) = (&self.checkpoints, entry.root.clone()) {
+            for id in CheckpointStore::pipelines(&root, &stored) {
                 entry.next_pipeline = entry.next_pipeline.max(id + 1);
-                let mut store = CheckpointStore::new(&config.dir, &source, id);
+                let mut store = CheckpointStore::new(&root, &stored, id);
                 match store.load() {
                     Ok(Some(restored)) => {
                         stores.insert(id, store);
@@ -133,7 +134,7 @@ impl Engine {
             .collect();
         let mut drafts = Vec::with_capacity(plan.pipelines.len());
         for planned in &plan.pipelines {
-            let mut draft = Draft::fresh(planned.id, self.checkpoints.as_ref(), &source);
+            let mut draft = Draft::fresh(planned.id, entry.root.as_deref(), &stored);
             if let Some(store) = stores.remove(&planned.id) {
                 draft.store = Some(store);
             }
@@ -216,10 +217,10 @@ pub(super) struct Draft {
 }
 
 impl Draft {
-    pub(super) fn fresh(id: u64, config: Option<&CheckpointConfig>, source: &str) -> Self {
+    pub(super) fn fresh(id: u64, root: Option<&std::path::Path>, source: &str) -> Self {
         Self {
             id,
-            store: config.map(|c| CheckpointStore::new(&c.dir, source, id)),
+            store: root.map(|r| CheckpointStore::new(r, source, id)),
             restored: None,
             nodes: Vec::new(),
             persisted: HashMap::new(),

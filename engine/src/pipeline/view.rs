@@ -129,8 +129,23 @@ pub struct ViewRuntime {
     clock: AtomicI64,
     /// How long rows stay in memory and history (starts as the plan's; ALTER changes it).
     retention: RwLock<Option<Retention>>,
+    /// Set for a view over a source split into partition lanes (cluster mode): its state
+    /// lives in the lanes, and reads answer from the lanes this replica runs.
+    sharded: AtomicBool,
+    /// Those lanes, by partition.
+    lanes: RwLock<Vec<(i32, Arc<ViewRuntime>)>>,
     /// Counters.
     pub stats: ViewStats,
+}
+
+/// A view's counters summed over its lanes (or its own, unsharded).
+#[derive(Debug, Clone, Copy)]
+pub struct ViewTotals {
+    pub rows_in: u64,
+    /// The lowest lane's watermark.
+    pub watermark: i64,
+    pub caught_up: bool,
+    pub dropped_rows: u64,
 }
 
 impl std::fmt::Debug for ViewRuntime {
@@ -159,9 +174,94 @@ impl ViewRuntime {
             clock: AtomicI64::new(i64::MIN),
             retention: RwLock::new(plan.retention),
             changes: Mutex::new(Some(tokio::sync::broadcast::channel(SUBSCRIBER_BACKLOG).0)),
+            sharded: AtomicBool::new(false),
+            lanes: RwLock::new(Vec::new()),
             stats,
             plan,
         }))
+    }
+
+    /// Marks the view as one whose state lives in partition lanes (see
+    /// [`crate::cluster`]): from now on reads answer from the lanes this replica runs.
+    pub fn shard(&self) {
+        self.sharded.store(true, Ordering::Release);
+    }
+
+    /// Whether the view's state lives in partition lanes.
+    pub fn is_sharded(&self) -> bool {
+        self.sharded.load(Ordering::Acquire)
+    }
+
+    /// A runtime of this view for partition `partition`'s lane: the same plan (reading
+    /// feeds of its own) under the name `<view>@p<partition>`, which its checkpoints and
+    /// history files carry; its emitted rows reach this view's subscribers.
+    pub fn add_lane(&self, partition: i32) -> Result<Arc<ViewRuntime>> {
+        if self.plan.join.is_some() {
+            return Err(EngineError::Unsupported(format!(
+                "view {} joins its source with itself, which partition lanes cannot run",
+                self.plan.name
+            )));
+        }
+        let mut plan = self.plan.clone();
+        plan.name = crate::cluster::lane_name(&self.plan.name, partition);
+        plan.input = plan.input.fresh()?;
+        plan.post = plan.post.as_ref().map(|p| p.fresh()).transpose()?;
+        plan.retention = *self.retention.read();
+        let lane = ViewRuntime::new(plan)?;
+        *lane.changes.lock() = self.changes.lock().clone();
+        let mut lanes = self.lanes.write();
+        lanes.retain(|(p, _)| *p != partition);
+        lanes.push((partition, lane.clone()));
+        lanes.sort_by_key(|(p, _)| *p);
+        Ok(lane)
+    }
+
+    /// Forgets partition `partition`'s lane (it moved to another replica or stopped).
+    pub fn remove_lane(&self, partition: i32) {
+        self.lanes.write().retain(|(p, _)| *p != partition);
+    }
+
+    /// The partitions whose lanes this replica runs (empty for a view that is not
+    /// sharded).
+    pub fn partitions(&self) -> Vec<i32> {
+        self.lanes.read().iter().map(|(p, _)| *p).collect()
+    }
+
+    /// The lanes, for a sharded view.
+    fn lane_runtimes(&self) -> Option<Vec<Arc<ViewRuntime>>> {
+        self.is_sharded()
+            .then(|| self.lanes.read().iter().map(|(_, l)| l.clone()).collect())
+    }
+
+    /// The view's counters: its own, or summed over its lanes.
+    pub fn totals(&self) -> ViewTotals {
+        let own = |v: &ViewRuntime| ViewTotals {
+            rows_in: v.stats.rows_in.load(Ordering::Relaxed),
+            watermark: v.stats.watermark.load(Ordering::Relaxed),
+            caught_up: v.stats.caught_up.load(Ordering::Acquire),
+            dropped_rows: v.stats.dropped_rows.load(Ordering::Relaxed),
+        };
+        match self.lane_runtimes() {
+            None => own(self),
+            Some(lanes) if lanes.is_empty() => ViewTotals {
+                caught_up: false,
+                ..own(self)
+            },
+            Some(lanes) => lanes.iter().map(|l| own(l)).fold(
+                ViewTotals {
+                    rows_in: 0,
+                    watermark: i64::MAX,
+                    caught_up: true,
+                    dropped_rows: 0,
+                },
+                |a, b| ViewTotals {
+                    rows_in: a.rows_in + b.rows_in,
+                    watermark: a.watermark.min(b.watermark),
+                    caught_up: a.caught_up && b.caught_up,
+                    dropped_rows: a.dropped_rows + b.dropped_rows,
+                },
+            ),
+        }
     }
 
     /// The view's name.
@@ -298,6 +398,13 @@ impl ViewRuntime {
     /// Every row this view has emitted, those in Parquet history first (read from their
     /// files), then those in memory: what a view or sink created over it starts from.
     pub fn emitted_all(&self) -> Result<Vec<RecordBatch>> {
+        if let Some(lanes) = self.lane_runtimes() {
+            let mut out = Vec::new();
+            for lane in lanes {
+                out.extend(lane.emitted_all()?);
+            }
+            return Ok(out);
+        }
         let (memory, history) = {
             let store = self.store.read();
             (store.batches(), store.history().cloned())
@@ -374,6 +481,9 @@ impl ViewRuntime {
     /// Ends every subscription (the view is being dropped).
     pub fn close_subscriptions(&self) {
         self.changes.lock().take();
+        for (_, lane) in self.lanes.read().iter() {
+            lane.close_subscriptions();
+        }
     }
 
     /// For an alert rule over an updating view: whether its open rows are due again (at
@@ -389,6 +499,16 @@ impl ViewRuntime {
 
     /// An alert rule's settings and every alert it raised, oldest first.
     pub fn alerts(&self) -> Option<(AlertSpec, Vec<AlertRecord>, usize)> {
+        if let Some(lanes) = self.lane_runtimes() {
+            // A rule with no lane here yet is still a rule, with no alerts.
+            let (mut records, mut firing) = (Vec::new(), 0);
+            for (_, r, f) in lanes.iter().filter_map(|l| l.alerts()) {
+                records.extend(r);
+                firing += f;
+            }
+            records.sort_by_key(|a| a.detected_at);
+            return self.plan.alert.clone().map(|spec| (spec, records, firing));
+        }
         let inner = self.inner.lock();
         inner
             .chain
@@ -429,6 +549,21 @@ impl ViewRuntime {
         lookup: Option<(usize, &datafusion::common::ScalarValue)>,
         include_open: bool,
     ) -> Result<(Vec<RecordBatch>, Option<HistoryFiles>)> {
+        if let Some(lanes) = self.lane_runtimes() {
+            let mut out = Vec::new();
+            let mut history: Option<HistoryFiles> = None;
+            for lane in lanes {
+                let (rows, files) = lane.read(lookup, include_open)?;
+                out.extend(rows);
+                if let Some((root, files)) = files {
+                    history
+                        .get_or_insert_with(|| (root, Vec::new()))
+                        .1
+                        .extend(files);
+                }
+            }
+            return Ok((out, history));
+        }
         let (mut out, history) = {
             let store = self.store.read();
             let rows = match lookup {
@@ -446,6 +581,13 @@ impl ViewRuntime {
     /// The watermark to show: the last one its input set, also once a bounded input has
     /// ended (the engine's own watermark is then the maximum).
     pub fn shown_watermark(&self) -> i64 {
+        if let Some(lanes) = self.lane_runtimes() {
+            return lanes
+                .iter()
+                .map(|l| l.shown_watermark())
+                .min()
+                .unwrap_or(i64::MIN);
+        }
         match self.stats.watermark.load(Ordering::Relaxed) {
             i64::MAX => self.clock.load(Ordering::Relaxed),
             wm => wm,
@@ -461,6 +603,9 @@ impl ViewRuntime {
     /// rows already moved stay where they are.
     pub fn set_retention(&self, retention: Option<Retention>) {
         *self.retention.write() = retention;
+        for (_, lane) in self.lanes.read().iter() {
+            lane.set_retention(retention);
+        }
     }
 
     /// After a checkpoint that moved rows to history: the first `evicted` batches leave
@@ -472,6 +617,17 @@ impl ViewRuntime {
     /// Rows visible from memory, and rows, bytes and files in Parquet history, read at one
     /// instant (a move to history never shows as rows in both or neither).
     pub fn rows_and_history(&self) -> Result<(usize, HistoryStats)> {
+        if let Some(lanes) = self.lane_runtimes() {
+            let mut total = (0, HistoryStats::default());
+            for lane in lanes {
+                let (rows, h) = lane.rows_and_history()?;
+                total.0 += rows;
+                total.1.rows += h.rows;
+                total.1.bytes += h.bytes;
+                total.1.files += h.files;
+            }
+            return Ok(total);
+        }
         let open: usize = self
             .open_rows_snapshot()?
             .iter()
@@ -506,6 +662,13 @@ impl ViewRuntime {
     /// The current rows of open windows (of every group, for an aggregate without windows)
     /// when the view shows them (`EMIT ON UPDATE`, unwindowed aggregates); empty otherwise.
     pub fn open_rows_snapshot(&self) -> Result<Vec<RecordBatch>> {
+        if let Some(lanes) = self.lane_runtimes() {
+            let mut out = Vec::new();
+            for lane in lanes {
+                out.extend(lane.open_rows_snapshot()?);
+            }
+            return Ok(out);
+        }
         if self.plan.emit == EmitMode::OnUpdate || self.is_unwindowed_aggregate() {
             self.open_rows()
         } else {
@@ -552,16 +715,25 @@ impl ViewRuntime {
 
     /// Live groups in open windows (keys of `OVER` windows).
     pub fn groups(&self) -> usize {
+        if let Some(lanes) = self.lane_runtimes() {
+            return lanes.iter().map(|l| l.groups()).sum();
+        }
         self.inner.lock().chain.iter().map(|op| op.groups()).sum()
     }
 
     /// Approximate bytes of state (open accumulators plus emitted rows in memory).
     pub fn state_bytes(&self) -> usize {
+        if let Some(lanes) = self.lane_runtimes() {
+            return lanes.iter().map(|l| l.state_bytes()).sum();
+        }
         self.open_state_bytes() + self.store.read().bytes()
     }
 
     /// Approximate bytes of open windows' state: accumulators and `OVER` frames.
     pub fn open_state_bytes(&self) -> usize {
+        if let Some(lanes) = self.lane_runtimes() {
+            return lanes.iter().map(|l| l.open_state_bytes()).sum();
+        }
         self.inner
             .lock()
             .chain

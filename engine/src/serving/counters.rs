@@ -141,13 +141,14 @@ impl Counters {
             .iter()
             .map(|(name, v)| {
                 let (rows, history) = v.rows_and_history().unwrap_or_default();
+                let totals = v.totals();
                 ViewCounters {
                     name: name.clone(),
                     alert: v.is_alert(),
-                    rows_in: v.stats.rows_in.load(Ordering::Relaxed),
-                    watermark: v.stats.watermark.load(Ordering::Relaxed),
-                    caught_up: v.stats.caught_up.load(Ordering::Acquire),
-                    dropped_rows: v.stats.dropped_rows.load(Ordering::Relaxed),
+                    rows_in: totals.rows_in,
+                    watermark: totals.watermark,
+                    caught_up: totals.caught_up,
+                    dropped_rows: totals.dropped_rows,
                     rows,
                     history,
                     groups: v.groups(),

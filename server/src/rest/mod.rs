@@ -264,6 +264,10 @@ async fn kpi(
     if let Some(kind) = kpi.window {
         object.insert("window".into(), json!(serving::window_label(kind.size())));
     }
+    if let Some(partitions) = kpi.partitions {
+        // One of several replicas: it answers for the partitions it reads.
+        object.insert("partitions".into(), json!(partitions));
+    }
     Ok(Json(Value::Object(object)))
 }
 

@@ -85,6 +85,32 @@ impl Weir {
         self.child = Self::spawn(&self.data, self.port, self.http, &self.log, &self.env);
     }
 
+    /// Stops it as an orchestrator does (SIGTERM: last checkpoints, leases released).
+    pub fn stop(&mut self) {
+        self.signal("TERM");
+        self.child.wait().unwrap();
+    }
+
+    /// Starts it again (after [`stop`](Self::stop) or [`kill`](Self::kill)) with `env`
+    /// changed.
+    pub fn start_again(&mut self, env: &[(&str, &str)]) {
+        for (k, v) in env {
+            self.env.retain(|(key, _)| key != k);
+            self.env.push((k.to_string(), v.to_string()));
+        }
+        self.child = Self::spawn(&self.data, self.port, self.http, &self.log, &self.env);
+    }
+
+    /// Sends `SIG<name>` (`STOP` freezes it, `CONT` lets it go on).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name}");
+    }
+
     /// `kill -9` and reap.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();

@@ -78,6 +78,9 @@ pub struct DatabaseOptions {
     /// time): older rows move to Parquet files; `None`: they stay in memory (at most
     /// 100,000 rows each).
     pub system_log_retention: Option<(i64, i64)>,
+    /// Run as one replica of several (needs a data dir): Kafka sources are split by
+    /// partition among the replicas (see `weir_engine::cluster`).
+    pub cluster: Option<weir_engine::cluster::ClusterConfig>,
 }
 
 impl DatabaseOptions {
@@ -94,6 +97,7 @@ impl DatabaseOptions {
             view_defaults: BTreeMap::new(),
             history_url: None,
             system_log_retention: None,
+            cluster: None,
         }
     }
 
@@ -194,9 +198,17 @@ impl Database {
         let catalog = Catalog::open(options.data_dir.as_deref())?;
         if let (Some(dir), Some(url)) = (&options.data_dir, &options.history_url) {
             let root = weir_engine::history::HistoryRoot::from_url(url)?;
-            weir_engine::history::configure(&dir.join("checkpoints"), root);
+            weir_engine::history::configure(&dir.join("checkpoints"), root.clone());
+            if let Some(cluster) = &options.cluster {
+                weir_engine::history::configure(&cluster.checkpoint_dir(), root);
+            }
         }
-        let engine = match &options.data_dir {
+        if options.cluster.is_some() && options.data_dir.is_none() {
+            return Err(SqlError::InvalidParameter(
+                "a replica of a cluster needs a data dir".into(),
+            ));
+        }
+        let mut engine = match &options.data_dir {
             None => Engine::new(options.registry),
             Some(dir) => Engine::with_checkpoints(
                 options.registry,
@@ -207,6 +219,9 @@ impl Database {
                 },
             ),
         };
+        if let Some(cluster) = options.cluster.clone() {
+            engine = engine.with_cluster(cluster);
+        }
         let db = Arc::new(Self {
             engine: Arc::new(engine),
             ctx,
@@ -268,11 +283,22 @@ impl Database {
         if let Some(sql) = &options.startup_sql {
             let mut session = Session::default();
             session.set("background_ddl", "on")?;
-            db.run(&mut session, sql).await?;
+            // One bad statement fails alone: it is logged, the others run, the server
+            // starts (an unparsable text stops it: nothing in it could run).
+            for stmt in dialect::split_statements(sql)? {
+                if stmt.trim().is_empty() {
+                    continue;
+                }
+                if let Err(e) = db.run(&mut session, &stmt).await {
+                    let shown: String = stmt.trim().chars().take(120).collect();
+                    tracing::error!(statement = %shown, error = %e, "a start-up statement failed; the others run");
+                }
+            }
         }
         // Restoring state reads checkpoint files: off the async threads.
         let engine = db.engine.clone();
         let _ = tokio::task::spawn_blocking(move || engine.start()).await;
+        db.engine.run_cluster()?;
         if db.archive.is_some() {
             tokio::spawn(archive_loop(Arc::downgrade(&db)));
         }
@@ -800,6 +826,24 @@ impl Database {
         planned: crate::planner::PlannedView,
         updating: bool,
     ) -> Result<()> {
+        if let Some(key) = self.engine.sharding(&planned.root_source) {
+            crate::scale::check_partition_local(
+                name,
+                &planned.root_source,
+                &planned.plan,
+                key.as_deref(),
+            )?;
+        }
+        if let Some((a, b)) = &planned.pair {
+            if let Some(s) = [a, b]
+                .into_iter()
+                .find(|s| self.engine.sharding(s).is_some())
+            {
+                return Err(SqlError::FeatureNotSupported(format!(
+                    "view {name} cannot run on several replicas: it joins {a} and {b}, and                      each replica reads only its share of {s}'s partitions"
+                )));
+            }
+        }
         let schema = planned.plan.output_schema.clone();
         let runtime = ViewRuntime::new(planned.plan)?;
         let table = Arc::new(ViewTable::new(runtime.clone(), sql.to_string()));

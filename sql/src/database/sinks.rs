@@ -169,12 +169,31 @@ impl Database {
             .ok_or_else(|| {
                 SqlError::UndefinedObject(format!("relation \"{relation}\" does not exist"))
             })?;
+        // On a source split into partition lanes (cluster mode) each lane writes through a
+        // sink of its own, `<sink>@p<N>`, with its own queue and checkpointed position.
+        let lanes: Option<weir_engine::pipeline::SinkLanes> =
+            self.engine.sharding(&root.0).map(|_| {
+                let (spec, fingerprint) = (spec.clone(), fingerprint.clone());
+                let lanes: weir_engine::pipeline::SinkLanes = Arc::new(move |p| {
+                    let mut spec = spec.clone();
+                    spec.name = weir_engine::cluster::lane_name(&spec.name, p);
+                    let writer = factory.create(&spec)?;
+                    Ok(SinkRuntime::new(
+                        spec,
+                        fingerprint.clone(),
+                        settings,
+                        writer,
+                    ))
+                });
+                lanes
+            });
         let sink = SinkRuntime::new(spec, fingerprint, settings, writer);
         self.engine.add_sink(
             &root.0,
             SinkNode {
                 sink,
                 view: root.1.then(|| relation.to_string()),
+                lanes,
             },
         )?;
         Ok(options)

@@ -42,6 +42,13 @@ impl Database {
                     Ok(db.source_partitions_batch())
                 })
             }),
+            ("cluster", {
+                let weak = weak.clone();
+                Arc::new(move || {
+                    let db = weak.upgrade().ok_or_else(shutting_down)?;
+                    db.cluster_batch()
+                })
+            }),
             ("views", {
                 let weak = weak.clone();
                 Arc::new(move || {
@@ -172,6 +179,7 @@ impl Database {
     fn source_partitions_batch(&self) -> RecordBatch {
         struct Row {
             source: String,
+            replica: Option<String>,
             split: i32,
             position: Option<i64>,
             high_watermark: Option<i64>,
@@ -180,12 +188,26 @@ impl Database {
             idle: bool,
         }
         let mut rows = Vec::new();
+        let cluster = self.engine.cluster().cloned();
         for s in self.counters().sources {
+            if self.engine.sharding(&s.name).is_some() {
+                // Read by its partitions' lanes, listed under the source's name below.
+                continue;
+            }
+            // A partition's lane (cluster mode): shown as the source, read by this replica.
+            let (source, replica, lane) = match (&cluster, weir_engine::cluster::lane_of(&s.name)) {
+                (Some(c), Some((base, p))) if self.engine.sharding(base).is_some() => {
+                    (base.to_string(), Some(c.replica.clone()), Some(p))
+                }
+                _ => (s.name.clone(), None, None),
+            };
             if s.splits.is_empty() {
-                // A source of one split: its position is the connector's own counter.
+                // A source of one split: its position is the connector's own counter (a
+                // lane that has read nothing yet: its partition, no position).
                 rows.push(Row {
-                    source: s.name.clone(),
-                    split: 0,
+                    source: source.clone(),
+                    replica: replica.clone(),
+                    split: lane.unwrap_or(0),
                     position: ["offset", "next"]
                         .iter()
                         .find_map(|k| s.position.get(k).and_then(|v| v.as_i64())),
@@ -198,7 +220,8 @@ impl Database {
             }
             for p in &s.splits {
                 rows.push(Row {
-                    source: s.name.clone(),
+                    source: source.clone(),
+                    replica: replica.clone(),
                     split: p.split,
                     position: Some(p.position),
                     high_watermark: p.high_watermark,
@@ -220,8 +243,39 @@ impl Database {
             .int("lag", rows.iter().map(|r| r.lag))
             .time_ns("watermark", rows.iter().map(|r| r.watermark))
             .bool("idle", rows.iter().map(|r| Some(r.idle)))
+            .text("replica", rows.iter().map(|r| r.replica.clone()))
             .finish()
             .expect("static schema")
+    }
+
+    /// `weir.cluster`: every partition of every source split among replicas, with the
+    /// replica holding its lease (read from the shared directory) and what this replica
+    /// does with it. Empty outside cluster mode.
+    fn cluster_batch(&self) -> datafusion::error::Result<RecordBatch> {
+        let rows = self.engine.partition_owners();
+        let me = self.engine.cluster().cloned();
+        Columns::new()
+            .text("source", rows.iter().map(|r| Some(r.source.clone())))
+            .int("partition", rows.iter().map(|r| Some(r.partition as i64)))
+            .text("owner", rows.iter().map(|r| r.owner.clone()))
+            .int("lease_epoch", rows.iter().map(|r| Some(r.epoch as i64)))
+            .bool("owner_live", rows.iter().map(|r| Some(r.live)))
+            .text(
+                "replica",
+                rows.iter().map(|_| me.as_ref().map(|c| c.replica.clone())),
+            )
+            .int(
+                "ordinal",
+                rows.iter().map(|_| me.as_ref().map(|c| c.ordinal as i64)),
+            )
+            .int(
+                "replicas",
+                rows.iter().map(|_| me.as_ref().map(|c| c.replicas as i64)),
+            )
+            .bool("assigned_here", rows.iter().map(|r| Some(r.assigned)))
+            .bool("read_here", rows.iter().map(|r| Some(r.here)))
+            .text("waiting", rows.iter().map(|r| r.waiting.clone()))
+            .finish()
     }
 
     fn sinks_batch(&self) -> datafusion::error::Result<RecordBatch> {
