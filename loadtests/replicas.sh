@@ -7,9 +7,10 @@
 #
 #   loadtests/replicas.sh [EVENTS] [PARTITIONS] [GROUPS_PER_PARTITION]
 #
-# Uses the release build and the tansu broker of scripts/test.sh (started here if none
-# answers on WEIR_TEST_KAFKA, default 127.0.0.1:19092). All replicas run on this machine,
-# so they share its cores: the figures are events/s per replica-core.
+# Uses the release build (BUILD_PROFILE=dev: the test command's build) and the tansu
+# broker of scripts/test.sh (started here if none answers on WEIR_TEST_KAFKA, default
+# 127.0.0.1:19092). All replicas run on this machine, so they share its cores: the figures
+# are events/s per replica-core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/weir-target}"
@@ -17,8 +18,13 @@ EVENTS="${1:-2000000}"
 PARTS="${2:-6}"
 GROUPS="${3:-100000}"
 BROKER="${WEIR_TEST_KAFKA:-127.0.0.1:19092}"
-cargo build --release -q -p weir-server
-BIN="$CARGO_TARGET_DIR/release/weir"
+if [ "${BUILD_PROFILE:-release}" = release ]; then
+    cargo build --release -q -p weir-server
+    BIN="$CARGO_TARGET_DIR/release/weir"
+else
+    cargo build -q --workspace --all-targets
+    BIN="$CARGO_TARGET_DIR/debug/weir"
+fi
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {

@@ -56,17 +56,22 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The epochs present in a partition's directory.
-fn epochs(dir: &Path) -> Vec<u64> {
+/// The numbers `n` of the entries named `<prefix><n>` in `dir`, ascending.
+fn numbered<T: std::str::FromStr + Ord>(dir: &Path, prefix: char) -> Vec<T> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut out: Vec<u64> = entries
+    let mut out: Vec<T> = entries
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix('e')?.parse().ok())
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix(prefix)?.parse().ok())
         .collect();
     out.sort_unstable();
     out
+}
+
+/// The epochs present in a partition's directory.
+fn epochs(dir: &Path) -> Vec<u64> {
+    numbered(dir, 'e')
 }
 
 fn epoch_file(dir: &Path, epoch: u64, suffix: &str) -> PathBuf {
@@ -121,15 +126,10 @@ impl LeaseDir {
 
     /// Every partition that has a lease, in partition order.
     pub fn holders(&self) -> Vec<LeaseHolder> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        let mut parts: Vec<i32> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str()?.strip_prefix('p')?.parse().ok())
-            .collect();
-        parts.sort_unstable();
-        parts.into_iter().filter_map(|p| self.current(p)).collect()
+        numbered::<i32>(&self.dir, 'p')
+            .into_iter()
+            .filter_map(|p| self.current(p))
+            .collect()
     }
 
     /// Takes the next epoch of `partition` for `replica` unless another replica holds the
