@@ -7,6 +7,7 @@
 #
 #   loadtests/replicas.sh [EVENTS] [PARTITIONS] [GROUPS_PER_PARTITION]
 #
+# EVENTS=0 skips the throughput runs, GROUPS_PER_PARTITION=0 the takeover.
 # Uses the release build (BUILD_PROFILE=dev: the test command's build) and the tansu
 # broker of scripts/test.sh (started here if none answers on WEIR_TEST_KAFKA, default
 # 127.0.0.1:19092). All replicas run on this machine, so they share its cores: the figures
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/weir-target}"
 EVENTS="${1:-2000000}"
 PARTS="${2:-6}"
-GROUPS="${3:-100000}"
+PER_PARTITION="${3:-100000}"
 BROKER="${WEIR_TEST_KAFKA:-127.0.0.1:19092}"
 if [ "${BUILD_PROFILE:-release}" = release ]; then
     cargo build --release -q -p weir-server
@@ -110,6 +111,7 @@ stop_all() {
     PIDS=()
 }
 
+if [ "$EVENTS" -gt 0 ]; then
 echo "== throughput: $EVENTS events, $PARTS partitions, kpi_1m, $(nproc) cores, $(date -u +%F)"
 TOPIC="replicas-$$-$(date +%s)"
 "$BIN" produce --brokers "$BROKER" --topic "$TOPIC" --count "$EVENTS" --partitions "$PARTS" \
@@ -126,16 +128,18 @@ for mode in plain 1 2 3; do
     wait_rows "$EVENTS" "${ports[@]}"
     t=$(python3 -c "print($(now) - $t0)")
     n=${mode/plain/1}
+    # Every run has the machine's cores to itself (the replicas share them).
     python3 -c "
-e, t, n = $EVENTS, $t, $n
-cores = min(n, $(nproc))
-print(f'$mode replica(s): {t:.2f} s from start to all read, {e/t:,.0f} events/s, {e/t/cores:,.0f} events/s per replica-core')"
+e, t, n, cores = $EVENTS, $t, $n, $(nproc)
+print(f'$mode: {t:.2f} s from start to all read, {e/t:,.0f} events/s, {e/t/cores:,.0f} per core, {e/t/n:,.0f} per replica')"
     stop_all
 done
+fi
 
-echo "== takeover: 3 replicas, $GROUPS open groups per partition, replica 1 killed and restarted"
+if [ "$PER_PARTITION" -gt 0 ]; then
+echo "== takeover: 3 replicas, $PER_PARTITION open groups per partition, replica 1 killed and restarted"
 TOPIC="takeover-$$-$(date +%s)"
-SOURCES=$((GROUPS * PARTS))
+SOURCES=$((PER_PARTITION * PARTS))
 "$BIN" produce --brokers "$BROKER" --topic "$TOPIC" --count $((SOURCES * 2)) --partitions "$PARTS" \
     --sources "$SOURCES" --start 2026-11-27T10:00:00Z >/dev/null
 init_sql "$TOPIC" groups >"$WORK/groups.sql"
@@ -143,7 +147,7 @@ ports=()
 for i in 0 1 2; do start "t-$i" "$i" 3 "$WORK/groups.sql"; ports+=("$PORT"); done
 wait_rows $((SOURCES * 2)) "${ports[@]}"
 sleep 2 # a checkpoint of every lane after the last batch
-echo "groups per replica: $(for p in "${ports[@]}"; do q "$p" "SELECT groups FROM weir.views WHERE name = 'v'"; done | tr '\n' ' ')"
+echo "open groups per replica: $(for p in "${ports[@]}"; do q "$p" "SELECT groups FROM weir.views WHERE name = 'v'"; done | tr '\n' ' ')"
 echo "checkpoint bytes of replica 1's lanes: $(q "${ports[1]}" "SELECT sum(checkpoint_bytes) FROM weir.sources WHERE name LIKE 'events@p%'")"
 victim=${PIDS[$((${#PIDS[@]} - 2))]}
 kill -9 "$victim"
@@ -153,6 +157,7 @@ start t-1 1 3 "$WORK/groups.sql"
 ports[1]=$PORT
 wait_rows $((SOURCES * 2)) "${ports[@]}"
 t=$(python3 -c "print($(now) - $t0)")
-echo "takeover: restarted replica restored $((GROUPS * PARTS / 3)) groups and caught up in ${t:0:5} s"
+echo "takeover: restarted replica restored $((PER_PARTITION * PARTS / 3)) groups and caught up in ${t:0:5} s"
 grep -h "partition taken" "$WORK/t-1/log" | tail -2 | sed 's/^/  /'
 stop_all
+fi

@@ -214,12 +214,23 @@ pub fn topic_partitions(source: &str, config: &KafkaConfig) -> Result<Vec<i32>> 
     let md = consumer
         .fetch_metadata(Some(&config.topic), METADATA_TIMEOUT)
         .map_err(unreachable)?;
-    let mut parts: Vec<i32> = md
+    let problem = |message: String| EngineError::Source {
+        source_name: source.to_string(),
+        message,
+    };
+    let topic = md
         .topics()
         .iter()
-        .filter(|t| t.name() == config.topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+        .find(|t| t.name() == config.topic)
+        .ok_or_else(|| problem(format!("topic '{}' does not exist", config.topic)))?;
+    if let Some(e) = topic.error() {
+        return Err(problem(format!(
+            "topic '{}': {}",
+            config.topic,
+            RDKafkaErrorCode::from(e)
+        )));
+    }
+    let mut parts: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
     parts.sort_unstable();
     Ok(parts)
 }

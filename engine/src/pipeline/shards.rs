@@ -34,6 +34,8 @@ pub(super) struct Sharded {
     listed: Option<Instant>,
     /// Why a partition this replica owns does not run here.
     waiting: BTreeMap<i32, String>,
+    /// Why the partitions could not be listed, last time.
+    unlisted: Option<String>,
 }
 
 impl Sharded {
@@ -46,6 +48,7 @@ impl Sharded {
             partitions: Vec::new(),
             listed: None,
             waiting: BTreeMap::new(),
+            unlisted: None,
         }
     }
 
@@ -237,12 +240,17 @@ impl Engine {
                     continue;
                 };
                 shard.listed = Some(Instant::now());
+                shard.unlisted = None;
                 match listed {
+                    Ok(Some(parts)) if parts.is_empty() => {
+                        shard.unlisted = Some("the topic has no partitions (yet)".into())
+                    }
                     Ok(Some(parts)) => shard.partitions = parts,
                     Ok(None) => {}
-                    Err(e) => entry
-                        .idle_stats
-                        .set_status(format!("sharded: cannot list partitions: {e}")),
+                    Err(e) => {
+                        tracing::warn!(source = %name, error = %e, "cannot list the source's partitions");
+                        shard.unlisted = Some(e.to_string());
+                    }
                 }
             }
             let (leases, wanted) = {
@@ -324,6 +332,9 @@ impl Engine {
                     .collect(),
             );
             status.push_str(&format!("; not yet {waiting}"));
+        }
+        if let Some(why) = &shard.unlisted {
+            status.push_str(&format!("; cannot list partitions: {why}"));
         }
         entry.idle_stats.set_status(status);
     }
