@@ -204,6 +204,15 @@ struct PairEntry {
 }
 
 impl SourceEntry {
+    /// What view or sink `name` is called in this entry: `<name>@p<N>` in partition N's
+    /// lane, `name` elsewhere.
+    fn local_name(&self, name: &str) -> String {
+        match (crate::cluster::lane_of(&self.spec.name), &self.fence) {
+            (Some((_, p)), Some(_)) => crate::cluster::lane_name(name, p),
+            _ => name.to_string(),
+        }
+    }
+
     /// The name its pipelines' checkpoint directories are under.
     fn store_name(&self) -> &str {
         self.store.as_deref().unwrap_or(&self.spec.name)
@@ -603,16 +612,12 @@ impl Engine {
     /// Detaches and stops a sink. Rows it had not written are dropped with it.
     pub fn drop_sink(&self, name: &str) {
         let mut sources = self.sources.lock();
-        for (source, entry) in sources.iter_mut() {
+        for entry in sources.values_mut() {
             entry.pending_sinks.retain(|n| n.sink.name() != name);
             if let Some(shard) = entry.shard.as_mut() {
                 shard.sinks.retain(|n| n.sink.name() != name);
             }
-            // In a partition's lane the sink runs as `<sink>@p<partition>`.
-            let here = match crate::cluster::lane_of(source) {
-                Some((_, p)) if entry.fence.is_some() => crate::cluster::lane_name(name, p),
-                _ => name.to_string(),
-            };
+            let here = entry.local_name(name);
             for p in &entry.pipelines {
                 let found = p
                     .sinks
@@ -858,16 +863,12 @@ impl Engine {
     /// are deleted.
     pub fn drop_view(&self, name: &str) {
         let mut sources = self.sources.lock();
-        for (source, entry) in sources.iter_mut() {
+        for entry in sources.values_mut() {
             entry.pending.retain(|n| n.view.name() != name);
             if let Some(shard) = entry.shard.as_mut() {
                 shard.views.retain(|n| n.view.name() != name);
             }
-            // In a partition's lane the view runs as `<view>@p<partition>`.
-            let here = match crate::cluster::lane_of(source) {
-                Some((_, p)) if entry.fence.is_some() => crate::cluster::lane_name(name, p),
-                _ => name.to_string(),
-            };
+            let here = entry.local_name(name);
             for p in &entry.pipelines {
                 p.views.write().retain(|n| {
                     let dropped = n.view.name() == here;
