@@ -243,8 +243,11 @@ impl ViewRuntime {
         };
         match self.lane_runtimes() {
             None => own(self),
+            // No partition here (yet): nothing to catch up with. A replica waiting for
+            // another's lease stays ready, or a rolling update waiting on it would wait
+            // for ever for the pod that holds the lease.
             Some(lanes) if lanes.is_empty() => ViewTotals {
-                caught_up: false,
+                caught_up: true,
                 ..own(self)
             },
             Some(lanes) => lanes.iter().map(|l| own(l)).fold(
