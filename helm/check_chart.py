@@ -235,7 +235,10 @@ def check(objects, values, problems):
             shipped = yaml.safe_load(f)
         if rule["spec"] != shipped:
             problems.append("the PrometheusRule's rules differ from grafana/prometheus/weir-rules.yml")
-    if values.get("replicas", 1) > 1:
+    if values.get("replicas", 1) > 1 and not values.get("cluster", {}).get("sharedClaim"):
+        if 'state_url = "%s/cluster"' % values["checkpoints"]["url"] not in toml:
+            problems.append("weir.toml does not share the replicas' state under checkpoints.url")
+    if values.get("replicas", 1) > 1 and values.get("cluster", {}).get("sharedClaim"):
         claim = values["cluster"]["sharedClaim"]
         shared = [v for v in pod["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == claim]
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
@@ -273,7 +276,14 @@ CASES = {
         "podDisruptionBudget": {"enabled": False},
     },
     "existing-secret": {"auth": {"existingSecret": "weir-credentials"}},
-    # The issue's command: three replicas sharing a topic, history in S3.
+    # The issue's command: three replicas sharing a topic, state and history in S3.
+    "cluster-s3": {
+        "replicas": 3,
+        "kafka": {"brokers": "kafka:9092"},
+        "checkpoints": {"url": "s3://bucket/weir"},
+        "s3": {"existingSecret": "weir-s3"},
+    },
+    # Three replicas on a shared volume.
     "cluster": {
         "replicas": 3,
         "cluster": {"sharedClaim": "weir-shared"},
@@ -296,7 +306,11 @@ def main():
     for case, values in CASES.items():
         objects = helm.install(values)
         before = len(problems)
-        check(objects, values, problems)
+        try:
+            check(objects, values, problems)
+        except (KeyError, IndexError, TypeError) as e:
+            # A manifest without a field the checks read is a problem, not a traceback.
+            problems.append("%s: a manifest lacks %r" % (case, e))
         d = os.path.join(out_dir, case)
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "manifests.yaml"), "w") as f:
@@ -315,10 +329,10 @@ def main():
         helm.install({"replicas": 3})
         problems.append("replicas=3 without a shared volume was not refused")
     except RuntimeError as e:
-        if "needs cluster.sharedClaim" not in str(e):
+        if "replicas > 1 needs a place every replica shares" not in str(e):
             problems.append("replicas=3 refused for another reason: %s" % e)
         else:
-            print("replicas=3 without cluster.sharedClaim: refused (%s)" % str(e).split("fail:")[-1].strip()[:80])
+            print("replicas=3 without shared state: refused (%s)" % str(e).split("fail:")[-1].strip()[:80])
     for p in problems:
         print("PROBLEM:", p)
     sys.exit(1 if problems else 0)

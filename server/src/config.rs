@@ -90,6 +90,11 @@ pub struct ClusterSettings {
     /// The directory every replica sees (a shared volume): partitions' checkpoints and
     /// leases.
     pub state_dir: Option<PathBuf>,
+    /// Instead of `state_dir`: an S3 prefix every replica reaches (`s3://bucket/prefix`,
+    /// credentials from the `AWS_*` variables) for the leases and a copy of each
+    /// partition's checkpoints; views' history goes there too unless `history_url` says
+    /// otherwise.
+    pub state_url: Option<String>,
     /// A partition's lease not renewed for this long may be taken by another replica
     /// (default 10s).
     pub lease_timeout: String,
@@ -102,6 +107,7 @@ impl Default for ClusterSettings {
             ordinal: None,
             replica: None,
             state_dir: None,
+            state_url: None,
             lease_timeout: "10s".into(),
         }
     }
@@ -256,12 +262,31 @@ impl Config {
                 c.replicas
             )));
         }
-        let state_dir = c.state_dir.clone().ok_or_else(|| {
-            bad(
-                "state_dir: required: the directory every replica shares (checkpoints and leases)"
-                    .into(),
-            )
-        })?;
+        let (shared, state_dir) = match (&c.state_dir, &c.state_url) {
+            (Some(dir), None) => (
+                weir_engine::history::HistoryRoot::local(dir.clone()),
+                Some(dir.clone()),
+            ),
+            (None, Some(url)) if url.starts_with("s3://") => (
+                weir_engine::history::HistoryRoot::from_url(url)
+                    .map_err(|e| bad(format!("state_url: {e}")))?,
+                None,
+            ),
+            (None, Some(url)) => {
+                return Err(bad(format!(
+                    "state_url: '{url}' is not s3://bucket/prefix (a shared directory is state_dir)"
+                )))
+            }
+            (Some(_), Some(_)) => {
+                return Err(bad("state_dir and state_url: set one of them".into()))
+            }
+            (None, None) => {
+                return Err(bad(
+                    "state_dir: required (or state_url): where every replica shares checkpoints and leases"
+                        .into(),
+                ))
+            }
+        };
         let lease_timeout = weir_connectors::options::parse_duration(&c.lease_timeout)
             .filter(|d| *d >= std::time::Duration::from_millis(500))
             .ok_or_else(|| {
@@ -274,6 +299,7 @@ impl Config {
             replica,
             ordinal,
             replicas: c.replicas,
+            shared,
             state_dir,
             lease_timeout,
         }))

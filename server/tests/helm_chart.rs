@@ -88,7 +88,13 @@ async fn the_chart_validates_and_weir_runs_with_the_config_it_renders() {
     let out = tempfile::tempdir().unwrap();
     let report = check_chart(out.path());
     println!("{report}");
-    let cases = ["defaults", "everything", "existing-secret", "cluster"];
+    let cases = [
+        "defaults",
+        "everything",
+        "existing-secret",
+        "cluster",
+        "cluster-s3",
+    ];
     for case in cases {
         assert!(
             report.contains(&format!("{case}: ")) && !report.contains("INVALID"),
@@ -96,7 +102,7 @@ async fn the_chart_validates_and_weir_runs_with_the_config_it_renders() {
         );
     }
     assert!(
-        report.contains("replicas=3 without cluster.sharedClaim: refused"),
+        report.contains("replicas=3 without shared state: refused"),
         "{report}"
     );
 
@@ -108,14 +114,18 @@ async fn the_chart_validates_and_weir_runs_with_the_config_it_renders() {
         let config = local_config(&dir, Some((&cert, &key)));
         // The pod's variables: the chart names the replica only when there are several.
         let pod: Vec<(String, String)> = match case {
-            "cluster" => vec![("WEIR_CLUSTER__REPLICA".into(), "weir-1".into())],
+            "cluster" | "cluster-s3" => {
+                vec![("WEIR_CLUSTER__REPLICA".into(), "weir-1".into())]
+            }
             _ => Vec::new(),
         };
         let loaded = weir_server::Config::load(Some(&config), pod)
             .unwrap_or_else(|e| panic!("{case}: Weir refuses the chart's weir.toml: {e}"));
-        if case == "cluster" {
+        if case.starts_with("cluster") {
             let cluster = loaded.cluster().unwrap().expect("[cluster]");
             assert_eq!((cluster.ordinal, cluster.replicas), (1, 3));
+            // On S3 (the command) or on the shared volume.
+            assert_eq!(cluster.state_dir.is_none(), case == "cluster-s3");
             let sql = loaded.startup_sql().unwrap().expect("init.sql");
             assert!(sql.contains("brokers = 'kafka:9092'"), "{sql}");
         }

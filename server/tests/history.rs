@@ -621,61 +621,12 @@ fn texts(column: &datafusion::arrow::array::ArrayRef) -> Vec<String> {
         .collect()
 }
 
-/// moto's S3-compatible server on a free port, stopped on drop.
-struct S3Server {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-}
-
-impl S3Server {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("moto_server is missing: run the tests with scripts/test.sh (it installs moto[server] from PyPI)");
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Self { child, addr }
-    }
-
-    /// Keys under `prefix` in `bucket` ending in `.parquet`.
-    async fn parquet_keys(&self, bucket: &str, prefix: &str) -> usize {
-        let (status, body) = common::http_text(
-            self.addr,
-            "GET",
-            &format!("/{bucket}?list-type=2&prefix={prefix}"),
-            "",
-        )
-        .await;
-        assert_eq!(status, 200, "{body}");
-        body.matches(".parquet</Key>").count()
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// History in S3-compatible object storage (`history_url`, against moto's server): rows
 /// move to Parquet objects in the bucket, nothing to the data dir, and the view answers
 /// exactly as one kept in memory, before and after `kill -9`; dropping it deletes them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_in_object_storage_is_one_relation_with_memory_across_kill_9() {
-    let s3 = S3Server::start().await;
+    let s3 = common::s3::S3Server::start().await;
     let (status, body) = common::http_text(s3.addr, "PUT", "/weir-history", "").await;
     assert_eq!(status, 200, "creating the bucket: {body}");
     let endpoint = format!("http://{}", s3.addr);
@@ -719,7 +670,9 @@ async fn history_in_object_storage_is_one_relation_with_memory_across_kill_9() {
         "SELECT history_files::BIGINT FROM weir.views WHERE name = 'kpi'",
     )
     .await;
-    let objects = s3.parquet_keys("weir-history", "views/kpi/").await;
+    let objects = s3
+        .keys_ending("weir-history", "views/kpi/", ".parquet")
+        .await;
     assert!(
         files > 0 && objects >= files as usize,
         "{files} history files, {objects} objects"
@@ -735,7 +688,7 @@ async fn history_in_object_storage_is_one_relation_with_memory_across_kill_9() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        s3.parquet_keys("weir-history", "raw/date=2026-11-27/hour=10/")
+        s3.keys_ending("weir-history", "raw/date=2026-11-27/hour=10/", ".parquet")
             .await
             >= 1,
         "archive objects"
@@ -757,7 +710,11 @@ async fn history_in_object_storage_is_one_relation_with_memory_across_kill_9() {
         .batch_execute("DROP MATERIALIZED VIEW kpi")
         .await
         .unwrap();
-    assert_eq!(s3.parquet_keys("weir-history", "views/kpi/").await, 0);
+    assert_eq!(
+        s3.keys_ending("weir-history", "views/kpi/", ".parquet")
+            .await,
+        0
+    );
 }
 
 /// `system_log_retention`: dead letters older than it leave memory for Parquet files under

@@ -34,6 +34,9 @@ pub struct CheckpointStore {
     sweeper: crate::history::Sweeper,
     /// A partition lane's lease: no manifest is written once it is lost.
     fence: Option<crate::cluster::Fence>,
+    /// Where each checkpoint is copied (a lane whose replicas share an S3 prefix), and
+    /// the files copied there so far.
+    mirror: Option<(HistoryRoot, BTreeSet<String>)>,
 }
 
 impl CheckpointStore {
@@ -114,6 +117,59 @@ impl CheckpointStore {
         Ok(())
     }
 
+    /// Like [`adopt`](Self::adopt) for lanes whose replicas share an S3 prefix: the newest
+    /// earlier owner's checkpoint is downloaded from `remote` (`checkpoints/<store
+    /// name>/…`, as [`set_mirror`](Self::set_mirror) copies it) into `root` in the data
+    /// dir; then this lane's copies two or more epochs behind go, there and here.
+    pub fn adopt_mirrored(remote: &HistoryRoot, root: &Path, lane: &str, epoch: u64) -> Result<()> {
+        let name = |e: u64| file_name(&crate::cluster::lane_store_name(lane, e));
+        let prefix = file_name(&crate::cluster::lane_store_prefix(lane));
+        let mut earlier: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        for f in remote.list("checkpoints") {
+            let mut parts = f.splitn(3, '/');
+            let (Some("checkpoints"), Some(store), Some(_)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if let Some(k) = store
+                .strip_prefix(&prefix)
+                .and_then(|k| k.parse::<u64>().ok())
+            {
+                if k < epoch {
+                    earlier.entry(k).or_default().push(f.clone());
+                }
+            }
+        }
+        let mine = root.join(name(epoch));
+        let newest = earlier
+            .iter()
+            .rev()
+            .find(|(_, files)| files.iter().any(|f| f.ends_with(MANIFEST)));
+        if let (false, Some((k, files))) = (mine.exists(), newest) {
+            let tmp = root.join(format!(".{}.tmp", name(epoch)));
+            let _ = std::fs::remove_dir_all(&tmp);
+            let from = format!("checkpoints/{}/", name(*k));
+            for f in files {
+                let path = tmp.join(f.strip_prefix(&from).unwrap_or(f));
+                let io = |e: std::io::Error| io_error(&path, e);
+                std::fs::create_dir_all(path.parent().unwrap_or(&tmp)).map_err(io)?;
+                std::fs::write(&path, remote.read(f)?).map_err(io)?;
+                File::open(&path).and_then(|f| f.sync_all()).map_err(io)?;
+            }
+            std::fs::rename(&tmp, &mine).map_err(|e| io_error(&mine, e))?;
+        }
+        for (k, files) in &earlier {
+            if k + 1 < epoch {
+                for f in files {
+                    remote.delete(f);
+                }
+            }
+            let _ = std::fs::remove_dir_all(root.join(name(*k)));
+        }
+        Ok(())
+    }
+
     /// Removes everything stored for `source`.
     pub fn remove_source(root: &Path, source: &str) {
         let _ = std::fs::remove_dir_all(root.join(file_name(source)));
@@ -132,6 +188,57 @@ impl CheckpointStore {
             history_root: crate::history::root_for(root),
             sweeper: Default::default(),
             fence: None,
+            mirror: None,
+        }
+    }
+
+    /// Copies every checkpoint to `root` (`checkpoints/<store name>/p<id>/`, files first,
+    /// the manifest last), where the next owner of a lane finds it.
+    pub fn set_mirror(&mut self, root: HistoryRoot) {
+        self.mirror = Some((root, BTreeSet::new()));
+    }
+
+    /// Copies the checkpoint just written to the mirror; files the manifest no longer
+    /// names go after it. A copy that fails is logged and made good by the next one.
+    fn push_mirror(&mut self, keep: &BTreeSet<String>) {
+        let Some((root, copied)) = self.mirror.as_mut() else {
+            return;
+        };
+        let dir = format!("checkpoints/{}/p{}", file_name(&self.source), self.pipeline);
+        let fence = self.fence.as_ref();
+        let pushed = (|| -> Result<()> {
+            for f in keep.iter().chain(std::iter::once(&COMMITTED.to_string())) {
+                if copied.contains(f) {
+                    continue;
+                }
+                let path = self.dir.join(f);
+                let bytes = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
+                root.write(&format!("{dir}/{f}"), bytes)?;
+                copied.insert(f.clone());
+            }
+            if let Some(fence) = fence.filter(|f| !f.is_current()) {
+                return Err(EngineError::Checkpoint(fence.reason()));
+            }
+            let path = self.dir.join(MANIFEST);
+            let manifest = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
+            root.write(&format!("{dir}/{MANIFEST}"), manifest)?;
+            Ok(())
+        })();
+        match pushed {
+            Ok(()) => {
+                let gone: Vec<String> = copied
+                    .iter()
+                    .filter(|f| !keep.contains(*f) && f.as_str() != COMMITTED)
+                    .cloned()
+                    .collect();
+                for f in gone {
+                    root.delete(&format!("{dir}/{f}"));
+                    copied.remove(&f);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir, error = %e, "checkpoint not copied to the shared store yet")
+            }
         }
     }
 
@@ -500,6 +607,7 @@ impl CheckpointStore {
         }
         self.last = Some(manifest);
         self.collect_garbage(&keep);
+        self.push_mirror(&keep);
         let sink_files = self
             .last
             .as_ref()

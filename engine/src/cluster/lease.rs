@@ -1,10 +1,10 @@
 //! Partition leases in a shared directory, with epochs that fence a stale owner.
 //!
 //! `<dir>/p<N>/` holds one file per epoch the partition has had: `e<k>` names its holder and
-//! is created with `O_EXCL`, so of two replicas reaching for epoch `k` exactly one gets it
-//! (the file system is the arbiter; POSIX and NFSv3+ guarantee exclusive create). Beside it
-//! the holder keeps `e<k>.beat` (its wall clock in ms, replaced atomically every renewal)
-//! and writes `e<k>.released` when it lets go cleanly.
+//! is created exclusively (`O_EXCL` in a shared directory, a conditional put with
+//! `If-None-Match: *` on S3), so of two replicas reaching for epoch `k` exactly one gets it.
+//! Beside it the holder keeps `e<k>.beat` (its wall clock in ms, replaced whole every
+//! renewal) and writes `e<k>.released` when it lets go cleanly.
 //!
 //! A replica may take epoch `k + 1` when epoch `k` is released, its beat is older than the
 //! timeout (its holder died or hangs), or its holder has the replica's own name (the same
@@ -13,19 +13,20 @@
 //! half the timeout — before anyone else may take it — so checkpoints and sink writes that
 //! consult the fence stop before a successor starts.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-/// The leases of one source's partitions.
+use crate::history::HistoryRoot;
+
+/// The leases of one source's partitions, under a directory of a root every replica sees
+/// (a shared directory or an S3 prefix).
 #[derive(Debug, Clone)]
 pub struct LeaseDir {
-    dir: PathBuf,
+    root: HistoryRoot,
+    dir: String,
     timeout: Duration,
 }
 
@@ -56,77 +57,74 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The numbers `n` of the entries named `<prefix><n>` in `dir`, ascending.
-fn numbered<T: std::str::FromStr + Ord>(dir: &Path, prefix: char) -> Vec<T> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<T> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix(prefix)?.parse().ok())
+/// The numbers `n` of the entries named `<prefix><n>` right under `dir`, ascending.
+fn numbered<T: std::str::FromStr + Ord>(root: &HistoryRoot, dir: &str, prefix: char) -> Vec<T> {
+    let mut out: Vec<T> = root
+        .list(dir)
+        .iter()
+        .filter_map(|f| {
+            let rest = f.strip_prefix(dir)?.trim_start_matches('/');
+            rest.split('/').next()?.strip_prefix(prefix)?.parse().ok()
+        })
         .collect();
     out.sort_unstable();
+    out.dedup();
     out
 }
 
 /// The epochs present in a partition's directory.
-fn epochs(dir: &Path) -> Vec<u64> {
-    numbered(dir, 'e')
+fn epochs(root: &HistoryRoot, dir: &str) -> Vec<u64> {
+    numbered(root, dir, 'e')
 }
 
-fn epoch_file(dir: &Path, epoch: u64, suffix: &str) -> PathBuf {
-    dir.join(format!("e{epoch}{suffix}"))
+fn epoch_file(dir: &str, epoch: u64, suffix: &str) -> String {
+    format!("{dir}/e{epoch}{suffix}")
 }
 
-/// Replaces `path` with `bytes` atomically (temp file, fsync, rename).
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+fn read_text(root: &HistoryRoot, relative: &str) -> Option<String> {
+    root.read(relative)
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
 impl LeaseDir {
-    /// The leases under `dir`, expiring after `timeout` without renewal.
-    pub fn new(dir: PathBuf, timeout: Duration) -> Self {
-        Self { dir, timeout }
+    /// The leases under `dir` of `root`, expiring after `timeout` without renewal.
+    pub fn new(root: HistoryRoot, dir: String, timeout: Duration) -> Self {
+        Self { root, dir, timeout }
     }
 
-    fn partition_dir(&self, partition: i32) -> PathBuf {
-        self.dir.join(format!("p{partition}"))
+    fn partition_dir(&self, partition: i32) -> String {
+        format!("{}/p{partition}", self.dir)
     }
 
     /// The holder of `partition`'s latest epoch, if it ever had one.
     pub fn current(&self, partition: i32) -> Option<LeaseHolder> {
         let dir = self.partition_dir(partition);
-        let epoch = *epochs(&dir).last()?;
-        let replica = std::fs::read_to_string(epoch_file(&dir, epoch, ""))
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        let beat = std::fs::read_to_string(epoch_file(&dir, epoch, ".beat"))
-            .ok()
-            .and_then(|t| t.trim().parse::<i64>().ok())
-            .or_else(|| {
-                // Created but never renewed: aged from the file's creation.
-                let meta = std::fs::metadata(epoch_file(&dir, epoch, "")).ok()?;
-                let t = meta.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
-                Some(t.as_millis() as i64)
-            })
+        let epoch = *epochs(&self.root, &dir).last()?;
+        // `e<k>` holds the holder's name and when it took the epoch; `.beat` the last
+        // renewal.
+        let text = read_text(&self.root, &epoch_file(&dir, epoch, "")).unwrap_or_default();
+        let mut lines = text.lines();
+        let replica = lines.next().unwrap_or_default().trim().to_string();
+        let taken: i64 = lines
+            .next()
+            .and_then(|t| t.trim().parse().ok())
             .unwrap_or(0);
+        let beat = read_text(&self.root, &epoch_file(&dir, epoch, ".beat"))
+            .and_then(|t| t.trim().parse::<i64>().ok())
+            .unwrap_or(taken);
         Some(LeaseHolder {
             partition,
             epoch,
             replica,
             age_ms: now_ms() - beat,
-            released: epoch_file(&dir, epoch, ".released").exists(),
+            released: read_text(&self.root, &epoch_file(&dir, epoch, ".released")).is_some(),
         })
     }
 
     /// Every partition that has a lease, in partition order.
     pub fn holders(&self) -> Vec<LeaseHolder> {
-        numbered::<i32>(&self.dir, 'p')
+        numbered::<i32>(&self.root, &self.dir, 'p')
             .into_iter()
             .filter_map(|p| self.current(p))
             .collect()
@@ -135,7 +133,11 @@ impl LeaseDir {
     /// Takes the next epoch of `partition` for `replica` unless another replica holds the
     /// current one (not released, renewed within the timeout): then `Ok(None)`, as when
     /// another replica wins the race for the same epoch.
-    pub fn try_acquire(&self, partition: i32, replica: &str) -> std::io::Result<Option<Lease>> {
+    pub fn try_acquire(
+        &self,
+        partition: i32,
+        replica: &str,
+    ) -> crate::error::Result<Option<Lease>> {
         let current = self.current(partition);
         if let Some(h) = &current {
             if h.replica != replica && h.live(self.timeout) {
@@ -144,29 +146,28 @@ impl LeaseDir {
         }
         let epoch = current.map_or(1, |h| h.epoch + 1);
         let dir = self.partition_dir(partition);
-        std::fs::create_dir_all(&dir)?;
-        let mut file = match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(epoch_file(&dir, epoch, ""))
+        let holder = format!("{replica}\n{}\n", now_ms());
+        if !self
+            .root
+            .create(&epoch_file(&dir, epoch, ""), holder.into_bytes())?
         {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        file.write_all(replica.as_bytes())?;
-        file.sync_all()?;
-        write_atomic(
+            return Ok(None);
+        }
+        self.root.write(
             &epoch_file(&dir, epoch, ".beat"),
-            now_ms().to_string().as_bytes(),
+            now_ms().to_string().into_bytes(),
         )?;
         // Epochs before the previous one are history nobody reads.
-        for old in epochs(&dir).into_iter().filter(|&e| e + 1 < epoch) {
+        for old in epochs(&self.root, &dir)
+            .into_iter()
+            .filter(|&e| e + 1 < epoch)
+        {
             for suffix in ["", ".beat", ".released"] {
-                let _ = std::fs::remove_file(epoch_file(&dir, old, suffix));
+                self.root.delete(&epoch_file(&dir, old, suffix));
             }
         }
         Ok(Some(Lease {
+            root: self.root.clone(),
             dir,
             partition,
             epoch,
@@ -184,7 +185,8 @@ impl LeaseDir {
 /// A partition's lease as held by this replica.
 #[derive(Debug)]
 pub struct Lease {
-    dir: PathBuf,
+    root: HistoryRoot,
+    dir: String,
     pub partition: i32,
     pub epoch: u64,
     fence: Fence,
@@ -195,15 +197,15 @@ impl Lease {
     /// good and the fence is down. A renewal that fails on I/O leaves the fence to expire
     /// by itself.
     pub fn renew(&self) -> bool {
-        if epochs(&self.dir).last() != Some(&self.epoch) {
+        if epochs(&self.root, &self.dir).last() != Some(&self.epoch) {
             self.fence.0.valid.store(false, Ordering::Release);
             return false;
         }
-        match write_atomic(
+        match self.root.write(
             &epoch_file(&self.dir, self.epoch, ".beat"),
-            now_ms().to_string().as_bytes(),
+            now_ms().to_string().into_bytes(),
         ) {
-            Ok(()) => {
+            Ok(_) => {
                 *self.fence.0.renewed.lock() = Instant::now();
                 true
             }
@@ -217,8 +219,10 @@ impl Lease {
     /// Lets go: a successor may take the next epoch at once.
     pub fn release(&self) {
         self.fence.0.valid.store(false, Ordering::Release);
-        if epochs(&self.dir).last() == Some(&self.epoch) {
-            let _ = write_atomic(&epoch_file(&self.dir, self.epoch, ".released"), b"");
+        if epochs(&self.root, &self.dir).last() == Some(&self.epoch) {
+            let _ = self
+                .root
+                .write(&epoch_file(&self.dir, self.epoch, ".released"), Vec::new());
         }
     }
 
@@ -274,7 +278,11 @@ mod tests {
 
     fn dir(timeout_ms: u64) -> (tempfile::TempDir, LeaseDir) {
         let tmp = tempfile::tempdir().unwrap();
-        let leases = LeaseDir::new(tmp.path().join("leases"), Duration::from_millis(timeout_ms));
+        let leases = LeaseDir::new(
+            HistoryRoot::local(tmp.path().to_path_buf()),
+            "leases/events".into(),
+            Duration::from_millis(timeout_ms),
+        );
         (tmp, leases)
     }
 

@@ -31,8 +31,12 @@ pub struct ClusterConfig {
     pub ordinal: u32,
     /// How many replicas share the partitions.
     pub replicas: u32,
-    /// The directory every replica sees (a shared volume): checkpoints and leases.
-    pub state_dir: PathBuf,
+    /// Where every replica sees the leases: the shared directory, or an S3 prefix.
+    pub shared: crate::history::HistoryRoot,
+    /// A shared directory (a volume every replica mounts): lanes write their checkpoints
+    /// there. `None` with an S3 `shared`: lanes write them to the data dir and copy each
+    /// one there (a *mirror*), and a new owner downloads the newest.
+    pub state_dir: Option<PathBuf>,
     /// A lease not renewed for this long is free for another replica.
     pub lease_timeout: Duration,
 }
@@ -43,17 +47,16 @@ impl ClusterConfig {
         partition >= 0 && (partition as u32) % self.replicas.max(1) == self.ordinal
     }
 
-    /// Where lanes' checkpoints go.
-    pub fn checkpoint_dir(&self) -> PathBuf {
-        self.state_dir.join("checkpoints")
+    /// Where lanes' checkpoints go, with a shared directory.
+    pub fn checkpoint_dir(&self) -> Option<PathBuf> {
+        self.state_dir.as_ref().map(|d| d.join("checkpoints"))
     }
 
     /// The leases of `source`'s partitions.
     pub fn leases(&self, source: &str) -> LeaseDir {
         LeaseDir::new(
-            self.state_dir
-                .join("leases")
-                .join(crate::paths::file_name(source)),
+            self.shared.clone(),
+            format!("leases/{}", crate::paths::file_name(source)),
             self.lease_timeout,
         )
     }
@@ -97,7 +100,8 @@ mod tests {
             replica: format!("weir-{ordinal}"),
             ordinal,
             replicas: 3,
-            state_dir: PathBuf::from("/tmp"),
+            shared: crate::history::HistoryRoot::local(PathBuf::from("/tmp")),
+            state_dir: Some(PathBuf::from("/tmp")),
             lease_timeout: Duration::from_secs(10),
         };
         let owned = |o| (0..6).filter(|&p| config(o).owns(p)).collect::<Vec<_>>();

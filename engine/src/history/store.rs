@@ -89,6 +89,30 @@ pub fn root_for(checkpoints: &Path) -> HistoryRoot {
     HistoryRoot::local(dir)
 }
 
+/// `part` with its `%XX` escapes decoded.
+fn percent_decoded(part: &str) -> String {
+    let bytes = part.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| part.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn failed(what: &str, path: &str, e: impl std::fmt::Display) -> EngineError {
     EngineError::Checkpoint(format!("{what} history file {path}: {e}"))
 }
@@ -193,6 +217,62 @@ impl HistoryRoot {
         Ok(size)
     }
 
+    /// Stores `bytes` at `relative` unless something is there already: `Ok(false)` then.
+    /// Of two callers racing for one name exactly one gets `true` (`O_EXCL` locally, a
+    /// conditional put — `If-None-Match: *` — on S3).
+    pub fn create(&self, relative: &str, bytes: Vec<u8>) -> Result<bool> {
+        match self.0.as_ref() {
+            Backend::Local(dir) => {
+                let path = dir.join(relative);
+                let io = |e: std::io::Error| failed("creating", &path.display().to_string(), e);
+                std::fs::create_dir_all(path.parent().unwrap_or(dir)).map_err(io)?;
+                let mut file = match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+                    Err(e) => return Err(io(e)),
+                };
+                file.write_all(&bytes).map_err(io)?;
+                file.sync_all().map_err(io)?;
+                Ok(true)
+            }
+            Backend::Object { store, prefix, .. } => {
+                let (store, path) = (store.clone(), Self::object_path(prefix, relative));
+                let put = block(async move {
+                    let options = object_store::PutOptions::from(object_store::PutMode::Create);
+                    store.put_opts(&path, bytes.into(), options).await
+                });
+                match put {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::AlreadyExists { .. })
+                    | Err(object_store::Error::Precondition { .. }) => Ok(false),
+                    Err(e) => Err(failed("creating", relative, e)),
+                }
+            }
+        }
+    }
+
+    /// The root of directory `dir` under this one.
+    pub fn child(&self, dir: &str) -> HistoryRoot {
+        match self.0.as_ref() {
+            Backend::Local(root) => Self::local(root.join(dir)),
+            Backend::Object {
+                url,
+                store_url,
+                store,
+                prefix,
+            } => Self(Arc::new(Backend::Object {
+                url: format!("{}/{dir}", url.trim_end_matches('/')),
+                store_url: store_url.clone(),
+                store: store.clone(),
+                prefix: Self::object_path(prefix, dir),
+            })),
+        }
+    }
+
     /// The bytes stored at `relative`.
     pub fn read(&self, relative: &str) -> Result<Bytes> {
         match self.0.as_ref() {
@@ -239,10 +319,12 @@ impl HistoryRoot {
                     let mut out = Vec::new();
                     let mut listing = store.list(Some(&base));
                     while let Some(Ok(meta)) = listing.next().await {
+                        // Parts come back percent-encoded (`%` itself as `%25`): decoded,
+                        // a listed path is the one that was written.
                         let relative: Vec<String> = meta
                             .location
                             .prefix_match(&prefix)
-                            .map(|parts| parts.map(|p| p.as_ref().to_string()).collect())
+                            .map(|parts| parts.map(|p| percent_decoded(p.as_ref())).collect())
                             .unwrap_or_default();
                         if !relative.is_empty() {
                             out.push(relative.join("/"));
@@ -327,6 +409,13 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listed_parts_are_decoded() {
+        assert_eq!(percent_decoded("kpi%2540p3"), "kpi%40p3");
+        assert_eq!(percent_decoded("a%2"), "a%2");
+        assert_eq!(percent_decoded("plain"), "plain");
+    }
 
     #[test]
     fn urls_name_a_local_directory_or_a_bucket() {

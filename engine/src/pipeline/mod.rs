@@ -190,6 +190,8 @@ struct SourceEntry {
     /// The name its checkpoints are stored under, when not the source's (a lane's: per
     /// lease epoch).
     store: Option<String>,
+    /// A lane whose replicas share an S3 prefix: where each checkpoint is copied.
+    mirror: Option<crate::history::HistoryRoot>,
 }
 
 /// What a pair's entry knows of its two sources.
@@ -360,6 +362,7 @@ impl Engine {
             shard: None,
             fence: None,
             store: None,
+            mirror: None,
         }
     }
 
@@ -769,6 +772,9 @@ impl Engine {
                 .unwrap_or_else(|| CheckpointStore::new(root, entry.store_name(), draft.id));
             if let Some(fence) = &entry.fence {
                 store.set_fence(fence.clone());
+            }
+            if let Some(mirror) = &entry.mirror {
+                store.set_mirror(mirror.clone());
             }
             processor.checkpointer = Some(Checkpointer::new(
                 store,

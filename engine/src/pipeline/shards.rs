@@ -377,13 +377,21 @@ impl Engine {
             Err(e) => return abandon(shard, lease, e),
         };
         let lane = lane_name(source, p);
-        let root = match (&self.checkpoints, &self.cluster) {
-            (Some(_), Some(cluster)) => Some(cluster.checkpoint_dir()),
-            _ => None,
+        // Checkpoints in the shared directory, or in the data dir mirrored to S3.
+        let (root, mirror) = match (&self.checkpoints, &self.cluster) {
+            (Some(local), Some(cluster)) => match cluster.checkpoint_dir() {
+                Some(shared) => (Some(shared), None),
+                None => (Some(local.dir.clone()), Some(cluster.shared.clone())),
+            },
+            _ => (None, None),
         };
         if let Some(root) = &root {
             // This owner's checkpoints start as a copy of the previous owner's.
-            if let Err(e) = CheckpointStore::adopt(root, &lane, lease.epoch) {
+            let adopted = match &mirror {
+                None => CheckpointStore::adopt(root, &lane, lease.epoch),
+                Some(remote) => CheckpointStore::adopt_mirrored(remote, root, &lane, lease.epoch),
+            };
+            if let Err(e) = adopted {
                 return abandon(shard, lease, e);
             }
         }
@@ -395,6 +403,7 @@ impl Engine {
         spec.options.insert("partitions".into(), p.to_string());
         let mut entry = self.new_entry(spec, factory, watermark, None);
         entry.root = root;
+        entry.mirror = mirror;
         entry.store = Some(store);
         entry.fence = Some(fence.clone());
         for s in &sinks {

@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod compare;
 pub mod kafka;
 pub mod process;
+pub mod s3;
 
 use std::collections::BTreeMap;
 use std::io::Write;

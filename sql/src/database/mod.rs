@@ -196,11 +196,17 @@ impl Database {
         crate::bounded::register(&ctx);
         crate::checked::register(&ctx);
         let catalog = Catalog::open(options.data_dir.as_deref())?;
-        if let (Some(dir), Some(url)) = (&options.data_dir, &options.history_url) {
-            let root = weir_engine::history::HistoryRoot::from_url(url)?;
+        // Views' history: `history_url`, else with replicas sharing an S3 prefix its
+        // `history/` (a lane's files must be readable by the lane's next owner).
+        let history = match (&options.history_url, &options.cluster) {
+            (Some(url), _) => Some(weir_engine::history::HistoryRoot::from_url(url)?),
+            (None, Some(c)) if c.state_dir.is_none() => Some(c.shared.child("history")),
+            _ => None,
+        };
+        if let (Some(dir), Some(root)) = (&options.data_dir, history) {
             weir_engine::history::configure(&dir.join("checkpoints"), root.clone());
-            if let Some(cluster) = &options.cluster {
-                weir_engine::history::configure(&cluster.checkpoint_dir(), root);
+            if let Some(shared) = options.cluster.as_ref().and_then(|c| c.checkpoint_dir()) {
+                weir_engine::history::configure(&shared, root);
             }
         }
         if options.cluster.is_some() && options.data_dir.is_none() {
