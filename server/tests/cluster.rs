@@ -238,32 +238,84 @@ fn lane_checkpoints(shared: &Path, p: i32) -> BTreeMap<u64, (u64, i64)> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_split_the_partitions_and_lose_or_double_nothing() {
-    let brokers = broker();
-    let topic = unique_topic("cluster");
-    let db = format!("weir_cluster_{}", std::process::id());
-    common::fresh_database(&db).await;
-    let dir = tempfile::tempdir().unwrap();
-    let init = dir.path().join("init.sql");
-    std::fs::write(&init, init_sql(&brokers, &topic, &common::pg_url(&db, ""))).unwrap();
-    let g = generator();
-    let per_step = common::env_u64("WEIR_CLUSTER_EVENTS", 24_000) / 4;
-    let mut produced = 0;
-    // Produces `n` more events; returns how many valid ones there are so far.
-    let mut produce = |n: u64| {
-        produce_events(&brokers, &topic, &g, produced, n, 0.01, Some(PARTITIONS));
-        produced += n;
-        let (valid, late, _) = common::reference_events(&lines(&g, produced, 0.01), 2_000_000_000);
+/// One run's topic, PostgreSQL database, shared directory and events produced so far.
+struct Scenario {
+    brokers: String,
+    topic: String,
+    db: String,
+    dir: tempfile::TempDir,
+    init: std::path::PathBuf,
+    g: EventGenerator,
+    produced: u64,
+    per_step: u64,
+}
+
+impl Scenario {
+    async fn new(name: &str) -> Self {
+        let brokers = broker();
+        let topic = unique_topic(name);
+        let db = format!("weir_{}_{}", name.replace('-', "_"), std::process::id());
+        common::fresh_database(&db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let init = dir.path().join("init.sql");
+        std::fs::write(&init, init_sql(&brokers, &topic, &common::pg_url(&db, ""))).unwrap();
+        Self {
+            brokers,
+            topic,
+            db,
+            dir,
+            init,
+            g: generator(),
+            produced: 0,
+            per_step: common::env_u64("WEIR_CLUSTER_EVENTS", 24_000) / 4,
+        }
+    }
+
+    /// Produces `n` more events; returns how many valid ones there are so far.
+    fn produce(&mut self, n: u64) -> usize {
+        let (brokers, topic) = (&self.brokers, &self.topic);
+        produce_events(
+            brokers,
+            topic,
+            &self.g,
+            self.produced,
+            n,
+            0.01,
+            Some(PARTITIONS),
+        );
+        self.produced += n;
+        let all = lines(&self.g, self.produced, 0.01);
+        let (valid, late, _) = common::reference_events(&all, 2_000_000_000);
         assert_eq!(late, 0);
         valid.len()
-    };
+    }
+
+    /// Asserts that the PostgreSQL table equals the batch query over every event
+    /// produced; returns its windows.
+    async fn assert_pg_matches_batch(&self) -> usize {
+        let all = lines(&self.g, self.produced, 0.01);
+        let (events, _, _) = common::reference_events(&all, 2_000_000_000);
+        let reference = common::batch(self.dir.path(), &events, common::KPI_1M_BATCH_SQL).await;
+        let minute = 60_000_000_000i64;
+        let exact = common::exact_p95(&events, |t| vec![t.div_euclid(minute) * minute]);
+        let written = pg_kpis_like(&self.db, &reference).await;
+        common::assert_equivalent(&written, &reference, &exact);
+        written.len()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_split_the_partitions_and_lose_or_double_nothing() {
+    let mut run = Scenario::new("cluster").await;
+    let (dir, init) = (run.dir.path().to_path_buf(), run.init.clone());
+    let per_step = run.per_step;
+    let mut produce = |n: u64| run.produce(n);
 
     // 1. Three replicas, a third of the events: each reads its two partitions.
     let valid = produce(per_step);
-    let mut w0 = replica(dir.path(), &init, "weir-0", 0, 3);
-    let mut w1 = replica(dir.path(), &init, "weir-1", 1, 3);
-    let mut w2 = replica(dir.path(), &init, "weir-2", 2, 3);
+    let mut w0 = replica(&dir, &init, "weir-0", 0, 3);
+    let mut w1 = replica(&dir, &init, "weir-1", 1, 3);
+    let mut w2 = replica(&dir, &init, "weir-2", 2, 3);
     wait_all_read(&mut [&mut w0, &mut w1, &mut w2], valid).await;
     let owners = positions(&mut [&mut w0, &mut w1, &mut w2]).await;
     for (p, (who, _)) in &owners {
@@ -285,7 +337,7 @@ async fn replicas_split_the_partitions_and_lose_or_double_nothing() {
 
     // 3. A fourth replica joins: it waits for partition 3 until weir-0 lets go, as the
     // others restart one by one with the new count, events arriving meanwhile.
-    let mut w3 = replica(dir.path(), &init, "weir-3", 3, 4);
+    let mut w3 = replica(&dir, &init, "weir-3", 3, 4);
     tokio::time::sleep(Duration::from_secs(2)).await;
     {
         let c3 = w3.connect().await;
@@ -320,7 +372,7 @@ async fn replicas_split_the_partitions_and_lose_or_double_nothing() {
     // 4. weir-2 freezes past its lease; weir-2b (same ordinal) takes partition 2 over;
     // weir-2 wakes up and must write nothing more for it.
     w2.signal("STOP");
-    let mut w2b = replica(dir.path(), &init, "weir-2b", 2, 4);
+    let mut w2b = replica(&dir, &init, "weir-2b", 2, 4);
     let valid = produce(per_step);
     let frozen = Instant::now();
     wait_all_read(&mut [&mut w0, &mut w1, &mut w3, &mut w2b], valid).await;
@@ -344,7 +396,7 @@ async fn replicas_split_the_partitions_and_lose_or_double_nothing() {
     };
     // weir-2b checkpoints under its own lease epoch, in a directory that started as a copy
     // of weir-2's; its checkpoint epochs carry the lease epoch.
-    let shared = dir.path().join("shared");
+    let shared = dir.join("shared");
     let deadline = Instant::now() + Duration::from_secs(10);
     let own = |c: &BTreeMap<u64, (u64, i64)>| c.get(&epoch).is_some_and(|(e, _)| e >> 32 == epoch);
     while !own(&lane_checkpoints(&shared, 2)) {
@@ -386,20 +438,13 @@ async fn replicas_split_the_partitions_and_lose_or_double_nothing() {
     );
 
     // The union the replicas wrote equals the batch query over every event.
-    let all = lines(&g, produced, 0.01);
-    let (events, late, _bad) = common::reference_events(&all, 2_000_000_000);
-    assert_eq!(late, 0);
-    let reference = common::batch(dir.path(), &events, common::KPI_1M_BATCH_SQL).await;
-    let minute = 60_000_000_000i64;
-    let exact = common::exact_p95(&events, |t| vec![t.div_euclid(minute) * minute]);
-    let written = pg_kpis_like(&db, &reference).await;
-    common::assert_equivalent(&written, &reference, &exact);
+    let windows = run.assert_pg_matches_batch().await;
     println!(
-        "{produced} events over {PARTITIONS} partitions: {} windows in PostgreSQL equal the batch query",
-        written.len()
+        "{} events over {PARTITIONS} partitions: {windows} windows in PostgreSQL equal the batch query",
+        run.produced
     );
     drop((w0, w1, w2, w3, w2b));
-    common::drop_database(&db).await;
+    common::drop_database(&run.db).await;
 }
 
 /// The same with the replicas' shared state in S3-compatible storage (moto) instead of a
@@ -409,10 +454,7 @@ async fn replicas_split_the_partitions_and_lose_or_double_nothing() {
 /// equals the batch query over every event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_their_state_through_s3() {
-    let brokers = broker();
-    let topic = unique_topic("cluster-s3");
-    let db = format!("weir_cluster_s3_{}", std::process::id());
-    common::fresh_database(&db).await;
+    let mut run = Scenario::new("cluster-s3").await;
     let s3 = common::s3::S3Server::start().await;
     let (status, body) = common::http_text(s3.addr, "PUT", "/weir-cluster", "").await;
     assert_eq!(status, 200, "creating the bucket: {body}");
@@ -425,23 +467,13 @@ async fn replicas_share_their_state_through_s3() {
         ("AWS_SECRET_ACCESS_KEY", "weir-test"),
         ("AWS_REGION", "us-east-1"),
     ];
-    let dir = tempfile::tempdir().unwrap();
-    let init = dir.path().join("init.sql");
-    std::fs::write(&init, init_sql(&brokers, &topic, &common::pg_url(&db, ""))).unwrap();
-    let g = generator();
-    let per_step = common::env_u64("WEIR_CLUSTER_EVENTS", 24_000) / 4;
-    let mut produced = 0;
-    let mut produce = |n: u64| {
-        produce_events(&brokers, &topic, &g, produced, n, 0.01, Some(PARTITIONS));
-        produced += n;
-        let (valid, late, _) = common::reference_events(&lines(&g, produced, 0.01), 2_000_000_000);
-        assert_eq!(late, 0);
-        valid.len()
-    };
+    let (dir, init) = (run.dir.path().to_path_buf(), run.init.clone());
+    let per_step = run.per_step;
+    let mut produce = |n: u64| run.produce(n);
 
     let valid = produce(per_step);
-    let mut w0 = replica_with(dir.path(), &init, "weir-0", 0, 2, &state);
-    let mut w1 = replica_with(dir.path(), &init, "weir-1", 1, 2, &state);
+    let mut w0 = replica_with(&dir, &init, "weir-0", 0, 2, &state);
+    let mut w1 = replica_with(&dir, &init, "weir-1", 1, 2, &state);
     wait_all_read(&mut [&mut w0, &mut w1], valid).await;
     // Each lane copies its checkpoints to the bucket.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -471,7 +503,7 @@ async fn replicas_share_their_state_through_s3() {
     w1.kill();
     let valid = produce(per_step / 2);
     let replaced = Instant::now();
-    let mut w1b = replica_with(dir.path(), &init, "weir-1b", 1, 2, &state);
+    let mut w1b = replica_with(&dir, &init, "weir-1b", 1, 2, &state);
     wait_all_read(&mut [&mut w0, &mut w1b], valid).await;
     println!(
         "partitions 1, 3 and 5 taken over through S3 by another replica in {:?}",
@@ -490,12 +522,7 @@ async fn replicas_share_their_state_through_s3() {
         assert_eq!(who, want, "owner of partition {p}");
     }
 
-    let all = lines(&g, produced, 0.01);
-    let (events, _, _) = common::reference_events(&all, 2_000_000_000);
-    let reference = common::batch(dir.path(), &events, common::KPI_1M_BATCH_SQL).await;
-    let minute = 60_000_000_000i64;
-    let exact = common::exact_p95(&events, |t| vec![t.div_euclid(minute) * minute]);
-    common::assert_equivalent(&pg_kpis_like(&db, &reference).await, &reference, &exact);
+    run.assert_pg_matches_batch().await;
     drop((w0, w1, w1b));
-    common::drop_database(&db).await;
+    common::drop_database(&run.db).await;
 }
