@@ -182,8 +182,8 @@ impl LeaseDir {
     }
 }
 
-/// A partition's lease as held by this replica.
-#[derive(Debug)]
+/// A partition's lease as held by this replica (a clone is a handle to the same lease).
+#[derive(Debug, Clone)]
 pub struct Lease {
     root: HistoryRoot,
     dir: String,

@@ -3,17 +3,18 @@
 //! A replica knows its ordinal and the replica count (a StatefulSet's pod `weir-2` of 3);
 //! partition `p` belongs to ordinal `p mod count`. That is the whole assignment: no
 //! coordinator, no group protocol. What makes moving a partition safe is the **lease**
-//! ([`lease`]) each partition has in the shared state directory: a replica reads a
-//! partition only while it holds the partition's current lease epoch, renews it every
-//! second, and stops writing the moment it cannot prove it still holds it. A replica that
+//! ([`lease`]) each partition has in the shared state (a directory every replica mounts,
+//! or an S3 prefix): a replica reads a partition only while it holds the partition's
+//! current lease epoch, renews it every second, and stops writing the moment it cannot
+//! prove it still holds it. A replica that
 //! wants a partition another replica holds waits until that lease is released (a clean
 //! stop) or expires (a crash), then takes the next epoch — so a partition has one writer at
 //! every instant, whatever the replicas believe about the count.
 //!
 //! Each owned partition runs as a *lane* (see `pipeline::shards`): a source entry of its own
 //! reading that one partition, with its own copies of the source's views and sinks and its
-//! own checkpoints under the shared directory, keyed by (source, partition). A replica that
-//! takes a partition over restores that partition's state and position from there.
+//! own checkpoints in the shared state, keyed by (source, partition). A replica that takes
+//! a partition over restores that partition's state and position from there.
 
 pub mod lease;
 

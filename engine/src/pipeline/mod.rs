@@ -445,7 +445,8 @@ impl Engine {
                     e.pair
                         .as_ref()
                         .is_some_and(|p| p.sides.iter().any(|s| s == name))
-                        || crate::cluster::lane_of(n).is_some_and(|(base, _)| base == name)
+                        || (e.fence.is_some()
+                            && crate::cluster::lane_of(n).is_some_and(|(base, _)| base == name))
                 })
                 .map(|(n, _)| n.clone())
                 .chain(std::iter::once(name.to_string()))

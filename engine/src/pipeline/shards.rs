@@ -213,7 +213,8 @@ impl Engine {
                 .collect()
         };
         for (name, factory, spec, due) in hubs {
-            let lost: Vec<i32> = {
+            // Renewed outside the engine's lock: on S3 each renewal is two requests.
+            let held: Vec<(i32, Lease)> = {
                 let sources = self.sources.lock();
                 let Some(shard) = sources.get(&name).and_then(|e| e.shard.as_ref()) else {
                     continue;
@@ -221,10 +222,14 @@ impl Engine {
                 shard
                     .running
                     .iter()
-                    .filter(|(_, lease)| !lease.renew())
-                    .map(|(p, _)| *p)
+                    .map(|(p, lease)| (*p, lease.clone()))
                     .collect()
             };
+            let lost: Vec<i32> = held
+                .iter()
+                .filter(|(_, lease)| !lease.renew())
+                .map(|(p, _)| *p)
+                .collect();
             for p in lost {
                 tracing::warn!(source = %name, partition = p, "lease lost: another replica took the partition; its lane stops here");
                 self.close_lane(&name, p, true);
@@ -342,6 +347,27 @@ impl Engine {
     /// Opens partition `p`'s lane of `source` under `lease`: restores the partition's
     /// checkpoint from the shared directory and starts reading at its position.
     fn open_lane(&self, source: &str, p: i32, lease: Lease) -> Result<()> {
+        let lane = lane_name(source, p);
+        // Checkpoints in the shared directory, or in the data dir mirrored to S3.
+        let (root, mirror) = match (&self.checkpoints, &self.cluster) {
+            (Some(local), Some(cluster)) => match cluster.checkpoint_dir() {
+                Some(shared) => (Some(shared), None),
+                None => (Some(local.dir.clone()), Some(cluster.shared.clone())),
+            },
+            _ => (None, None),
+        };
+        if let Some(root) = &root {
+            // This owner's checkpoints start as a copy of the previous owner's (a copy or a
+            // download: outside the engine's lock).
+            let adopted = match &mirror {
+                None => CheckpointStore::adopt(root, &lane, lease.epoch),
+                Some(remote) => CheckpointStore::adopt_mirrored(remote, root, &lane, lease.epoch),
+            };
+            if let Err(e) = adopted {
+                lease.release();
+                return Err(e);
+            }
+        }
         let mut sources = self.sources.lock();
         let hub = sources
             .get_mut(source)
@@ -364,37 +390,17 @@ impl Engine {
                     .collect::<Result<Vec<_>>>()?;
                 Ok((views, sinks))
             });
-        // A lane that cannot open leaves no trace but its error; the lease goes back.
-        let abandon = |shard: &Sharded, lease: Lease, e: EngineError| {
-            for n in &shard.views {
-                n.view.remove_lane(p);
-            }
-            lease.release();
-            Err(e)
-        };
         let (views, sinks) = match nodes {
             Ok(nodes) => nodes,
-            Err(e) => return abandon(shard, lease, e),
-        };
-        let lane = lane_name(source, p);
-        // Checkpoints in the shared directory, or in the data dir mirrored to S3.
-        let (root, mirror) = match (&self.checkpoints, &self.cluster) {
-            (Some(local), Some(cluster)) => match cluster.checkpoint_dir() {
-                Some(shared) => (Some(shared), None),
-                None => (Some(local.dir.clone()), Some(cluster.shared.clone())),
-            },
-            _ => (None, None),
-        };
-        if let Some(root) = &root {
-            // This owner's checkpoints start as a copy of the previous owner's.
-            let adopted = match &mirror {
-                None => CheckpointStore::adopt(root, &lane, lease.epoch),
-                Some(remote) => CheckpointStore::adopt_mirrored(remote, root, &lane, lease.epoch),
-            };
-            if let Err(e) = adopted {
-                return abandon(shard, lease, e);
+            Err(e) => {
+                // A lane that cannot open leaves no trace but its error; the lease goes back.
+                for n in &shard.views {
+                    n.view.remove_lane(p);
+                }
+                lease.release();
+                return Err(e);
             }
-        }
+        };
         let fence = lease.fence();
         let store = crate::cluster::lane_store_name(&lane, lease.epoch);
         shard.running.insert(p, lease);
@@ -457,29 +463,49 @@ impl Engine {
         let Some(cluster) = &self.cluster else {
             return Vec::new();
         };
-        let sources = self.sources.lock();
+        /// What a source's entry knows, taken under the engine's lock.
+        struct Seen {
+            source: String,
+            leases: LeaseDir,
+            listed: Vec<i32>,
+            running: Vec<i32>,
+            waiting: BTreeMap<i32, String>,
+        }
+        let seen: Vec<Seen> = self
+            .sources
+            .lock()
+            .iter()
+            .filter_map(|(source, entry)| {
+                let shard = entry.shard.as_ref()?;
+                Some(Seen {
+                    source: source.clone(),
+                    leases: shard.leases.clone(),
+                    listed: shard.partitions.clone(),
+                    running: shard.running.keys().copied().collect(),
+                    waiting: shard.waiting.clone(),
+                })
+            })
+            .collect();
+        // The lease files are read outside the lock (on S3, requests).
         let mut out = Vec::new();
-        for (source, entry) in sources.iter() {
-            let Some(shard) = &entry.shard else {
-                continue;
-            };
+        for s in seen {
             // The partitions listed, and any that has a lease (listed by another replica).
-            let holders = shard.leases.holders();
-            let mut parts = shard.partitions.clone();
+            let holders = s.leases.holders();
+            let mut parts = s.listed;
             parts.extend(holders.iter().map(|h| h.partition));
             parts.sort_unstable();
             parts.dedup();
             for p in parts {
                 let holder = holders.iter().find(|h| h.partition == p);
                 out.push(PartitionOwner {
-                    source: source.clone(),
+                    source: s.source.clone(),
                     partition: p,
                     owner: holder.map(|h| h.replica.clone()),
                     epoch: holder.map_or(0, |h| h.epoch),
                     live: holder.is_some_and(|h| h.live(cluster.lease_timeout)),
-                    here: shard.running.contains_key(&p),
+                    here: s.running.contains(&p),
                     assigned: cluster.owns(p),
-                    waiting: shard.waiting.get(&p).cloned(),
+                    waiting: s.waiting.get(&p).cloned(),
                 });
             }
         }
